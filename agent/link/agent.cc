@@ -1,0 +1,302 @@
+#include "agent/link/agent.h"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/rpc/channel.h"
+#include "common/status_macros.h"
+
+namespace farm {
+namespace {
+
+namespace v1 = farm::v1;
+
+std::string Hostname() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
+  return buf;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
+  if (options.coordinator.empty()) {
+    return absl::InvalidArgumentError("--coordinator is empty: give the coordinator's HOST:PORT");
+  }
+  if (options.workdir.empty()) {
+    return absl::InvalidArgumentError("--workdir is empty: give a directory for worktrees");
+  }
+  if (options.slots < 1 || options.slots > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--slots is ", options.slots, ": give 1 to 256"));
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.workdir, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot create work directory '",
+                                                   options.workdir, "': ", ec.message()));
+  }
+  options.workdir = std::filesystem::absolute(options.workdir).lexically_normal().string();
+  if (options.agent_id.empty()) options.agent_id = absl::StrCat(Hostname(), ":", options.workdir);
+  struct utsname u;
+  if (uname(&u) == 0) options.capabilities.emplace("arch", u.machine);
+  FARM_ASSIGN_OR_RETURN(std::unique_ptr<Workspace> ws, Workspace::Open(options.workdir));
+  return std::unique_ptr<Agent>(new Agent(std::move(options), std::move(ws)));
+}
+
+Agent::Agent(AgentOptions options, std::unique_ptr<Workspace> ws)
+    : options_(std::move(options)), workspace_(std::move(ws)) {
+  runner_ = std::make_unique<TaskRunner>(workspace_.get(), options_.workdir);
+  channel_ = MakeCoordinatorChannel(options_.coordinator);
+  stub_ = v1::AgentLink::NewStub(channel_);
+  slot_busy_.assign(options_.slots, false);
+}
+
+Agent::~Agent() {
+  Stop();
+  std::vector<std::unique_ptr<Running>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, r] : running_) all.push_back(std::move(r));
+    running_.clear();
+    for (auto& r : finished_) all.push_back(std::move(r));
+    finished_.clear();
+  }
+  for (auto& r : all) {
+    if (r->thread.joinable()) r->thread.join();
+  }
+}
+
+void Agent::Stop() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+  for (auto& [id, r] : running_) r->control.Cancel();
+  if (context_ != nullptr) context_->TryCancel();
+}
+
+void Agent::Run() {
+  absl::Duration backoff = absl::Milliseconds(100);
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    bool welcomed = Session();
+    backoff = welcomed ? absl::Milliseconds(100) : std::min(backoff * 2, options_.max_backoff);
+    absl::MutexLock lock(&mu_);
+    // Wait out the backoff, or until Stop().
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), backoff);
+  }
+}
+
+std::vector<std::string> Agent::RunningIds() {
+  std::vector<std::string> ids;
+  for (auto& [id, r] : running_) ids.push_back(id);
+  return ids;
+}
+
+bool Agent::Session() {
+  grpc::ClientContext ctx;
+  std::unique_ptr<Stream> stream = stub_->Connect(&ctx);
+  v1::AgentMessage hello;
+  {
+    absl::MutexLock w(&write_mu_);
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      ctx.TryCancel();
+      stream->Finish().ok();
+      return false;
+    }
+    context_ = &ctx;
+    stream_ = stream.get();
+    welcomed_ = false;
+    v1::Hello* h = hello.mutable_hello();
+    h->set_agent_id(options_.agent_id);
+    h->set_hostname(Hostname());
+    h->set_slots(options_.slots);
+    for (const auto& [k, v] : options_.capabilities) (*h->mutable_capabilities())[k] = v;
+    for (const std::string& id : RunningIds()) h->add_running(id);
+  }
+  bool ok;
+  {
+    absl::MutexLock w(&write_mu_);
+    ok = stream->Write(hello);
+  }
+  // Results the previous connection could not deliver.
+  std::deque<v1::AgentMessage> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    pending.swap(undelivered_);
+  }
+  for (const v1::AgentMessage& m : pending) Send(m);
+
+  std::thread heartbeat([this, s = stream.get()] {
+    absl::MutexLock lock(&mu_);
+    while (true) {
+      auto gone = [this, s] {
+        mu_.AssertHeld();
+        return stopping_ || stream_ != s;
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&gone), heartbeat_);
+      if (gone()) return;
+      v1::AgentMessage hb;
+      for (const std::string& id : RunningIds()) hb.mutable_heartbeat()->add_running(id);
+      mu_.Unlock();
+      Send(hb);
+      mu_.Lock();
+    }
+  });
+
+  v1::CoordinatorMessage msg;
+  bool welcomed = false;
+  while (ok && stream->Read(&msg)) {
+    if (msg.has_welcome()) {
+      welcomed = true;
+      absl::MutexLock lock(&mu_);
+      welcomed_ = true;
+      if (msg.welcome().heartbeat_seconds() > 0) {
+        heartbeat_ = absl::Seconds(msg.welcome().heartbeat_seconds());
+      }
+      continue;
+    }
+    OnMessage(msg);
+  }
+  {
+    absl::MutexLock w(&write_mu_);
+    absl::MutexLock lock(&mu_);
+    stream_ = nullptr;
+    context_ = nullptr;
+  }
+  heartbeat.join();
+  grpc::Status st = stream->Finish();
+  absl::MutexLock lock(&mu_);
+  if (!stopping_) {
+    std::fprintf(stderr, "farm-agent %s: connection to %s lost (%s); reconnecting\n",
+                 options_.agent_id.c_str(), options_.coordinator.c_str(),
+                 st.error_message().c_str());
+  }
+  return welcomed;
+}
+
+void Agent::Send(const v1::AgentMessage& msg) {
+  absl::MutexLock w(&write_mu_);
+  Stream* s;
+  {
+    absl::MutexLock lock(&mu_);
+    s = stream_;
+  }
+  if (s != nullptr && s->Write(msg)) return;
+  if (msg.has_result()) {
+    absl::MutexLock lock(&mu_);
+    undelivered_.push_back(msg);
+  }
+}
+
+void Agent::OnMessage(const v1::CoordinatorMessage& msg) {
+  switch (msg.kind_case()) {
+    case v1::CoordinatorMessage::kAssign:
+      StartTask(msg.assign());
+      break;
+    case v1::CoordinatorMessage::kCancel: {
+      bool known = false;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = running_.find(msg.cancel().task_id());
+        if (it != running_.end()) {
+          known = true;
+          it->second->control.Cancel();
+        }
+      }
+      if (!known) {
+        // Already finished here (its result is on the way or was delivered): confirm the slot.
+        v1::AgentMessage r;
+        r.mutable_result()->set_task_id(msg.cancel().task_id());
+        r.mutable_result()->set_cancelled(true);
+        Send(r);
+      }
+      break;
+    }
+    case v1::CoordinatorMessage::kDrain:
+      Stop();
+      break;
+    default:
+      break;
+  }
+}
+
+void Agent::ReapFinished() {
+  std::vector<std::unique_ptr<Running>> done;
+  {
+    absl::MutexLock lock(&mu_);
+    done.swap(finished_);
+  }
+  for (auto& r : done) {
+    if (r->thread.joinable()) r->thread.join();
+  }
+}
+
+void Agent::StartTask(const v1::Assign& assign) {
+  ReapFinished();
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || running_.count(assign.task_id())) return;
+  int slot = -1;
+  for (int i = 0; i < options_.slots; ++i) {
+    if (!slot_busy_[i]) {
+      slot = i;
+      break;
+    }
+  }
+  if (slot < 0) {
+    v1::AgentMessage r;
+    r.mutable_result()->set_task_id(assign.task_id());
+    r.mutable_result()->set_infra_error("agent has no free slot (coordinator and agent disagree)");
+    undelivered_.push_back(r);
+    return;
+  }
+  slot_busy_[slot] = true;
+  auto run = std::make_unique<Running>();
+  run->assign = assign;
+  run->slot = slot;
+  Running* r = run.get();
+  running_[assign.task_id()] = std::move(run);
+  r->thread = std::thread(&Agent::TaskThread, this, r);
+}
+
+void Agent::TaskThread(Running* r) {
+  const std::string id = r->assign.task_id();
+  uint64_t offset = 0;
+  v1::TaskResult result = runner_->Run(
+      r->assign, r->slot, &r->control,
+      [&](v1::Phase phase) {
+        v1::AgentMessage m;
+        m.mutable_progress()->set_task_id(id);
+        m.mutable_progress()->set_phase(phase);
+        Send(m);
+      },
+      [&](std::string_view data) {
+        v1::AgentMessage m;
+        m.mutable_log()->set_task_id(id);
+        m.mutable_log()->set_offset(offset);
+        m.mutable_log()->set_data(std::string(data));
+        offset += data.size();
+        Send(m);
+      });
+  v1::AgentMessage m;
+  *m.mutable_result() = std::move(result);
+  {
+    // Leave the running set first, so a reconnect in between does not list the task as running
+    // while its result waits in undelivered_.
+    absl::MutexLock lock(&mu_);
+    slot_busy_[r->slot] = false;
+    auto it = running_.find(id);
+    finished_.push_back(std::move(it->second));
+    running_.erase(it);
+  }
+  Send(m);
+}
+
+}  // namespace farm

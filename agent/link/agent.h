@@ -1,0 +1,92 @@
+// Agent: dials the coordinator, keeps one AgentLink stream open (reconnecting with exponential
+// backoff), runs assigned tasks on its slots and streams their output and verdicts back.
+//
+// Results that could not be delivered (the stream broke) are kept and sent again after the
+// reconnect; the coordinator counts each attempt once.
+#ifndef FARM_AGENT_LINK_AGENT_H_
+#define FARM_AGENT_LINK_AGENT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/runner/task_runner.h"
+#include "agent/workspace/workspace.h"
+#include "farm/v1/farm.grpc.pb.h"
+
+namespace farm {
+
+struct AgentOptions {
+  std::string coordinator;  // address: host:port or unix:/path
+  std::string workdir;      // worktrees, build directories, mirrors
+  std::string agent_id;     // empty: hostname:workdir
+  int slots = 1;
+  std::map<std::string, std::string> capabilities;
+  absl::Duration max_backoff = absl::Seconds(5);
+};
+
+class Agent {
+ public:
+  // Errors: INVALID_ARGUMENT for bad options; the work directory cannot be created.
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options);
+  ~Agent();
+
+  // Connects and serves until Stop(). Reconnects by itself when the stream breaks.
+  void Run();
+  // Thread-safe: stops running tasks (their process groups are killed), closes the stream and
+  // makes Run() return.
+  void Stop();
+
+  const std::string& id() const { return options_.agent_id; }
+
+ private:
+  struct Running {
+    farm::v1::Assign assign;
+    int slot = 0;
+    TaskControl control;
+    std::thread thread;
+  };
+  using Stream = grpc::ClientReaderWriter<farm::v1::AgentMessage, farm::v1::CoordinatorMessage>;
+
+  explicit Agent(AgentOptions options, std::unique_ptr<Workspace> ws);
+  // One connection: hello, then read until the stream breaks. Returns true if it got as far as
+  // a Welcome (the backoff then starts again from its minimum).
+  bool Session();
+  void OnMessage(const farm::v1::CoordinatorMessage& msg);
+  void StartTask(const farm::v1::Assign& assign);
+  void TaskThread(Running* r);
+  // Sends now if connected. Results are kept for resending when not delivered.
+  void Send(const farm::v1::AgentMessage& msg);
+  std::vector<std::string> RunningIds();
+  void ReapFinished();
+
+  AgentOptions options_;
+  std::unique_ptr<Workspace> workspace_;
+  std::unique_ptr<TaskRunner> runner_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<farm::v1::AgentLink::Stub> stub_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration heartbeat_ ABSL_GUARDED_BY(mu_) = absl::Seconds(5);
+  std::map<std::string, std::unique_ptr<Running>> running_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Running>> finished_ ABSL_GUARDED_BY(mu_);
+  std::vector<bool> slot_busy_ ABSL_GUARDED_BY(mu_);
+  std::deque<farm::v1::AgentMessage> undelivered_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex write_mu_;  // taken before mu_: one Write at a time on the stream
+};
+
+}  // namespace farm
+
+#endif  // FARM_AGENT_LINK_AGENT_H_

@@ -1,0 +1,39 @@
+// farm-agent: one per test host. Dials the coordinator and runs the tasks it is given.
+#include <atomic>
+#include <cstdio>
+#include <thread>
+
+#include "common/signals.h"
+
+#include "CLI/CLI.hpp"
+#include "agent/link/agent.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"farm-agent: runs bisect tasks for a farm coordinator"};
+  farm::AgentOptions opts;
+  app.add_option("--coordinator", opts.coordinator, "coordinator address, HOST:PORT or unix:PATH")
+      ->required();
+  app.add_option("--workdir", opts.workdir, "directory for mirrors, worktrees and build dirs")
+      ->required();
+  app.add_option("--slots", opts.slots, "tasks run at once (one worktree each)")
+      ->capture_default_str();
+  app.add_option("--id", opts.agent_id, "stable agent id (default: HOSTNAME:WORKDIR)");
+  CLI11_PARSE(app, argc, argv);
+  farm::Agent* agent_ptr = nullptr;
+  std::atomic<farm::Agent*> stop_target{nullptr};
+  farm::HandleTerminationSignals([&stop_target](int) {
+    if (farm::Agent* a = stop_target.load()) a->Stop();
+  });
+
+  absl::StatusOr<std::unique_ptr<farm::Agent>> agent = farm::Agent::Create(opts);
+  if (!agent.ok()) {
+    std::fprintf(stderr, "farm-agent: %s\n", std::string(agent.status().message()).c_str());
+    return 2;
+  }
+  agent_ptr = agent->get();
+  stop_target.store(agent_ptr);
+  std::fprintf(stderr, "farm-agent %s: %d slot(s), coordinator %s\n", (*agent)->id().c_str(),
+               opts.slots, opts.coordinator.c_str());
+  (*agent)->Run();
+  return 0;
+}

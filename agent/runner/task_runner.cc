@@ -1,0 +1,283 @@
+#include "agent/runner/task_runner.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/verdict.h"
+
+namespace farm {
+namespace {
+
+namespace v1 = farm::v1;
+
+double Secs(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+// Writes a shipped test script once per content, atomically, mode 0755.
+absl::StatusOr<std::string> MaterializeScript(const std::string& dir, const std::string& content) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  std::string path = absl::StrFormat("%s/test-%016x", dir, std::hash<std::string>{}(content));
+  if (std::filesystem::exists(path)) return path;
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f.write(content.data(), content.size());
+    if (!f.good()) {
+      return absl::ResourceExhaustedError(absl::StrCat("cannot write ", tmp, " (disk full?)"));
+    }
+  }
+  if (chmod(tmp.c_str(), 0755) != 0 || rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot install test script at ", path));
+  }
+  return path;
+}
+
+}  // namespace
+
+void OutputLimiter::Write(std::string_view data) {
+  total_ += data.size();
+  if (head_sent_ < head_) {
+    size_t n = std::min<uint64_t>(head_ - head_sent_, data.size());
+    sink_(data.substr(0, n));
+    head_sent_ += n;
+    data.remove_prefix(n);
+  }
+  if (tail_ == 0) return;
+  if (ring_.size() != tail_) ring_.resize(tail_);
+  after_head_ += data.size();
+  if (data.size() > tail_) data.remove_prefix(data.size() - tail_);
+  while (!data.empty()) {
+    size_t n = std::min(data.size(), tail_ - ring_pos_);
+    std::memcpy(&ring_[ring_pos_], data.data(), n);
+    ring_pos_ = (ring_pos_ + n) % tail_;
+    data.remove_prefix(n);
+  }
+}
+
+void OutputLimiter::Finish() {
+  if (after_head_ == 0) return;
+  uint64_t kept = std::min<uint64_t>(after_head_, tail_);
+  if (after_head_ > kept) {
+    sink_(absl::StrFormat("\n[farm: %d bytes of output elided; the first %d and the last %d "
+                          "bytes are kept]\n",
+                          after_head_ - kept, head_sent_, kept));
+  }
+  size_t start = (ring_pos_ + tail_ - kept) % tail_;  // oldest kept byte
+  std::string tail;
+  tail.reserve(kept);
+  tail.append(ring_, start, std::min<uint64_t>(kept, tail_ - start));
+  if (tail.size() < kept) tail.append(ring_, 0, kept - tail.size());
+  sink_(tail);
+}
+
+void TaskControl::Cancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  if (current_ != nullptr) current_->Cancel();
+}
+
+bool TaskControl::cancelled() const {
+  absl::MutexLock lock(&mu_);
+  return cancelled_;
+}
+
+void TaskControl::SetCurrent(Subprocess* p) {
+  absl::MutexLock lock(&mu_);
+  current_ = p;
+  if (p != nullptr && cancelled_) p->Cancel();
+}
+
+struct TaskRunner::Attempt {
+  enum class Outcome { kVerdict, kBuildFailed, kInfra, kCancelled } outcome = Outcome::kInfra;
+  v1::Verdict verdict = v1::VERDICT_UNSPECIFIED;
+  std::string detail;
+  absl::Duration checkout, build, test;
+  uint64_t files_written = 0;
+};
+
+void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
+                         const std::string& test_program, TaskControl* control,
+                         const PhaseFn& on_phase, OutputLimiter& out, Attempt& a) {
+  using Outcome = Attempt::Outcome;
+  on_phase(pristine ? v1::PRISTINE_RETRY : v1::CHECKOUT);
+  absl::Time t0 = absl::Now();
+  absl::StatusOr<CheckoutResult> co =
+      workspace_->Checkout(slot, task.repo(), task.commit(), pristine);
+  a.checkout = absl::Now() - t0;
+  if (!co.ok()) {
+    a.outcome = Outcome::kInfra;
+    a.detail = absl::StrCat("checkout of ", task.commit(), " failed: ", co.status().message());
+    out.Write(absl::StrCat("farm: ", a.detail, "\n"));
+    return;
+  }
+  a.files_written = co->files_written;
+  out.Write(absl::StrFormat("farm: checked out %s%s in %s (%d files written, %d removed, %.2fs)\n",
+                            task.commit(), pristine ? " pristine" : "", co->worktree,
+                            co->files_written, co->files_removed, Secs(a.checkout)));
+
+  std::vector<std::pair<std::string, std::string>> env = {
+      {"FARM_COMMIT", task.commit()},       {"FARM_WORKTREE", co->worktree},
+      {"FARM_BUILD_DIR", co->build_dir},    {"FARM_JOB", task.job_id()},
+      {"FARM_PRISTINE", pristine ? "1" : "0"}};
+  for (const auto& [k, v] : task.recipe().env()) env.emplace_back(k, v);
+  absl::Duration timeout = task.recipe().timeout_seconds() > 0
+                               ? absl::Seconds(task.recipe().timeout_seconds())
+                               : absl::InfiniteDuration();
+
+  // Runs one step; returns its result, or nullopt when it could not start (reported as infra).
+  auto step = [&](const char* name, std::vector<std::string> argv,
+                  absl::Duration* took) -> std::optional<SubprocessResult> {
+    SubprocessOptions opts;
+    opts.argv = std::move(argv);
+    opts.cwd = co->worktree;
+    opts.env = env;
+    opts.timeout = timeout;
+    opts.on_output = [&out](std::string_view d) { out.Write(d); };
+    absl::Time start = absl::Now();
+    absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(std::move(opts));
+    if (!p.ok()) {
+      a.outcome = Outcome::kInfra;
+      a.detail = absl::StrCat("cannot start the ", name, ": ", p.status().message());
+      out.Write(absl::StrCat("farm: ", a.detail, "\n"));
+      return std::nullopt;
+    }
+    control->SetCurrent(p->get());
+    SubprocessResult r = (*p)->Wait();
+    control->SetCurrent(nullptr);
+    *took = absl::Now() - start;
+    out.Write(absl::StrFormat("farm: %s: %s (%.2fs)\n", name, r.Describe(), Secs(*took)));
+    return r;
+  };
+  auto infra_or_cancel = [&](const char* name, const SubprocessResult& r) {
+    if (r.kind == SubprocessResult::Kind::kCancelled || control->cancelled()) {
+      a.outcome = Outcome::kCancelled;
+      a.detail = "cancelled";
+    } else {
+      a.outcome = Outcome::kInfra;
+      a.detail = absl::StrCat(name, " ", r.Describe());
+    }
+  };
+
+  if (control->cancelled()) {
+    a.outcome = Outcome::kCancelled;
+    return;
+  }
+  if (!task.recipe().build_command().empty()) {
+    on_phase(v1::BUILD);
+    std::optional<SubprocessResult> r =
+        step("build", {"/bin/sh", "-c", task.recipe().build_command()}, &a.build);
+    if (!r) return;
+    if (r->kind != SubprocessResult::Kind::kExited) {
+      infra_or_cancel("build", *r);
+      return;
+    }
+    if (r->exit_code != 0) {
+      a.outcome = Outcome::kBuildFailed;
+      a.detail = absl::StrCat("build failed (exit ", r->exit_code, ")");
+      return;
+    }
+  }
+  if (control->cancelled()) {
+    a.outcome = Outcome::kCancelled;
+    return;
+  }
+  on_phase(v1::TEST);
+  std::vector<std::string> argv(task.recipe().test_argv().begin(), task.recipe().test_argv().end());
+  argv[0] = test_program;
+  std::optional<SubprocessResult> r = step("test", std::move(argv), &a.test);
+  if (!r) return;
+  if (r->kind != SubprocessResult::Kind::kExited) {
+    infra_or_cancel("test", *r);
+    return;
+  }
+  std::optional<v1::Verdict> v = VerdictForExitCode(r->exit_code);
+  if (!v) {
+    a.outcome = Outcome::kInfra;
+    a.detail = absl::StrCat("test exited ", r->exit_code,
+                            ": above 127 is not a verdict (git bisect run would abort)");
+    return;
+  }
+  a.outcome = Outcome::kVerdict;
+  a.verdict = *v;
+  a.detail = absl::StrCat("exit ", r->exit_code);
+}
+
+v1::TaskResult TaskRunner::Run(const v1::Assign& task, int slot, TaskControl* control,
+                               const PhaseFn& on_phase, const OutputFn& on_output) {
+  using Outcome = Attempt::Outcome;
+  v1::TaskResult result;
+  result.set_task_id(task.task_id());
+  OutputLimiter out(on_output);
+  if (task.recipe().test_argv().empty()) {
+    result.set_infra_error("the task has no test command");
+    return result;
+  }
+  std::string program = task.recipe().test_argv(0);
+  if (!task.recipe().test_script().empty()) {
+    absl::StatusOr<std::string> path =
+        MaterializeScript(absl::StrCat(scratch_dir_, "/scripts"), task.recipe().test_script());
+    if (!path.ok()) {
+      result.set_infra_error(std::string(path.status().message()));
+      return result;
+    }
+    program = *path;
+  }
+
+  Attempt a;
+  RunOnce(task, slot, /*pristine=*/false, program, control, on_phase, out, a);
+  std::string retry_reason;
+  if (a.outcome == Outcome::kBuildFailed) retry_reason = a.detail;
+  if (a.outcome == Outcome::kVerdict && a.verdict == v1::SKIP) {
+    retry_reason = "test exited 125 (skip)";
+  }
+  absl::Duration checkout = a.checkout, build = a.build, test = a.test;
+  uint64_t files = a.files_written;
+  if (!retry_reason.empty() && !control->cancelled()) {
+    out.Write(absl::StrCat("farm: ", retry_reason,
+                           "; retrying once in a pristine worktree before counting a skip\n"));
+    result.set_retried_pristine(true);
+    result.set_retry_reason(retry_reason);
+    a = Attempt();
+    RunOnce(task, slot, /*pristine=*/true, program, control, on_phase, out, a);
+    checkout += a.checkout;
+    build += a.build;
+    test += a.test;
+    files += a.files_written;
+  }
+  out.Finish();
+  result.set_checkout_seconds(Secs(checkout));
+  result.set_build_seconds(Secs(build));
+  result.set_test_seconds(Secs(test));
+  result.set_files_written(files);
+  result.set_detail(a.detail);
+  switch (a.outcome) {
+    case Outcome::kVerdict:
+      result.set_verdict(a.verdict);
+      break;
+    case Outcome::kBuildFailed:
+      result.set_verdict(v1::SKIP);
+      break;
+    case Outcome::kInfra:
+      result.set_infra_error(a.detail);
+      break;
+    case Outcome::kCancelled:
+      result.set_cancelled(true);
+      break;
+  }
+  if (control->cancelled()) {
+    result.set_cancelled(true);
+    result.clear_infra_error();
+    result.set_verdict(v1::VERDICT_UNSPECIFIED);
+  }
+  return result;
+}
+
+}  // namespace farm

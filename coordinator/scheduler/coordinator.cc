@@ -1,0 +1,882 @@
+#include "coordinator/scheduler/coordinator.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "coordinator/graph/commit_graph.h"
+#include "coordinator/planner/planner.h"
+
+namespace farm {
+namespace {
+
+namespace v1 = farm::v1;
+
+constexpr size_t kMaxScriptBytes = 1 << 20;
+constexpr int64_t kMaxLogBytesPerTask = 64 << 20;  // agents bound their output well below this
+
+std::string Short(const std::string& sha) { return sha.substr(0, 12); }
+
+Verdict FromProto(v1::Verdict v) {
+  switch (v) {
+    case v1::GOOD:
+      return Verdict::kGood;
+    case v1::BAD:
+      return Verdict::kBad;
+    default:
+      return Verdict::kSkip;
+  }
+}
+
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+bool IsTerminal(v1::JobState s) { return s != v1::RUNNING; }
+
+bool ValidTerm(const std::string& t) {
+  if (t.empty() || t == "skip" || t == "start" || t == "run" || t == "log" || t == "reset") {
+    return false;
+  }
+  return std::all_of(t.begin(), t.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+  });
+}
+
+// Checks the fields a client controls that need no repository. Messages name the field.
+absl::Status ValidateSpec(const v1::BisectSpec& spec) {
+  if (spec.repo().empty()) {
+    return absl::InvalidArgumentError("spec.repo is empty: give the repository path or URL");
+  }
+  if (spec.bad().empty()) {
+    return absl::InvalidArgumentError("spec.bad is empty: give the known-bad revision (--bad)");
+  }
+  if (spec.good().empty()) {
+    return absl::InvalidArgumentError(
+        "spec.good is empty: give at least one known-good revision (--good)");
+  }
+  const v1::Recipe& r = spec.recipe();
+  if (r.test_argv().empty() || r.test_argv(0).empty()) {
+    return absl::InvalidArgumentError(
+        "spec.recipe.test_argv is empty: give the test command after `--`");
+  }
+  if (r.test_script().size() > kMaxScriptBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.recipe.test_script is ",
+                                                   r.test_script().size(),
+                                                   " bytes; at most 1 MiB is allowed"));
+  }
+  bool has_terms = !spec.term_old().empty() || !spec.term_new().empty();
+  if (has_terms && (!ValidTerm(spec.term_old()) || !ValidTerm(spec.term_new()) ||
+                    spec.term_old() == spec.term_new())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.term_old/term_new ('", spec.term_old(), "', '", spec.term_new(),
+        "') must be two different words of letters, digits, '-' or '_' (e.g. old/new)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions options) {
+  FARM_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, Store::Open(options.db_path));
+  std::unique_ptr<Coordinator> c(new Coordinator(std::move(options), std::move(store)));
+  {
+    absl::MutexLock lock(&c->mu_);
+    FARM_ASSIGN_OR_RETURN(std::vector<Store::JobRow> rows, c->store_->LoadJobs(true));
+    std::reverse(rows.begin(), rows.end());  // oldest first
+    for (Store::JobRow& row : rows) {
+      Job& job = c->jobs_[row.id];
+      job.id = row.id;
+      job.spec = row.spec;
+      job.created_unix = row.created_unix;
+      job.started = absl::Now() - absl::Seconds(row.elapsed_seconds);
+      absl::Status st = c->LoadJobLocked(job);
+      if (!st.ok()) {
+        c->EndJobLocked(job, v1::FAILED, absl::StrCat("cannot resume: ", st.message()));
+        continue;
+      }
+      // Replay the verdicts in the order they arrived; re-adopt tasks that were running.
+      FARM_ASSIGN_OR_RETURN(std::vector<v1::TaskSummary> tasks, c->store_->LoadTasks(row.id));
+      for (v1::TaskSummary& t : tasks) {
+        job.task_counter++;
+        std::optional<CommitId> id = job.graph->FindHex(t.commit());
+        if (!id) continue;
+        if (t.state() == v1::TASK_DONE) {
+          job.verdict_seq++;
+          if (job.frontier->Apply(*id, FromProto(t.verdict()))) {
+            job.applied.emplace_back(*id, FromProto(t.verdict()));
+          }
+          job.finished.push_back(t);
+        } else if (t.state() == v1::TASK_RUNNING) {
+          Task& task = c->tasks_[t.task_id()];
+          task.id = t.task_id();
+          task.job_id = job.id;
+          task.commit = *id;
+          task.agent_id = t.agent();
+          task.started = absl::Now();
+          task.lease_expiry = absl::Now() + c->options_.lease;
+          job.running.insert(task.id);
+        } else {
+          if (t.state() == v1::TASK_INFRA_ERROR) job.infra_failures[*id]++;
+          job.finished.push_back(t);
+        }
+      }
+      c->CheckDoneLocked(job);
+    }
+    c->ScheduleLocked();
+  }
+  c->lease_thread_ = std::thread([cp = c.get()] {
+    absl::MutexLock lock(&cp->mu_);
+    while (!cp->stopping_) {
+      cp->mu_.AwaitWithTimeout(absl::Condition(&cp->stopping_), absl::Seconds(1));
+      if (cp->stopping_) break;
+      cp->mu_.Unlock();
+      cp->ExpireLeases();
+      cp->mu_.Lock();
+    }
+  });
+  return c;
+}
+
+Coordinator::Coordinator(CoordinatorOptions options, std::unique_ptr<Store> store)
+    : options_(std::move(options)), repo_cache_(options_.cache_dir), store_(std::move(store)) {}
+
+Coordinator::~Coordinator() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (lease_thread_.joinable()) lease_thread_.join();
+}
+
+absl::Status Coordinator::LoadJobLocked(Job& job) {
+  const v1::BisectSpec& spec = job.spec;
+  FARM_ASSIGN_OR_RETURN(std::string git_dir, repo_cache_.Prepare(spec.repo(), spec.bad()));
+  FARM_ASSIGN_OR_RETURN(job.repo, OpenRepository(git_dir));
+  FARM_ASSIGN_OR_RETURN(git_oid bad, ResolveCommit(job.repo.get(), spec.bad()));
+  std::vector<git_oid> goods;
+  for (const std::string& g : spec.good()) {
+    FARM_ASSIGN_OR_RETURN(git_oid oid, ResolveCommit(job.repo.get(), g));
+    goods.push_back(oid);
+  }
+  FARM_ASSIGN_OR_RETURN(job.graph,
+                        CommitGraph::Load(job.repo.get(), bad, goods, spec.first_parent()));
+  if (job.graph->size() == 0) {
+    return absl::InvalidArgumentError("the range good..bad is empty: nothing to bisect");
+  }
+  job.frontier = std::make_unique<Frontier>(job.graph);
+  for (const std::string& s : spec.skip()) {
+    FARM_ASSIGN_OR_RETURN(git_oid oid, ResolveCommit(job.repo.get(), s));
+    if (std::optional<CommitId> id = job.graph->Find(oid)) job.frontier->Apply(*id, Verdict::kSkip);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::JobStatus> Coordinator::SubmitBisect(v1::BisectSpec spec) {
+  FARM_RETURN_IF_ERROR(ValidateSpec(spec));
+  // Resolve and check the revisions before anything is stored.
+  FARM_ASSIGN_OR_RETURN(std::string git_dir, repo_cache_.Prepare(spec.repo(), ""));
+  FARM_ASSIGN_OR_RETURN(GitRepository repo, OpenRepository(git_dir));
+  auto resolve = [&](const std::string& rev, const char* what) -> absl::StatusOr<std::string> {
+    absl::StatusOr<git_oid> oid = ResolveCommit(repo.get(), rev);
+    if (!oid.ok()) {
+      return absl::Status(oid.status().code(),
+                          absl::StrCat(what, " revision: ", oid.status().message()));
+    }
+    char hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(hex, sizeof(hex), &*oid);
+    return std::string(hex);
+  };
+  std::string bad_name = spec.bad();
+  FARM_ASSIGN_OR_RETURN(std::string bad, resolve(spec.bad(), "bad"));
+  spec.set_bad(bad);
+  git_oid bad_oid;
+  git_oid_fromstr(&bad_oid, bad.c_str());
+  for (int i = 0; i < spec.good_size(); ++i) {
+    std::string good_name = spec.good(i);
+    FARM_ASSIGN_OR_RETURN(std::string good, resolve(good_name, "good"));
+    if (good == bad) {
+      return absl::InvalidArgumentError(absl::StrCat("good revision '", good_name,
+                                                     "' and bad revision '", bad_name,
+                                                     "' are the same commit ", Short(bad),
+                                                     ": there is nothing to bisect"));
+    }
+    git_oid good_oid;
+    git_oid_fromstr(&good_oid, good.c_str());
+    FARM_ASSIGN_OR_RETURN(bool ancestor, IsAncestor(repo.get(), good_oid, bad_oid));
+    if (!ancestor) {
+      FARM_ASSIGN_OR_RETURN(bool reversed, IsAncestor(repo.get(), bad_oid, good_oid));
+      if (reversed) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "good commit ", good_name, " (", Short(good), ") is not an ancestor of bad commit ",
+            bad_name, " (", Short(bad), "), it is a descendant: did you swap them? "
+            "(use --good/--bad, or --term-old/--term-new when looking for a fix)"));
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "good commit ", good_name, " (", Short(good), ") is not an ancestor of bad commit ",
+          bad_name, " (", Short(bad), "): they are on diverging branches; give a good commit "
+          "that bad contains, for example their merge base (git merge-base ", good_name, " ",
+          bad_name, "), or check that they are not swapped"));
+    }
+    spec.set_good(i, good);
+  }
+  for (int i = 0; i < spec.skip_size(); ++i) {
+    FARM_ASSIGN_OR_RETURN(std::string s, resolve(spec.skip(i), "skip"));
+    spec.set_skip(i, s);
+  }
+  if (spec.recipe().timeout_seconds() == 0) {
+    spec.mutable_recipe()->set_timeout_seconds(options_.default_timeout_seconds);
+  }
+
+  Job job;
+  job.spec = spec;
+  job.created_unix = absl::ToUnixSeconds(absl::Now());
+  job.started = absl::Now();
+  // Loading the graph can take a while for a big range: do it before taking the lock.
+  FARM_RETURN_IF_ERROR(LoadJobLocked(job));
+
+  absl::MutexLock lock(&mu_);
+  FARM_ASSIGN_OR_RETURN(job.id, store_->InsertJob(job.spec, job.created_unix));
+  Job& stored = jobs_[job.id];
+  stored = std::move(job);
+  CheckDoneLocked(stored);
+  ScheduleLocked();
+  EmitLocked(stored, absl::StrCat("job ", stored.id, " started: ",
+                                  stored.frontier->num_candidates(), " candidates"));
+  return StatusLocked(stored);
+}
+
+absl::StatusOr<Coordinator::Job*> Coordinator::FindJobLocked(const std::string& job_id) {
+  int64_t id = 0;
+  if (!absl::SimpleAtoi(job_id, &id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job id '", job_id, "' is not a number: see `farm status` for job ids"));
+  }
+  auto it = jobs_.find(id);
+  if (it != jobs_.end()) return &it->second;
+  // An ended job from an earlier run: load its record (not its graph).
+  absl::StatusOr<Store::JobRow> row = store_->LoadJob(id);
+  if (!row.ok()) {
+    return absl::NotFoundError(absl::StrCat("no job ", job_id, ": see `farm status`"));
+  }
+  Job& job = jobs_[id];
+  job.id = id;
+  job.spec = row->spec;
+  job.state = row->state;
+  job.first_bad = row->first_bad;
+  job.error = row->error;
+  job.created_unix = row->created_unix;
+  job.elapsed_seconds = row->elapsed_seconds;
+  FARM_ASSIGN_OR_RETURN(std::vector<v1::TaskSummary> tasks, store_->LoadTasks(id));
+  for (auto& t : tasks) {
+    if (t.state() != v1::TASK_RUNNING) job.finished.push_back(t);
+  }
+  job.report = row->report;
+  job.stored_bisect_log = row->bisect_log;
+  return &job;
+}
+
+size_t Coordinator::SlotsForJobLocked() {
+  size_t slots = 0;
+  for (auto& [id, s] : sessions_) {
+    if (s.connected) slots += s.hello.slots();
+  }
+  return slots;
+}
+
+void Coordinator::PruneLocked(Job& job) {
+  std::vector<std::string> ids(job.running.begin(), job.running.end());
+  for (const std::string& id : ids) {
+    Task& t = tasks_[id];
+    if (!job.frontier->IsCandidate(t.commit)) {
+      CancelTaskLocked(t, "a newer verdict ruled this commit out");
+    } else if (job.frontier->IsSkipped(t.commit)) {
+      CancelTaskLocked(t, "this commit was skipped");
+    }
+  }
+}
+
+void Coordinator::ScheduleLocked() {
+  if (stopping_) return;
+  // Free slots, in session order.
+  std::vector<Session*> free;
+  for (auto& [id, s] : sessions_) {
+    if (!s.connected) continue;
+    for (size_t i = s.tasks.size(); i < s.hello.slots(); ++i) free.push_back(&s);
+  }
+  if (free.empty()) return;
+  // Each running job plans for all free slots; slots are then dealt round-robin so that
+  // several jobs share the farm.
+  std::vector<std::pair<Job*, std::vector<CommitId>>> wants;
+  for (auto& [id, job] : jobs_) {
+    if (job.state != v1::RUNNING || !job.frontier) continue;
+    PlanRequest req;
+    for (const std::string& tid : job.running) req.in_flight.push_back(tasks_[tid].commit);
+    req.free_slots = free.size();
+    if (job.spec.max_parallel() > 0) {
+      size_t cap = job.spec.max_parallel();
+      req.free_slots = cap > job.running.size() ? std::min(free.size(), cap - job.running.size()) : 0;
+    }
+    if (req.free_slots == 0) continue;
+    Plan plan = PlanNext(*job.frontier, req);
+    if (!plan.start.empty()) wants.emplace_back(&job, std::move(plan.start));
+  }
+  size_t next_free = 0;
+  for (size_t round = 0; next_free < free.size(); ++round) {
+    bool any = false;
+    for (auto& [job, commits] : wants) {
+      if (round >= commits.size() || next_free >= free.size()) continue;
+      StartTaskLocked(*job, commits[round], *free[next_free++]);
+      any = true;
+    }
+    if (!any) break;
+  }
+}
+
+void Coordinator::StartTaskLocked(Job& job, CommitId commit, Session& session) {
+  std::string id = absl::StrCat(job.id, ".", ++job.task_counter);
+  Task& t = tasks_[id];
+  t.id = id;
+  t.job_id = job.id;
+  t.commit = commit;
+  t.session = session.id;
+  t.agent_id = session.hello.agent_id();
+  t.started = absl::Now();
+  t.lease_expiry = t.started + options_.lease;
+  session.tasks.insert(id);
+  job.running.insert(id);
+  PersistTaskLocked(job, SummaryLocked(job, t), 0);
+
+  v1::CoordinatorMessage msg;
+  v1::Assign* a = msg.mutable_assign();
+  a->set_task_id(id);
+  a->set_job_id(absl::StrCat(job.id));
+  a->set_repo(job.spec.repo());
+  a->set_commit(job.graph->Hex(commit));
+  *a->mutable_recipe() = job.spec.recipe();
+  session.channel->Send(msg);
+  EmitLocked(job, absl::StrCat("testing ", Short(job.graph->Hex(commit)), " on ", t.agent_id));
+}
+
+void Coordinator::CancelTaskLocked(Task& task, const std::string& why) {
+  Job& job = jobs_[task.job_id];
+  auto sit = sessions_.find(task.session);
+  if (sit != sessions_.end() && sit->second.connected) {
+    v1::CoordinatorMessage msg;
+    msg.mutable_cancel()->set_task_id(task.id);
+    sit->second.channel->Send(msg);
+  }
+  task.state = v1::TASK_CANCELLED;
+  v1::TaskSummary s = SummaryLocked(job, task);
+  s.set_detail(why);
+  PersistTaskLocked(job, s, 0);
+  job.finished.push_back(s);
+  // The slot stays taken until the agent confirms the process group is gone.
+  job.running.erase(task.id);
+  EmitLocked(job, absl::StrCat("cancelled ", Short(job.graph->Hex(task.commit)), ": ", why));
+}
+
+void Coordinator::ReleaseTaskLocked(Task& task) {
+  auto sit = sessions_.find(task.session);
+  if (sit != sessions_.end()) sit->second.tasks.erase(task.id);
+  jobs_[task.job_id].running.erase(task.id);
+}
+
+v1::TaskSummary Coordinator::SummaryLocked(Job& job, const Task& task) {
+  v1::TaskSummary s;
+  s.set_task_id(task.id);
+  s.set_commit(job.graph->Hex(task.commit));
+  s.set_subject(SubjectLocked(job, task.commit));
+  s.set_agent(task.agent_id);
+  s.set_state(task.state);
+  s.set_phase(task.phase);
+  s.set_seconds(absl::ToDoubleSeconds(absl::Now() - task.started));
+  return s;
+}
+
+void Coordinator::PersistTaskLocked(Job& job, const v1::TaskSummary& summary, int64_t seq) {
+  absl::Status st = store_->PutTask(job.id, seq, summary);
+  if (!st.ok()) {
+    std::fprintf(stderr, "farm-coordinator: cannot store task %s: %s\n",
+                 summary.task_id().c_str(), std::string(st.message()).c_str());
+  }
+}
+
+void Coordinator::PersistJobLocked(Job& job) {
+  Store::JobRow row;
+  row.id = job.id;
+  row.spec = job.spec;
+  row.state = job.state;
+  row.first_bad = job.first_bad;
+  row.error = job.error;
+  row.bisect_log = job.frontier ? BisectLogLocked(job) : job.stored_bisect_log;
+  row.report = job.report;
+  row.created_unix = job.created_unix;
+  row.elapsed_seconds = job.elapsed_seconds;
+  absl::Status st = store_->UpdateJob(row);
+  if (!st.ok()) {
+    std::fprintf(stderr, "farm-coordinator: cannot store job %lld: %s\n",
+                 static_cast<long long>(job.id), std::string(st.message()).c_str());
+  }
+}
+
+void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result) {
+  session.tasks.erase(result.task_id());
+  auto it = tasks_.find(result.task_id());
+  if (it == tasks_.end()) return;  // an attempt from before a restart that is already counted
+  Task& task = it->second;
+  Job& job = jobs_[task.job_id];
+  bool was_open = task.state == v1::TASK_RUNNING || task.state == v1::TASK_LOST;
+  ReleaseTaskLocked(task);
+  if (!was_open || result.cancelled() || job.state != v1::RUNNING) {
+    tasks_.erase(it);
+    ScheduleLocked();
+    return;
+  }
+  v1::TaskSummary s = SummaryLocked(job, task);
+  s.set_detail(result.detail());
+  s.set_retried_pristine(result.retried_pristine());
+  s.set_retry_reason(result.retry_reason());
+  s.set_seconds(result.checkout_seconds() + result.build_seconds() + result.test_seconds());
+  std::string what;
+  if (!result.infra_error().empty()) {
+    s.set_state(v1::TASK_INFRA_ERROR);
+    s.set_detail(result.infra_error());
+    int failures = ++job.infra_failures[task.commit];
+    PersistTaskLocked(job, s, 0);
+    job.finished.push_back(s);
+    what = absl::StrCat(Short(s.commit()), " could not be tested on ", task.agent_id, ": ",
+                        result.infra_error(), " (attempt ", failures, " of ",
+                        options_.max_infra_attempts, ")");
+    if (failures >= options_.max_infra_attempts) {
+      EndJobLocked(job, v1::FAILED,
+                   absl::StrCat("commit ", s.commit(), " could not be tested: ", failures,
+                                " attempts failed with infrastructure errors (last: ",
+                                result.infra_error(), "); see `farm log ", job.id, " ",
+                                Short(s.commit()), "`"));
+    }
+  } else {
+    s.set_state(v1::TASK_DONE);
+    s.set_verdict(result.verdict());
+    bool applied = job.frontier->Apply(task.commit, FromProto(result.verdict()));
+    s.set_applied(applied);
+    PersistTaskLocked(job, s, ++job.verdict_seq);
+    job.finished.push_back(s);
+    if (applied) job.applied.emplace_back(task.commit, FromProto(result.verdict()));
+    const std::string& term =
+        result.verdict() == v1::GOOD ? (job.spec.term_old().empty() ? "good" : job.spec.term_old())
+        : result.verdict() == v1::BAD ? (job.spec.term_new().empty() ? "bad" : job.spec.term_new())
+                                      : std::string("skip");
+    what = absl::StrFormat("%s %s in %.1fs on %s%s%s", Short(s.commit()), term, s.seconds(),
+                           task.agent_id, result.retried_pristine() ? " (retried pristine: " : "",
+                           result.retried_pristine() ? result.retry_reason() + ")" : "");
+    if (!applied) absl::StrAppend(&what, " (already decided)");
+    PruneLocked(job);
+    CheckDoneLocked(job);
+  }
+  tasks_.erase(it);
+  if (job.state == v1::RUNNING) EmitLocked(job, what);
+  ScheduleLocked();
+}
+
+void Coordinator::CheckDoneLocked(Job& job) {
+  if (job.state != v1::RUNNING || !job.frontier->Done()) return;
+  job.first_bad.clear();
+  for (CommitId id : job.frontier->Candidates()) job.first_bad.push_back(job.graph->Hex(id));
+  // git lists the bad commit... as one of the candidates; keep bad last, as git does.
+  EndJobLocked(job, job.first_bad.size() == 1 ? v1::FOUND : v1::AMBIGUOUS, "");
+}
+
+void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& error) {
+  job.state = state;
+  job.error = error;
+  job.elapsed_seconds = absl::ToDoubleSeconds(absl::Now() - job.started);
+  std::vector<std::string> ids(job.running.begin(), job.running.end());
+  for (const std::string& id : ids) {
+    CancelTaskLocked(tasks_[id], state == v1::CANCELLED ? "the job was cancelled"
+                                                        : "the job has ended");
+  }
+  for (auto it = tasks_.begin(); it != tasks_.end();) {
+    it = (it->second.job_id == job.id && it->second.state == v1::TASK_LOST) ? tasks_.erase(it)
+                                                                           : std::next(it);
+  }
+  if (job.frontier) job.report = ReportLocked(job);
+  PersistJobLocked(job);
+  std::string what = state == v1::FOUND       ? absl::StrCat("found ", Short(job.first_bad[0]))
+                     : state == v1::AMBIGUOUS ? "only skipped commits left"
+                     : state == v1::CANCELLED ? "cancelled"
+                                              : absl::StrCat("failed: ", error);
+  EmitLocked(job, what);
+}
+
+const std::string& Coordinator::SubjectLocked(Job& job, CommitId id) {
+  auto it = job.subjects.find(id);
+  if (it != job.subjects.end()) return it->second;
+  std::string subject;
+  if (job.repo) {
+    absl::StatusOr<CommitInfo> info = GetCommitInfo(job.repo.get(), job.graph->oid(id));
+    if (info.ok()) subject = info->subject;
+  }
+  return job.subjects[id] = subject;
+}
+
+std::string Coordinator::BisectLogLocked(Job& job) {
+  const std::string term_old = job.spec.term_old().empty() ? "good" : job.spec.term_old();
+  const std::string term_new = job.spec.term_new().empty() ? "bad" : job.spec.term_new();
+  std::string log;
+  auto line = [&](const std::string& word, CommitId id) {
+    const std::string hex = job.graph->Hex(id);
+    absl::StrAppend(&log, "# ", word, ": [", hex, "] ", SubjectLocked(job, id), "\n",
+                    "git bisect ", word, " ", hex, "\n");
+  };
+  std::string start = "git bisect start";
+  if (!job.spec.term_old().empty()) {
+    absl::StrAppend(&start, " ", ShellQuote("--term-old=" + term_old), " ",
+                    ShellQuote("--term-new=" + term_new));
+  }
+  if (job.spec.first_parent()) absl::StrAppend(&start, " '--first-parent'");
+  absl::StrAppend(&start, " ", ShellQuote(job.spec.bad()));
+  for (const std::string& g : job.spec.good()) absl::StrAppend(&start, " ", ShellQuote(g));
+  absl::StrAppend(&log, start, "\n");
+  for (const std::string& s : job.spec.skip()) {
+    git_oid oid;
+    git_oid_fromstr(&oid, s.c_str());
+    if (std::optional<CommitId> id = job.graph->Find(oid)) line("skip", *id);
+  }
+  for (auto& [id, v] : job.applied) {
+    line(v == Verdict::kGood ? term_old : v == Verdict::kBad ? term_new : "skip", id);
+  }
+  if (job.state == v1::FOUND) {
+    absl::StrAppend(&log, "# first ", term_new, " commit: [", job.first_bad[0], "] ",
+                    SubjectLocked(job, job.frontier->bad()), "\n");
+  } else if (job.state == v1::AMBIGUOUS) {
+    for (CommitId id : job.frontier->Candidates()) {
+      absl::StrAppend(&log, "# possible first ", term_new, " commit: [", job.graph->Hex(id),
+                      "] ", SubjectLocked(job, id), "\n");
+    }
+  }
+  return log;
+}
+
+std::string Coordinator::ReportLocked(Job& job) {
+  const std::string term_new = job.spec.term_new().empty() ? "bad" : job.spec.term_new();
+  std::string report;
+  if (job.state == v1::FOUND) {
+    absl::StrAppend(&report, job.first_bad[0], " is the first ", term_new, " commit\n");
+    absl::StatusOr<std::string> show =
+        ShowCommit(job.repo.get(), job.graph->oid(job.frontier->bad()));
+    if (show.ok()) absl::StrAppend(&report, *show);
+  } else if (job.state == v1::AMBIGUOUS) {
+    absl::StrAppend(&report, "There are only 'skip'ped commits left to test.\nThe first ",
+                    term_new, " commit could be any of:\n");
+    for (const std::string& c : job.first_bad) absl::StrAppend(&report, c, "\n");
+    absl::StrAppend(&report, "We cannot bisect more!\n");
+  } else if (job.state == v1::FAILED) {
+    absl::StrAppend(&report, "bisect failed: ", job.error, "\n");
+  } else if (job.state == v1::CANCELLED) {
+    absl::StrAppend(&report, "bisect cancelled\n");
+  }
+  std::vector<std::string> retried;
+  for (const v1::TaskSummary& t : job.finished) {
+    if (t.retried_pristine()) {
+      retried.push_back(absl::StrCat("  ", Short(t.commit()), " ", t.subject(), ": ",
+                                     t.retry_reason()));
+    }
+  }
+  if (!retried.empty()) {
+    absl::StrAppend(&report, "\nRetried in a pristine worktree before counting as a skip:\n",
+                    absl::StrJoin(retried, "\n"), "\n");
+  }
+  return report;
+}
+
+v1::JobStatus Coordinator::StatusLocked(Job& job) {
+  v1::JobStatus st;
+  st.set_job_id(absl::StrCat(job.id));
+  st.set_state(job.state);
+  *st.mutable_spec() = job.spec;
+  st.mutable_spec()->mutable_recipe()->clear_test_script();
+  if (job.frontier) {
+    st.set_candidates(job.frontier->num_candidates());
+    st.set_testable(job.frontier->num_testable());
+    size_t k = std::max<size_t>(1, job.spec.max_parallel() ? std::min<size_t>(
+                                                                 job.spec.max_parallel(),
+                                                                 SlotsForJobLocked())
+                                                           : SlotsForJobLocked());
+    st.set_rounds_left(job.state == v1::RUNNING ? EstimateRoundsLeft(*job.frontier, k) : 0);
+  }
+  for (const std::string& id : job.running) {
+    auto it = tasks_.find(id);
+    if (it != tasks_.end()) *st.add_running() = SummaryLocked(job, it->second);
+  }
+  for (const v1::TaskSummary& t : job.finished) *st.add_finished() = t;
+  for (const std::string& c : job.first_bad) st.add_first_bad(c);
+  st.set_error(job.error);
+  st.set_bisect_log(job.frontier ? BisectLogLocked(job) : job.stored_bisect_log);
+  st.set_created_unix(job.created_unix);
+  st.set_elapsed_seconds(job.state == v1::RUNNING
+                             ? absl::ToDoubleSeconds(absl::Now() - job.started)
+                             : job.elapsed_seconds);
+  size_t connected = 0;
+  for (auto& [id, s] : sessions_) connected += s.connected;
+  st.set_agents_connected(connected);
+  st.set_report(job.report);
+  return st;
+}
+
+void Coordinator::EmitLocked(Job& job, const std::string& message) {
+  bool any = false;
+  for (auto& [id, w] : watchers_) any |= w.job_id == job.id;
+  ++job.event_seq;
+  if (!any) return;
+  v1::JobEvent ev;
+  ev.set_seq(job.event_seq);
+  ev.set_message(message);
+  *ev.mutable_status() = StatusLocked(job);
+  for (auto& [id, w] : watchers_) {
+    if (w.job_id == job.id) w.fn(ev);
+  }
+}
+
+absl::StatusOr<v1::JobStatus> Coordinator::GetJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  FARM_ASSIGN_OR_RETURN(Job * job, FindJobLocked(job_id));
+  return StatusLocked(*job);
+}
+
+absl::StatusOr<std::vector<v1::JobStatus>> Coordinator::ListJobs(size_t limit) {
+  absl::MutexLock lock(&mu_);
+  FARM_ASSIGN_OR_RETURN(std::vector<Store::JobRow> rows, store_->LoadJobs(false, limit));
+  std::vector<v1::JobStatus> out;
+  for (const Store::JobRow& row : rows) {
+    FARM_ASSIGN_OR_RETURN(Job * job, FindJobLocked(absl::StrCat(row.id)));
+    v1::JobStatus st = StatusLocked(*job);
+    st.clear_finished();
+    st.clear_bisect_log();
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::JobStatus> Coordinator::CancelJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  FARM_ASSIGN_OR_RETURN(Job * job, FindJobLocked(job_id));
+  if (job->state == v1::RUNNING) EndJobLocked(*job, v1::CANCELLED, "cancelled by the user");
+  ScheduleLocked();
+  return StatusLocked(*job);
+}
+
+std::vector<v1::AgentInfo> Coordinator::ListAgents() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::AgentInfo> out;
+  for (auto& [id, s] : sessions_) {
+    v1::AgentInfo a;
+    a.set_agent_id(s.hello.agent_id());
+    a.set_hostname(s.hello.hostname());
+    a.set_slots(s.hello.slots());
+    for (const std::string& t : s.tasks) a.add_running_tasks(t);
+    a.set_connected(s.connected);
+    *a.mutable_capabilities() = s.hello.capabilities();
+    a.set_last_seen_seconds_ago(absl::ToDoubleSeconds(absl::Now() - s.last_seen));
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::TaskLog>> Coordinator::GetTaskLog(const std::string& job_id,
+                                                                 const std::string& commit) {
+  absl::MutexLock lock(&mu_);
+  FARM_ASSIGN_OR_RETURN(Job * job, FindJobLocked(job_id));
+  return store_->ReadLogs(job->id, commit);
+}
+
+absl::StatusOr<uint64_t> Coordinator::Watch(const std::string& job_id, WatchFn fn) {
+  absl::MutexLock lock(&mu_);
+  FARM_ASSIGN_OR_RETURN(Job * job, FindJobLocked(job_id));
+  uint64_t id = next_watch_++;
+  v1::JobEvent ev;
+  ev.set_seq(job->event_seq);
+  ev.set_message("attached");
+  *ev.mutable_status() = StatusLocked(*job);
+  fn(ev);
+  if (!IsTerminal(job->state)) watchers_[id] = Watcher{job->id, std::move(fn)};
+  return id;
+}
+
+void Coordinator::Unwatch(uint64_t watch_id) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(watch_id);
+}
+
+absl::StatusOr<uint64_t> Coordinator::Connect(const v1::Hello& hello,
+                                              std::shared_ptr<AgentChannel> channel) {
+  if (hello.agent_id().empty()) {
+    return absl::InvalidArgumentError("hello.agent_id is empty: every agent needs a stable id");
+  }
+  if (hello.slots() == 0 || hello.slots() > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hello.slots is ", hello.slots(), ": give 1 to 1024"));
+  }
+  absl::MutexLock lock(&mu_);
+  // An agent that reconnects replaces its old session.
+  for (auto& [id, s] : sessions_) {
+    if (s.hello.agent_id() == hello.agent_id() && s.connected) {
+      s.connected = false;
+      s.channel.reset();
+    }
+  }
+  uint64_t sid = next_session_++;
+  Session& session = sessions_[sid];
+  session.id = sid;
+  session.hello = hello;
+  session.channel = std::move(channel);
+  session.last_seen = absl::Now();
+  v1::CoordinatorMessage welcome;
+  welcome.mutable_welcome()->set_heartbeat_seconds(
+      std::max<int64_t>(1, absl::ToInt64Seconds(options_.heartbeat)));
+  welcome.mutable_welcome()->set_lease_seconds(
+      std::max<int64_t>(1, absl::ToInt64Seconds(options_.lease)));
+  session.channel->Send(welcome);
+  // Re-adopt the tasks it still runs, if they are still wanted; cancel the rest.
+  for (const std::string& tid : hello.running()) {
+    auto it = tasks_.find(tid);
+    bool wanted = false;
+    if (it != tasks_.end()) {
+      Task& t = it->second;
+      Job& job = jobs_[t.job_id];
+      wanted = job.state == v1::RUNNING &&
+               (t.state == v1::TASK_RUNNING ||
+                (t.state == v1::TASK_LOST && job.frontier->IsCandidate(t.commit) &&
+                 !job.frontier->IsSkipped(t.commit)));
+      if (wanted) {
+        auto old = sessions_.find(t.session);
+        if (old != sessions_.end() && old->first != sid) old->second.tasks.erase(tid);
+        t.session = sid;
+        t.state = v1::TASK_RUNNING;
+        t.lease_expiry = absl::Now() + options_.lease;
+        job.running.insert(tid);
+      }
+    }
+    session.tasks.insert(tid);  // its slot is busy until the agent reports
+    if (!wanted) {
+      v1::CoordinatorMessage msg;
+      msg.mutable_cancel()->set_task_id(tid);
+      session.channel->Send(msg);
+    }
+  }
+  ScheduleLocked();
+  return sid;
+}
+
+void Coordinator::OnAgentMessage(uint64_t sid, const v1::AgentMessage& msg) {
+  absl::MutexLock lock(&mu_);
+  auto sit = sessions_.find(sid);
+  if (sit == sessions_.end() || !sit->second.connected) return;
+  Session& session = sit->second;
+  session.last_seen = absl::Now();
+  auto renew = [&](const std::string& tid) -> Task* {
+    auto it = tasks_.find(tid);
+    if (it == tasks_.end() || it->second.session != sid) return nullptr;
+    it->second.lease_expiry = absl::Now() + options_.lease;
+    return &it->second;
+  };
+  switch (msg.kind_case()) {
+    case v1::AgentMessage::kHeartbeat:
+      for (const std::string& tid : msg.heartbeat().running()) renew(tid);
+      break;
+    case v1::AgentMessage::kProgress:
+      if (Task* t = renew(msg.progress().task_id())) {
+        t->phase = msg.progress().phase();
+        Job& job = jobs_[t->job_id];
+        if (t->state == v1::TASK_RUNNING && job.state == v1::RUNNING) {
+          EmitLocked(job, "");
+        }
+      }
+      break;
+    case v1::AgentMessage::kLog:
+      if (Task* t = renew(msg.log().task_id())) {
+        if (t->log_bytes < kMaxLogBytesPerTask) {
+          t->log_bytes += msg.log().data().size();
+          absl::Status st = store_->AppendLog(t->id, msg.log().data());
+          if (!st.ok()) {
+            std::fprintf(stderr, "farm-coordinator: cannot store output of %s: %s\n",
+                         t->id.c_str(), std::string(st.message()).c_str());
+          }
+        }
+      }
+      break;
+    case v1::AgentMessage::kResult:
+      OnResultLocked(session, msg.result());
+      break;
+    default:
+      break;
+  }
+}
+
+void Coordinator::Disconnect(uint64_t sid) {
+  absl::MutexLock lock(&mu_);
+  auto sit = sessions_.find(sid);
+  if (sit == sessions_.end()) return;
+  // Its tasks keep their leases: the agent may come back with them. ExpireLeases requeues them
+  // if it does not.
+  sit->second.connected = false;
+  sit->second.channel.reset();
+  if (sit->second.tasks.empty()) sessions_.erase(sit);
+  ScheduleLocked();
+}
+
+void Coordinator::ExpireLeases() {
+  absl::MutexLock lock(&mu_);
+  absl::Time now = absl::Now();
+  bool changed = false;
+  for (auto& [tid, t] : tasks_) {
+    if (t.state != v1::TASK_RUNNING || t.lease_expiry > now) continue;
+    Job& job = jobs_[t.job_id];
+    t.state = v1::TASK_LOST;
+    ReleaseTaskLocked(t);
+    v1::TaskSummary s = SummaryLocked(job, t);
+    s.set_detail(absl::StrCat("agent ", t.agent_id, " went silent for ",
+                              absl::FormatDuration(options_.lease), "; requeued"));
+    PersistTaskLocked(job, s, 0);
+    job.finished.push_back(s);
+    EmitLocked(job, absl::StrCat(Short(s.commit()), ": ", s.detail()));
+    changed = true;
+  }
+  // Disconnected sessions: drop what they can no longer report on, then forget empty ones.
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    Session& s = it->second;
+    if (!s.connected) {
+      for (auto t = s.tasks.begin(); t != s.tasks.end();) {
+        auto tt = tasks_.find(*t);
+        if (tt != tasks_.end() && tt->second.session == it->first &&
+            tt->second.state == v1::TASK_RUNNING) {
+          ++t;
+          continue;
+        }
+        if (tt != tasks_.end() && tt->second.session == it->first &&
+            tt->second.state == v1::TASK_CANCELLED) {
+          tasks_.erase(tt);
+        }
+        t = s.tasks.erase(t);
+      }
+    }
+    it = (!s.connected && s.tasks.empty()) ? sessions_.erase(it) : std::next(it);
+  }
+  if (changed) ScheduleLocked();
+}
+
+}  // namespace farm

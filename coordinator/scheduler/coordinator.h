@@ -1,0 +1,176 @@
+// Coordinator: jobs, agents, tasks and leases; the core behind the gRPC services.
+//
+// One mutex guards everything. Calls never block on a test: agents are talked to through
+// AgentChannel::Send, which only queues, and watchers through a callback that must only queue.
+// The flow of a verdict: OnAgentMessage(result) -> the lease closes -> the store records the
+// verdict (one transaction) -> the frontier marks the commit -> tasks made pointless are cancelled
+// -> the planner refills free slots -> events go to every watcher.
+#ifndef FARM_COORDINATOR_SCHEDULER_COORDINATOR_H_
+#define FARM_COORDINATOR_SCHEDULER_COORDINATOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/git/git.h"
+#include "coordinator/frontier/frontier.h"
+#include "coordinator/store/store.h"
+#include "farm/v1/farm.pb.h"
+
+namespace farm {
+
+// The coordinator's handle on one connected agent stream.
+class AgentChannel {
+ public:
+  virtual ~AgentChannel() = default;
+  // Queues a message for the agent. Thread-safe, never blocks; dropped if the stream is gone.
+  virtual void Send(const farm::v1::CoordinatorMessage& msg) = 0;
+};
+
+struct CoordinatorOptions {
+  std::string db_path;               // SQLite file (created if missing)
+  std::string cache_dir;             // mirrors of remote repositories
+  absl::Duration lease = absl::Seconds(30);
+  absl::Duration heartbeat = absl::Seconds(5);
+  int max_infra_attempts = 3;        // per commit, before the job fails
+  uint32_t default_timeout_seconds = 3600;
+};
+
+class Coordinator {
+ public:
+  using WatchFn = std::function<void(const farm::v1::JobEvent&)>;
+
+  // Opens the store and resumes every job that was running. Errors: the store cannot be opened.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(CoordinatorOptions options);
+  ~Coordinator();
+
+  // See farm.proto for each call's contract and errors.
+  absl::StatusOr<farm::v1::JobStatus> SubmitBisect(farm::v1::BisectSpec spec);
+  absl::StatusOr<farm::v1::JobStatus> GetJob(const std::string& job_id);
+  absl::StatusOr<std::vector<farm::v1::JobStatus>> ListJobs(size_t limit);
+  absl::StatusOr<farm::v1::JobStatus> CancelJob(const std::string& job_id);
+  std::vector<farm::v1::AgentInfo> ListAgents();
+  absl::StatusOr<std::vector<farm::v1::TaskLog>> GetTaskLog(const std::string& job_id,
+                                                           const std::string& commit);
+
+  // Registers a watcher: `fn` gets a snapshot at once, then every change, until the job ends or
+  // Unwatch. `fn` runs under the coordinator's lock: it must only queue. NOT_FOUND for a bad id.
+  absl::StatusOr<uint64_t> Watch(const std::string& job_id, WatchFn fn);
+  void Unwatch(uint64_t watch_id);
+
+  // Agent streams. Connect returns a session id, or INVALID_ARGUMENT for a bad Hello.
+  absl::StatusOr<uint64_t> Connect(const farm::v1::Hello& hello,
+                                   std::shared_ptr<AgentChannel> channel);
+  void OnAgentMessage(uint64_t session, const farm::v1::AgentMessage& msg);
+  void Disconnect(uint64_t session);
+
+  // Requeues tasks whose lease ran out. Also run every second by an internal thread.
+  void ExpireLeases();
+
+  absl::Duration lease() const { return options_.lease; }
+  absl::Duration heartbeat() const { return options_.heartbeat; }
+
+ private:
+  struct Task {
+    std::string id;
+    int64_t job_id = 0;
+    CommitId commit = 0;
+    uint64_t session = 0;  // 0: no connected agent holds it (after a restart)
+    std::string agent_id;
+    absl::Time started;
+    absl::Time lease_expiry;
+    farm::v1::TaskState state = farm::v1::TASK_RUNNING;
+    farm::v1::Phase phase = farm::v1::CHECKOUT;
+    int64_t log_bytes = 0;
+  };
+  struct Job {
+    int64_t id = 0;
+    farm::v1::BisectSpec spec;  // resolved
+    farm::v1::JobState state = farm::v1::RUNNING;
+    int64_t created_unix = 0;
+    absl::Time started;
+    double elapsed_seconds = 0;
+    GitRepository repo;
+    std::shared_ptr<const CommitGraph> graph;
+    std::unique_ptr<Frontier> frontier;
+    std::vector<farm::v1::TaskSummary> finished;
+    std::set<std::string> running;  // task ids
+    std::vector<std::pair<CommitId, Verdict>> applied;
+    absl::flat_hash_map<CommitId, int> infra_failures;
+    absl::flat_hash_map<CommitId, std::string> subjects;
+    std::vector<std::string> first_bad;
+    std::string error;
+    std::string report;
+    std::string stored_bisect_log;  // ended jobs from an earlier run (no frontier loaded)
+    int64_t task_counter = 0;
+    int64_t verdict_seq = 0;
+    uint64_t event_seq = 0;
+  };
+  struct Session {
+    uint64_t id = 0;
+    farm::v1::Hello hello;
+    std::shared_ptr<AgentChannel> channel;
+    std::set<std::string> tasks;
+    absl::Time last_seen;
+    bool connected = true;
+  };
+  struct Watcher {
+    int64_t job_id;
+    WatchFn fn;
+  };
+
+  explicit Coordinator(CoordinatorOptions options, std::unique_ptr<Store> store);
+
+  // Opens the repository and builds graph and frontier for a resolved spec.
+  absl::Status LoadJobLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Job*> FindJobLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PruneLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartTaskLocked(Job& job, CommitId commit, Session& session)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CancelTaskLocked(Task& task, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnResultLocked(Session& session, const farm::v1::TaskResult& result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseTaskLocked(Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CheckDoneLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EndJobLocked(Job& job, farm::v1::JobState state, const std::string& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PersistJobLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PersistTaskLocked(Job& job, const farm::v1::TaskSummary& summary, int64_t seq)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  farm::v1::TaskSummary SummaryLocked(Job& job, const Task& task)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  farm::v1::JobStatus StatusLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitLocked(Job& job, const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const std::string& SubjectLocked(Job& job, CommitId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string BisectLogLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string ReportLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t SlotsForJobLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const CoordinatorOptions options_;
+  RepoCache repo_cache_;
+
+  absl::Mutex mu_;
+  std::unique_ptr<Store> store_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, Job> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Task> tasks_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_watch_ ABSL_GUARDED_BY(mu_) = 1;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread lease_thread_;
+};
+
+}  // namespace farm
+
+#endif  // FARM_COORDINATOR_SCHEDULER_COORDINATOR_H_

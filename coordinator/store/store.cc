@@ -1,0 +1,306 @@
+#include "coordinator/store/store.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+
+namespace farm {
+namespace {
+
+// A prepared statement that finalizes itself.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  absl::Status status() const {
+    if (rc_ == SQLITE_OK) return absl::OkStatus();
+    return absl::UnavailableError(absl::StrCat("sqlite: ", sqlite3_errmsg(db_)));
+  }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, double v) {
+    sqlite3_bind_double(stmt_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, const std::string& v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  // Returns true for a row, false when done; errors as status.
+  absl::StatusOr<bool> Step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    if (rc == SQLITE_FULL) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("database disk is full: ", sqlite3_errmsg(db_),
+                       "; free space or lower the retention setting"));
+    }
+    return absl::UnavailableError(absl::StrCat("sqlite: ", sqlite3_errmsg(db_)));
+  }
+  absl::Status Run() {
+    auto r = Step();
+    return r.ok() ? absl::OkStatus() : r.status();
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+  double Double(int col) { return sqlite3_column_double(stmt_, col); }
+  std::string Blob(int col) {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    int n = sqlite3_column_bytes(stmt_, col);
+    return p ? std::string(static_cast<const char*>(p), n) : std::string();
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  spec BLOB NOT NULL,
+  state INTEGER NOT NULL,
+  first_bad TEXT NOT NULL DEFAULT '',
+  error TEXT NOT NULL DEFAULT '',
+  bisect_log TEXT NOT NULL DEFAULT '',
+  report TEXT NOT NULL DEFAULT '',
+  created INTEGER NOT NULL,
+  ended INTEGER NOT NULL DEFAULT 0,
+  elapsed REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tasks (
+  task_id TEXT PRIMARY KEY,
+  job_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  commit_id TEXT NOT NULL,
+  summary BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_by_job ON tasks(job_id, seq);
+CREATE TABLE IF NOT EXISTS logs (
+  task_id TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (task_id, n)
+);
+)sql";
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close(db);
+    return absl::UnavailableError(
+        absl::StrCat("cannot open database '", path, "': ", msg));
+  }
+  sqlite3_busy_timeout(db, 5000);
+  std::unique_ptr<Store> store(new Store(db));
+  absl::Status st = store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+  if (st.ok()) st = store->Exec(kSchema);
+  if (!st.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("database '", path, "' is not usable: ", st.message()));
+  }
+  return store;
+}
+
+Store::~Store() { sqlite3_close(db_); }
+
+absl::Status Store::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return absl::UnavailableError(absl::StrCat("sqlite: ", msg));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Store::InsertJob(const farm::v1::BisectSpec& spec, int64_t created_unix) {
+  Stmt s(db_, "INSERT INTO jobs(spec, state, created) VALUES (?, ?, ?)");
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, spec.SerializeAsString())
+      .Bind(2, static_cast<int64_t>(farm::v1::RUNNING))
+      .Bind(3, created_unix);
+  FARM_RETURN_IF_ERROR(s.Run());
+  return sqlite3_last_insert_rowid(db_);
+}
+
+absl::Status Store::UpdateJob(const JobRow& row) {
+  Stmt s(db_,
+         "UPDATE jobs SET state=?, first_bad=?, error=?, bisect_log=?, elapsed=?, report=?, "
+         "ended=CASE WHEN ?=1 THEN 0 ELSE strftime('%s','now') END WHERE id=?");
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, static_cast<int64_t>(row.state))
+      .Bind(2, absl::StrJoin(row.first_bad, "\n"))
+      .Bind(3, row.error)
+      .Bind(4, row.bisect_log)
+      .Bind(5, row.elapsed_seconds)
+      .Bind(6, row.report)
+      .Bind(7, static_cast<int64_t>(row.state))
+      .Bind(8, row.id);
+  return s.Run();
+}
+
+namespace {
+absl::StatusOr<Store::JobRow> ReadJobRow(Stmt& s) {
+  Store::JobRow row;
+  row.id = s.Int(0);
+  if (!row.spec.ParseFromString(s.Blob(1))) {
+    return absl::DataLossError(absl::StrCat("job ", row.id, ": stored spec is corrupt"));
+  }
+  row.state = static_cast<farm::v1::JobState>(s.Int(2));
+  std::string fb = s.Blob(3);
+  if (!fb.empty()) row.first_bad = absl::StrSplit(fb, '\n');
+  row.error = s.Blob(4);
+  row.bisect_log = s.Blob(5);
+  row.created_unix = s.Int(6);
+  row.elapsed_seconds = s.Double(7);
+  row.report = s.Blob(8);
+  return row;
+}
+constexpr char kJobColumns[] =
+    "SELECT id, spec, state, first_bad, error, bisect_log, created, elapsed, report FROM jobs ";
+}  // namespace
+
+absl::StatusOr<std::vector<Store::JobRow>> Store::LoadJobs(bool only_running, size_t limit) {
+  std::string sql = absl::StrCat(kJobColumns, only_running ? "WHERE state=1 " : "",
+                                 "ORDER BY id DESC", limit ? absl::StrCat(" LIMIT ", limit) : "");
+  Stmt s(db_, sql.c_str());
+  FARM_RETURN_IF_ERROR(s.status());
+  std::vector<JobRow> rows;
+  while (true) {
+    FARM_ASSIGN_OR_RETURN(bool more, s.Step());
+    if (!more) break;
+    FARM_ASSIGN_OR_RETURN(JobRow row, ReadJobRow(s));
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+absl::StatusOr<Store::JobRow> Store::LoadJob(int64_t id) {
+  std::string sql = absl::StrCat(kJobColumns, "WHERE id=?");
+  Stmt s(db_, sql.c_str());
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, id);
+  FARM_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) return absl::NotFoundError(absl::StrCat("no job ", id));
+  return ReadJobRow(s);
+}
+
+absl::Status Store::PutTask(int64_t job_id, int64_t seq, const farm::v1::TaskSummary& task) {
+  Stmt s(db_,
+         "INSERT INTO tasks(task_id, job_id, seq, commit_id, summary) VALUES (?,?,?,?,?) "
+         "ON CONFLICT(task_id) DO UPDATE SET seq=excluded.seq, summary=excluded.summary");
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, task.task_id()).Bind(2, job_id).Bind(3, seq).Bind(4, task.commit())
+      .Bind(5, task.SerializeAsString());
+  return s.Run();
+}
+
+absl::StatusOr<std::vector<farm::v1::TaskSummary>> Store::LoadTasks(int64_t job_id) {
+  Stmt s(db_, "SELECT summary FROM tasks WHERE job_id=? ORDER BY seq, rowid");
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, job_id);
+  std::vector<farm::v1::TaskSummary> out;
+  while (true) {
+    FARM_ASSIGN_OR_RETURN(bool more, s.Step());
+    if (!more) break;
+    farm::v1::TaskSummary t;
+    if (!t.ParseFromString(s.Blob(0))) {
+      return absl::DataLossError(absl::StrCat("job ", job_id, ": a stored task is corrupt"));
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+absl::Status Store::AppendLog(const std::string& task_id, const std::string& data) {
+  Stmt s(db_,
+         "INSERT INTO logs(task_id, n, data) VALUES "
+         "(?, (SELECT COALESCE(MAX(n), -1) + 1 FROM logs WHERE task_id=?), ?)");
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, task_id).Bind(2, task_id).Bind(3, data);
+  return s.Run();
+}
+
+absl::StatusOr<std::vector<farm::v1::TaskLog>> Store::ReadLogs(int64_t job_id,
+                                                              const std::string& commit_prefix) {
+  if (commit_prefix.size() < 4 ||
+      commit_prefix.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "commit '", commit_prefix, "' is not a commit id: give at least 4 lower-case hex digits"));
+  }
+  Stmt s(db_,
+         "SELECT task_id, commit_id, summary FROM tasks WHERE job_id=? AND "
+         "substr(commit_id, 1, ?)=? ORDER BY seq, rowid");
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, job_id).Bind(2, static_cast<int64_t>(commit_prefix.size())).Bind(3, commit_prefix);
+  std::vector<farm::v1::TaskLog> logs;
+  std::string commit;
+  while (true) {
+    FARM_ASSIGN_OR_RETURN(bool more, s.Step());
+    if (!more) break;
+    farm::v1::TaskLog log;
+    log.set_task_id(s.Blob(0));
+    log.set_commit(s.Blob(1));
+    farm::v1::TaskSummary t;
+    t.ParseFromString(s.Blob(2));
+    log.set_state(t.state());
+    if (!commit.empty() && commit != log.commit()) {
+      return absl::InvalidArgumentError(absl::StrCat("commit prefix '", commit_prefix,
+                                                     "' is ambiguous in job ", job_id,
+                                                     ": give more digits"));
+    }
+    commit = log.commit();
+    logs.push_back(std::move(log));
+  }
+  if (logs.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("job ", job_id, " never tested a commit starting with '", commit_prefix,
+                     "': see `farm status ", job_id, "` for the tested commits"));
+  }
+  for (auto& log : logs) {
+    Stmt d(db_, "SELECT data FROM logs WHERE task_id=? ORDER BY n");
+    FARM_RETURN_IF_ERROR(d.status());
+    d.Bind(1, log.task_id());
+    std::string out;
+    while (true) {
+      FARM_ASSIGN_OR_RETURN(bool more, d.Step());
+      if (!more) break;
+      out += d.Blob(0);
+    }
+    log.set_output(std::move(out));
+  }
+  return logs;
+}
+
+absl::StatusOr<int> Store::DeleteEndedBefore(int64_t cutoff_unix) {
+  FARM_RETURN_IF_ERROR(Exec("BEGIN"));
+  std::string ids = absl::StrCat("SELECT id FROM jobs WHERE state<>1 AND ended>0 AND ended<",
+                                 cutoff_unix);
+  absl::Status st = Exec(absl::StrCat("DELETE FROM logs WHERE task_id IN (SELECT task_id FROM "
+                                      "tasks WHERE job_id IN (", ids, "));")
+                             .c_str());
+  if (st.ok()) st = Exec(absl::StrCat("DELETE FROM tasks WHERE job_id IN (", ids, ");").c_str());
+  if (st.ok()) st = Exec(absl::StrCat("DELETE FROM jobs WHERE id IN (", ids, ");").c_str());
+  if (!st.ok()) {
+    Exec("ROLLBACK").IgnoreError();
+    return st;
+  }
+  int n = sqlite3_changes(db_);
+  FARM_RETURN_IF_ERROR(Exec("COMMIT"));
+  return n;
+}
+
+}  // namespace farm

@@ -1,0 +1,72 @@
+// Store: the coordinator's durable state in one SQLite file (WAL).
+//
+// Jobs (with their resolved spec and outcome), tasks (one row per attempt, with the verdict and
+// the order verdicts arrived in) and task output. A coordinator killed at any moment reopens the
+// same file and rebuilds every running job by replaying its verdicts in order.
+//
+// Thread safety: none. The coordinator calls it under its own lock.
+#ifndef FARM_COORDINATOR_STORE_STORE_H_
+#define FARM_COORDINATOR_STORE_STORE_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "farm/v1/farm.pb.h"
+
+namespace farm {
+
+class Store {
+ public:
+  struct JobRow {
+    int64_t id = 0;
+    farm::v1::BisectSpec spec;  // resolved
+    farm::v1::JobState state = farm::v1::RUNNING;
+    std::vector<std::string> first_bad;
+    std::string error;
+    std::string bisect_log;
+    std::string report;
+    int64_t created_unix = 0;
+    double elapsed_seconds = 0;
+  };
+
+  // Opens (creating if needed) the database at `path`. Errors: UNAVAILABLE when the file cannot
+  // be opened or is not a farm database, with SQLite's message.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
+  ~Store();
+
+  // Stores a new job and returns its id (1, 2, ...).
+  absl::StatusOr<int64_t> InsertJob(const farm::v1::BisectSpec& spec, int64_t created_unix);
+  absl::Status UpdateJob(const JobRow& row);
+  // Every job, newest first; `only_running` restricts to jobs in state RUNNING.
+  absl::StatusOr<std::vector<JobRow>> LoadJobs(bool only_running, size_t limit = 0);
+  absl::StatusOr<JobRow> LoadJob(int64_t id);
+
+  // Tasks: one row per attempt, written when it starts and rewritten when it ends. `seq` orders
+  // the verdicts of a job as they arrived (replayed in that order on restart).
+  absl::Status PutTask(int64_t job_id, int64_t seq, const farm::v1::TaskSummary& task);
+  absl::StatusOr<std::vector<farm::v1::TaskSummary>> LoadTasks(int64_t job_id);
+
+  // Task output. Appends are in order; the agent already bounds the size (head and tail).
+  absl::Status AppendLog(const std::string& task_id, const std::string& data);
+  // Output of every attempt that tested a commit whose id starts with `commit_prefix`.
+  // Errors: NOT_FOUND (no such commit tested), INVALID_ARGUMENT (prefix matches several commits).
+  absl::StatusOr<std::vector<farm::v1::TaskLog>> ReadLogs(int64_t job_id,
+                                                         const std::string& commit_prefix);
+  // Deletes jobs that ended more than `max_age_seconds` ago, with their tasks and output.
+  absl::StatusOr<int> DeleteEndedBefore(int64_t cutoff_unix);
+
+ private:
+  explicit Store(sqlite3* db) : db_(db) {}
+  absl::Status Exec(const char* sql);
+  sqlite3* db_;
+};
+
+}  // namespace farm
+
+#endif  // FARM_COORDINATOR_STORE_STORE_H_
