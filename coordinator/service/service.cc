@@ -13,6 +13,8 @@ namespace {
 
 namespace v1 = farm::v1;
 
+constexpr size_t kMaxQueuedEvents = 1000;
+
 grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& st) {
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
   r->Finish(ToGrpcStatus(st));
@@ -28,8 +30,11 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
     absl::StatusOr<uint64_t> id = core_->Watch(job_id, [self](const v1::JobEvent& ev) {
       std::lock_guard<std::mutex> lock(self->mu);
       if (self->reactor == nullptr || self->saw_terminal) return;
-      // A slow watcher only needs the newest snapshot: collapse queued non-final events.
-      if (self->queue.size() > 1 && ev.status().state() == v1::RUNNING) self->queue.pop_back();
+      // A watcher that cannot keep up only needs the newest snapshot: past a bound, replace the
+      // newest queued event instead of growing the queue.
+      if (self->queue.size() > kMaxQueuedEvents && ev.status().state() == v1::RUNNING) {
+        self->queue.pop_back();
+      }
       self->queue.push_back(ev);
       if (ev.status().state() != v1::RUNNING) self->saw_terminal = true;
       self->reactor->MaybeWriteLocked();

@@ -1,0 +1,220 @@
+#include "tests/lib/test_util.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gtest/gtest.h"
+
+extern char** environ;
+
+namespace farm::testing {
+
+std::string MakeTempDir(const std::string& name) {
+  std::string base = ::testing::TempDir();
+  if (!base.empty() && base.back() != '/') base += '/';
+  std::string tmpl = absl::StrCat(base, "farm-", name, "-XXXXXX");
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  char* dir = mkdtemp(buf.data());
+  if (dir == nullptr) ADD_FAILURE() << "mkdtemp " << tmpl;
+  return dir ? dir : "";
+}
+
+CommandResult Sh(const std::string& command) {
+  CommandResult r;
+  std::string cmd = absl::StrCat("( ", command, " ) 2>&1");
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  int st = pclose(p);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+std::string Quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string Bin(const std::string& name) {
+  const char* d = std::getenv("FARM_BIN_DIR");
+  return absl::StrCat(d ? d : ".", "/", name);
+}
+
+std::string Source(const std::string& relative) {
+  const char* d = std::getenv("FARM_SOURCE_DIR");
+  return absl::StrCat(d ? d : "..", "/", relative);
+}
+
+namespace {
+// Minimal JSON picking for make_repo.py's flat output.
+std::string JsonString(const std::string& json, const std::string& key) {
+  std::string k = absl::StrCat("\"", key, "\": \"");
+  size_t at = json.find(k);
+  if (at == std::string::npos) return "";
+  at += k.size();
+  return json.substr(at, json.find('"', at) - at);
+}
+std::vector<std::string> JsonList(const std::string& json, const std::string& key) {
+  std::string k = absl::StrCat("\"", key, "\": [");
+  size_t at = json.find(k);
+  if (at == std::string::npos) return {};
+  at += k.size();
+  std::string body = json.substr(at, json.find(']', at) - at);
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(body, ',', absl::SkipEmpty())) {
+    std::string s(absl::StripAsciiWhitespace(part));
+    if (s.size() >= 2) out.push_back(s.substr(1, s.size() - 2));
+  }
+  return out;
+}
+}  // namespace
+
+Repo MakeRepo(const std::string& dir, const std::string& args) {
+  CommandResult r =
+      Sh(absl::StrCat("python3 ", Quote(Source("tests/lib/make_repo.py")), " ", Quote(dir), " ",
+                      args));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  Repo repo;
+  repo.path = JsonString(r.output, "path");
+  repo.commits = JsonList(r.output, "commits");
+  repo.root = JsonString(r.output, "root");
+  repo.bad = JsonString(r.output, "bad");
+  repo.culprit = JsonString(r.output, "culprit");
+  repo.skipped = JsonList(r.output, "skipped");
+  repo.broken = JsonList(r.output, "broken");
+  return repo;
+}
+
+void WriteScript(const std::string& path, const std::string& body) {
+  {
+    std::ofstream f(path, std::ios::trunc);
+    f << body;
+  }
+  chmod(path.c_str(), 0755);
+}
+
+BisectAnswer ParseAnswer(const std::string& output) {
+  BisectAnswer a;
+  bool listing = false;
+  for (absl::string_view line : absl::StrSplit(output, '\n')) {
+    if (absl::EndsWith(line, " is the first bad commit") && line.size() >= 40) {
+      a.first_bad = std::string(line.substr(0, 40));
+    }
+    if (absl::StrContains(line, "could be any of:")) {
+      listing = true;
+      continue;
+    }
+    if (listing) {
+      std::string s(absl::StripAsciiWhitespace(line));
+      if (s.size() == 40 && s.find_first_not_of("0123456789abcdef") == std::string::npos) {
+        a.candidates.insert(s);
+      } else {
+        listing = false;
+      }
+    }
+  }
+  return a;
+}
+
+std::string Describe(const BisectAnswer& a) {
+  if (!a.first_bad.empty()) return absl::StrCat("first bad ", a.first_bad);
+  return absl::StrCat("candidates {", absl::StrJoin(a.candidates, ", "), "}");
+}
+
+BisectAnswer GitBisectRun(const std::string& repo, const std::string& bad,
+                          const std::vector<std::string>& goods, const std::string& script,
+                          std::string* output) {
+  std::string clone = MakeTempDir("git-bisect");
+  std::string goods_q;
+  for (const auto& g : goods) absl::StrAppend(&goods_q, " ", g);
+  CommandResult r = Sh(absl::StrCat(
+      "git clone -q ", Quote(repo), " ", Quote(clone + "/w"), " && cd ", Quote(clone + "/w"),
+      " && git bisect start ", bad, goods_q, " >/dev/null && git bisect run ", Quote(script)));
+  if (output) *output = r.output;
+  return ParseAnswer(r.output);
+}
+
+Background::Background(const std::vector<std::string>& argv, const std::string& log_path)
+    : log_(log_path) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  if (posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ) != 0) pid_ = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  EXPECT_GT(pid_, 0) << "cannot start " << argv[0];
+}
+
+Background::~Background() {
+  if (pid_ > 0 && !reaped_) {
+    kill(pid_, SIGKILL);
+    Wait();
+  }
+}
+
+std::string Background::Output() const {
+  std::ifstream f(log_);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+bool Background::WaitForOutput(const std::string& text, absl::Duration timeout) {
+  return WaitFor(
+      [&] {
+        if (absl::StrContains(Output(), text)) return true;
+        int st;
+        return !reaped_ && waitpid(pid_, &st, WNOHANG) == pid_ ? (reaped_ = true, false) : false;
+      },
+      timeout) &&
+         absl::StrContains(Output(), text);
+}
+
+void Background::Kill(int sig) {
+  if (pid_ > 0 && !reaped_) kill(pid_, sig);
+}
+
+int Background::Wait() {
+  if (reaped_ || pid_ <= 0) return -1;
+  int st = 0;
+  waitpid(pid_, &st, 0);
+  reaped_ = true;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (pred()) return true;
+    // Polling interval of a condition check with a deadline.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
+}
+
+}  // namespace farm::testing

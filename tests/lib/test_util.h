@@ -1,0 +1,84 @@
+// Helpers for integration tests: temp dirs, shell commands, generated repositories, and running
+// `git bisect run` and the farm binaries side by side.
+#ifndef FARM_TESTS_LIB_TEST_UTIL_H_
+#define FARM_TESTS_LIB_TEST_UTIL_H_
+
+#include <sys/types.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace farm::testing {
+
+// A fresh directory under the test's temp dir.
+std::string MakeTempDir(const std::string& name);
+
+struct CommandResult {
+  int exit_code = -1;  // the shell's exit status; 128+N when killed by signal N
+  std::string output;  // stdout and stderr, merged
+};
+// Runs `command` with /bin/sh -c, capturing merged output.
+CommandResult Sh(const std::string& command);
+// Quotes one shell word.
+std::string Quote(const std::string& s);
+
+// Path of a built binary (FARM_BIN_DIR) or a source file (FARM_SOURCE_DIR).
+std::string Bin(const std::string& name);
+std::string Source(const std::string& relative);
+
+struct Repo {
+  std::string path;
+  std::vector<std::string> commits;  // creation order
+  std::string root, bad, culprit;
+  std::vector<std::string> skipped, broken;
+};
+// tests/lib/make_repo.py with the given arguments (see that file).
+Repo MakeRepo(const std::string& dir, const std::string& args);
+
+// Writes an executable script.
+void WriteScript(const std::string& path, const std::string& body);
+
+// The answer of a bisect, parsed from git's words (farm prints the same):
+// "<sha> is the first bad commit", or the list after "could be any of:".
+struct BisectAnswer {
+  std::string first_bad;           // empty when ambiguous
+  std::set<std::string> candidates;  // when ambiguous
+  bool operator==(const BisectAnswer& o) const {
+    return first_bad == o.first_bad && candidates == o.candidates;
+  }
+};
+BisectAnswer ParseAnswer(const std::string& output);
+std::string Describe(const BisectAnswer& a);
+
+// Runs `git bisect run script` in a fresh clone of `repo`.
+BisectAnswer GitBisectRun(const std::string& repo, const std::string& bad,
+                          const std::vector<std::string>& goods, const std::string& script,
+                          std::string* output = nullptr);
+
+// A background process (coordinator, agent) whose output goes to a file.
+class Background {
+ public:
+  Background(const std::vector<std::string>& argv, const std::string& log_path);
+  ~Background();  // SIGKILL and reap
+  // Waits until the log contains `text` or the process dies or `timeout` passes.
+  bool WaitForOutput(const std::string& text, absl::Duration timeout);
+  std::string Output() const;
+  void Kill(int sig);
+  int Wait();  // exit status
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_;
+  bool reaped_ = false;
+};
+
+// Waits (polling a condition, with a deadline) until `pred` holds.
+bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout);
+
+}  // namespace farm::testing
+
+#endif  // FARM_TESTS_LIB_TEST_UTIL_H_

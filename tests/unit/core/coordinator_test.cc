@@ -1,0 +1,287 @@
+// Coordinator core without gRPC: fake agent channels that record what the coordinator sends,
+// real repositories, a real SQLite file.
+#include "coordinator/scheduler/coordinator.h"
+
+#include <deque>
+#include <map>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/lib/test_util.h"
+
+namespace farm {
+namespace {
+
+namespace v1 = farm::v1;
+using ::farm::testing::MakeRepo;
+using ::farm::testing::MakeTempDir;
+using ::farm::testing::Repo;
+using ::farm::testing::Sh;
+using ::farm::testing::Quote;
+
+class FakeChannel : public AgentChannel {
+ public:
+  void Send(const v1::CoordinatorMessage& msg) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    sent_.push_back(msg);
+  }
+  std::vector<v1::CoordinatorMessage> Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<v1::CoordinatorMessage> out(sent_.begin(), sent_.end());
+    sent_.clear();
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::deque<v1::CoordinatorMessage> sent_;
+};
+
+// An agent driven by the test: answers each assignment with the verdict the repository says.
+struct FakeAgent {
+  std::shared_ptr<FakeChannel> channel = std::make_shared<FakeChannel>();
+  uint64_t session = 0;
+  std::map<std::string, std::string> running;  // task id -> commit
+  std::vector<std::string> cancelled;
+
+  void Connect(Coordinator& c, const std::string& id, int slots = 1) {
+    v1::Hello h;
+    h.set_agent_id(id);
+    h.set_slots(slots);
+    auto s = c.Connect(h, channel);
+    ASSERT_TRUE(s.ok()) << s.status();
+    session = *s;
+  }
+  void Drain() {
+    for (const auto& m : channel->Take()) {
+      if (m.has_assign()) running[m.assign().task_id()] = m.assign().commit();
+      if (m.has_cancel()) {
+        cancelled.push_back(m.cancel().task_id());
+      }
+    }
+  }
+  void Report(Coordinator& c, const std::string& task, v1::Verdict v) {
+    v1::AgentMessage m;
+    m.mutable_result()->set_task_id(task);
+    m.mutable_result()->set_verdict(v);
+    c.OnAgentMessage(session, m);
+    running.erase(task);
+  }
+};
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("coordinator");
+    repo_ = MakeRepo(dir_ + "/repo", "--shape merges --commits 120 --seed 9");
+  }
+  CoordinatorOptions Options() {
+    CoordinatorOptions o;
+    o.db_path = dir_ + "/farm.db";
+    o.cache_dir = dir_ + "/cache";
+    return o;
+  }
+  v1::BisectSpec Spec() {
+    v1::BisectSpec s;
+    s.set_repo(repo_.path);
+    s.add_good(repo_.root);
+    s.set_bad(repo_.bad);
+    s.mutable_recipe()->add_test_argv("true");
+    return s;
+  }
+  v1::Verdict Truth(const std::string& commit) {
+    return Sh(absl::StrCat("git -C ", Quote(repo_.path), " cat-file -e ", commit, ":bug"))
+                       .exit_code == 0
+               ? v1::BAD
+               : v1::GOOD;
+  }
+  // Answers every running task of `agents` until the job ends or nothing runs.
+  v1::JobStatus Finish(Coordinator& c, const std::string& job, std::vector<FakeAgent*> agents) {
+    for (int guard = 0; guard < 1000; ++guard) {
+      bool any = false;
+      for (FakeAgent* a : agents) {
+        a->Drain();
+        for (const std::string& t : a->cancelled) {
+          a->running.erase(t);
+          v1::AgentMessage m;
+          m.mutable_result()->set_task_id(t);
+          m.mutable_result()->set_cancelled(true);
+          c.OnAgentMessage(a->session, m);
+        }
+        a->cancelled.clear();
+        if (!a->running.empty()) {
+          auto [task, commit] = *a->running.begin();
+          a->Report(c, task, Truth(commit));
+          any = true;
+        }
+      }
+      auto st = c.GetJob(job);
+      EXPECT_TRUE(st.ok());
+      if (st->state() != v1::RUNNING || !any) return *st;
+    }
+    return *c.GetJob(job);
+  }
+
+  std::string dir_;
+  Repo repo_;
+};
+
+TEST_F(CoordinatorTest, FindsCulpritWithSeveralAgentsAndCancelsPointlessWork) {
+  auto c = Coordinator::Create(Options());
+  ASSERT_TRUE(c.ok()) << c.status();
+  FakeAgent a1, a2, a3, a4;
+  a1.Connect(**c, "a1");
+  a2.Connect(**c, "a2");
+  a3.Connect(**c, "a3");
+  a4.Connect(**c, "a4");
+  auto job = (*c)->SubmitBisect(Spec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  // All four agents are busy at once, on four different commits.
+  std::set<std::string> commits;
+  for (FakeAgent* a : {&a1, &a2, &a3, &a4}) {
+    a->Drain();
+    ASSERT_EQ(a->running.size(), 1u);
+    commits.insert(a->running.begin()->second);
+  }
+  EXPECT_EQ(commits.size(), 4u);
+  // Answer only the first agent's task (the root midpoint): some speculative task elsewhere
+  // becomes pointless and is cancelled at once.
+  auto [task, commit] = *a1.running.begin();
+  a1.Report(**c, task, Truth(commit));
+  size_t cancels = 0;
+  for (FakeAgent* a : {&a2, &a3, &a4}) {
+    a->Drain();
+    cancels += a->cancelled.size();
+  }
+  EXPECT_GE(cancels, 1u);
+  v1::JobStatus st = Finish(**c, job->job_id(), {&a1, &a2, &a3, &a4});
+  ASSERT_EQ(st.state(), v1::FOUND) << st.DebugString();
+  EXPECT_EQ(st.first_bad(0), repo_.culprit);
+  EXPECT_NE(st.report().find(repo_.culprit + " is the first bad commit"), std::string::npos);
+}
+
+TEST_F(CoordinatorTest, SilentAgentsTaskIsRequeuedAndALateResultIsCountedOnce) {
+  CoordinatorOptions o = Options();
+  o.lease = absl::Milliseconds(200);
+  auto c = Coordinator::Create(o);
+  ASSERT_TRUE(c.ok());
+  FakeAgent dead;
+  dead.Connect(**c, "dead");
+  auto job = (*c)->SubmitBisect(Spec());
+  ASSERT_TRUE(job.ok());
+  dead.Drain();
+  ASSERT_EQ(dead.running.size(), 1u);
+  auto [task, commit] = *dead.running.begin();
+  (*c)->Disconnect(dead.session);
+  FakeAgent live;
+  live.Connect(**c, "live");
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        (*c)->ExpireLeases();
+        live.Drain();
+        return !live.running.empty();
+      },
+      absl::Seconds(10)));
+  EXPECT_EQ(live.running.begin()->second, commit) << "the lost commit is requeued first";
+  // The dead agent comes back with its result: counted once, the duplicate is ignored.
+  FakeAgent back;
+  back.channel = std::make_shared<FakeChannel>();
+  v1::Hello h;
+  h.set_agent_id("dead");
+  h.set_slots(1);
+  auto s = (*c)->Connect(h, back.channel);
+  ASSERT_TRUE(s.ok());
+  back.session = *s;
+  back.Report(**c, task, Truth(commit));
+  auto live_task = live.running.begin()->first;
+  live.Report(**c, live_task, Truth(commit));
+  auto st = (*c)->GetJob(job->job_id());
+  ASSERT_TRUE(st.ok());
+  int applied = 0;
+  for (const auto& t : st->finished()) applied += t.commit() == commit && t.applied();
+  EXPECT_EQ(applied, 1) << st->DebugString();
+  v1::JobStatus done = Finish(**c, job->job_id(), {&live});
+  EXPECT_EQ(done.state(), v1::FOUND);
+  EXPECT_EQ(done.first_bad(0), repo_.culprit);
+}
+
+TEST_F(CoordinatorTest, RestartOnTheSameDatabaseResumesTheJob) {
+  std::string job_id;
+  uint32_t candidates_before = 0;
+  CoordinatorOptions o = Options();
+  o.lease = absl::Seconds(2);
+  {
+    auto c = Coordinator::Create(o);
+    ASSERT_TRUE(c.ok());
+    FakeAgent a;
+    a.Connect(**c, "a");
+    auto job = (*c)->SubmitBisect(Spec());
+    ASSERT_TRUE(job.ok());
+    job_id = job->job_id();
+    // Two verdicts, then the coordinator "dies" with a task running.
+    for (int i = 0; i < 2; ++i) {
+      a.Drain();
+      auto [task, commit] = *a.running.begin();
+      a.Report(**c, task, Truth(commit));
+    }
+    a.Drain();
+    ASSERT_EQ(a.running.size(), 1u);
+    candidates_before = (*c)->GetJob(job_id)->candidates();
+  }
+  auto c = Coordinator::Create(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto st = (*c)->GetJob(job_id);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->state(), v1::RUNNING);
+  EXPECT_EQ(st->candidates(), candidates_before);
+  int verdicts = 0;
+  for (const auto& t : st->finished()) verdicts += t.state() == v1::TASK_DONE;
+  EXPECT_EQ(verdicts, 2);
+  FakeAgent b;
+  b.Connect(**c, "b");
+  // The task that was running when it died is still leased; it is requeued when the lease ends.
+  v1::JobStatus done = Finish(**c, job_id, {&b});
+  if (done.state() == v1::RUNNING) {
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          (*c)->ExpireLeases();
+          b.Drain();
+          return !b.running.empty();
+        },
+        absl::Seconds(30)));
+    done = Finish(**c, job_id, {&b});
+  }
+  EXPECT_EQ(done.state(), v1::FOUND) << done.DebugString();
+  EXPECT_EQ(done.first_bad(0), repo_.culprit);
+}
+
+TEST_F(CoordinatorTest, BadSubmissionsAreRejectedAndNotStored) {
+  auto c = Coordinator::Create(Options());
+  ASSERT_TRUE(c.ok());
+  v1::BisectSpec s = Spec();
+  s.set_bad("no-such-revision");
+  auto r = (*c)->SubmitBisect(s);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  s = Spec();
+  s.mutable_recipe()->clear_test_argv();
+  r = (*c)->SubmitBisect(s);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("test_argv"), std::string::npos);
+  s = Spec();
+  s.set_good(0, repo_.bad);
+  s.set_bad(repo_.root);
+  r = (*c)->SubmitBisect(s);
+  EXPECT_NE(r.status().message().find("did you swap them?"), std::string::npos) << r.status();
+  s = Spec();
+  s.set_term_old("same");
+  s.set_term_new("same");
+  r = (*c)->SubmitBisect(s);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  auto jobs = (*c)->ListJobs(10);
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_TRUE(jobs->empty());
+}
+
+}  // namespace
+}  // namespace farm
