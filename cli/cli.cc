@@ -378,6 +378,12 @@ int RunLocalBisect(BisectFlags& f) {
     (*server)->Shutdown(absl::Milliseconds(500));
   };
 
+  // Start with every agent ready, so that the first plan uses them all.
+  if (!(*server)->core()->AwaitAgents(agents, absl::Seconds(30))) {
+    stop_all();
+    return Fail(absl::UnavailableError("the local agents did not connect within 30 s"),
+                kExitFailed);
+  }
   auto channel = MakeCoordinatorChannel((*server)->address());
   auto stub = v1::Farm::NewStub(channel);
   v1::SubmitBisectRequest req;

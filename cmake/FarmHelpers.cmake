@@ -35,6 +35,5 @@ function(farm_cc_test name)
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
     TEST_PREFIX "${name}."
-    PROPERTIES ${props}
-               ENVIRONMENT "FARM_BIN_DIR=${PROJECT_BINARY_DIR}/bin;FARM_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+    PROPERTIES ${props})
 endfunction()

@@ -58,15 +58,19 @@ Agent::Agent(AgentOptions options, std::unique_ptr<Workspace> ws)
 
 Agent::~Agent() {
   Stop();
-  std::vector<std::unique_ptr<Running>> all;
+  // Cancelled tasks end promptly (their process groups are killed); each moves itself from
+  // running_ to finished_ as its last step.
+  std::vector<std::unique_ptr<Running>> done;
   {
     absl::MutexLock lock(&mu_);
-    for (auto& [id, r] : running_) all.push_back(std::move(r));
-    running_.clear();
-    for (auto& r : finished_) all.push_back(std::move(r));
-    finished_.clear();
+    auto idle = [this] {
+      mu_.AssertHeld();
+      return running_.empty();
+    };
+    mu_.Await(absl::Condition(&idle));
+    done.swap(finished_);
   }
-  for (auto& r : all) {
+  for (auto& r : done) {
     if (r->thread.joinable()) r->thread.join();
   }
 }

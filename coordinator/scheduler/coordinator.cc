@@ -839,6 +839,17 @@ void Coordinator::Disconnect(uint64_t sid) {
   ScheduleLocked();
 }
 
+bool Coordinator::AwaitAgents(size_t n, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto enough = [this, n] {
+    mu_.AssertHeld();
+    size_t connected = 0;
+    for (auto& [id, s] : sessions_) connected += s.connected;
+    return connected >= n;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+}
+
 void Coordinator::ExpireLeases() {
   absl::MutexLock lock(&mu_);
   absl::Time now = absl::Now();

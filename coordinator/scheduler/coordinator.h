@@ -73,6 +73,9 @@ class Coordinator {
   void OnAgentMessage(uint64_t session, const farm::v1::AgentMessage& msg);
   void Disconnect(uint64_t session);
 
+  // Waits until at least `n` agents are connected; false if `timeout` passed first.
+  bool AwaitAgents(size_t n, absl::Duration timeout);
+
   // Requeues tasks whose lease ran out. Also run every second by an internal thread.
   void ExpireLeases();
 

@@ -58,12 +58,12 @@ std::string Quote(const std::string& s) {
 
 std::string Bin(const std::string& name) {
   const char* d = std::getenv("FARM_BIN_DIR");
-  return absl::StrCat(d ? d : ".", "/", name);
+  return absl::StrCat(d ? d : FARM_DEFAULT_BIN_DIR, "/", name);
 }
 
 std::string Source(const std::string& relative) {
   const char* d = std::getenv("FARM_SOURCE_DIR");
-  return absl::StrCat(d ? d : "..", "/", relative);
+  return absl::StrCat(d ? d : FARM_DEFAULT_SOURCE_DIR, "/", relative);
 }
 
 namespace {

@@ -174,15 +174,20 @@ TEST_F(CoordinatorTest, SilentAgentsTaskIsRequeuedAndALateResultIsCountedOnce) {
   ASSERT_EQ(dead.running.size(), 1u);
   auto [task, commit] = *dead.running.begin();
   (*c)->Disconnect(dead.session);
-  FakeAgent live;
-  live.Connect(**c, "live");
   ASSERT_TRUE(testing::WaitFor(
       [&] {
         (*c)->ExpireLeases();
-        live.Drain();
-        return !live.running.empty();
+        auto st = (*c)->GetJob(job->job_id());
+        for (const auto& t : st->finished()) {
+          if (t.state() == v1::TASK_LOST && t.commit() == commit) return true;
+        }
+        return false;
       },
       absl::Seconds(10)));
+  FakeAgent live;
+  live.Connect(**c, "live");
+  live.Drain();
+  ASSERT_EQ(live.running.size(), 1u);
   EXPECT_EQ(live.running.begin()->second, commit) << "the lost commit is requeued first";
   // The dead agent comes back with its result: counted once, the duplicate is ignored.
   FakeAgent back;

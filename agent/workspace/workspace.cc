@@ -1,0 +1,395 @@
+#include "agent/workspace/workspace.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace farm {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Records which url a slot's worktree holds, in the worktree's own .git/config.
+constexpr char kUrlConfigKey[] = "farm.url";
+
+absl::Status DiskError(const std::string& what, const std::error_code& ec) {
+  if (ec == std::errc::permission_denied) {
+    return absl::PermissionDeniedError(absl::StrCat(what, ": ", ec.message()));
+  }
+  return absl::InternalError(absl::StrCat(what, ": ", ec.message()));
+}
+
+absl::Status MakeDirs(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return DiskError(absl::StrCat("cannot create directory '", dir, "'"), ec);
+  return absl::OkStatus();
+}
+
+// Removes everything inside `dir`, keeping `dir` itself (a shell may sit in it).
+absl::Status EmptyDirectory(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return MakeDirs(dir);
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code rm;
+    fs::remove_all(it->path(), rm);
+    if (rm) return DiskError(absl::StrCat("cannot remove '", it->path().string(), "'"), rm);
+  }
+  if (ec) return DiskError(absl::StrCat("cannot list '", dir, "'"), ec);
+  return absl::OkStatus();
+}
+
+// Number of files (non-directories) under `path`, or 1 if it is not a directory.
+size_t CountFiles(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(path, ec))) return 1;
+  size_t n = 0;
+  for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_directory(ec)) ++n;
+  }
+  return n;
+}
+
+std::string ReadSmallFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<GitRepository> OpenWorktree(const std::string& path) {
+  git_repository* raw = nullptr;
+  int rc = git_repository_open_ext(&raw, path.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot open worktree '", path, "'"));
+  GitRepository repo(raw);
+  if (git_repository_is_bare(repo.get())) {
+    return absl::InternalError(absl::StrCat("worktree '", path, "' is a bare repository"));
+  }
+  return repo;
+}
+
+std::string ConfiguredUrl(git_repository* repo) {
+  git_config* config = nullptr;
+  if (git_repository_config(&config, repo) < 0) {
+    git_error_clear();
+    return "";
+  }
+  git_buf buf = GIT_BUF_INIT;
+  std::string url;
+  if (git_config_get_string_buf(&buf, config, kUrlConfigKey) == 0) url.assign(buf.ptr, buf.size);
+  git_error_clear();
+  git_buf_dispose(&buf);
+  git_config_free(config);
+  return url;
+}
+
+// Deletes `src` and creates an empty non-bare repository there that borrows objects from
+// `objects_dir` and remembers `url`.
+absl::Status CreateWorktree(const std::string& src, const std::string& url) {
+  std::error_code ec;
+  fs::remove_all(src, ec);
+  if (ec) return DiskError(absl::StrCat("cannot remove old worktree '", src, "'"), ec);
+  git_repository_init_options opts;
+  git_repository_init_options_init(&opts, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
+  opts.flags = GIT_REPOSITORY_INIT_MKPATH | GIT_REPOSITORY_INIT_NO_REINIT;
+  git_repository* raw = nullptr;
+  int rc = git_repository_init_ext(&raw, src.c_str(), &opts);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot create worktree '", src, "'"));
+  GitRepository repo(raw);
+  git_config* config = nullptr;
+  rc = git_repository_config(&config, repo.get());
+  if (rc == 0) {
+    rc = git_config_set_string(config, kUrlConfigKey, url.c_str());
+    git_config_free(config);
+  }
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot configure worktree '", src, "'"));
+  return absl::OkStatus();
+}
+
+// Points the worktree's object database at `objects_dir` (rewriting it only if it differs).
+absl::Status SetAlternates(const std::string& src, const std::string& objects_dir) {
+  const std::string info = src + "/.git/objects/info";
+  FARM_RETURN_IF_ERROR(MakeDirs(info));
+  const std::string file = info + "/alternates";
+  const std::string want = objects_dir + "\n";
+  if (ReadSmallFile(file) == want) return absl::OkStatus();
+  const std::string tmp = file + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << want;
+    out.close();
+    if (!out) return absl::InternalError(absl::StrCat("cannot write '", tmp, "'"));
+  }
+  std::error_code ec;
+  fs::rename(tmp, file, ec);
+  if (ec) return DiskError(absl::StrCat("cannot write '", file, "'"), ec);
+  return absl::OkStatus();
+}
+
+struct CheckoutCounts {
+  std::string src;
+  size_t written = 0;
+  size_t removed = 0;
+  // Untracked/ignored paths (directories without the trailing '/') already counted as removed.
+  absl::flat_hash_set<std::string> counted;
+  // Paths libgit2 writes.
+  absl::flat_hash_set<std::string> updated;
+};
+
+std::string WithoutTrailingSlash(const char* path) {
+  std::string rel = path;
+  while (!rel.empty() && rel.back() == '/') rel.pop_back();
+  return rel;
+}
+
+// libgit2 1.5 notifies files it writes (UPDATED; a file modified in the worktree also gets DIRTY
+// first), but not tracked files it deletes; those only show up in the progress callback, which
+// reports every path it removes and then every path it writes.
+
+int CountingNotify(git_checkout_notify_t why, const char* path, const git_diff_file* baseline,
+                   const git_diff_file* target, const git_diff_file* workdir, void* payload) {
+  auto* counts = static_cast<CheckoutCounts*>(payload);
+  switch (why) {
+    case GIT_CHECKOUT_NOTIFY_UPDATED:
+      if (counts->updated.insert(path).second) ++counts->written;
+      break;
+    case GIT_CHECKOUT_NOTIFY_UNTRACKED:
+    case GIT_CHECKOUT_NOTIFY_IGNORED: {
+      // Only asked for when removing them (pristine). libgit2 names whole directories ("out/");
+      // count their files now, before they go.
+      std::string rel = WithoutTrailingSlash(path);
+      counts->removed += CountFiles(counts->src + "/" + rel);
+      counts->counted.insert(std::move(rel));
+      break;
+    }
+    default:
+      break;
+  }
+  return 0;
+}
+
+void CountingProgress(const char* path, size_t completed, size_t total, void* payload) {
+  if (path == nullptr) return;
+  auto* counts = static_cast<CheckoutCounts*>(payload);
+  std::string rel = WithoutTrailingSlash(path);
+  if (counts->updated.contains(rel) || counts->counted.contains(rel)) return;
+  // Removed; remember it so that a path reported twice is counted once.
+  counts->counted.insert(std::move(rel));
+  ++counts->removed;
+}
+
+// Removes from `src` whatever the index does not track (like `git clean -ffdx`), including ignored
+// directories and nested repositories. Returns the number of files removed, not counting those
+// under paths in `counted`.
+absl::StatusOr<size_t> RemoveUntracked(git_repository* repo, const std::string& src,
+                                       const absl::flat_hash_set<std::string>& counted) {
+  git_index* raw = nullptr;
+  int rc = git_repository_index(&raw, repo);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot read the index of '", src, "'"));
+  GitIndex index(raw);
+  absl::flat_hash_set<std::string> tracked;  // Files, symlinks and submodules.
+  absl::flat_hash_set<std::string> dirs;     // Directories containing tracked paths.
+  const size_t n = git_index_entrycount(index.get());
+  for (size_t i = 0; i < n; ++i) {
+    std::string path = git_index_get_byindex(index.get(), i)->path;
+    for (size_t slash = path.find('/'); slash != std::string::npos;
+         slash = path.find('/', slash + 1)) {
+      dirs.insert(path.substr(0, slash));
+    }
+    tracked.insert(std::move(path));
+  }
+  size_t removed = 0;
+  std::vector<std::string> pending = {""};  // Directories to scan, relative to src.
+  while (!pending.empty()) {
+    const std::string rel_dir = std::move(pending.back());
+    pending.pop_back();
+    const std::string abs_dir = rel_dir.empty() ? src : src + "/" + rel_dir;
+    std::error_code ec;
+    std::vector<fs::path> entries;
+    for (fs::directory_iterator it(abs_dir, ec), end; !ec && it != end; it.increment(ec)) {
+      entries.push_back(it->path());
+    }
+    if (ec) return DiskError(absl::StrCat("cannot list '", abs_dir, "'"), ec);
+    for (const fs::path& entry : entries) {
+      const std::string name = entry.filename().string();
+      if (rel_dir.empty() && name == ".git") continue;
+      const std::string rel = rel_dir.empty() ? name : rel_dir + "/" + name;
+      if (tracked.contains(rel)) continue;
+      std::error_code type_ec;
+      if (dirs.contains(rel) && fs::is_directory(fs::symlink_status(entry, type_ec))) {
+        pending.push_back(rel);
+        continue;
+      }
+      if (!counted.contains(rel)) removed += CountFiles(entry);
+      fs::remove_all(entry, ec);
+      if (ec) return DiskError(absl::StrCat("cannot remove '", entry.string(), "'"), ec);
+    }
+  }
+  return removed;
+}
+
+// Replaces an unreadable index with one listing HEAD's tree (`git read-tree HEAD`). Without stat
+// data libgit2 compares contents, so unchanged files still keep their mtimes; without any index it
+// would take HEAD's files for untracked ones and leave those the next commit deletes.
+absl::Status RebuildIndex(const std::string& src) {
+  std::error_code ec;
+  fs::remove(src + "/.git/index", ec);
+  if (ec) return DiskError(absl::StrCat("cannot remove the index of '", src, "'"), ec);
+  FARM_ASSIGN_OR_RETURN(GitRepository repo, OpenWorktree(src));
+  git_object* head_tree = nullptr;
+  if (git_revparse_single(&head_tree, repo.get(), "HEAD^{tree}") < 0) {
+    git_error_clear();  // Unborn HEAD: an empty index is right.
+    return absl::OkStatus();
+  }
+  GitObject tree(head_tree);
+  git_index* raw = nullptr;
+  int rc = git_repository_index(&raw, repo.get());
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot create an index in '", src, "'"));
+  GitIndex index(raw);
+  rc = git_index_read_tree(index.get(), reinterpret_cast<git_tree*>(tree.get()));
+  if (rc == 0) rc = git_index_write(index.get());
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot rebuild the index of '", src, "'"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Workspace::Workspace(std::string root) : root_(std::move(root)), cache_(root_ + "/mirrors") {}
+
+absl::StatusOr<std::unique_ptr<Workspace>> Workspace::Open(const std::string& root) {
+  if (root.empty()) return absl::InvalidArgumentError("workspace root is empty");
+  GitLibrary::Ensure();
+  std::error_code ec;
+  fs::path abs = fs::absolute(root, ec);
+  if (ec) return DiskError(absl::StrCat("bad workspace root '", root, "'"), ec);
+  std::string normal = abs.lexically_normal().string();
+  while (normal.size() > 1 && normal.back() == '/') normal.pop_back();
+  FARM_RETURN_IF_ERROR(MakeDirs(normal + "/mirrors"));
+  FARM_RETURN_IF_ERROR(MakeDirs(normal + "/slots"));
+  return std::unique_ptr<Workspace>(new Workspace(normal));
+}
+
+std::string Workspace::worktree_path(int slot) const {
+  return absl::StrCat(root_, "/slots/", slot, "/src");
+}
+
+std::string Workspace::build_path(int slot) const {
+  return absl::StrCat(root_, "/slots/", slot, "/build");
+}
+
+absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& url,
+                                                   const std::string& sha, bool pristine) {
+  const absl::Time start = absl::Now();
+  if (slot < 0) return absl::InvalidArgumentError(absl::StrCat("bad workspace slot ", slot));
+  const std::string src = worktree_path(slot);
+  const std::string build = build_path(slot);
+
+  FARM_ASSIGN_OR_RETURN(const std::string source_path, cache_.Prepare(url, sha));
+  git_oid oid;
+  {
+    FARM_ASSIGN_OR_RETURN(GitRepository source, OpenRepository(source_path));
+    absl::StatusOr<git_oid> resolved = ResolveCommit(source.get(), sha);
+    if (absl::IsNotFound(resolved.status())) {
+      return absl::NotFoundError(
+          absl::StrCat("commit '", sha, "' is not in repository '", url, "'"));
+    }
+    if (!resolved.ok()) return resolved.status();
+    oid = *resolved;
+  }
+  const std::string objects_dir = source_path + "/objects";
+
+  // Reuse the slot's worktree if it is sound and holds the same repository.
+  bool sound = false;
+  bool other_url = false;
+  {
+    absl::StatusOr<GitRepository> existing = OpenWorktree(src);
+    if (existing.ok()) {
+      other_url = ConfiguredUrl(existing->get()) != url;
+      sound = !other_url;
+    } else {
+      git_error_clear();
+    }
+  }
+  const bool recreated = !sound;
+  if (recreated) {
+    FARM_RETURN_IF_ERROR(CreateWorktree(src, url));
+    // Build outputs of another project would only confuse the next build.
+    if (other_url) FARM_RETURN_IF_ERROR(EmptyDirectory(build));
+  }
+  FARM_RETURN_IF_ERROR(SetAlternates(src, objects_dir));
+  // A checkout that died (agent killed) may have left the index locked; the slot is ours.
+  std::error_code ec;
+  fs::remove(src + "/.git/index.lock", ec);
+
+  if (pristine) FARM_RETURN_IF_ERROR(EmptyDirectory(build));
+  FARM_RETURN_IF_ERROR(MakeDirs(build));
+
+  CheckoutCounts counts;
+  auto checkout = [&]() -> absl::Status {
+    counts = CheckoutCounts();
+    counts.src = src;
+    FARM_ASSIGN_OR_RETURN(GitRepository repo, OpenWorktree(src));
+    git_index* raw_index = nullptr;
+    if (git_repository_index(&raw_index, repo.get()) < 0) {
+      // (Letting git_checkout_tree fail on it leaks in libgit2 1.5.)
+      git_error_clear();
+      FARM_RETURN_IF_ERROR(RebuildIndex(src));
+      FARM_ASSIGN_OR_RETURN(repo, OpenWorktree(src));
+    }
+    git_index_free(raw_index);
+    git_commit* raw_commit = nullptr;
+    int rc = git_commit_lookup(&raw_commit, repo.get(), &oid);
+    if (rc < 0) {
+      return GitError(
+          rc, absl::StrCat("cannot read commit ", sha, " through the alternates of '", src, "'"));
+    }
+    GitCommit commit(raw_commit);
+    git_checkout_options opts;
+    git_checkout_options_init(&opts, GIT_CHECKOUT_OPTIONS_VERSION);
+    opts.checkout_strategy = GIT_CHECKOUT_FORCE;
+    opts.notify_flags = GIT_CHECKOUT_NOTIFY_UPDATED;
+    if (pristine) {
+      opts.checkout_strategy |= GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+      opts.notify_flags |= GIT_CHECKOUT_NOTIFY_UNTRACKED | GIT_CHECKOUT_NOTIFY_IGNORED;
+    }
+    opts.notify_cb = CountingNotify;
+    opts.notify_payload = &counts;
+    opts.progress_cb = CountingProgress;
+    opts.progress_payload = &counts;
+    rc = git_checkout_tree(repo.get(), reinterpret_cast<const git_object*>(commit.get()), &opts);
+    if (rc < 0) return GitError(rc, absl::StrCat("cannot check out ", sha, " in '", src, "'"));
+    if (pristine) {
+      // libgit2 1.5's REMOVE_UNTRACKED/REMOVE_IGNORED leave some untracked directories that hold
+      // a nested repository behind; remove whatever is left.
+      FARM_ASSIGN_OR_RETURN(size_t removed, RemoveUntracked(repo.get(), src, counts.counted));
+      counts.removed += removed;
+    }
+    rc = git_repository_set_head_detached(repo.get(), &oid);
+    if (rc < 0) return GitError(rc, absl::StrCat("cannot set HEAD of '", src, "' to ", sha));
+    return absl::OkStatus();
+  };
+  absl::Status status = checkout();
+  if (!status.ok() && !recreated) {
+    // A damaged worktree (bad index, unreadable HEAD, ...) is rebuilt once from scratch.
+    FARM_RETURN_IF_ERROR(CreateWorktree(src, url));
+    FARM_RETURN_IF_ERROR(SetAlternates(src, objects_dir));
+    status = checkout();
+  }
+  FARM_RETURN_IF_ERROR(status);
+
+  CheckoutResult result;
+  result.worktree = src;
+  result.build_dir = build;
+  result.files_written = counts.written;
+  result.files_removed = counts.removed;
+  result.elapsed = absl::Now() - start;
+  return result;
+}
+
+}  // namespace farm

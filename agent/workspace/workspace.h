@@ -1,0 +1,71 @@
+// The agent's persistent work areas: one git worktree and one build directory per slot, reused
+// between tasks so that builds stay incremental.
+#ifndef FARM_AGENT_WORKSPACE_WORKSPACE_H_
+#define FARM_AGENT_WORKSPACE_WORKSPACE_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/git/git.h"
+
+namespace farm {
+
+struct CheckoutResult {
+  std::string worktree;      // Absolute path of the slot's checked-out source tree.
+  std::string build_dir;     // Absolute path of the slot's build directory (exists).
+  size_t files_written = 0;  // Tracked files created or rewritten.
+  size_t files_removed = 0;  // Tracked files deleted, plus untracked/ignored ones when pristine.
+  absl::Duration elapsed;
+};
+
+// Layout under `root`:
+//   root/mirrors/           bare mirrors of remote repositories (RepoCache)
+//   root/slots/<n>/src      slot n's worktree: a non-bare repository whose
+//                           .git/objects/info/alternates points at the object directory of the
+//                           repository RepoCache prepared, so no object is copied
+//   root/slots/<n>/build    slot n's build directory, kept between tasks
+//
+// Thread safety: Checkout() may run concurrently for different slots (and the same or different
+// urls); one slot must be used by one thread at a time, and `root` by one process.
+class Workspace {
+ public:
+  // Creates root (and its subdirectories) if missing.
+  // Errors: INVALID_ARGUMENT for an empty root; INTERNAL / PERMISSION_DENIED if it cannot be
+  // created.
+  static absl::StatusOr<std::unique_ptr<Workspace>> Open(const std::string& root);
+
+  // Checks out commit `sha` (a sha, or any revision of the repository) of repository `url` in
+  // slot `slot`'s worktree, detaching HEAD there. Only files whose content differs from what is
+  // checked out now are written (unchanged files keep their mtimes, so incremental builds stay
+  // incremental); files that the commit does not have are removed, as are directories left empty;
+  // tracked files modified since the last checkout (e.g. by a build) are restored. Untracked and
+  // ignored files (build outputs) are kept, unless `pristine`: then every untracked and ignored
+  // file and directory is removed from the worktree and the build dir is emptied (a fresh build).
+  // A slot's worktree that is missing or corrupt is recreated. A slot that last held a different
+  // url starts from scratch (new worktree, empty build dir).
+  // Errors: INVALID_ARGUMENT for a negative slot; the url cannot be prepared (see
+  // RepoCache::Prepare); NOT_FOUND if `sha` is not a commit of it; libgit2 failures (GitError);
+  // INTERNAL for disk errors.
+  absl::StatusOr<CheckoutResult> Checkout(int slot, const std::string& url, const std::string& sha,
+                                          bool pristine);
+
+  // Absolute paths of slot `slot`'s worktree and build directory (they may not exist yet).
+  std::string worktree_path(int slot) const;
+  std::string build_path(int slot) const;
+
+  // The mirrors this workspace keeps (thread-safe).
+  RepoCache& repo_cache() { return cache_; }
+
+ private:
+  explicit Workspace(std::string root);
+
+  const std::string root_;
+  RepoCache cache_;
+};
+
+}  // namespace farm
+
+#endif  // FARM_AGENT_WORKSPACE_WORKSPACE_H_

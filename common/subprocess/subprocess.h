@@ -1,0 +1,115 @@
+// Running child processes for the agent: build and test commands, with merged output streamed to
+// a callback, a timeout, cancellation from any thread, and no orphans left behind.
+#ifndef FARM_COMMON_SUBPROCESS_SUBPROCESS_H_
+#define FARM_COMMON_SUBPROCESS_SUBPROCESS_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace farm {
+
+struct SubprocessOptions {
+  // The program and its arguments. argv[0] is looked up in PATH (the child's PATH, i.e. after
+  // `env` is applied) if it contains no '/'; otherwise it is a path, relative to `cwd`.
+  std::vector<std::string> argv;
+  // Working directory of the child; empty: inherit the parent's.
+  std::string cwd;
+  // Variables added to, or overriding, the parent's environment.
+  std::vector<std::pair<std::string, std::string>> env;
+  // Measured from Start(); when it passes, the whole process group is killed with SIGKILL.
+  absl::Duration timeout = absl::InfiniteDuration();
+  // Called with chunks of the merged stdout+stderr, in order, from the thread that calls Wait().
+  // Chunk boundaries are arbitrary (not lines). May be empty: output is discarded.
+  std::function<void(std::string_view)> on_output;
+};
+
+struct SubprocessResult {
+  enum class Kind { kExited, kSignaled, kTimedOut, kCancelled };
+  Kind kind = Kind::kExited;
+  int exit_code = -1;      // kExited only.
+  int signal = 0;          // kSignaled only.
+  absl::Duration elapsed;  // From Start() until the child was reaped.
+
+  // "exit 3", "killed by signal 9 (Killed)", "timed out after 60s", "cancelled".
+  std::string Describe() const;
+};
+
+// One child process (the leader of its own process group) and everything it starts in that group.
+//
+// Thread safety: Wait() must be called from one thread, at most once (a second call returns the
+// first result). Cancel() and pid() may be called from any thread at any time. Destruction must
+// not race with Wait() or Cancel().
+class Subprocess {
+ public:
+  // Starts the child in its own new process group, stdin from /dev/null, stdout and stderr into one
+  // pipe. All signals are unblocked and at their default disposition in the child; descriptors of
+  // the parent are not inherited (except 0, 1, 2).
+  // Errors (known synchronously, before this returns):
+  //   INVALID_ARGUMENT  argv is empty.
+  //   NOT_FOUND         the program does not exist (or is not in PATH), or `cwd` does not exist.
+  //   PERMISSION_DENIED the program cannot be executed ("is it executable?") or `cwd` is not
+  //                     accessible.
+  //   FAILED_PRECONDITION the file is not in an executable format.
+  //   INTERNAL          pipe/fork failures.
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(SubprocessOptions opts);
+
+  // Pumps output to on_output until the child exits, the timeout passes, or Cancel() is called.
+  // On timeout/cancel the whole process group gets SIGKILL. When the leader exits, any remaining
+  // members of its process group (e.g. `sleep 1000 &` left by a script) are SIGKILLed too, so
+  // nothing keeps the pipe open; the output still buffered in the pipe is delivered. Reaps the
+  // leader. If Cancel() was called before Wait() returns, the result is kCancelled.
+  SubprocessResult Wait();
+
+  // Kills the process group with SIGKILL and makes a running (or later) Wait() return kCancelled.
+  // Thread-safe; callable from any thread, before, during or after Wait(); idempotent; a no-op once
+  // the child has been reaped.
+  void Cancel();
+
+  // The child's pid, which is also its process group id.
+  pid_t pid() const { return pid_; }
+
+  // Kills the process group and reaps the leader if Wait() has not done so.
+  ~Subprocess();
+
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+
+ private:
+  Subprocess(pid_t pid, int output_fd, int wake_fd, int pid_fd, absl::Time start,
+             SubprocessOptions opts);
+
+  // Kills the process group unless the leader has been reaped. Takes mu_.
+  void KillGroup();
+  // Reaps the leader (blocking) and records its wait status. Takes mu_.
+  int Reap();
+
+  const pid_t pid_;
+  int output_fd_;      // Read end of the merged stdout+stderr pipe; -1 once closed.
+  const int wake_fd_;  // eventfd written by Cancel() to wake poll().
+  int pid_fd_;         // pidfd of the leader (readable when it exits); -1 if unsupported.
+  const absl::Time start_;
+  const SubprocessOptions opts_;
+
+  std::atomic<bool> cancelled_{false};
+  absl::Mutex mu_;
+  // Once true the pid may be recycled: never signal the group again.
+  bool reaped_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<SubprocessResult> result_;  // Set by Wait().
+};
+
+}  // namespace farm
+
+#endif  // FARM_COMMON_SUBPROCESS_SUBPROCESS_H_

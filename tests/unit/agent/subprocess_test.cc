@@ -1,0 +1,365 @@
+#include "common/subprocess/subprocess.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace farm {
+namespace {
+
+using ::testing::HasSubstr;
+using Kind = SubprocessResult::Kind;
+
+constexpr absl::Duration kPatience = absl::Seconds(20);
+
+std::string TestDir(const std::string& name) {
+  std::string dir = absl::StrCat(testing::TempDir(), "subprocess_test_", getpid(), "_", name);
+  mkdir(dir.c_str(), 0755);
+  return dir;
+}
+
+SubprocessOptions Args(std::vector<std::string> argv) {
+  SubprocessOptions opts;
+  opts.argv = std::move(argv);
+  return opts;
+}
+
+// Runs argv to completion and returns its result and merged output.
+struct RunOutcome {
+  SubprocessResult result;
+  std::string output;
+};
+RunOutcome RunToEnd(SubprocessOptions opts) {
+  RunOutcome run;
+  opts.on_output = [&run](std::string_view chunk) { run.output.append(chunk); };
+  auto sp = Subprocess::Start(std::move(opts));
+  EXPECT_TRUE(sp.ok()) << sp.status();
+  if (!sp.ok()) return run;
+  run.result = (*sp)->Wait();
+  return run;
+}
+
+// Makes this process the reaper of orphaned descendants, so a test can observe (and reap) a
+// grandchild the subprocess left behind instead of losing it to pid 1.
+void BecomeSubreaper() { ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0); }
+
+// Waits, with a deadline, for an orphaned descendant `pid` (reparented to us as subreaper) to
+// die, reaps it and returns its wait status; -1 if it is still alive at the deadline.
+int ReapOrphan(pid_t pid) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd >= 0) {
+    pollfd p = {pidfd, POLLIN, 0};
+    int rc = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(kPatience)));
+    close(pidfd);
+    if (rc != 1) return -1;
+  }
+  int status = 0;
+  pid_t r = waitpid(pid, &status, pidfd >= 0 ? WNOHANG : 0);
+  return r == pid ? status : -1;
+}
+
+bool ProcessGone(pid_t pid) { return kill(pid, 0) == -1 && errno == ESRCH; }
+
+// Reads a pid that a script wrote into `path`.
+pid_t ReadPid(const std::string& path) {
+  std::ifstream in(path);
+  std::string text;
+  std::getline(in, text);
+  int pid = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(text, &pid)) << "pidfile '" << path << "': '" << text << "'";
+  return pid;
+}
+
+TEST(SubprocessTest, ExitCodes) {
+  RunOutcome ok = RunToEnd(Args({"true"}));
+  EXPECT_EQ(ok.result.kind, Kind::kExited);
+  EXPECT_EQ(ok.result.exit_code, 0);
+  EXPECT_EQ(ok.result.Describe(), "exit 0");
+
+  RunOutcome three = RunToEnd(Args({"sh", "-c", "exit 3"}));
+  EXPECT_EQ(three.result.kind, Kind::kExited);
+  EXPECT_EQ(three.result.exit_code, 3);
+  EXPECT_EQ(three.result.Describe(), "exit 3");
+}
+
+TEST(SubprocessTest, KilledBySignal) {
+  RunOutcome run = RunToEnd(Args({"sh", "-c", "kill -KILL $$"}));
+  EXPECT_EQ(run.result.kind, Kind::kSignaled);
+  EXPECT_EQ(run.result.signal, SIGKILL);
+  EXPECT_EQ(run.result.Describe(), "killed by signal 9 (Killed)");
+
+  run = RunToEnd(Args({"sh", "-c", "kill -TERM $$"}));
+  EXPECT_EQ(run.result.kind, Kind::kSignaled);
+  EXPECT_EQ(run.result.signal, SIGTERM);
+  EXPECT_EQ(run.result.Describe(), "killed by signal 15 (Terminated)");
+}
+
+TEST(SubprocessTest, MergesStdoutAndStderrInOrder) {
+  RunOutcome run = RunToEnd(Args({"sh", "-c", "echo out; echo err >&2; printf tail"}));
+  EXPECT_EQ(run.result.exit_code, 0);
+  EXPECT_EQ(run.output, "out\nerr\ntail");
+}
+
+TEST(SubprocessTest, StdinIsDevNull) {
+  RunOutcome run = RunToEnd(Args({"sh", "-c", "cat; echo done"}));
+  EXPECT_EQ(run.result.exit_code, 0);
+  EXPECT_EQ(run.output, "done\n");
+}
+
+TEST(SubprocessTest, EnvAndCwd) {
+  std::string dir = TestDir("cwd");
+  SubprocessOptions opts = Args({"sh", "-c", "pwd; echo \"$FARM_A $FARM_B\""});
+  opts.cwd = dir;
+  opts.env = {{"FARM_A", "a"}, {"FARM_B", "b c"}};
+  RunOutcome run = RunToEnd(std::move(opts));
+  EXPECT_EQ(run.result.exit_code, 0);
+  char real[PATH_MAX];
+  ASSERT_NE(realpath(dir.c_str(), real), nullptr);
+  EXPECT_EQ(run.output, absl::StrCat(real, "\na b c\n"));
+}
+
+TEST(SubprocessTest, EnvOverridesParentAndPathLookupUsesChildPath) {
+  setenv("FARM_SUBPROCESS_TEST_VAR", "parent", 1);
+  SubprocessOptions opts = Args({"sh", "-c", "echo $FARM_SUBPROCESS_TEST_VAR"});
+  opts.env = {{"FARM_SUBPROCESS_TEST_VAR", "child"}};
+  RunOutcome run = RunToEnd(std::move(opts));
+  EXPECT_EQ(run.output, "child\n");
+
+  // A program only in the child's PATH is found.
+  std::string dir = TestDir("path");
+  std::string tool = dir + "/farm-only-here";
+  {
+    std::ofstream out(tool);
+    out << "#!/bin/sh\necho found me\n";
+  }
+  chmod(tool.c_str(), 0755);
+  opts = Args({"farm-only-here"});
+  opts.env = {{"PATH", absl::StrCat(dir, ":", getenv("PATH"))}};
+  run = RunToEnd(std::move(opts));
+  EXPECT_EQ(run.result.exit_code, 0);
+  EXPECT_EQ(run.output, "found me\n");
+}
+
+TEST(SubprocessTest, OutputIsStreamedWhileTheChildRuns) {
+  // The child prints, then blocks until the test answers through a fifo; the answer is only sent
+  // once the first line has reached on_output, which proves it was delivered before exit.
+  std::string dir = TestDir("stream");
+  std::string fifo = dir + "/fifo";
+  unlink(fifo.c_str());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string output;
+  bool answered = false;
+  SubprocessOptions opts;
+  opts.argv = {"sh", "-c", "echo first; read x < fifo; echo \"second $x\""};
+  opts.cwd = dir;
+  opts.timeout = kPatience;
+  opts.on_output = [&](std::string_view chunk) {
+    output.append(chunk);
+    if (!answered && absl::StrContains(output, "first\n")) {
+      answered = true;
+      std::ofstream(fifo) << "go" << std::endl;
+    }
+  };
+  auto sp = Subprocess::Start(std::move(opts));
+  ASSERT_TRUE(sp.ok()) << sp.status();
+  SubprocessResult result = (*sp)->Wait();
+  EXPECT_EQ(result.kind, Kind::kExited);
+  EXPECT_EQ(output, "first\nsecond go\n");
+}
+
+TEST(SubprocessTest, LargeOutputIsComplete) {
+  RunOutcome run = RunToEnd(Args({"sh", "-c", "head -c 1000000 /dev/zero"}));
+  EXPECT_EQ(run.result.exit_code, 0);
+  EXPECT_EQ(run.output.size(), 1000000u);
+}
+
+TEST(SubprocessTest, TimeoutKillsTheGroup) {
+  BecomeSubreaper();
+  std::string dir = TestDir("timeout");
+  SubprocessOptions opts;
+  opts.argv = {"sh", "-c", "sleep 1000 & echo $! > pidfile; wait"};
+  opts.cwd = dir;
+  opts.timeout = absl::Milliseconds(300);
+  RunOutcome run = RunToEnd(std::move(opts));
+  EXPECT_EQ(run.result.kind, Kind::kTimedOut);
+  EXPECT_GE(run.result.elapsed, absl::Milliseconds(300));
+  EXPECT_LT(run.result.elapsed, kPatience);
+  EXPECT_THAT(run.result.Describe(), HasSubstr("timed out after "));
+  // The script may not have written the pidfile within 300ms on a loaded machine.
+  if (access((dir + "/pidfile").c_str(), F_OK) == 0) {
+    pid_t sleeper = ReadPid(dir + "/pidfile");
+    if (sleeper > 0) {
+      int status = ReapOrphan(sleeper);
+      ASSERT_NE(status, -1) << "background sleep " << sleeper << " survived the timeout";
+      EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    }
+  }
+}
+
+TEST(SubprocessTest, DescribeTimeout) {
+  SubprocessResult r;
+  r.kind = Kind::kTimedOut;
+  r.elapsed = absl::Seconds(60) + absl::Milliseconds(12);
+  EXPECT_EQ(r.Describe(), "timed out after 60s");
+  r.elapsed = absl::Milliseconds(250);
+  EXPECT_EQ(r.Describe(), "timed out after 250ms");
+  r.kind = Kind::kCancelled;
+  EXPECT_EQ(r.Describe(), "cancelled");
+}
+
+// Starts `sh -c 'sleep 1000 & echo $! > pidfile; echo started; <tail>'` and returns once the
+// script said "started", with the pid of the background sleep.
+struct TreeRun {
+  std::unique_ptr<Subprocess> sp;
+  std::thread waiter;
+  SubprocessResult result;
+  pid_t sleeper = 0;
+};
+void StartTree(const std::string& dir, const std::string& tail, TreeRun& run) {
+  auto started = std::make_shared<absl::Notification>();
+  auto seen = std::make_shared<std::string>();
+  SubprocessOptions opts;
+  opts.argv = {"sh", "-c", "sleep 1000 & echo $! > pidfile; echo started; " + tail};
+  opts.cwd = dir;
+  opts.timeout = kPatience * 2;  // A safety net; the tests end it much sooner.
+  opts.on_output = [started, seen](std::string_view chunk) {
+    seen->append(chunk);
+    if (!started->HasBeenNotified() && absl::StrContains(*seen, "started\n")) started->Notify();
+  };
+  auto sp = Subprocess::Start(std::move(opts));
+  ASSERT_TRUE(sp.ok()) << sp.status();
+  run.sp = std::move(*sp);
+  run.waiter = std::thread([&run] { run.result = run.sp->Wait(); });
+  ASSERT_TRUE(started->WaitForNotificationWithTimeout(kPatience));
+  run.sleeper = ReadPid(dir + "/pidfile");
+  ASSERT_GT(run.sleeper, 0);
+}
+
+TEST(SubprocessTest, CancelFromAnotherThreadKillsTheTree) {
+  BecomeSubreaper();
+  std::string dir = TestDir("cancel");
+  TreeRun run;
+  StartTree(dir, "wait", run);
+  ASSERT_FALSE(testing::Test::HasFatalFailure());
+  pid_t leader = run.sp->pid();
+  absl::Time before = absl::Now();
+  run.sp->Cancel();
+  run.waiter.join();
+  EXPECT_EQ(run.result.kind, Kind::kCancelled);
+  EXPECT_EQ(run.result.Describe(), "cancelled");
+  EXPECT_LT(absl::Now() - before, kPatience);
+  EXPECT_TRUE(ProcessGone(leader)) << "leader " << leader;
+  int status = ReapOrphan(run.sleeper);
+  ASSERT_NE(status, -1) << "background sleep " << run.sleeper << " survived Cancel()";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_TRUE(ProcessGone(run.sleeper));
+  run.sp->Cancel();  // After Wait(): harmless.
+}
+
+TEST(SubprocessTest, LeaderExitKillsBackgroundChildren) {
+  BecomeSubreaper();
+  std::string dir = TestDir("orphan");
+  TreeRun run;
+  StartTree(dir, "exit 4", run);
+  ASSERT_FALSE(testing::Test::HasFatalFailure());
+  run.waiter.join();
+  EXPECT_EQ(run.result.kind, Kind::kExited);
+  EXPECT_EQ(run.result.exit_code, 4);
+  EXPECT_LT(run.result.elapsed, kPatience);
+  int status = ReapOrphan(run.sleeper);
+  ASSERT_NE(status, -1) << "background sleep " << run.sleeper << " survived its leader";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+TEST(SubprocessTest, CancelBeforeWait) {
+  auto sp = Subprocess::Start(Args({"sleep", "1000"}));
+  ASSERT_TRUE(sp.ok()) << sp.status();
+  (*sp)->Cancel();
+  SubprocessResult result = (*sp)->Wait();
+  EXPECT_EQ(result.kind, Kind::kCancelled);
+  EXPECT_LT(result.elapsed, kPatience);
+  EXPECT_TRUE(ProcessGone((*sp)->pid()));
+}
+
+TEST(SubprocessTest, DestructorKillsAndReaps) {
+  pid_t pid;
+  {
+    auto sp = Subprocess::Start(Args({"sleep", "1000"}));
+    ASSERT_TRUE(sp.ok()) << sp.status();
+    pid = (*sp)->pid();
+    EXPECT_FALSE(ProcessGone(pid));
+  }
+  EXPECT_TRUE(ProcessGone(pid));
+}
+
+TEST(SubprocessTest, WaitTwiceReturnsTheSameResult) {
+  auto sp = Subprocess::Start(Args({"sh", "-c", "exit 7"}));
+  ASSERT_TRUE(sp.ok()) << sp.status();
+  EXPECT_EQ((*sp)->Wait().exit_code, 7);
+  EXPECT_EQ((*sp)->Wait().exit_code, 7);
+}
+
+TEST(SubprocessTest, MissingProgram) {
+  auto sp = Subprocess::Start(Args({"farm-no-such-program-xyz"}));
+  ASSERT_FALSE(sp.ok());
+  EXPECT_EQ(sp.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(sp.status().message(), HasSubstr("farm-no-such-program-xyz"));
+  EXPECT_THAT(sp.status().message(), HasSubstr("not found in PATH"));
+
+  sp = Subprocess::Start(Args({"/nonexistent/dir/prog"}));
+  ASSERT_FALSE(sp.ok());
+  EXPECT_EQ(sp.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(sp.status().message(), HasSubstr("/nonexistent/dir/prog"));
+}
+
+TEST(SubprocessTest, MissingWorkingDirectory) {
+  SubprocessOptions opts = Args({"true"});
+  opts.cwd = "/nonexistent/farm/dir";
+  auto sp = Subprocess::Start(std::move(opts));
+  ASSERT_FALSE(sp.ok());
+  EXPECT_EQ(sp.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(sp.status().message(), HasSubstr("/nonexistent/farm/dir"));
+}
+
+TEST(SubprocessTest, NotExecutable) {
+  std::string dir = TestDir("noexec");
+  std::string script = dir + "/script.sh";
+  {
+    std::ofstream out(script);
+    out << "#!/bin/sh\necho hi\n";
+  }
+  ASSERT_EQ(chmod(script.c_str(), 0644), 0);
+  auto sp = Subprocess::Start(Args({script}));
+  ASSERT_FALSE(sp.ok());
+  EXPECT_EQ(sp.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(sp.status().message(), HasSubstr(script));
+  EXPECT_THAT(sp.status().message(), HasSubstr("is it executable?"));
+}
+
+TEST(SubprocessTest, EmptyArgv) {
+  auto sp = Subprocess::Start(SubprocessOptions());
+  ASSERT_FALSE(sp.ok());
+  EXPECT_EQ(sp.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace farm

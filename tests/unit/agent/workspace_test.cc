@@ -1,0 +1,292 @@
+#include "agent/workspace/workspace.h"
+
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/unit/agent/test_repo.h"
+
+namespace farm {
+namespace {
+
+namespace fs = std::filesystem;
+using ::farm::testing_util::FreshTempDir;
+using ::farm::testing_util::ReadFile;
+using ::farm::testing_util::RunGit;
+using ::farm::testing_util::TestRepo;
+using ::farm::testing_util::WriteFile;
+using ::testing::HasSubstr;
+
+constexpr time_t kOldTime = 1000000000;  // 2001: no checkout writes files with this mtime.
+
+void SetOldMtime(const std::string& path) {
+  struct timeval times[2] = {{kOldTime, 0}, {kOldTime, 0}};
+  ASSERT_EQ(utimes(path.c_str(), times), 0) << path;
+}
+
+time_t Mtime(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return -1;
+  return st.st_mtime;
+}
+
+size_t CountEntries(const std::string& dir) {
+  size_t n = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) ++n;
+  return n;
+}
+
+// A repository with two commits: A, then B which changes, deletes and adds files.
+class WorkspaceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!testing_util::HaveGit()) GTEST_SKIP() << "the git CLI is not installed";
+    repo_ = std::make_unique<TestRepo>("origin");
+    repo_->Write(".gitignore", "*.o\nignored_dir/\n");
+    repo_->Write("keep.txt", "unchanged\n");
+    repo_->Write("change.txt", "version A\n");
+    repo_->Write("gone.txt", "deleted in B\n");
+    repo_->Write("dir/only.txt", "the only file of dir\n");
+    a_ = repo_->Commit("A");
+    repo_->Write("change.txt", "version B\n");
+    repo_->Remove("gone.txt");
+    repo_->Remove("dir/only.txt");
+    repo_->Write("new.txt", "added in B\n");
+    b_ = repo_->Commit("B");
+    auto ws = Workspace::Open(FreshTempDir("ws") + "/agent");  // Created by Open.
+    ASSERT_TRUE(ws.ok()) << ws.status();
+    ws_ = std::move(*ws);
+  }
+
+  std::string Head(int slot) { return RunGit(ws_->worktree_path(slot), {"rev-parse", "HEAD"}); }
+
+  std::unique_ptr<TestRepo> repo_;
+  std::string a_, b_;
+  std::unique_ptr<Workspace> ws_;
+};
+
+TEST_F(WorkspaceTest, CheckoutBorrowsObjectsAndDetachesHead) {
+  auto r = ws_->Checkout(0, repo_->path(), a_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->worktree, ws_->worktree_path(0));
+  EXPECT_EQ(r->build_dir, ws_->build_path(0));
+  EXPECT_TRUE(fs::is_directory(r->build_dir));
+  EXPECT_EQ(r->files_written, 5u);
+  EXPECT_EQ(r->files_removed, 0u);
+  EXPECT_EQ(ReadFile(r->worktree + "/change.txt"), "version A\n");
+  EXPECT_EQ(Head(0), a_);
+  EXPECT_EQ(RunGit(r->worktree, {"status", "--porcelain"}), "");
+  EXPECT_EQ(RunGit(r->worktree, {"rev-parse", "--abbrev-ref", "HEAD"}), "HEAD")
+      << "HEAD should be detached";
+  // Objects are borrowed from the local repository, not copied.
+  EXPECT_EQ(ReadFile(r->worktree + "/.git/objects/info/alternates"),
+            repo_->path() + "/.git/objects\n");
+  EXPECT_EQ(CountEntries(r->worktree + "/.git/objects/pack"), 0u);
+  size_t loose = 0;
+  for (const auto& e : fs::directory_iterator(r->worktree + "/.git/objects")) {
+    std::string name = e.path().filename().string();
+    if (name != "info" && name != "pack") ++loose;
+  }
+  EXPECT_EQ(loose, 0u);
+}
+
+TEST_F(WorkspaceTest, CheckoutWritesOnlyWhatChangedAndKeepsBuildOutputs) {
+  ASSERT_TRUE(ws_->Checkout(0, repo_->path(), a_, false).ok());
+  const std::string src = ws_->worktree_path(0);
+  const std::string build = ws_->build_path(0);
+  SetOldMtime(src + "/keep.txt");
+  SetOldMtime(src + "/change.txt");
+  WriteFile(src + "/out.bin", "untracked build output");
+  WriteFile(src + "/main.o", "ignored object");
+  WriteFile(src + "/ignored_dir/x/y.txt", "ignored directory");
+  WriteFile(build + "/CMakeCache.txt", "cache");
+
+  auto r = ws_->Checkout(0, repo_->path(), b_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->files_written, 2u);  // change.txt, new.txt
+  EXPECT_EQ(r->files_removed, 2u);  // gone.txt, dir/only.txt
+  EXPECT_EQ(Head(0), b_);
+  EXPECT_EQ(Mtime(src + "/keep.txt"), kOldTime) << "an unchanged file was rewritten";
+  EXPECT_NE(Mtime(src + "/change.txt"), kOldTime);
+  EXPECT_EQ(ReadFile(src + "/change.txt"), "version B\n");
+  EXPECT_EQ(ReadFile(src + "/new.txt"), "added in B\n");
+  EXPECT_FALSE(fs::exists(src + "/gone.txt"));
+  EXPECT_FALSE(fs::exists(src + "/dir")) << "a directory left empty should go";
+  EXPECT_EQ(ReadFile(src + "/out.bin"), "untracked build output");
+  EXPECT_EQ(ReadFile(src + "/main.o"), "ignored object");
+  EXPECT_EQ(ReadFile(src + "/ignored_dir/x/y.txt"), "ignored directory");
+  EXPECT_EQ(ReadFile(build + "/CMakeCache.txt"), "cache");
+  EXPECT_EQ(RunGit(src, {"status", "--porcelain"}), "?? out.bin");
+
+  // Same commit again: nothing to do.
+  r = ws_->Checkout(0, repo_->path(), b_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->files_written, 0u);
+  EXPECT_EQ(r->files_removed, 0u);
+  EXPECT_EQ(Mtime(src + "/keep.txt"), kOldTime);
+
+  // Pristine: build outputs go, tracked files stay untouched.
+  git_repository* nested = nullptr;
+  ASSERT_EQ(git_repository_init(&nested, (src + "/nested_repo").c_str(), 0), 0);
+  git_repository_free(nested);
+  fs::create_directories(src + "/empty_dir");
+  r = ws_->Checkout(0, repo_->path(), b_, true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->files_written, 0u);
+  EXPECT_GE(r->files_removed, 3u);
+  EXPECT_FALSE(fs::exists(src + "/out.bin"));
+  EXPECT_FALSE(fs::exists(src + "/main.o"));
+  EXPECT_FALSE(fs::exists(src + "/ignored_dir"));
+  EXPECT_FALSE(fs::exists(src + "/nested_repo"));
+  EXPECT_FALSE(fs::exists(src + "/empty_dir"));
+  EXPECT_TRUE(fs::is_directory(build));
+  EXPECT_EQ(CountEntries(build), 0u);
+  EXPECT_EQ(Mtime(src + "/keep.txt"), kOldTime);
+  EXPECT_EQ(RunGit(src, {"status", "--porcelain", "--ignored"}), "");
+  EXPECT_EQ(Head(0), b_);
+}
+
+TEST_F(WorkspaceTest, PristineCountsRemovedFiles) {
+  ASSERT_TRUE(ws_->Checkout(0, repo_->path(), b_, false).ok());
+  const std::string src = ws_->worktree_path(0);
+  WriteFile(src + "/out.bin", "1");
+  WriteFile(src + "/main.o", "2");
+  WriteFile(src + "/ignored_dir/x/y.txt", "3");
+  WriteFile(src + "/ignored_dir/z.txt", "4");
+  auto r = ws_->Checkout(0, repo_->path(), b_, true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->files_removed, 4u);
+}
+
+TEST_F(WorkspaceTest, ModifiedTrackedFilesAreRestored) {
+  ASSERT_TRUE(ws_->Checkout(0, repo_->path(), a_, false).ok());
+  const std::string src = ws_->worktree_path(0);
+  WriteFile(src + "/keep.txt", "scribbled on by a build\n");
+  fs::remove(src + "/change.txt");
+  auto r = ws_->Checkout(0, repo_->path(), b_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(src + "/keep.txt"), "unchanged\n");
+  EXPECT_EQ(ReadFile(src + "/change.txt"), "version B\n");
+  EXPECT_EQ(r->files_written, 3u);  // keep.txt, change.txt, new.txt
+  EXPECT_EQ(RunGit(src, {"status", "--porcelain"}), "");
+}
+
+TEST_F(WorkspaceTest, SlotsAreIndependent) {
+  ASSERT_TRUE(ws_->Checkout(0, repo_->path(), a_, false).ok());
+  ASSERT_TRUE(ws_->Checkout(1, repo_->path(), b_, false).ok());
+  EXPECT_NE(ws_->worktree_path(0), ws_->worktree_path(1));
+  EXPECT_NE(ws_->build_path(0), ws_->build_path(1));
+  EXPECT_EQ(ReadFile(ws_->worktree_path(0) + "/change.txt"), "version A\n");
+  EXPECT_EQ(ReadFile(ws_->worktree_path(1) + "/change.txt"), "version B\n");
+  WriteFile(ws_->build_path(0) + "/out", "0");
+  ASSERT_TRUE(ws_->Checkout(1, repo_->path(), a_, true).ok());
+  EXPECT_EQ(ReadFile(ws_->build_path(0) + "/out"), "0");
+  EXPECT_EQ(Head(0), a_);
+  EXPECT_EQ(Head(1), a_);
+}
+
+TEST_F(WorkspaceTest, ConcurrentSlots) {
+  const std::string url = "file://" + repo_->path();
+  std::vector<absl::StatusOr<CheckoutResult>> results(4, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int slot = 0; slot < 4; ++slot) {
+    threads.emplace_back(
+        [&, slot] { results[slot] = ws_->Checkout(slot, url, slot % 2 ? b_ : a_, slot == 3); });
+  }
+  for (auto& t : threads) t.join();
+  for (int slot = 0; slot < 4; ++slot) {
+    ASSERT_TRUE(results[slot].ok()) << results[slot].status();
+    EXPECT_EQ(Head(slot), slot % 2 ? b_ : a_);
+  }
+}
+
+TEST_F(WorkspaceTest, UnknownShaIsNotFound) {
+  auto r = ws_->Checkout(0, repo_->path(), std::string(40, 'a'), false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(r.status().message(), HasSubstr(repo_->path()));
+
+  r = ws_->Checkout(0, "file://" + repo_->path(), std::string(40, 'b'), false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+
+  r = ws_->Checkout(0, "file:///nonexistent/farm/repo", a_, false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("file:///nonexistent/farm/repo"));
+
+  EXPECT_EQ(ws_->Checkout(-1, repo_->path(), a_, false).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(WorkspaceTest, RemoteUrlGoesThroughTheMirror) {
+  const std::string url = "file://" + repo_->path();
+  auto r = ws_->Checkout(0, url, a_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(r->worktree + "/change.txt"), "version A\n");
+  const std::string mirror = ws_->repo_cache().MirrorPath(url);
+  EXPECT_THAT(mirror, HasSubstr("/agent/mirrors/"));
+  EXPECT_EQ(ReadFile(r->worktree + "/.git/objects/info/alternates"), mirror + "/objects\n");
+  EXPECT_EQ(Head(0), a_);
+
+  // A commit pushed to the origin later is fetched into the mirror on demand.
+  repo_->Write("change.txt", "version C\n");
+  std::string c = repo_->Commit("C");
+  r = ws_->Checkout(0, url, c, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(r->worktree + "/change.txt"), "version C\n");
+  EXPECT_EQ(Head(0), c);
+}
+
+TEST_F(WorkspaceTest, CorruptWorktreeIsRecreated) {
+  ASSERT_TRUE(ws_->Checkout(0, repo_->path(), a_, false).ok());
+  const std::string src = ws_->worktree_path(0);
+  fs::remove_all(src + "/.git");
+  WriteFile(src + "/stray.txt", "from the broken worktree");
+  auto r = ws_->Checkout(0, repo_->path(), b_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Head(0), b_);
+  EXPECT_EQ(ReadFile(src + "/change.txt"), "version B\n");
+  EXPECT_FALSE(fs::exists(src + "/gone.txt"));
+  EXPECT_FALSE(fs::exists(src + "/stray.txt"));
+
+  // A garbage index is dropped; unchanged files are still left alone.
+  WriteFile(src + "/.git/index", "garbage");
+  SetOldMtime(src + "/keep.txt");
+  r = ws_->Checkout(0, repo_->path(), a_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Head(0), a_);
+  EXPECT_EQ(Mtime(src + "/keep.txt"), kOldTime);
+  EXPECT_EQ(ReadFile(src + "/change.txt"), "version A\n");
+  EXPECT_EQ(ReadFile(src + "/gone.txt"), "deleted in B\n");
+  EXPECT_EQ(RunGit(src, {"status", "--porcelain"}), "");
+
+  // A stale lock left by a killed agent.
+  WriteFile(src + "/.git/index.lock", "");
+  r = ws_->Checkout(0, repo_->path(), b_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Head(0), b_);
+}
+
+TEST_F(WorkspaceTest, AnotherRepositoryStartsTheSlotAfresh) {
+  ASSERT_TRUE(ws_->Checkout(0, repo_->path(), b_, false).ok());
+  WriteFile(ws_->build_path(0) + "/CMakeCache.txt", "for the first repository");
+  WriteFile(ws_->worktree_path(0) + "/out.bin", "build output of the first repository");
+  TestRepo other("other");
+  other.Write("other.txt", "other\n");
+  std::string sha = other.Commit("other");
+  auto r = ws_->Checkout(0, other.path(), sha, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Head(0), sha);
+  EXPECT_FALSE(fs::exists(r->worktree + "/keep.txt"));
+  EXPECT_FALSE(fs::exists(r->worktree + "/out.bin"));
+  EXPECT_EQ(CountEntries(r->build_dir), 0u);
+}
+
+}  // namespace
+}  // namespace farm

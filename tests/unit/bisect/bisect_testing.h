@@ -1,0 +1,71 @@
+// Helpers for the bisect tests: DAG models, reference answers computed by brute force, and real
+// git repositories built with `git fast-import`.
+#ifndef FARM_TESTS_UNIT_BISECT_BISECT_TESTING_H_
+#define FARM_TESTS_UNIT_BISECT_BISECT_TESTING_H_
+
+#include <git2.h>
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "coordinator/graph/commit_graph.h"
+
+namespace farm::bisect_testing {
+
+// A commit DAG in creation order: parents[i] lists the parents of commit i (all < i), first
+// parent first.
+using Dag = std::vector<std::vector<uint32_t>>;
+
+// An object id whose bytes sort like `i` (big-endian index, then a fixed pattern), so that
+// smallest-oid tie-breaking picks the smallest id.
+git_oid OrderedOid(uint32_t i);
+
+// Object ids in index order (OrderedOid) for a graph of n commits.
+std::vector<git_oid> OrderedOids(size_t n);
+
+// A graph over `dag` with OrderedOids.
+std::shared_ptr<const CommitGraph> GraphOf(const Dag& dag);
+
+// Ancestors-or-self sets by brute force: result[i][j] is true iff j is an ancestor of i or i.
+std::vector<std::vector<bool>> AncestorSets(const Dag& dag);
+
+// A random merge-heavy history of about `n` commits with one root: a main line, topic branches
+// forked from recent main commits, merged back (2-parent merges), occasional back-merges of main
+// into a topic and topic-into-topic merges.
+Dag RandomHistory(std::mt19937_64& rng, size_t n);
+
+// Output and exit status of a shell command.
+struct CommandResult {
+  int exit_code = -1;  // -1 when it did not exit normally
+  std::string output;  // stdout and stderr, interleaved
+};
+
+// Runs `command` with /bin/sh -c, capturing stdout and stderr.
+CommandResult RunShell(const std::string& command);
+
+// `s` single-quoted for /bin/sh.
+std::string ShellQuote(absl::string_view s);
+
+// Points git at no system or global configuration, so the user's settings cannot change the
+// tests. Call once before running git.
+void IsolateGitConfig();
+
+// True if a `git` binary can be run.
+bool GitAvailable();
+
+// Creates a repository in `dir` (which must not exist) holding `dag`, with strictly increasing
+// commit times, via `git fast-import`; refs/heads/main points at the last commit and HEAD at
+// main. Returns the 40-hex sha of each commit.
+absl::StatusOr<std::vector<std::string>> CreateRepository(const std::string& dir, const Dag& dag);
+
+// A git_oid from a 40-hex sha (aborts the test binary on a malformed one).
+git_oid OidFromHex(absl::string_view hex);
+
+}  // namespace farm::bisect_testing
+
+#endif  // FARM_TESTS_UNIT_BISECT_BISECT_TESTING_H_

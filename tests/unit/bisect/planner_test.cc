@@ -1,0 +1,203 @@
+#include "coordinator/planner/planner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/unit/bisect/bisect_testing.h"
+
+namespace farm {
+namespace {
+
+using bisect_testing::AncestorSets;
+using bisect_testing::Dag;
+using bisect_testing::GraphOf;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+Dag Linear(uint32_t n) {
+  Dag dag(n);
+  for (uint32_t i = 1; i < n; ++i) dag[i] = {i - 1};
+  return dag;
+}
+
+TEST(PlannerTest, LinearRangeStartsRootThenChildMidpoints) {
+  // 31 commits, bad = 30. Root midpoint: w = 15 and w = 16 tie at 15, the smaller oid is 14.
+  // "14 good" (16 candidates left, probability 16/31) comes before "14 bad" (15/31): its
+  // midpoint is 22 (w = 8 of 16); then "14 bad" with 15 candidates: 6 (w = 7 of 15).
+  Frontier f(GraphOf(Linear(31)));
+  EXPECT_THAT(PlanNext(f, {{}, 1}).start, ElementsAre(14));
+  EXPECT_THAT(PlanNext(f, {{}, 3}).start, ElementsAre(14, 22, 6));
+  // Next level, most likely first, ties breadth first: 14 good + 22 bad {15..22} -> 18;
+  // 14 good + 22 good {23..30} -> 26; 14 bad + 6 good {7..14} -> 10 (8/31 each);
+  // 14 bad + 6 bad {0..6} -> 2 (7/31).
+  Plan seven = PlanNext(f, {{}, 7});
+  EXPECT_THAT(seven.start, ElementsAre(14, 22, 6, 18, 26, 10, 2));
+  EXPECT_THAT(seven.cancel, IsEmpty());
+}
+
+TEST(PlannerTest, InFlightMidpointsAreNotStartedAgainButTheirSubtreesAre) {
+  Frontier f(GraphOf(Linear(31)));
+  Plan plan = PlanNext(f, {{14}, 2});
+  EXPECT_THAT(plan.start, ElementsAre(22, 6));
+  EXPECT_THAT(plan.cancel, IsEmpty());
+  plan = PlanNext(f, {{14, 22, 6}, 2});
+  EXPECT_THAT(plan.start, ElementsAre(18, 26));
+}
+
+TEST(PlannerTest, CancelListsCommitsThatNoLongerMatter) {
+  Frontier f(GraphOf(Linear(31)));
+  ASSERT_TRUE(f.Apply(14, Verdict::kGood));
+  ASSERT_TRUE(f.Apply(25, Verdict::kSkip));
+  ASSERT_TRUE(f.Apply(28, Verdict::kBad));
+  // 3: below a good commit; 14: itself good; 25: skipped; 28: the bad commit; 29: above the
+  // bad commit. 20 still matters. Duplicates are reported once.
+  Plan plan = PlanNext(f, {{3, 20, 14, 25, 28, 29, 3}, 0});
+  EXPECT_THAT(plan.cancel, ElementsAre(3, 14, 25, 28, 29));
+  EXPECT_THAT(plan.start, IsEmpty());  // no free slot
+  plan = PlanNext(f, {{3, 20}, 2});
+  EXPECT_THAT(plan.cancel, ElementsAre(3));
+  EXPECT_EQ(plan.start.size(), 2u);
+  for (CommitId c : plan.start) {
+    EXPECT_TRUE(f.IsCandidate(c));
+    EXPECT_FALSE(f.IsSkipped(c));
+    EXPECT_NE(c, f.bad());
+    EXPECT_NE(c, 20u);
+  }
+}
+
+TEST(PlannerTest, DoneFrontierStartsNothing) {
+  Frontier f(GraphOf(Linear(4)));
+  ASSERT_TRUE(f.Apply(2, Verdict::kBad));
+  ASSERT_TRUE(f.Apply(1, Verdict::kGood));
+  ASSERT_TRUE(f.Done());
+  Plan plan = PlanNext(f, {{3, 2}, 4});
+  EXPECT_THAT(plan.start, IsEmpty());
+  EXPECT_THAT(plan.cancel, ElementsAre(3, 2));
+}
+
+TEST(PlannerTest, SmallRangeRunsOutOfUsefulCommits) {
+  // Two testable commits: more slots do not invent work.
+  Frontier f(GraphOf(Linear(3)));
+  Plan plan = PlanNext(f, {{}, 5});
+  std::vector<CommitId> start = plan.start;
+  std::sort(start.begin(), start.end());
+  EXPECT_THAT(start, ElementsAre(0, 1));
+}
+
+TEST(PlannerTest, SkippedCommitsAreNeverStarted) {
+  Frontier f(GraphOf(Linear(31)));
+  ASSERT_TRUE(f.Apply(14, Verdict::kSkip));
+  Plan plan = PlanNext(f, {{}, 8});
+  EXPECT_EQ(plan.start.size(), 8u);
+  EXPECT_EQ(plan.start[0], 15u);  // 14 and 15 tied at min(w, 31 - w) = 15; 14 is skipped
+  for (CommitId c : plan.start) EXPECT_NE(c, 14u);
+}
+
+// Invariants of every plan, on random histories and states.
+TEST(PlannerTest, PlansAreWellFormedOnRandomHistories) {
+  const uint64_t seed = 4242;
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  for (int round = 0; round < 150; ++round) {
+    const size_t n = std::uniform_int_distribution<size_t>(1, 200)(rng);
+    const Dag dag = bisect_testing::RandomHistory(rng, n);
+    Frontier f(GraphOf(dag));
+    // A few random verdicts.
+    for (int i = 0; i < 3; ++i) {
+      CommitId x = std::uniform_int_distribution<CommitId>(0, n - 1)(rng);
+      f.Apply(x, static_cast<Verdict>(std::uniform_int_distribution<int>(0, 2)(rng)));
+    }
+    std::vector<CommitId> in_flight;
+    for (int i = std::uniform_int_distribution<int>(0, 4)(rng); i > 0; --i) {
+      in_flight.push_back(std::uniform_int_distribution<CommitId>(0, n - 1)(rng));
+    }
+    const size_t slots = std::uniform_int_distribution<size_t>(0, 16)(rng);
+    Plan plan = PlanNext(f, {in_flight, slots});
+    EXPECT_LE(plan.start.size(), slots);
+    std::set<CommitId> started(plan.start.begin(), plan.start.end());
+    EXPECT_EQ(started.size(), plan.start.size()) << "duplicates";
+    for (CommitId c : plan.start) {
+      EXPECT_TRUE(f.IsCandidate(c) && !f.IsSkipped(c) && c != f.bad()) << c;
+      EXPECT_EQ(std::count(in_flight.begin(), in_flight.end(), c), 0) << c;
+    }
+    if (slots > 0 && !f.Done()) {
+      ASSERT_FALSE(plan.start.empty() &&
+                   std::count(in_flight.begin(), in_flight.end(), *f.BestMidpoint()) == 0);
+      // The best midpoint comes first unless it is already running.
+      if (std::count(in_flight.begin(), in_flight.end(), *f.BestMidpoint()) == 0) {
+        EXPECT_EQ(plan.start[0], *f.BestMidpoint());
+      }
+    }
+    std::set<CommitId> expected_cancel;
+    for (CommitId c : in_flight) {
+      if (!f.IsCandidate(c) || f.IsSkipped(c) || c == f.bad()) expected_cancel.insert(c);
+    }
+    EXPECT_EQ(std::set<CommitId>(plan.cancel.begin(), plan.cancel.end()), expected_cancel);
+    EXPECT_EQ(plan.cancel.size(), expected_cancel.size());
+  }
+}
+
+// Rounds of k parallel tests, each round planned from scratch and all its verdicts applied,
+// finish in about log_{k+1}(N) rounds rather than log_2(N).
+int RoundsToFinish(const Dag& dag, CommitId culprit, size_t k) {
+  const auto anc = AncestorSets(dag);
+  Frontier f(GraphOf(dag));
+  int rounds = 0;
+  while (!f.Done() && rounds < 100) {
+    Plan plan = PlanNext(f, {{}, k});
+    for (CommitId c : plan.start) f.Apply(c, anc[c][culprit] ? Verdict::kBad : Verdict::kGood);
+    ++rounds;
+  }
+  EXPECT_THAT(f.Candidates(), ElementsAre(culprit));
+  return rounds;
+}
+
+TEST(PlannerTest, ParallelRoundsBeatSequentialBisection) {
+  const Dag dag = Linear(1000);
+  int worst1 = 0, worst3 = 0, worst7 = 0;
+  for (CommitId culprit = 0; culprit < 1000; culprit += 37) {
+    worst1 = std::max(worst1, RoundsToFinish(dag, culprit, 1));
+    worst3 = std::max(worst3, RoundsToFinish(dag, culprit, 3));
+    worst7 = std::max(worst7, RoundsToFinish(dag, culprit, 7));
+  }
+  EXPECT_EQ(worst1, 10);  // ceil(log2(1000))
+  EXPECT_LE(worst3, 6);   // log4(1000) ~ 5
+  EXPECT_LE(worst7, 5);   // log8(1000) ~ 3.3; the depth-6 tree and ties cost a little
+  std::printf("worst rounds: k=1 %d, k=3 %d, k=7 %d\n", worst1, worst3, worst7);
+}
+
+TEST(PlannerTest, EstimateRoundsLeft) {
+  Frontier f(GraphOf(Linear(31)));  // 30 testable
+  EXPECT_EQ(EstimateRoundsLeft(f, 1), 5);
+  EXPECT_EQ(EstimateRoundsLeft(f, 0), 5);
+  EXPECT_EQ(EstimateRoundsLeft(f, 3), 3);  // 4^2 = 16 < 31 <= 64
+  EXPECT_EQ(EstimateRoundsLeft(f, 30), 1);
+  EXPECT_EQ(EstimateRoundsLeft(f, SIZE_MAX), 1);
+  ASSERT_TRUE(f.Apply(29, Verdict::kBad));
+  ASSERT_TRUE(f.Apply(28, Verdict::kGood));
+  EXPECT_TRUE(f.Done());
+  EXPECT_EQ(EstimateRoundsLeft(f, 1), 0);
+  EXPECT_EQ(EstimateRoundsLeft(f, 8), 0);
+}
+
+TEST(PlannerTest, TenThousandCommitsSixteenSlotsIsFast) {
+  std::mt19937_64 rng(11);
+  const Dag dag = bisect_testing::RandomHistory(rng, 10000);
+  Frontier f(GraphOf(dag));
+  auto start = std::chrono::steady_clock::now();
+  Plan plan = PlanNext(f, {{}, 16});
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("%zu candidates, 16 slots: planned in %.3f s\n", f.num_candidates(), seconds);
+  EXPECT_EQ(plan.start.size(), 16u);
+  EXPECT_LT(seconds, 2.0);
+}
+
+}  // namespace
+}  // namespace farm
