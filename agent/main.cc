@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
   app.add_option("--slots", opts.slots, "tasks run at once (one worktree each)")
       ->capture_default_str();
   app.add_option("--id", opts.agent_id, "stable agent id (default: HOSTNAME:WORKDIR)");
+  app.add_option("--tls-ca", opts.tls.ca, "CA that signed the coordinator's certificate (TLS)");
+  app.add_option("--tls-cert", opts.tls.cert, "this agent's client certificate (mTLS)");
+  app.add_option("--tls-key", opts.tls.key, "private key of --tls-cert");
   CLI11_PARSE(app, argc, argv);
   farm::Agent* agent_ptr = nullptr;
   std::atomic<farm::Agent*> stop_target{nullptr};

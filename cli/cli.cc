@@ -20,6 +20,7 @@
 #include "agent/link/agent.h"
 #include "common/git/git.h"
 #include "common/rpc/channel.h"
+#include "common/rpc/credentials.h"
 #include "common/rpc/grpc_status.h"
 #include "common/signals.h"
 #include "common/status_macros.h"
@@ -473,10 +474,11 @@ void PrintLogs(const std::vector<v1::TaskLog>& logs) {
 }
 
 // `farm log`: from a coordinator, or from the state a local bisect left in the repository.
-int ShowLogs(const std::string& coordinator, const std::string& repo_path,
-             const std::string& job_id, const std::string& commit) {
+int ShowLogs(const std::string& coordinator, std::shared_ptr<grpc::ChannelCredentials> creds,
+             const std::string& repo_path, const std::string& workdir, const std::string& job_id,
+             const std::string& commit) {
   if (!coordinator.empty()) {
-    auto stub = v1::Farm::NewStub(MakeCoordinatorChannel(coordinator));
+    auto stub = v1::Farm::NewStub(MakeCoordinatorChannel(coordinator, creds));
     grpc::ClientContext ctx;
     SetDeadline(ctx, absl::Seconds(60));
     v1::GetTaskLogRequest req;
@@ -488,9 +490,12 @@ int ShowLogs(const std::string& coordinator, const std::string& repo_path,
     PrintLogs({resp.logs().begin(), resp.logs().end()});
     return 0;
   }
-  absl::StatusOr<GitRepository> repo = OpenRepository(repo_path);
-  if (!repo.ok()) return Fail(repo.status());
-  std::string db = (fs::path(git_repository_commondir(repo->get())) / "farm" / "farm.db").string();
+  std::string db = workdir + "/farm.db";
+  if (workdir.empty()) {
+    absl::StatusOr<GitRepository> repo = OpenRepository(repo_path);
+    if (!repo.ok()) return Fail(repo.status());
+    db = (fs::path(git_repository_commondir(repo->get())) / "farm" / "farm.db").string();
+  }
   if (!fs::exists(db)) {
     return Fail(absl::NotFoundError(absl::StrCat(
         "no local bisect state in ", repo_path, " (", db,
@@ -514,6 +519,13 @@ int FarmMain(int argc, char** argv) {
   CLI::App app{"farm: find the commit that broke something, on many machines at once"};
   app.require_subcommand(1);
   std::string coordinator = DefaultCoordinator();
+  TlsFiles tls;
+  if (const char* ca = std::getenv("FARM_TLS_CA")) tls.ca = ca;
+  std::string token_file;
+  app.add_option("--tls-ca", tls.ca, "CA that signed the coordinator's certificate (env FARM_TLS_CA)");
+  app.add_option("--tls-cert", tls.cert, "client certificate, when the coordinator wants one");
+  app.add_option("--tls-key", tls.key, "private key of --tls-cert");
+  app.add_option("--token-file", token_file, "file holding your token (or set FARM_TOKEN)");
 
   BisectFlags bf;
   CLI::App* bisect = app.add_subcommand(
@@ -555,6 +567,8 @@ int FarmMain(int argc, char** argv) {
                   "coordinator address (env FARM_COORDINATOR); without it, the local state of "
                   "--repo is read");
   log->add_option("--repo", repo, "repository of a local bisect")->capture_default_str();
+  std::string log_workdir;
+  log->add_option("--workdir", log_workdir, "state directory of a local bisect run with --workdir");
 
   CLI::App* agents = app.add_subcommand("agents", "list the coordinator's agents");
   agents->add_option("--coordinator", coordinator, "coordinator address (env FARM_COORDINATOR)");
@@ -567,13 +581,23 @@ int FarmMain(int argc, char** argv) {
   }
 
   if (bisect->parsed() && coordinator.empty()) return RunLocalBisect(bf);
-  if (log->parsed()) return ShowLogs(coordinator, repo, job_id, commit);
+  std::string token;
+  if (const char* t = std::getenv("FARM_TOKEN")) token = t;
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> t = ReadToken(token_file);
+    if (!t.ok()) return Fail(t.status());
+    token = *t;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      MakeChannelCredentials(tls, token);
+  if (!creds.ok()) return Fail(creds.status());
+  if (log->parsed()) return ShowLogs(coordinator, *creds, repo, log_workdir, job_id, commit);
 
   if (coordinator.empty()) {
     return Fail(absl::InvalidArgumentError(
         "no coordinator: give --coordinator HOST:PORT or set FARM_COORDINATOR"));
   }
-  auto channel = MakeCoordinatorChannel(coordinator);
+  auto channel = MakeCoordinatorChannel(coordinator, *creds);
   auto stub = v1::Farm::NewStub(channel);
 
   if (bisect->parsed() || submit->parsed()) {
@@ -644,9 +668,15 @@ int FarmMain(int argc, char** argv) {
     grpc::Status st = stub->ListAgents(&ctx, req, &resp);
     if (!st.ok()) return FailRpc(st);
     for (const auto& a : resp.agents()) {
-      std::printf("%-30s %-10s slots=%u running=%d %s\n", a.agent_id().c_str(),
-                  a.connected() ? "connected" : "gone", a.slots(), a.running_tasks_size(),
-                  absl::StrJoin(a.running_tasks(), ",").c_str());
+      std::printf("%-30s %-11s slots=%u running=%d %s%s\n", a.agent_id().c_str(),
+                  a.quarantined() ? "quarantined" : a.connected() ? "connected" : "gone",
+                  a.slots(), a.running_tasks_size(),
+                  absl::StrJoin(a.running_tasks(), ",").c_str(),
+                  a.quarantined() ? absl::StrFormat(" (%.0fs left: %s)",
+                                                    a.quarantined_for_seconds(),
+                                                    a.quarantine_reason())
+                                        .c_str()
+                                  : "");
     }
     return 0;
   }

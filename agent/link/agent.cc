@@ -44,14 +44,17 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
   if (options.agent_id.empty()) options.agent_id = absl::StrCat(Hostname(), ":", options.workdir);
   struct utsname u;
   if (uname(&u) == 0) options.capabilities.emplace("arch", u.machine);
+  FARM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
+                        MakeChannelCredentials(options.tls, ""));
   FARM_ASSIGN_OR_RETURN(std::unique_ptr<Workspace> ws, Workspace::Open(options.workdir));
-  return std::unique_ptr<Agent>(new Agent(std::move(options), std::move(ws)));
+  return std::unique_ptr<Agent>(new Agent(std::move(options), std::move(ws), std::move(creds)));
 }
 
-Agent::Agent(AgentOptions options, std::unique_ptr<Workspace> ws)
+Agent::Agent(AgentOptions options, std::unique_ptr<Workspace> ws,
+             std::shared_ptr<grpc::ChannelCredentials> creds)
     : options_(std::move(options)), workspace_(std::move(ws)) {
   runner_ = std::make_unique<TaskRunner>(workspace_.get(), options_.workdir);
-  channel_ = MakeCoordinatorChannel(options_.coordinator);
+  channel_ = MakeCoordinatorChannel(options_.coordinator, std::move(creds));
   stub_ = v1::AgentLink::NewStub(channel_);
   slot_busy_.assign(options_.slots, false);
 }

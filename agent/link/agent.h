@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "agent/runner/task_runner.h"
 #include "agent/workspace/workspace.h"
+#include "common/rpc/credentials.h"
 #include "farm/v1/farm.grpc.pb.h"
 
 namespace farm {
@@ -31,6 +32,7 @@ struct AgentOptions {
   int slots = 1;
   std::map<std::string, std::string> capabilities;
   absl::Duration max_backoff = absl::Seconds(5);
+  TlsFiles tls;  // ca: verify the coordinator; cert/key: this agent's client certificate
 };
 
 class Agent {
@@ -56,7 +58,8 @@ class Agent {
   };
   using Stream = grpc::ClientReaderWriter<farm::v1::AgentMessage, farm::v1::CoordinatorMessage>;
 
-  explicit Agent(AgentOptions options, std::unique_ptr<Workspace> ws);
+  Agent(AgentOptions options, std::unique_ptr<Workspace> ws,
+        std::shared_ptr<grpc::ChannelCredentials> creds);
   // One connection: hello, then read until the stream breaks. Returns true if it got as far as
   // a Welcome (the backoff then starts again from its minimum).
   bool Session();

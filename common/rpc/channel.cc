@@ -5,7 +5,8 @@
 
 namespace farm {
 
-std::shared_ptr<grpc::Channel> MakeCoordinatorChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> MakeCoordinatorChannel(
+    const std::string& address, std::shared_ptr<grpc::ChannelCredentials> creds) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
@@ -13,7 +14,8 @@ std::shared_ptr<grpc::Channel> MakeCoordinatorChannel(const std::string& address
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, creds ? creds : grpc::InsecureChannelCredentials(),
+                                   args);
 }
 
 grpc::Status CallWithRetry(const std::function<grpc::Status()>& call, absl::Duration total) {

@@ -15,7 +15,9 @@ namespace farm {
 
 // A channel to the coordinator at `address` ("host:port", "unix:/path"), with keepalive so a dead
 // peer is noticed even on an idle stream.
-std::shared_ptr<grpc::Channel> MakeCoordinatorChannel(const std::string& address);
+// Plaintext unless `creds` (from MakeChannelCredentials) says otherwise.
+std::shared_ptr<grpc::Channel> MakeCoordinatorChannel(
+    const std::string& address, std::shared_ptr<grpc::ChannelCredentials> creds = nullptr);
 
 // Runs `call` (which must set its own ClientContext deadline) until it returns something other
 // than UNAVAILABLE, with exponential backoff from 100 ms up to 5 s, for at most `total` overall.

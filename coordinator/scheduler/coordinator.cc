@@ -314,8 +314,11 @@ void Coordinator::ScheduleLocked() {
   if (stopping_) return;
   // Free slots, in session order.
   std::vector<Session*> free;
+  absl::Time now = absl::Now();
   for (auto& [id, s] : sessions_) {
     if (!s.connected) continue;
+    auto h = health_.find(s.hello.agent_id());
+    if (h != health_.end() && h->second.quarantined_until > now) continue;
     for (size_t i = s.tasks.size(); i < s.hello.slots(); ++i) free.push_back(&s);
   }
   if (free.empty()) return;
@@ -326,22 +329,51 @@ void Coordinator::ScheduleLocked() {
     if (job.state != v1::RUNNING || !job.frontier) continue;
     PlanRequest req;
     for (const std::string& tid : job.running) req.in_flight.push_back(tasks_[tid].commit);
-    req.free_slots = free.size();
+    size_t slots = free.size();
     if (job.spec.max_parallel() > 0) {
       size_t cap = job.spec.max_parallel();
-      req.free_slots = cap > job.running.size() ? std::min(free.size(), cap - job.running.size()) : 0;
+      slots = cap > job.running.size() ? std::min(slots, cap - job.running.size()) : 0;
     }
-    if (req.free_slots == 0) continue;
+    if (slots == 0) continue;
+    // Ask for a few more than the free slots, so that a commit some agent cannot take (it failed
+    // there) leaves room for the next one.
+    req.free_slots = slots + std::min<size_t>(job.infra_agents.size(), slots);
     Plan plan = PlanNext(*job.frontier, req);
+    if (plan.start.size() > req.free_slots) plan.start.resize(req.free_slots);
     if (!plan.start.empty()) wants.emplace_back(&job, std::move(plan.start));
   }
-  size_t next_free = 0;
-  for (size_t round = 0; next_free < free.size(); ++round) {
+  // Deal free slots round-robin over the jobs. A commit that failed infrastructure-wise on an
+  // agent goes to another agent when one is free; only when every usable agent has failed it
+  // does it go back to one of them (so a lone agent still reaches the attempt limit).
+  std::set<std::string> usable;
+  for (Session* s : free) usable.insert(s->hello.agent_id());
+  for (auto& [id, s] : sessions_) {
+    auto h = health_.find(s.hello.agent_id());
+    if (s.connected && (h == health_.end() || h->second.quarantined_until <= now)) {
+      usable.insert(s.hello.agent_id());
+    }
+  }
+  std::vector<bool> used(free.size(), false);
+  size_t left = free.size();
+  for (size_t round = 0; left > 0; ++round) {
     bool any = false;
     for (auto& [job, commits] : wants) {
-      if (round >= commits.size() || next_free >= free.size()) continue;
-      StartTaskLocked(*job, commits[round], *free[next_free++]);
+      if (round >= commits.size() || left == 0) continue;
       any = true;
+      CommitId c = commits[round];
+      const std::set<std::string>* failed = nullptr;
+      if (auto f = job->infra_agents.find(c); f != job->infra_agents.end()) failed = &f->second;
+      bool everyone_failed =
+          failed != nullptr && std::includes(failed->begin(), failed->end(), usable.begin(),
+                                             usable.end());
+      for (size_t i = 0; i < free.size(); ++i) {
+        if (used[i]) continue;
+        if (failed && !everyone_failed && failed->count(free[i]->hello.agent_id())) continue;
+        used[i] = true;
+        --left;
+        StartTaskLocked(*job, c, *free[i]);
+        break;
+      }
     }
     if (!any) break;
   }
@@ -453,10 +485,22 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
   s.set_retry_reason(result.retry_reason());
   s.set_seconds(result.checkout_seconds() + result.build_seconds() + result.test_seconds());
   std::string what;
+  AgentHealth& health = health_[task.agent_id];
   if (!result.infra_error().empty()) {
+    if (++health.consecutive_infra_errors >= options_.quarantine_after) {
+      health.quarantined_until = absl::Now() + options_.quarantine;
+      health.reason = absl::StrCat(health.consecutive_infra_errors,
+                                   " infrastructure errors in a row, the last: ",
+                                   result.infra_error());
+      health.consecutive_infra_errors = 0;
+      std::fprintf(stderr, "farm-coordinator: agent %s quarantined for %s: %s\n",
+                   task.agent_id.c_str(), absl::FormatDuration(options_.quarantine).c_str(),
+                   health.reason.c_str());
+    }
     s.set_state(v1::TASK_INFRA_ERROR);
     s.set_detail(result.infra_error());
     int failures = ++job.infra_failures[task.commit];
+    job.infra_agents[task.commit].insert(task.agent_id);
     PersistTaskLocked(job, s, 0);
     job.finished.push_back(s);
     what = absl::StrCat(Short(s.commit()), " could not be tested on ", task.agent_id, ": ",
@@ -470,6 +514,7 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
                                 Short(s.commit()), "`"));
     }
   } else {
+    health.consecutive_infra_errors = 0;
     s.set_state(v1::TASK_DONE);
     s.set_verdict(result.verdict());
     bool applied = job.frontier->Apply(task.commit, FromProto(result.verdict()));
@@ -692,6 +737,13 @@ std::vector<v1::AgentInfo> Coordinator::ListAgents() {
     a.set_connected(s.connected);
     *a.mutable_capabilities() = s.hello.capabilities();
     a.set_last_seen_seconds_ago(absl::ToDoubleSeconds(absl::Now() - s.last_seen));
+    auto h = health_.find(s.hello.agent_id());
+    if (h != health_.end() && h->second.quarantined_until > absl::Now()) {
+      a.set_quarantined(true);
+      a.set_quarantine_reason(h->second.reason);
+      a.set_quarantined_for_seconds(
+          absl::ToDoubleSeconds(h->second.quarantined_until - absl::Now()));
+    }
     out.push_back(std::move(a));
   }
   return out;
@@ -854,6 +906,30 @@ void Coordinator::ExpireLeases() {
   absl::MutexLock lock(&mu_);
   absl::Time now = absl::Now();
   bool changed = false;
+  if (options_.retention > absl::ZeroDuration() && now >= next_retention_) {
+    next_retention_ = now + absl::Hours(1);
+    absl::StatusOr<int> deleted =
+        store_->DeleteEndedBefore(absl::ToUnixSeconds(now - options_.retention));
+    if (!deleted.ok()) {
+      std::fprintf(stderr, "farm-coordinator: retention: %s\n",
+                   std::string(deleted.status().message()).c_str());
+    } else {
+      for (auto it = jobs_.begin(); it != jobs_.end();) {
+        // Forget ended jobs loaded from an earlier run once the store no longer has them.
+        it = (it->second.state != v1::RUNNING && !it->second.frontier &&
+              !store_->LoadJob(it->first).ok())
+                 ? jobs_.erase(it)
+                 : std::next(it);
+      }
+    }
+  }
+  // A quarantine that ran out lets the agent work again.
+  for (auto& [id, h] : health_) {
+    if (h.quarantined_until != absl::InfinitePast() && h.quarantined_until <= now) {
+      h.quarantined_until = absl::InfinitePast();
+      changed = true;
+    }
+  }
   for (auto& [tid, t] : tasks_) {
     if (t.state != v1::TASK_RUNNING || t.lease_expiry > now) continue;
     Job& job = jobs_[t.job_id];

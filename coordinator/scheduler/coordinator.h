@@ -43,6 +43,11 @@ struct CoordinatorOptions {
   absl::Duration heartbeat = absl::Seconds(5);
   int max_infra_attempts = 3;        // per commit, before the job fails
   uint32_t default_timeout_seconds = 3600;
+  // Consecutive infrastructure errors after which an agent is quarantined, and for how long.
+  int quarantine_after = 3;
+  absl::Duration quarantine = absl::Minutes(10);
+  // Ended jobs older than this are deleted with their tasks and output (0: keep forever).
+  absl::Duration retention = absl::Hours(24 * 30);
 };
 
 class Coordinator {
@@ -76,7 +81,8 @@ class Coordinator {
   // Waits until at least `n` agents are connected; false if `timeout` passed first.
   bool AwaitAgents(size_t n, absl::Duration timeout);
 
-  // Requeues tasks whose lease ran out. Also run every second by an internal thread.
+  // Requeues tasks whose lease ran out and applies the retention setting. Also run every second
+  // by an internal thread.
   void ExpireLeases();
 
   absl::Duration lease() const { return options_.lease; }
@@ -109,6 +115,8 @@ class Coordinator {
     std::set<std::string> running;  // task ids
     std::vector<std::pair<CommitId, Verdict>> applied;
     absl::flat_hash_map<CommitId, int> infra_failures;
+    // Agents on which a commit failed infrastructure-wise: it is retried elsewhere when it can be.
+    absl::flat_hash_map<CommitId, std::set<std::string>> infra_agents;
     absl::flat_hash_map<CommitId, std::string> subjects;
     std::vector<std::string> first_bad;
     std::string error;
@@ -125,6 +133,12 @@ class Coordinator {
     std::set<std::string> tasks;
     absl::Time last_seen;
     bool connected = true;
+  };
+  // What the coordinator remembers of an agent across its connections.
+  struct AgentHealth {
+    int consecutive_infra_errors = 0;
+    absl::Time quarantined_until = absl::InfinitePast();
+    std::string reason;
   };
   struct Watcher {
     int64_t job_id;
@@ -168,6 +182,8 @@ class Coordinator {
   std::map<std::string, Task> tasks_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Session> sessions_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, AgentHealth> health_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_retention_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_watch_ ABSL_GUARDED_BY(mu_) = 1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -207,11 +207,47 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Coordi
   uint64_t session_ = 0;
 };
 
+// A stream refused before it started.
+class RefusedWatch : public grpc::ServerWriteReactor<v1::JobEvent> {
+ public:
+  explicit RefusedWatch(const absl::Status& st) { Finish(ToGrpcStatus(st)); }
+  void OnDone() override { delete this; }
+};
+class RefusedAgent : public grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage> {
+ public:
+  explicit RefusedAgent(const grpc::Status& st) { Finish(st); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
+
+absl::Status FarmService::Authorize(grpc::CallbackServerContext* ctx) const {
+  if (policy_.tokens.empty()) return absl::OkStatus();
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  if (it != md.end()) {
+    std::string value(it->second.data(), it->second.size());
+    constexpr absl::string_view kBearer = "Bearer ";
+    if (value.size() > kBearer.size() && value.compare(0, kBearer.size(), "Bearer ") == 0 &&
+        policy_.tokens.count(value.substr(kBearer.size()))) {
+      return absl::OkStatus();
+    }
+  }
+  return absl::UnauthenticatedError(
+      "a valid token is required: give --token-file FILE or set FARM_TOKEN (ask the farm's "
+      "admin for one)");
+}
+
+#define FARM_AUTHORIZE(ctx)                              \
+  do {                                                   \
+    absl::Status auth_ = Authorize(ctx);                 \
+    if (!auth_.ok()) return Done(ctx, auth_);            \
+  } while (0)
 
 grpc::ServerUnaryReactor* FarmService::SubmitBisect(grpc::CallbackServerContext* ctx,
                                                     const v1::SubmitBisectRequest* req,
                                                     v1::SubmitBisectResponse* resp) {
+  FARM_AUTHORIZE(ctx);
   absl::StatusOr<v1::JobStatus> st = core_->SubmitBisect(req->spec());
   if (st.ok()) {
     resp->set_job_id(st->job_id());
@@ -222,11 +258,14 @@ grpc::ServerUnaryReactor* FarmService::SubmitBisect(grpc::CallbackServerContext*
 
 grpc::ServerWriteReactor<v1::JobEvent>* FarmService::WatchJob(grpc::CallbackServerContext* ctx,
                                                               const v1::WatchJobRequest* req) {
+  absl::Status auth = Authorize(ctx);
+  if (!auth.ok()) return new RefusedWatch(auth);
   return new WatchReactor(core_, req->job_id());
 }
 
 grpc::ServerUnaryReactor* FarmService::GetJob(grpc::CallbackServerContext* ctx,
                                               const v1::GetJobRequest* req, v1::JobStatus* resp) {
+  FARM_AUTHORIZE(ctx);
   absl::StatusOr<v1::JobStatus> st = core_->GetJob(req->job_id());
   if (st.ok()) *resp = std::move(*st);
   return Done(ctx, st.status());
@@ -235,6 +274,7 @@ grpc::ServerUnaryReactor* FarmService::GetJob(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* FarmService::ListJobs(grpc::CallbackServerContext* ctx,
                                                 const v1::ListJobsRequest* req,
                                                 v1::ListJobsResponse* resp) {
+  FARM_AUTHORIZE(ctx);
   absl::StatusOr<std::vector<v1::JobStatus>> st = core_->ListJobs(req->limit() ? req->limit() : 50);
   if (st.ok()) {
     for (auto& j : *st) *resp->add_jobs() = std::move(j);
@@ -245,6 +285,7 @@ grpc::ServerUnaryReactor* FarmService::ListJobs(grpc::CallbackServerContext* ctx
 grpc::ServerUnaryReactor* FarmService::CancelJob(grpc::CallbackServerContext* ctx,
                                                  const v1::CancelJobRequest* req,
                                                  v1::CancelJobResponse* resp) {
+  FARM_AUTHORIZE(ctx);
   absl::StatusOr<v1::JobStatus> st = core_->CancelJob(req->job_id());
   if (st.ok()) *resp->mutable_status() = std::move(*st);
   return Done(ctx, st.status());
@@ -253,6 +294,7 @@ grpc::ServerUnaryReactor* FarmService::CancelJob(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* FarmService::ListAgents(grpc::CallbackServerContext* ctx,
                                                   const v1::ListAgentsRequest* req,
                                                   v1::ListAgentsResponse* resp) {
+  FARM_AUTHORIZE(ctx);
   for (auto& a : core_->ListAgents()) *resp->add_agents() = std::move(a);
   return Done(ctx, absl::OkStatus());
 }
@@ -260,6 +302,7 @@ grpc::ServerUnaryReactor* FarmService::ListAgents(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* FarmService::GetTaskLog(grpc::CallbackServerContext* ctx,
                                                   const v1::GetTaskLogRequest* req,
                                                   v1::GetTaskLogResponse* resp) {
+  FARM_AUTHORIZE(ctx);
   absl::StatusOr<std::vector<v1::TaskLog>> st = core_->GetTaskLog(req->job_id(), req->commit());
   if (st.ok()) {
     for (auto& l : *st) *resp->add_logs() = std::move(l);
@@ -269,20 +312,34 @@ grpc::ServerUnaryReactor* FarmService::GetTaskLog(grpc::CallbackServerContext* c
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentLinkService::Connect(
     grpc::CallbackServerContext* ctx) {
+  if (require_cert_ && !ctx->auth_context()->IsPeerAuthenticated()) {
+    return new RefusedAgent(grpc::Status(
+        grpc::StatusCode::UNAUTHENTICATED,
+        "agents must present a client certificate signed by the farm's agent CA "
+        "(farm-agent --tls-cert/--tls-key)"));
+  }
   return new AgentReactor(core_);
 }
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
-    CoordinatorOptions options, const std::string& listen) {
+    CoordinatorOptions options, const std::string& listen, const ServerSecurity& security) {
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
+      MakeServerCredentials(security.tls);
+  if (!creds.ok()) return creds.status();
+  if (!security.tokens.empty() && security.tls.cert.empty()) {
+    return absl::InvalidArgumentError(
+        "tokens need TLS (--tls-cert/--tls-key): they must not cross the network in clear");
+  }
   auto s = std::make_unique<CoordinatorServer>();
   absl::StatusOr<std::unique_ptr<Coordinator>> core = Coordinator::Create(std::move(options));
   if (!core.ok()) return core.status();
   s->core_ = std::move(*core);
-  s->farm_ = std::make_unique<FarmService>(s->core_.get());
-  s->link_ = std::make_unique<AgentLinkService>(s->core_.get());
+  s->farm_ = std::make_unique<FarmService>(
+      s->core_.get(), AccessPolicy{security.tokens, !security.tls.ca.empty()});
+  s->link_ = std::make_unique<AgentLinkService>(s->core_.get(), !security.tls.ca.empty());
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, *creds, &port);
   builder.RegisterService(s->farm_.get());
   builder.RegisterService(s->link_.get());
   builder.SetMaxReceiveMessageSize(64 << 20);

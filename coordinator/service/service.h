@@ -8,18 +8,28 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/rpc/credentials.h"
 #include "coordinator/scheduler/coordinator.h"
 #include "farm/v1/farm.grpc.pb.h"
 
 namespace farm {
 
+// Who may call. Empty tokens: every client may; a non-empty set: Farm calls need
+// "authorization: Bearer <one of them>". require_agent_cert: AgentLink streams need a verified
+// client certificate (mTLS).
+struct AccessPolicy {
+  std::set<std::string> tokens;
+  bool require_agent_cert = false;
+};
+
 class FarmService final : public farm::v1::Farm::CallbackService {
  public:
-  explicit FarmService(Coordinator* core) : core_(core) {}
+  FarmService(Coordinator* core, AccessPolicy policy) : core_(core), policy_(std::move(policy)) {}
 
   grpc::ServerUnaryReactor* SubmitBisect(grpc::CallbackServerContext* ctx,
                                          const farm::v1::SubmitBisectRequest* req,
@@ -43,17 +53,26 @@ class FarmService final : public farm::v1::Farm::CallbackService {
                                        farm::v1::GetTaskLogResponse* resp) override;
 
  private:
+  // UNAUTHENTICATED unless the call carries a valid token (when tokens are configured).
+  absl::Status Authorize(grpc::CallbackServerContext* ctx) const;
   Coordinator* core_;
+  AccessPolicy policy_;
 };
 
 class AgentLinkService final : public farm::v1::AgentLink::CallbackService {
  public:
-  explicit AgentLinkService(Coordinator* core) : core_(core) {}
+  AgentLinkService(Coordinator* core, bool require_cert) : core_(core), require_cert_(require_cert) {}
   grpc::ServerBidiReactor<farm::v1::AgentMessage, farm::v1::CoordinatorMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
 
  private:
   Coordinator* core_;
+  bool require_cert_;
+};
+
+struct ServerSecurity {
+  TlsFiles tls;          // cert/key: TLS; ca: client certificates verified (agents must have one)
+  std::set<std::string> tokens;  // users' bearer tokens (needs TLS)
 };
 
 // A coordinator with its gRPC server, as `farm-coordinator` and the local mode of `farm bisect`
@@ -62,8 +81,10 @@ class CoordinatorServer {
  public:
   // Opens the coordinator (resuming its jobs) and listens on `listen` ("127.0.0.1:0" picks a free
   // port; "unix:/path"). Errors: the store cannot be opened, the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(CoordinatorOptions options,
-                                                                 const std::string& listen);
+  // Errors also: INVALID_ARGUMENT for unusable TLS files, or tokens without TLS.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
+      CoordinatorOptions options, const std::string& listen,
+      const ServerSecurity& security = ServerSecurity());
   ~CoordinatorServer();
   // The address clients dial ("127.0.0.1:43211").
   const std::string& address() const { return address_; }

@@ -193,9 +193,10 @@ TEST(Bisect, StaleGeneratedFilesDoNotHideTheCulprit) {
 
 // With 4 agents the planner tests the root midpoint and, speculatively, both halves. When the
 // root says bad, the upper half is pointless: its tasks must be cancelled at once, process group
-// and all. Commits in the upper half hang (a backgrounded sleep) until killed; commits in the lower
-// half refuse to give a verdict (exit 200, an infrastructure error) while any of those sleeps is
-// still alive, so a cancellation that does not kill the whole group fails the bisect.
+// and all. Commits in the upper half hang (a backgrounded sleep) until killed; the other commits
+// answer only once one of those is running, and commits in the lower half refuse to give a
+// verdict (exit 200, an infrastructure error) while any of those sleeps is still alive, so a
+// cancellation that does not kill the whole group fails the bisect.
 TEST(Bisect, CancelledSpeculativeTasksReallyStop) {
   std::string dir = MakeTempDir("cancel");
   Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 33 --culprit 0.15");
@@ -208,13 +209,13 @@ if [ "$i" -gt 20 ]; then
   wait
   exit 0
 fi
-if [ "$i" -gt 10 ]; then
-  # The root midpoint answers only once a speculative task in the upper half is running.
+# Every other commit answers only once a speculative task in the upper half is running ...
+n=0
+while [ ! -s )", Quote(pids), R"( ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done
+# ... and the lower half only once those speculative processes are gone.
+if [ "$i" -le 10 ]; then
   n=0
-  while [ ! -s )", Quote(pids), R"( ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done
-else
-  n=0
-  while [ $n -lt 200 ]; do
+  while [ $n -lt 400 ]; do
     alive=0
     for p in $(cat )", Quote(pids), R"( 2>/dev/null); do kill -0 $p 2>/dev/null && alive=1; done
     [ $alive = 0 ] && break

@@ -5,6 +5,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -205,6 +209,123 @@ int Background::Wait() {
   waitpid(pid_, &st, 0);
   reaped_ = true;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+namespace {
+int Listen(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 64) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+}  // namespace
+
+TcpProxy::TcpProxy(int target_port) : target_port_(target_port), port_(FreePort()) {
+  thread_ = std::thread([this] { Serve(); });
+}
+
+TcpProxy::~TcpProxy() {
+  stop_ = true;
+  thread_.join();
+}
+
+void TcpProxy::Cut() {
+  cut_ = true;
+  ++generation_;
+}
+
+void TcpProxy::Restore() { cut_ = false; }
+
+void TcpProxy::Serve() {
+  // One thread, poll() over the listening socket and every pair of sockets.
+  int lfd = -1;
+  struct Pair {
+    int a, b;
+  };
+  std::vector<Pair> pairs;
+  int seen_generation = generation_;
+  while (!stop_) {
+    if (seen_generation != generation_) {
+      seen_generation = generation_;
+      for (Pair& p : pairs) {
+        close(p.a);
+        close(p.b);
+      }
+      pairs.clear();
+    }
+    if (cut_ && lfd >= 0) {
+      close(lfd);
+      lfd = -1;
+    }
+    if (!cut_ && lfd < 0) lfd = Listen(port_);
+    std::vector<pollfd> fds;
+    if (lfd >= 0) fds.push_back({lfd, POLLIN, 0});
+    for (Pair& p : pairs) {
+      fds.push_back({p.a, POLLIN, 0});
+      fds.push_back({p.b, POLLIN, 0});
+    }
+    if (poll(fds.data(), fds.size(), 50) <= 0) continue;
+    size_t i = lfd >= 0 ? 1 : 0;
+    std::vector<Pair> keep;
+    for (size_t p = 0; p < pairs.size(); ++p, i += 2) {
+      bool dead = false;
+      for (int side = 0; side < 2; ++side) {
+        const pollfd& f = fds[i + side];
+        if (!(f.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        char buf[65536];
+        ssize_t n = read(f.fd, buf, sizeof(buf));
+        int other = side == 0 ? pairs[p].b : pairs[p].a;
+        if (n <= 0 || write(other, buf, n) != n) dead = true;
+      }
+      if (dead) {
+        close(pairs[p].a);
+        close(pairs[p].b);
+      } else {
+        keep.push_back(pairs[p]);
+      }
+    }
+    if (lfd >= 0 && (fds[0].revents & POLLIN)) {
+      int c = accept(lfd, nullptr, nullptr);
+      int t = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(target_port_);
+      if (c >= 0 && connect(t, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+        keep.push_back({c, t});
+      } else {
+        if (c >= 0) close(c);
+        close(t);
+      }
+    }
+    pairs.swap(keep);
+  }
+  for (Pair& p : pairs) {
+    close(p.a);
+    close(p.b);
+  }
+  if (lfd >= 0) close(lfd);
 }
 
 bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout) {

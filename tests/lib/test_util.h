@@ -5,7 +5,9 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <functional>
+#include <thread>
 #include <set>
 #include <string>
 #include <vector>
@@ -76,6 +78,29 @@ class Background {
   pid_t pid_ = -1;
   std::string log_;
   bool reaped_ = false;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreePort();
+
+// A TCP proxy on 127.0.0.1 in front of `target_port`, whose link can be cut: Cut() drops every
+// connection and refuses new ones (the listening socket is closed) until Restore().
+class TcpProxy {
+ public:
+  explicit TcpProxy(int target_port);
+  ~TcpProxy();
+  int port() const { return port_; }
+  void Cut();
+  void Restore();
+
+ private:
+  void Serve();
+  int target_port_;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> cut_{false};
+  std::atomic<int> generation_{0};
+  std::thread thread_;
 };
 
 // Waits (polling a condition, with a deadline) until `pred` holds.

@@ -1,0 +1,292 @@
+// What a lab throws at the farm, with the real binaries: a coordinator SIGKILLed mid-bisect, a
+// network cut longer than the lease, agents that fail infrastructure-wise, TLS with client
+// certificates and tokens, and a test that prints a gigabyte.
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <fstream>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "gtest/gtest.h"
+#include "tests/lib/test_util.h"
+
+namespace farm::testing {
+namespace {
+
+std::string Farm() { return Quote(Bin("farm")); }
+
+constexpr char kSlowTest[] =
+    "#!/bin/sh\n"
+    "sleep 0.4\n"
+    "test -f bug && exit 1\n"
+    "exit 0\n";
+
+int CountVerdicts(const std::string& status) {
+  int n = 0;
+  for (absl::string_view line : absl::StrSplit(status, '\n')) {
+    absl::string_view l = absl::StripLeadingAsciiWhitespace(line);
+    n += absl::StartsWith(l, "good ") || absl::StartsWith(l, "bad ");
+  }
+  return n;
+}
+
+// The coordinator is SIGKILLed in the middle of a bisect and restarted on the same database and
+// port: it resumes the job, the agents reconnect by themselves, the watcher reattaches, and the
+// bisect names the culprit with no verdict lost or counted twice.
+TEST(Faults, CoordinatorKilledMidBisectResumes) {
+  std::string dir = MakeTempDir("coordkill");
+  Repo repo = MakeRepo(dir + "/repo", "--shape merges --commits 200 --seed 41");
+  WriteScript(dir + "/test.sh", kSlowTest);
+  std::string listen = absl::StrCat("127.0.0.1:", FreePort());
+  std::vector<std::string> coord_argv = {Bin("farm-coordinator"), "--listen", listen, "--db",
+                                         dir + "/farm.db", "--lease", "3", "--heartbeat", "1"};
+  auto coordinator = std::make_unique<Background>(coord_argv, dir + "/coord1.log");
+  ASSERT_TRUE(coordinator->WaitForOutput("listening on ", absl::Seconds(20)))
+      << coordinator->Output();
+  Background a1({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/a1", "--id",
+                 "a1"},
+                dir + "/a1.log");
+  Background a2({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/a2", "--id",
+                 "a2"},
+                dir + "/a2.log");
+  CommandResult submit = Sh(absl::StrCat(Farm(), " submit --coordinator ", listen, " --repo ",
+                                         Quote(repo.path), " --good ", repo.root, " --bad ",
+                                         repo.bad, " -- ", Quote(dir + "/test.sh")));
+  ASSERT_EQ(submit.exit_code, 0) << submit.output;
+  std::string job(absl::StripAsciiWhitespace(submit.output));
+  Background watcher({Bin("farm"), "watch", "--coordinator", listen, job, "--log",
+                      dir + "/bisect.log"},
+                     dir + "/watch.log");
+  auto status = [&] {
+    return Sh(absl::StrCat(Farm(), " status --coordinator ", listen, " ", job)).output;
+  };
+  ASSERT_TRUE(WaitFor([&] { return CountVerdicts(status()) >= 2; }, absl::Seconds(60)))
+      << status();
+  coordinator->Kill(SIGKILL);
+  coordinator->Wait();
+  coordinator = std::make_unique<Background>(coord_argv, dir + "/coord2.log");
+  ASSERT_TRUE(coordinator->WaitForOutput("listening on ", absl::Seconds(20)))
+      << coordinator->Output();
+  EXPECT_EQ(watcher.Wait(), 0) << watcher.Output() << coordinator->Output();
+  EXPECT_EQ(ParseAnswer(watcher.Output()).first_bad, repo.culprit) << watcher.Output();
+  EXPECT_TRUE(absl::StrContains(watcher.Output(), "reattached")) << watcher.Output();
+  // Every verdict in the log is for a different commit, and git replays it to the same answer.
+  std::ifstream log(dir + "/bisect.log");
+  std::set<std::string> marked;
+  std::string line;
+  while (std::getline(log, line)) {
+    if (absl::StartsWith(line, "git bisect good ") || absl::StartsWith(line, "git bisect bad ")) {
+      EXPECT_TRUE(marked.insert(line.substr(line.rfind(' ') + 1)).second)
+          << "counted twice: " << line;
+    }
+  }
+  CommandResult replay = Sh(absl::StrCat("git clone -q ", Quote(repo.path), " ",
+                                         Quote(dir + "/clone"), " && cd ", Quote(dir + "/clone"),
+                                         " && git bisect replay ", Quote(dir + "/bisect.log")));
+  EXPECT_EQ(ParseAnswer(replay.output).first_bad, repo.culprit) << replay.output;
+}
+
+// The link between an agent and the coordinator is cut for longer than the lease. The agent
+// reconnects by itself and the bisect finishes with the culprit.
+TEST(Faults, NetworkCutLongerThanTheLease) {
+  std::string dir = MakeTempDir("netcut");
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 64 --seed 43");
+  WriteScript(dir + "/test.sh", kSlowTest);
+  int port = FreePort();
+  std::string listen = absl::StrCat("127.0.0.1:", port);
+  Background coordinator({Bin("farm-coordinator"), "--listen", listen, "--db", dir + "/farm.db",
+                          "--lease", "2", "--heartbeat", "1"},
+                         dir + "/coord.log");
+  ASSERT_TRUE(coordinator.WaitForOutput("listening on ", absl::Seconds(20)));
+  TcpProxy proxy(port);
+  Background agent({Bin("farm-agent"), "--coordinator", absl::StrCat("127.0.0.1:", proxy.port()),
+                    "--workdir", dir + "/agent", "--id", "behind-proxy"},
+                   dir + "/agent.log");
+  CommandResult submit = Sh(absl::StrCat(Farm(), " submit --coordinator ", listen, " --repo ",
+                                         Quote(repo.path), " --good ", repo.root, " --bad ",
+                                         repo.bad, " -- ", Quote(dir + "/test.sh")));
+  ASSERT_EQ(submit.exit_code, 0) << submit.output;
+  std::string job(absl::StripAsciiWhitespace(submit.output));
+  auto status = [&] {
+    return Sh(absl::StrCat(Farm(), " status --coordinator ", listen, " ", job)).output;
+  };
+  ASSERT_TRUE(WaitFor([&] { return CountVerdicts(status()) >= 1; }, absl::Seconds(30)));
+  proxy.Cut();
+  // Longer than the lease: the coordinator gives the agent's task up.
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(status(), "lost "); }, absl::Seconds(30)))
+      << status();
+  proxy.Restore();
+  CommandResult watch =
+      Sh(absl::StrCat(Farm(), " watch --coordinator ", listen, " ", job));
+  EXPECT_EQ(watch.exit_code, 0) << watch.output << agent.Output();
+  EXPECT_EQ(ParseAnswer(watch.output).first_bad, repo.culprit) << watch.output;
+  EXPECT_TRUE(absl::StrContains(agent.Output(), "reconnecting")) << agent.Output();
+}
+
+// An agent whose every task fails for infrastructure reasons is quarantined and the other agent
+// finishes the bisect; a job whose every attempt fails stops with a clear message.
+TEST(Faults, InfrastructureErrorsAreNotVerdicts) {
+  std::string dir = MakeTempDir("infra");
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 40 --seed 47");
+  WriteScript(dir + "/test.sh", absl::StrCat("#!/bin/sh\ncase \"$FARM_WORKTREE\" in\n"
+                                             "  */broken-host/*) exit 255;;\nesac\n",
+                                             kSlowTest + 10));
+  std::string listen = absl::StrCat("127.0.0.1:", FreePort());
+  Background coordinator({Bin("farm-coordinator"), "--listen", listen, "--db", dir + "/farm.db"},
+                         dir + "/coord.log");
+  ASSERT_TRUE(coordinator.WaitForOutput("listening on ", absl::Seconds(20)));
+  Background broken({Bin("farm-agent"), "--coordinator", listen, "--workdir",
+                     dir + "/broken-host", "--id", "broken-host"},
+                    dir + "/broken.log");
+  Background good({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/good-host",
+                   "--id", "good-host"},
+                  dir + "/good.log");
+  auto agents = [&] {
+    return Sh(absl::StrCat(Farm(), " agents --coordinator ", listen)).output;
+  };
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::string a = agents();
+        return absl::StrContains(a, "broken-host") && absl::StrContains(a, "good-host");
+      },
+      absl::Seconds(20)));
+  CommandResult submit = Sh(absl::StrCat(Farm(), " submit --coordinator ", listen, " --repo ",
+                                         Quote(repo.path), " --good ", repo.root, " --bad ",
+                                         repo.bad, " -- ", Quote(dir + "/test.sh")));
+  ASSERT_EQ(submit.exit_code, 0) << submit.output;
+  std::string job(absl::StripAsciiWhitespace(submit.output));
+  CommandResult watch = Sh(absl::StrCat(Farm(), " watch --coordinator ", listen, " ", job));
+  EXPECT_EQ(watch.exit_code, 0) << watch.output;
+  EXPECT_EQ(ParseAnswer(watch.output).first_bad, repo.culprit) << watch.output;
+  CommandResult st = Sh(absl::StrCat(Farm(), " status --coordinator ", listen, " ", job));
+  EXPECT_TRUE(absl::StrContains(st.output, "infra-error")) << st.output;
+  EXPECT_TRUE(absl::StrContains(agents(), "quarantined")) << agents() << coordinator.Output();
+  for (absl::string_view line : absl::StrSplit(st.output, '\n')) {
+    absl::string_view l = absl::StripLeadingAsciiWhitespace(line);
+    bool verdict = absl::StartsWith(l, "good ") || absl::StartsWith(l, "bad ");
+    EXPECT_FALSE(verdict && absl::StrContains(l, "on broken-host"))
+        << "an infrastructure failure became a verdict: " << l;
+  }
+
+  // Every attempt fails: the job stops with a message instead of spinning.
+  WriteScript(dir + "/always-broken.sh", "#!/bin/sh\nexit 200\n");
+  CommandResult fail = Sh(absl::StrCat(Farm(), " bisect --repo ", Quote(repo.path), " --good ",
+                                       repo.root, " --bad ", repo.bad, " --workdir ",
+                                       Quote(dir + "/local"), " -- ",
+                                       Quote(dir + "/always-broken.sh")));
+  EXPECT_EQ(fail.exit_code, 1) << fail.output;
+  EXPECT_TRUE(absl::StrContains(fail.output, "attempts failed with infrastructure errors"))
+      << fail.output;
+  EXPECT_FALSE(absl::StrContains(fail.output, "is the first bad commit")) << fail.output;
+}
+
+// TLS everywhere, agents authenticated by client certificate, users by token.
+TEST(Faults, TlsClientCertificatesAndTokens) {
+  std::string dir = MakeTempDir("tls");
+  // A CA, a server certificate for 127.0.0.1, an agent certificate, and a stranger's CA.
+  CommandResult certs = Sh(absl::StrCat(
+      "cd ", Quote(dir), " && set -e; ",
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=farm-ca -keyout ca.key "
+      "-out ca.pem 2>/dev/null; ",
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out "
+      "server.csr 2>/dev/null; ",
+      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext; ",
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+      "-extfile san.ext -out server.pem 2>/dev/null; ",
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=agent-1 -keyout agent.key -out agent.csr "
+      "2>/dev/null; ",
+      "openssl x509 -req -in agent.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out "
+      "agent.pem 2>/dev/null; ",
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other -keyout other.key "
+      "-out other.pem 2>/dev/null; ",
+      "echo 7f3c9a1e5b2d8c4f6a0e9b3d7c1f5a2e > token; cp token tokens"));
+  if (certs.exit_code != 0) GTEST_SKIP() << "openssl cannot make certificates: " << certs.output;
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 30 --seed 53");
+  WriteScript(dir + "/test.sh", "#!/bin/sh\ntest -f bug && exit 1\nexit 0\n");
+  std::string listen = absl::StrCat("127.0.0.1:", FreePort());
+  Background coordinator({Bin("farm-coordinator"), "--listen", listen, "--db", dir + "/farm.db",
+                          "--tls-cert", dir + "/server.pem", "--tls-key", dir + "/server.key",
+                          "--tls-client-ca", dir + "/ca.pem", "--tokens", dir + "/tokens"},
+                         dir + "/coord.log");
+  ASSERT_TRUE(coordinator.WaitForOutput("listening on ", absl::Seconds(20)))
+      << coordinator.Output();
+  std::string ca = " --tls-ca " + Quote(dir + "/ca.pem");
+  std::string token = " --token-file " + Quote(dir + "/token");
+  std::string submit_args = absl::StrCat(" submit --coordinator ", listen, " --repo ",
+                                         Quote(repo.path), " --good ", repo.root, " --bad ",
+                                         repo.bad, " -- ", Quote(dir + "/test.sh"));
+  // No token: refused, nothing stored.
+  CommandResult no_token = Sh(Farm() + ca + submit_args);
+  EXPECT_EQ(no_token.exit_code, 2) << no_token.output;
+  EXPECT_TRUE(absl::StrContains(no_token.output, "valid token is required")) << no_token.output;
+  // A wrong token, and a client that does not trust the coordinator's CA.
+  Sh("echo wrongwrongwrongwrongwrong > " + Quote(dir + "/bad-token"));
+  CommandResult bad_token =
+      Sh(Farm() + ca + " --token-file " + Quote(dir + "/bad-token") + submit_args);
+  EXPECT_EQ(bad_token.exit_code, 2) << bad_token.output;
+  CommandResult wrong_ca =
+      Sh(Farm() + " --tls-ca " + Quote(dir + "/other.pem") + token + submit_args);
+  EXPECT_NE(wrong_ca.exit_code, 0) << wrong_ca.output;
+  CommandResult listing = Sh(absl::StrCat(Farm(), ca, token, " status --coordinator ", listen));
+  EXPECT_EQ(listing.exit_code, 0) << listing.output;
+  EXPECT_FALSE(absl::StrContains(listing.output, repo.path)) << "a refused job was stored";
+
+  // An agent without a client certificate is refused; one with a certificate from another CA too.
+  Background stranger({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/s1",
+                       "--id", "no-cert", "--tls-ca", dir + "/ca.pem"},
+                      dir + "/stranger.log");
+  Background forger({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/s2", "--id",
+                     "forged", "--tls-ca", dir + "/ca.pem", "--tls-cert", dir + "/other.pem",
+                     "--tls-key", dir + "/other.key"},
+                    dir + "/forger.log");
+  Background agent({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/a", "--id",
+                    "agent-1", "--tls-ca", dir + "/ca.pem", "--tls-cert", dir + "/agent.pem",
+                    "--tls-key", dir + "/agent.key"},
+                   dir + "/agent.log");
+  CommandResult sub = Sh(Farm() + ca + token + submit_args);
+  ASSERT_EQ(sub.exit_code, 0) << sub.output;
+  std::string job(absl::StripAsciiWhitespace(sub.output));
+  CommandResult run = Sh(absl::StrCat(Farm(), ca, token, " watch --coordinator ", listen, " ", job));
+  EXPECT_EQ(ParseAnswer(run.output).first_bad, repo.culprit) << run.output;
+  CommandResult agents = Sh(absl::StrCat(Farm(), ca, token, " agents --coordinator ", listen));
+  EXPECT_TRUE(absl::StrContains(agents.output, "agent-1")) << agents.output;
+  EXPECT_FALSE(absl::StrContains(agents.output, "no-cert")) << agents.output;
+  EXPECT_FALSE(absl::StrContains(agents.output, "forged")) << agents.output;
+  // The token never appears in any log.
+  std::string secret = "7f3c9a1e5b2d8c4f6a0e9b3d7c1f5a2e";
+  for (const std::string& out : {coordinator.Output(), agent.Output(), run.output}) {
+    EXPECT_FALSE(absl::StrContains(out, secret));
+  }
+}
+
+// A test that prints a gigabyte without a newline: the farm's memory stays bounded and the
+// task's log keeps head and tail, saying what was elided.
+TEST(Faults, GigabyteOfOutputStaysBounded) {
+  std::string dir = MakeTempDir("bigout");
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 8 --seed 59");
+  WriteScript(dir + "/test.sh",
+              "#!/bin/sh\nhead -c 1073741824 /dev/zero | tr '\\0' x\n"
+              "test -f bug && exit 1\nexit 0\n");
+  CommandResult run = Sh(absl::StrCat(Farm(), " bisect --repo ", Quote(repo.path), " --good ",
+                                      repo.root, " --bad ", repo.bad, " --workdir ",
+                                      Quote(dir + "/state"), " -- ", Quote(dir + "/test.sh")));
+  ASSERT_EQ(run.exit_code, 0) << run.output.substr(0, 4000);
+  EXPECT_EQ(ParseAnswer(run.output).first_bad, repo.culprit);
+  struct rusage ru;
+  getrusage(RUSAGE_CHILDREN, &ru);
+  EXPECT_LT(ru.ru_maxrss, 400 * 1024) << "peak RSS of a child, KiB";
+  CommandResult log =
+      Sh(absl::StrCat(Farm(), " log --workdir ", Quote(dir + "/state"), " 1 ",
+                      repo.culprit.substr(0, 12),
+                      " | tail -c 2000000 | grep -o 'bytes of output elided[^]]*' | head -1"));
+  EXPECT_TRUE(absl::StrContains(log.output, "bytes of output elided")) << log.output;
+  std::ifstream db(dir + "/state/farm.db", std::ios::ate | std::ios::binary);
+  EXPECT_LT(static_cast<long long>(db.tellg()), 64ll << 20) << "database size";
+}
+
+}  // namespace
+}  // namespace farm::testing
