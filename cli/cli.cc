@@ -112,6 +112,8 @@ struct BisectFlags {
   std::string log_file;
   std::string workdir;
   std::string description;
+  bool descend = false;
+  bool no_reuse = false;
   std::vector<std::string> command;
 };
 
@@ -192,6 +194,8 @@ absl::StatusOr<v1::BisectSpec> MakeSpec(const BisectFlags& f, bool repo_must_be_
   spec.set_term_new(f.term_new);
   spec.set_max_parallel(f.max_parallel);
   spec.set_description(f.description);
+  spec.set_descend(f.descend);
+  spec.set_no_reuse(f.no_reuse);
   v1::Recipe* r = spec.mutable_recipe();
   r->set_build_command(f.build);
   r->set_timeout_seconds(f.timeout);
@@ -258,6 +262,13 @@ absl::StatusOr<v1::JobStatus> WatchUntilDone(v1::Farm::Stub* stub, const std::st
       if (renderer) renderer->Show(ev);
       if (ev.status().state() != v1::RUNNING) {
         reader->Finish();
+        if (!ev.status().descended_job().empty()) {
+          // --descend: show this job's report, then follow the branch's bisect.
+          std::fputs(ev.status().report().c_str(), stdout);
+          std::printf("\n== job %s: bisecting the merged branch\n",
+                      ev.status().descended_job().c_str());
+          return WatchUntilDone(stub, ev.status().descended_job(), renderer);
+        }
         return ev.status();
       }
     }
@@ -296,9 +307,13 @@ void PrintReport(const v1::JobStatus& st, const std::string& log_file) {
   if (!st.error().empty() && st.report().empty()) {
     std::printf("bisect %s: %s\n", StateName(st.state()), st.error().c_str());
   }
-  int tested = 0;
-  for (const auto& t : st.finished()) tested += t.state() == v1::TASK_DONE;
+  int tested = 0, reused = 0;
+  for (const auto& t : st.finished()) {
+    tested += t.state() == v1::TASK_DONE && !t.reused();
+    reused += t.reused();
+  }
   std::printf("\n%d commits tested in %.1fs", tested, st.elapsed_seconds());
+  if (reused > 0) std::printf(", %d verdicts reused", reused);
   if (!log_file.empty() && !st.bisect_log().empty()) {
     std::ofstream f(log_file, std::ios::trunc);
     f << st.bisect_log();
@@ -330,6 +345,10 @@ void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
       ->check(CLI::Range(0, 100000));
   cmd->add_option("--log", f.log_file, "write the bisect log (git bisect replay format) here");
   cmd->add_option("--description", f.description, "free text shown in listings");
+  cmd->add_flag("--descend", f.descend,
+                "when the first bad commit is a merge, bisect the branch it merged");
+  cmd->add_flag("--no-reuse", f.no_reuse,
+                "retest commits whose tree was already tested under the same recipe");
   cmd->add_option("command", f.command, "the test command and its arguments (after --)");
 }
 
@@ -456,11 +475,12 @@ void PrintJob(const v1::JobStatus& st) {
                        : t.state() == v1::TASK_CANCELLED ? "cancelled"
                        : t.state() == v1::TASK_LOST      ? "lost"
                                                          : "infra-error";
+    std::string note = t.retried_pristine()
+                           ? absl::StrCat(" [retried pristine: ", t.retry_reason(), "]")
+                       : t.reused() ? absl::StrCat(" [reused from task ", t.reused_from(), "]")
+                                    : "";
     std::printf("  %-11s %s %6.1fs on %s  %s%s\n", what.c_str(), Short(t.commit()).c_str(),
-                t.seconds(), t.agent().c_str(), t.subject().c_str(),
-                t.retried_pristine() ? absl::StrCat(" [retried pristine: ", t.retry_reason(), "]")
-                                           .c_str()
-                                     : "");
+                t.seconds(), t.agent().c_str(), t.subject().c_str(), note.c_str());
   }
   if (st.state() != v1::RUNNING) std::printf("\n%s", st.report().c_str());
 }

@@ -4,6 +4,10 @@
 #include <cstdio>
 #include <utility>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <openssl/sha.h>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -179,6 +183,19 @@ absl::Status Coordinator::LoadJobLocked(Job& job) {
     return absl::InvalidArgumentError("the range good..bad is empty: nothing to bisect");
   }
   job.frontier = std::make_unique<Frontier>(job.graph);
+  {
+    // The reuse key: the recipe, serialized deterministically, hashed.
+    std::string bytes;
+    google::protobuf::io::StringOutputStream raw(&bytes);
+    google::protobuf::io::CodedOutputStream out(&raw);
+    out.SetSerializationDeterministic(true);
+    spec.recipe().SerializeToCodedStream(&out);
+    out.Trim();
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), md);
+    job.recipe_digest.clear();
+    for (unsigned char c : md) absl::StrAppendFormat(&job.recipe_digest, "%02x", c);
+  }
   for (const std::string& s : spec.skip()) {
     FARM_ASSIGN_OR_RETURN(git_oid oid, ResolveCommit(job.repo.get(), s));
     if (std::optional<CommitId> id = job.graph->Find(oid)) job.frontier->Apply(*id, Verdict::kSkip);
@@ -355,12 +372,21 @@ void Coordinator::ScheduleLocked() {
   }
   std::vector<bool> used(free.size(), false);
   size_t left = free.size();
+  bool reused = false;
   for (size_t round = 0; left > 0; ++round) {
     bool any = false;
     for (auto& [job, commits] : wants) {
       if (round >= commits.size() || left == 0) continue;
       any = true;
       CommitId c = commits[round];
+      if (job->state != v1::RUNNING || !job->frontier->IsCandidate(c) ||
+          job->frontier->IsSkipped(c)) {
+        continue;  // an earlier reuse in this round decided it
+      }
+      if (ReuseLocked(*job, c)) {
+        reused = true;
+        continue;
+      }
       const std::set<std::string>* failed = nullptr;
       if (auto f = job->infra_agents.find(c); f != job->infra_agents.end()) failed = &f->second;
       bool everyone_failed =
@@ -377,6 +403,51 @@ void Coordinator::ScheduleLocked() {
     }
     if (!any) break;
   }
+  // Reused verdicts changed the frontiers: plan again with what is still free.
+  if (reused) ScheduleLocked();
+}
+
+const std::string& Coordinator::TreeLocked(Job& job, CommitId id) {
+  auto it = job.trees.find(id);
+  if (it != job.trees.end()) return it->second;
+  std::string tree;
+  git_commit* commit = nullptr;
+  if (job.repo && git_commit_lookup(&commit, job.repo.get(), &job.graph->oid(id)) == 0) {
+    char hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(hex, sizeof(hex), git_commit_tree_id(commit));
+    tree = hex;
+    git_commit_free(commit);
+  }
+  return job.trees[id] = tree;
+}
+
+bool Coordinator::ReuseLocked(Job& job, CommitId commit) {
+  if (job.spec.no_reuse()) return false;
+  const std::string& tree = TreeLocked(job, commit);
+  if (tree.empty()) return false;
+  absl::StatusOr<std::optional<Store::TreeVerdict>> known =
+      store_->GetTreeVerdict(tree, job.recipe_digest);
+  if (!known.ok() || !known->has_value()) return false;
+  v1::TaskSummary s;
+  s.set_task_id(absl::StrCat(job.id, ".", ++job.task_counter));
+  s.set_commit(job.graph->Hex(commit));
+  s.set_subject(SubjectLocked(job, commit));
+  s.set_agent("reused");
+  s.set_state(v1::TASK_DONE);
+  s.set_verdict((*known)->verdict);
+  s.set_reused(true);
+  s.set_reused_from((*known)->task_id);
+  s.set_detail(absl::StrCat("same tree as task ", (*known)->task_id));
+  bool applied = job.frontier->Apply(commit, FromProto(s.verdict()));
+  s.set_applied(applied);
+  PersistTaskLocked(job, s, ++job.verdict_seq);
+  job.finished.push_back(s);
+  if (applied) job.applied.emplace_back(commit, FromProto(s.verdict()));
+  EmitLocked(job, absl::StrCat(Short(s.commit()), " reused verdict of task ", s.reused_from(),
+                               " (same tree, same recipe)"));
+  PruneLocked(job);
+  CheckDoneLocked(job);
+  return true;
 }
 
 void Coordinator::StartTaskLocked(Job& job, CommitId commit, Session& session) {
@@ -519,6 +590,13 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
     s.set_verdict(result.verdict());
     bool applied = job.frontier->Apply(task.commit, FromProto(result.verdict()));
     s.set_applied(applied);
+    if (const std::string& tree = TreeLocked(job, task.commit); !tree.empty()) {
+      absl::Status st = store_->PutTreeVerdict(tree, job.recipe_digest, result.verdict(), task.id);
+      if (!st.ok()) {
+        std::fprintf(stderr, "farm-coordinator: cannot store a reusable verdict: %s\n",
+                     std::string(st.message()).c_str());
+      }
+    }
     PersistTaskLocked(job, s, ++job.verdict_seq);
     job.finished.push_back(s);
     if (applied) job.applied.emplace_back(task.commit, FromProto(result.verdict()));
@@ -542,8 +620,68 @@ void Coordinator::CheckDoneLocked(Job& job) {
   if (job.state != v1::RUNNING || !job.frontier->Done()) return;
   job.first_bad.clear();
   for (CommitId id : job.frontier->Candidates()) job.first_bad.push_back(job.graph->Hex(id));
-  // git lists the bad commit... as one of the candidates; keep bad last, as git does.
+  if (job.first_bad.size() == 1) ExplainMergeLocked(job);
   EndJobLocked(job, job.first_bad.size() == 1 ? v1::FOUND : v1::AMBIGUOUS, "");
+}
+
+void Coordinator::ExplainMergeLocked(Job& job) {
+  git_commit* merge = nullptr;
+  if (!job.repo || git_commit_lookup(&merge, job.repo.get(), &job.graph->oid(job.frontier->bad()))) {
+    return;
+  }
+  unsigned parents = git_commit_parentcount(merge);
+  std::vector<std::string> parent_hex;
+  for (unsigned i = 0; i < parents; ++i) {
+    char hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(hex, sizeof(hex), git_commit_parent_id(merge, i));
+    parent_hex.push_back(hex);
+  }
+  git_commit_free(merge);
+  if (parents < 2) return;
+  const std::string& m = job.first_bad[0];
+  if (job.parent_job != 0 && job.spec.bad() == m) {
+    job.merge_note = absl::StrCat(
+        "The merge ", Short(m), " is itself the first bad commit and every commit on the branch it "
+        "merged tests good: the breakage comes from combining the branches (a semantic conflict), "
+        "not from one commit on them.\n");
+    return;
+  }
+  if (!job.spec.descend()) {
+    job.merge_note = absl::StrCat(
+        Short(m), " is a merge", job.spec.first_parent() ? " (with --first-parent the branches it "
+                                                           "merged were not bisected)" : "",
+        ": run again with --descend to bisect the branch it merged (",
+        Short(parent_hex[0]), "..", Short(m), ").\n");
+    return;
+  }
+  // The follow-up job: the branch the merge brought in, every parent followed.
+  v1::BisectSpec spec = job.spec;
+  spec.clear_good();
+  spec.add_good(parent_hex[0]);
+  spec.set_bad(m);
+  spec.clear_skip();
+  spec.set_first_parent(false);
+  Job child;
+  child.spec = spec;
+  child.created_unix = absl::ToUnixSeconds(absl::Now());
+  child.started = absl::Now();
+  child.parent_job = job.id;
+  absl::Status st = LoadJobLocked(child);
+  absl::StatusOr<int64_t> id = st.ok() ? store_->InsertJob(spec, child.created_unix) : st;
+  if (!id.ok()) {
+    job.merge_note = absl::StrCat(Short(m), " is a merge; descending into it failed: ",
+                                  id.status().message(), "\n");
+    return;
+  }
+  child.id = *id;
+  job.descended_job = child.id;
+  job.merge_note = absl::StrCat(Short(m), " is a merge: descending into the branch it merged (",
+                                Short(parent_hex[0]), "..", Short(m), ") as job ", child.id,
+                                ".\n");
+  Job& stored = jobs_[child.id];
+  stored = std::move(child);
+  CheckDoneLocked(stored);
+  // Scheduling happens when the caller's ScheduleLocked runs.
 }
 
 void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& error) {
@@ -625,6 +763,7 @@ std::string Coordinator::ReportLocked(Job& job) {
     absl::StatusOr<std::string> show =
         ShowCommit(job.repo.get(), job.graph->oid(job.frontier->bad()));
     if (show.ok()) absl::StrAppend(&report, *show);
+    if (!job.merge_note.empty()) absl::StrAppend(&report, "\n", job.merge_note);
   } else if (job.state == v1::AMBIGUOUS) {
     absl::StrAppend(&report, "There are only 'skip'ped commits left to test.\nThe first ",
                     term_new, " commit could be any of:\n");
@@ -645,6 +784,20 @@ std::string Coordinator::ReportLocked(Job& job) {
   if (!retried.empty()) {
     absl::StrAppend(&report, "\nRetried in a pristine worktree before counting as a skip:\n",
                     absl::StrJoin(retried, "\n"), "\n");
+  }
+  std::vector<std::string> reused;
+  for (const v1::TaskSummary& t : job.finished) {
+    if (t.reused()) {
+      reused.push_back(absl::StrCat("  ", Short(t.commit()), " ", t.subject(), ": ",
+                                    t.verdict() == v1::GOOD  ? "good"
+                                    : t.verdict() == v1::BAD ? "bad"
+                                                             : "skip",
+                                    " (from task ", t.reused_from(), ")"));
+    }
+  }
+  if (!reused.empty()) {
+    absl::StrAppend(&report, "\nReused verdicts (same tree, same recipe; --no-reuse to retest):\n",
+                    absl::StrJoin(reused, "\n"), "\n");
   }
   return report;
 }
@@ -680,6 +833,8 @@ v1::JobStatus Coordinator::StatusLocked(Job& job) {
   for (auto& [id, s] : sessions_) connected += s.connected;
   st.set_agents_connected(connected);
   st.set_report(job.report);
+  if (job.descended_job) st.set_descended_job(absl::StrCat(job.descended_job));
+  if (job.parent_job) st.set_parent_job(absl::StrCat(job.parent_job));
   return st;
 }
 

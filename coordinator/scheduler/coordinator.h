@@ -122,6 +122,11 @@ class Coordinator {
     std::string error;
     std::string report;
     std::string stored_bisect_log;  // ended jobs from an earlier run (no frontier loaded)
+    std::string recipe_digest;      // verdict reuse key, with the tree id
+    absl::flat_hash_map<CommitId, std::string> trees;
+    int64_t parent_job = 0;      // a follow-up job made by --descend: the job it descends from
+    int64_t descended_job = 0;   // the follow-up job this one made
+    std::string merge_note;      // what the report says about a merge found first-bad
     int64_t task_counter = 0;
     int64_t verdict_seq = 0;
     uint64_t event_seq = 0;
@@ -159,6 +164,8 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseTaskLocked(Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CheckDoneLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When the first bad commit is a merge: explain, and with spec.descend start the follow-up job.
+  void ExplainMergeLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EndJobLocked(Job& job, farm::v1::JobState state, const std::string& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistJobLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -172,6 +179,9 @@ class Coordinator {
   std::string BisectLogLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string ReportLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   size_t SlotsForJobLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const std::string& TreeLocked(Job& job, CommitId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies a verdict known for `commit`'s tree under the job's recipe, if there is one.
+  bool ReuseLocked(Job& job, CommitId commit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
   RepoCache repo_cache_;

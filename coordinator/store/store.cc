@@ -84,6 +84,13 @@ CREATE TABLE IF NOT EXISTS tasks (
   summary BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tasks_by_job ON tasks(job_id, seq);
+CREATE TABLE IF NOT EXISTS tree_verdicts (
+  tree TEXT NOT NULL,
+  recipe TEXT NOT NULL,
+  verdict INTEGER NOT NULL,
+  task_id TEXT NOT NULL,
+  PRIMARY KEY (tree, recipe)
+);
 CREATE TABLE IF NOT EXISTS logs (
   task_id TEXT NOT NULL,
   n INTEGER NOT NULL,
@@ -283,6 +290,28 @@ absl::StatusOr<std::vector<farm::v1::TaskLog>> Store::ReadLogs(int64_t job_id,
     log.set_output(std::move(out));
   }
   return logs;
+}
+
+absl::Status Store::PutTreeVerdict(const std::string& tree, const std::string& recipe,
+                                   farm::v1::Verdict verdict, const std::string& task_id) {
+  Stmt s(db_,
+         "INSERT INTO tree_verdicts(tree, recipe, verdict, task_id) VALUES (?,?,?,?) "
+         "ON CONFLICT(tree, recipe) DO UPDATE SET verdict=excluded.verdict, "
+         "task_id=excluded.task_id");
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, tree).Bind(2, recipe).Bind(3, static_cast<int64_t>(verdict)).Bind(4, task_id);
+  return s.Run();
+}
+
+absl::StatusOr<std::optional<Store::TreeVerdict>> Store::GetTreeVerdict(
+    const std::string& tree, const std::string& recipe) {
+  Stmt s(db_, "SELECT verdict, task_id FROM tree_verdicts WHERE tree=? AND recipe=?");
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, tree).Bind(2, recipe);
+  FARM_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) return std::optional<TreeVerdict>();
+  return std::optional<TreeVerdict>(
+      TreeVerdict{static_cast<farm::v1::Verdict>(s.Int(0)), s.Blob(1)});
 }
 
 absl::StatusOr<int> Store::DeleteEndedBefore(int64_t cutoff_unix) {

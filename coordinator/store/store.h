@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,17 @@ class Store {
   // Errors: NOT_FOUND (no such commit tested), INVALID_ARGUMENT (prefix matches several commits).
   absl::StatusOr<std::vector<farm::v1::TaskLog>> ReadLogs(int64_t job_id,
                                                          const std::string& commit_prefix);
+  // Verdicts by (tree id, recipe digest), shared by every job: a commit whose tree was already
+  // tested under the same recipe need not be tested again. Put overwrites.
+  absl::Status PutTreeVerdict(const std::string& tree, const std::string& recipe,
+                              farm::v1::Verdict verdict, const std::string& task_id);
+  struct TreeVerdict {
+    farm::v1::Verdict verdict;
+    std::string task_id;
+  };
+  absl::StatusOr<std::optional<TreeVerdict>> GetTreeVerdict(const std::string& tree,
+                                                            const std::string& recipe);
+
   // Deletes jobs that ended more than `max_age_seconds` ago, with their tasks and output.
   absl::StatusOr<int> DeleteEndedBefore(int64_t cutoff_unix);
 

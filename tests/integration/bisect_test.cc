@@ -165,6 +165,61 @@ TEST(Bisect, ReportSaysFirstBadCommitInGitsWords) {
       << terms.result.output;
 }
 
+// A second bisect over an overlapping range reuses the first one's verdicts (same trees, same
+// recipe) and says so; --no-reuse tests again.
+TEST(Bisect, SecondBisectReusesVerdictsOfIdenticalTrees) {
+  std::string dir = MakeTempDir("reuse");
+  Repo repo = MakeRepo(dir + "/repo", "--shape merges --commits 120 --seed 61");
+  WriteScript(dir + "/test.sh", kTestScript);
+  std::string common = absl::StrCat("--repo ", Quote(repo.path), " --bad ", repo.bad,
+                                    " --agents 2 --workdir ", Quote(dir + "/state"));
+  FarmRun first = RunFarm(absl::StrCat(common, " --good ", repo.root, " -- ",
+                                       Quote(dir + "/test.sh")));
+  ASSERT_EQ(first.answer.first_bad, repo.culprit) << first.result.output;
+  EXPECT_FALSE(absl::StrContains(first.result.output, "verdicts reused"));
+  FarmRun second = RunFarm(absl::StrCat(common, " --good ", repo.commits[5], " -- ",
+                                        Quote(dir + "/test.sh")));
+  EXPECT_EQ(second.answer.first_bad, repo.culprit) << second.result.output;
+  EXPECT_TRUE(absl::StrContains(second.result.output, "Reused verdicts")) << second.result.output;
+  EXPECT_TRUE(absl::StrContains(second.result.output, "verdicts reused")) << second.result.output;
+  FarmRun fresh = RunFarm(absl::StrCat(common, " --no-reuse --good ", repo.root, " -- ",
+                                       Quote(dir + "/test.sh")));
+  EXPECT_EQ(fresh.answer.first_bad, repo.culprit);
+  EXPECT_FALSE(absl::StrContains(fresh.result.output, "verdicts reused")) << fresh.result.output;
+}
+
+// With --first-parent a culprit on a merged topic branch makes the merge the first bad commit.
+// The farm says so, and with --descend bisects the branch and names the real culprit.
+TEST(Bisect, MergeBlamedThenDescendIntoItsBranch) {
+  std::string dir = MakeTempDir("descend");
+  Repo repo;
+  for (int seed = 1; seed < 40; ++seed) {
+    repo = MakeRepo(absl::StrCat(dir, "/repo", seed),
+                    absl::StrCat("--shape merges --commits 150 --seed ", seed));
+    CommandResult fp = Sh(absl::StrCat("git -C ", Quote(repo.path), " rev-list --first-parent ",
+                                       repo.bad));
+    if (!absl::StrContains(fp.output, repo.culprit)) break;
+    repo = Repo();
+  }
+  ASSERT_FALSE(repo.path.empty()) << "no generated history has its culprit on a topic branch";
+  WriteScript(dir + "/test.sh", kTestScript);
+  std::string common = absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root, " --bad ",
+                                    repo.bad, " --agents 2 --first-parent --no-reuse --workdir ",
+                                    Quote(dir + "/state"));
+  FarmRun blamed = RunFarm(absl::StrCat(common, " -- ", Quote(dir + "/test.sh")));
+  ASSERT_EQ(blamed.result.exit_code, 0) << blamed.result.output;
+  EXPECT_NE(blamed.answer.first_bad, repo.culprit);
+  EXPECT_TRUE(absl::StrContains(blamed.result.output, "is a merge")) << blamed.result.output;
+  EXPECT_TRUE(absl::StrContains(blamed.result.output, "--descend")) << blamed.result.output;
+  FarmRun descended = RunFarm(absl::StrCat(common, " --descend -- ", Quote(dir + "/test.sh")));
+  EXPECT_EQ(descended.result.exit_code, 0) << descended.result.output;
+  EXPECT_TRUE(absl::StrContains(descended.result.output, "descending into the branch"))
+      << descended.result.output;
+  // The last answer printed is the real culprit.
+  std::string out = descended.result.output;
+  EXPECT_EQ(ParseAnswer(out.substr(out.rfind("== job"))).first_bad, repo.culprit) << out;
+}
+
 // A repository whose incremental build breaks on stale generated files: every build after one
 // at another commit fails. git bisect run (no clean between steps) skips its way to a list of
 // candidates; the farm retries such failures once in a pristine worktree and names the culprit.
