@@ -14,8 +14,9 @@
 #include "absl/time/clock.h"
 #include "agent/boot/boot_verdict.h"
 #include "agent/boot/initramfs.h"
+#include "agent/boot/modules.h"
 #include "agent/boot/qemu_boot.h"
-#include "agent/runner/task_runner.h"
+#include "agent/runner/task_control.h"
 #include "common/signals.h"
 
 namespace farm {
@@ -44,16 +45,22 @@ std::string DefaultWorkDir() {
 
 bool ParseFailure(std::string name, v1::BootFailure* out) {
   name = absl::AsciiStrToLower(name);
-  if (name == "panic") *out = v1::PANIC;
-  else if (name == "oops") *out = v1::OOPS;
-  else if (name == "bug") *out = v1::BUG;
-  else if (name == "hang") *out = v1::HANG;
-  else if (name == "no-init" || name == "no_init" || name == "noinit") *out = v1::NO_INIT;
-  else return false;
+  if (name == "panic")
+    *out = v1::PANIC;
+  else if (name == "oops")
+    *out = v1::OOPS;
+  else if (name == "bug")
+    *out = v1::BUG;
+  else if (name == "hang")
+    *out = v1::HANG;
+  else if (name == "no-init" || name == "no_init" || name == "noinit")
+    *out = v1::NO_INIT;
+  else
+    return false;
   return true;
 }
 
-std::string Ms(absl::Duration d) { return absl::StrFormat("%.2fs", absl::ToDoubleSeconds(d)); }
+std::string Seconds(absl::Duration d) { return absl::StrFormat("%.2fs", absl::ToDoubleSeconds(d)); }
 
 }  // namespace
 
@@ -79,18 +86,26 @@ void AddBootFlags(CLI::App* cmd, BootFlags& f) {
   cmd->add_option("--boot-timeout", f.boot_timeout, "seconds until init must have started")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();
-  cmd->add_option("--disk", f.disk, "disk image (qcow2 or raw), opened copy-on-write: never changed");
-  cmd->add_option("--share", f.share, "host directory shared with the guest over 9p (/farm/shared)");
-  cmd->add_option("--result-file", f.result_file,
-                  "file in --share that receives the test's exit code; the verdict is read from it");
+  cmd->add_option("--disk", f.disk,
+                  "disk image (qcow2 or raw), opened copy-on-write: never changed");
+  cmd->add_option("--share", f.share,
+                  "host directory shared with the guest over 9p (/farm/shared)");
+  cmd->add_option(
+      "--result-file", f.result_file,
+      "file in --share that receives the test's exit code; the verdict is read from it");
   cmd->add_option("--bad-on", f.bad_on,
                   "boot failures that count as bad instead of skip: panic, oops, bug, hang, "
                   "no-init (repeatable or comma-separated)")
       ->delimiter(',');
-  cmd->add_option("--qemu-arg", f.qemu_args, "argument appended to qemu's command line (repeatable)")
+  cmd->add_option("--qemu-arg", f.qemu_args,
+                  "argument appended to qemu's command line (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--module", f.modules,
-                  "kernel module (.ko) loaded before the test, in order (repeatable)");
+                  "kernel module loaded before the test (repeatable): a .ko path, or a name looked "
+                  "up with its dependencies in --modules-dir");
+  cmd->add_option("--modules-dir", f.modules_dir,
+                  "the kernel's module tree (/lib/modules/VERSION, e.g. from dpkg -x of its "
+                  "package), for --module NAME");
   cmd->add_option("--console", f.console_file, "write the console here instead of to stdout");
   cmd->add_option("--work-dir", f.work_dir,
                   "cache for the initramfs parts and compiled tests (default ~/.cache/farm/boot "
@@ -147,7 +162,23 @@ int RunBoot(const BootFlags& f) {
   const std::string work_dir = f.work_dir.empty() ? DefaultWorkDir() : f.work_dir;
   boot::InitramfsOptions iopts;
   iopts.compress = f.gzip;
-  iopts.modules = f.modules;
+  std::vector<std::string> names;
+  for (const std::string& m : f.modules) {
+    if (absl::EndsWith(m, ".ko") || m.find('/') != std::string::npos) {
+      iopts.modules.push_back(m);
+    } else {
+      names.push_back(m);
+    }
+  }
+  if (!names.empty()) {
+    if (f.modules_dir.empty()) {
+      return Fail(absl::StrCat("--module ", names.front(),
+                               " is a name: give --modules-dir (or a path to the .ko file)"));
+    }
+    absl::StatusOr<std::vector<std::string>> resolved = boot::ResolveModules(f.modules_dir, names);
+    if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
+    iopts.modules.insert(iopts.modules.end(), resolved->begin(), resolved->end());
+  }
   const absl::Time build_start = absl::Now();
   absl::StatusOr<std::string> initramfs = boot::BuildInitramfs(spec, work_dir, iopts);
   const absl::Duration build_time = absl::Now() - build_start;
@@ -199,9 +230,10 @@ int RunBoot(const BootFlags& f) {
   std::printf("\nfarm boot: %s: %s\n", word.c_str(),
               v.verdict.has_value() ? v.detail.c_str() : v.infra_error.c_str());
   std::printf("  outcome: %s\n", r.Summary().c_str());
-  std::printf("  timing: initramfs %s, boot to init %s, boot to verdict %s, qemu total %s\n",
-              Ms(build_time).c_str(), r.init_started ? Ms(r.boot_time).c_str() : "-",
-              Ms(r.verdict_time).c_str(), Ms(r.total_time).c_str());
+  std::printf("  timing: initramfs %.1fms, boot to init %s, boot to verdict %s, qemu total %s\n",
+              absl::ToDoubleMilliseconds(build_time),
+              r.init_started ? Seconds(r.boot_time).c_str() : "-", Seconds(r.verdict_time).c_str(),
+              Seconds(r.total_time).c_str());
   if (!r.accel_note.empty() && r.accel == "tcg") {
     std::printf("  accel: tcg (%s)\n", r.accel_note.c_str());
   }

@@ -22,24 +22,25 @@
 namespace farm {
 
 struct BootFlags {
-  std::string kernel;       // --kernel: bzImage
-  std::string test;         // --test: the payload (script, C file or static binary)
-  std::string kind;         // --kind: sh, c, binary (default: from the content and extension)
+  std::string kernel;  // --kernel: bzImage
+  std::string test;    // --test: the payload (script, C file or static binary)
+  std::string kind;    // --kind: sh, c, binary (default: from the content and extension)
   std::string accel = "auto";
   uint32_t memory_mb = 512;
   uint32_t cpus = 1;
-  std::string append;        // extra kernel command line
-  uint32_t timeout = 300;    // test timeout, seconds
+  std::string append;      // extra kernel command line
+  uint32_t timeout = 300;  // test timeout, seconds
   uint32_t boot_timeout = 60;
-  std::string disk;          // disk image, opened copy-on-write
-  std::string share;         // 9p shared directory
-  std::string result_file;   // in --share: holds the test's exit code
+  std::string disk;                    // disk image, opened copy-on-write
+  std::string share;                   // 9p shared directory
+  std::string result_file;             // in --share: holds the test's exit code
   std::vector<std::string> bad_on;     // panic, oops, bug, hang, no-init
   std::vector<std::string> qemu_args;  // appended to qemu's command line
-  std::vector<std::string> modules;    // .ko files insmod'ed before the test
-  std::string console_file;  // console to this file instead of stdout
-  std::string work_dir;      // caches (busybox archive, compiled tests)
-  bool gzip = false;         // gzip the initramfs
+  std::vector<std::string> modules;    // modules insmod'ed before the test: names or .ko paths
+  std::string modules_dir;             // the kernel's /lib/modules/<version>, to resolve names
+  std::string console_file;            // console to this file instead of stdout
+  std::string work_dir;                // caches (busybox archive, compiled tests)
+  bool gzip = false;                   // gzip the initramfs
 };
 
 // Registers the flags of `farm boot` on `cmd`.

@@ -1,4 +1,7 @@
 #include "cli/cli.h"
+#include "cli/boot_cmd.h"
+#include "cli/kernel_flags.h"
+#include "cli/next_cmd.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -114,6 +117,7 @@ struct BisectFlags {
   std::string description;
   bool descend = false;
   bool no_reuse = false;
+  KernelFlags kernel;
   std::vector<std::string> command;
 };
 
@@ -170,8 +174,27 @@ absl::Status ResolveTestCommand(const std::vector<std::string>& command, v1::Rec
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::BisectSpec> MakeSpec(const BisectFlags& f, bool repo_must_be_local) {
+absl::StatusOr<v1::BisectSpec> MakeSpec(BisectFlags f, bool repo_must_be_local) {
   v1::BisectSpec spec;
+  if (!f.kernel.kernels.empty()) {
+    // Prebuilt images: bisect a repository with one commit per image, made here.
+    if (!f.good.empty() || !f.bad.empty()) {
+      return absl::InvalidArgumentError(
+          "--kernels replaces --good/--bad: the first image is the good one, the last the bad");
+    }
+    const char* cache = std::getenv("XDG_CACHE_HOME");
+    const char* home = std::getenv("HOME");
+    std::string base = cache ? cache : home ? absl::StrCat(home, "/.cache") : "/tmp";
+    std::string key;
+    for (const auto& k : f.kernel.kernels) absl::StrAppend(&key, fs::absolute(k).string(), "\n");
+    std::string dir = absl::StrFormat("%s/farm/kernel-lists/%016x.git", base,
+                                      std::hash<std::string>{}(key));
+    absl::StatusOr<KernelListRepo> list = MakeKernelListRepo(f.kernel.kernels, dir);
+    if (!list.ok()) return list.status();
+    f.repo = list->path;
+    f.good = {list->first};
+    f.bad = list->last;
+  }
   bool looks_remote = f.repo.find("://") != std::string::npos;
   if (!looks_remote || repo_must_be_local) {
     if (!fs::exists(f.repo)) {
@@ -199,6 +222,20 @@ absl::StatusOr<v1::BisectSpec> MakeSpec(const BisectFlags& f, bool repo_must_be_
   v1::Recipe* r = spec.mutable_recipe();
   r->set_build_command(f.build);
   r->set_timeout_seconds(f.timeout);
+  if (f.kernel.any()) {
+    if (!f.command.empty()) {
+      return absl::InvalidArgumentError(
+          "a kernel bisect runs its test inside the booted kernel: give it with --test FILE, "
+          "not after --");
+    }
+    FARM_RETURN_IF_ERROR(ApplyKernelFlags(f.kernel, r));
+    return spec;
+  }
+  if (!f.kernel.test.empty()) {
+    return absl::InvalidArgumentError(
+        "--test is the payload of a kernel bisect: add --kernel (or --kernels), or give a host "
+        "test command after --");
+  }
   FARM_RETURN_IF_ERROR(ResolveTestCommand(f.command, r));
   return spec;
 }
@@ -349,6 +386,7 @@ void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
                 "when the first bad commit is a merge, bisect the branch it merged");
   cmd->add_flag("--no-reuse", f.no_reuse,
                 "retest commits whose tree was already tested under the same recipe");
+  AddKernelFlags(cmd, f.kernel);
   cmd->add_option("command", f.command, "the test command and its arguments (after --)");
 }
 
@@ -590,6 +628,16 @@ int FarmMain(int argc, char** argv) {
   std::string log_workdir;
   log->add_option("--workdir", log_workdir, "state directory of a local bisect run with --workdir");
 
+  NextFlags next_flags;
+  CLI::App* next = app.add_subcommand(
+      "next", "print the commits the farm would test next, best first (like git rev-list "
+              "--bisect-all), with --timing how long loading and planning took");
+  AddNextFlags(next, next_flags);
+
+  BootFlags boot_flags;
+  CLI::App* boot = app.add_subcommand("boot", "boot one kernel with a test and print the verdict");
+  AddBootFlags(boot, boot_flags);
+
   CLI::App* agents = app.add_subcommand("agents", "list the coordinator's agents");
   agents->add_option("--coordinator", coordinator, "coordinator address (env FARM_COORDINATOR)");
 
@@ -600,6 +648,8 @@ int FarmMain(int argc, char** argv) {
     return rc == 0 ? 0 : kExitBadInput;
   }
 
+  if (boot->parsed()) return RunBoot(boot_flags);
+  if (next->parsed()) return RunNext(next_flags);
   if (bisect->parsed() && coordinator.empty()) return RunLocalBisect(bf);
   std::string token;
   if (const char* t = std::getenv("FARM_TOKEN")) token = t;

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup-debian.sh
+# A real kernel (Debian's cloud kernel) for the boot tests; cached, idempotent.
+bash tests/e2e/fetch-kernel.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFARM_WERROR=ON >/dev/null
 cmake --build build -j"$(nproc)"
 cd build

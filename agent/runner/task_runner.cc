@@ -10,6 +10,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "agent/boot/boot_verdict.h"
+#include "agent/boot/initramfs.h"
+#include "agent/boot/qemu_boot.h"
+#include "agent/build/kernel_build.h"
 #include "common/verdict.h"
 
 namespace farm {
@@ -76,23 +80,6 @@ void OutputLimiter::Finish() {
   tail.append(ring_, start, std::min<uint64_t>(kept, tail_ - start));
   if (tail.size() < kept) tail.append(ring_, 0, kept - tail.size());
   sink_(tail);
-}
-
-void TaskControl::Cancel() {
-  absl::MutexLock lock(&mu_);
-  cancelled_ = true;
-  if (current_ != nullptr) current_->Cancel();
-}
-
-bool TaskControl::cancelled() const {
-  absl::MutexLock lock(&mu_);
-  return cancelled_;
-}
-
-void TaskControl::SetCurrent(Subprocess* p) {
-  absl::MutexLock lock(&mu_);
-  current_ = p;
-  if (p != nullptr && cancelled_) p->Cancel();
 }
 
 struct TaskRunner::Attempt {
@@ -170,7 +157,43 @@ void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
     a.outcome = Outcome::kCancelled;
     return;
   }
-  if (!task.recipe().build_command().empty()) {
+  std::string kernel_image;
+  if (task.recipe().has_kernel()) {
+    on_phase(v1::BUILD);
+    KernelBuildPaths paths;
+    paths.source_dir = co->worktree;
+    paths.build_dir = co->build_dir;
+    paths.ccache_dir = scratch_dir_ + "/ccache";
+    paths.ccache_base_dir = scratch_dir_;
+    absl::Time start = absl::Now();
+    absl::StatusOr<KernelBuildResult> built = BuildKernel(
+        task.recipe().kernel(), paths, [&out](std::string_view d) { out.Write(d); }, control,
+        timeout);
+    a.build = absl::Now() - start;
+    if (control->cancelled()) {
+      a.outcome = Outcome::kCancelled;
+      return;
+    }
+    if (!built.ok()) {
+      a.outcome = Outcome::kInfra;
+      a.detail = absl::StrCat("kernel build: ", built.status().message());
+      out.Write(absl::StrCat("farm: ", a.detail, "\n"));
+      return;
+    }
+    out.Write(absl::StrFormat(
+        "farm: kernel build: %s in %.1fs (ccache %d hits, %d misses)%s%s\n",
+        built->built ? "ok" : "FAILED", Secs(a.build), built->ccache_hits, built->ccache_misses,
+        built->built ? ", image sha256 " : "", built->image_sha256));
+    if (!built->built) {
+      a.outcome = Outcome::kBuildFailed;
+      a.detail = "kernel build failed";
+      if (!built->failure_excerpt.empty()) {
+        out.Write(absl::StrCat("farm: the build's errors:\n", built->failure_excerpt, "\n"));
+      }
+      return;
+    }
+    kernel_image = built->image;
+  } else if (!task.recipe().build_command().empty()) {
     on_phase(v1::BUILD);
     std::optional<SubprocessResult> r =
         step("build", {"/bin/sh", "-c", task.recipe().build_command()}, &a.build);
@@ -190,6 +213,10 @@ void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
     return;
   }
   on_phase(v1::TEST);
+  if (task.recipe().has_boot()) {
+    RunBoot(task, co->worktree, kernel_image, control, out, a);
+    return;
+  }
   std::vector<std::string> argv(task.recipe().test_argv().begin(), task.recipe().test_argv().end());
   argv[0] = test_program;
   std::optional<SubprocessResult> r = step("test", std::move(argv), &a.test);
@@ -210,17 +237,66 @@ void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
   a.detail = absl::StrCat("exit ", r->exit_code);
 }
 
+void TaskRunner::RunBoot(const v1::Assign& task, const std::string& worktree,
+                         const std::string& built_image, TaskControl* control, OutputLimiter& out,
+                         Attempt& a) {
+  using Outcome = Attempt::Outcome;
+  const v1::BootSpec& spec = task.recipe().boot();
+  std::string image = built_image;
+  if (!spec.kernel_image().empty()) {
+    image = spec.kernel_image()[0] == '/' ? spec.kernel_image()
+                                          : absl::StrCat(worktree, "/", spec.kernel_image());
+  }
+  absl::Time start = absl::Now();
+  if (image.empty()) {
+    a.outcome = Outcome::kInfra;
+    a.detail = "no kernel to boot: the job neither builds one nor names an image";
+    return;
+  }
+  absl::StatusOr<std::string> initramfs =
+      boot::BuildInitramfs(spec, absl::StrCat(scratch_dir_, "/initramfs"));
+  if (!initramfs.ok()) {
+    a.outcome = Outcome::kInfra;
+    a.detail = absl::StrCat("initramfs: ", initramfs.status().message());
+    out.Write(absl::StrCat("farm: ", a.detail, "\n"));
+    return;
+  }
+  boot::BootRequest req;
+  req.kernel = image;
+  req.initramfs = *initramfs;
+  req.spec = spec;
+  req.accel = spec.accel().empty() ? "auto" : spec.accel();
+  req.on_console = [&out](std::string_view d) { out.Write(d); };
+  req.control = control;
+  boot::BootResult result = boot::Boot(req);
+  a.test = absl::Now() - start;
+  out.Write(absl::StrCat("\nfarm: boot: ", result.Summary(), "\n"));
+  if (result.outcome == boot::BootOutcome::kCancelled || control->cancelled()) {
+    a.outcome = Outcome::kCancelled;
+    return;
+  }
+  boot::BootVerdict v = boot::DecideVerdict(result, spec);
+  if (v.verdict) {
+    a.outcome = Outcome::kVerdict;
+    a.verdict = *v.verdict;
+    a.detail = v.detail;
+  } else {
+    a.outcome = Outcome::kInfra;
+    a.detail = v.infra_error;
+  }
+}
+
 v1::TaskResult TaskRunner::Run(const v1::Assign& task, int slot, TaskControl* control,
                                const PhaseFn& on_phase, const OutputFn& on_output) {
   using Outcome = Attempt::Outcome;
   v1::TaskResult result;
   result.set_task_id(task.task_id());
   OutputLimiter out(on_output);
-  if (task.recipe().test_argv().empty()) {
+  if (task.recipe().test_argv().empty() && !task.recipe().has_boot()) {
     result.set_infra_error("the task has no test command");
     return result;
   }
-  std::string program = task.recipe().test_argv(0);
+  std::string program = task.recipe().test_argv().empty() ? "" : task.recipe().test_argv(0);
   if (!task.recipe().test_script().empty()) {
     absl::StatusOr<std::string> path =
         MaterializeScript(absl::StrCat(scratch_dir_, "/scripts"), task.recipe().test_script());

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "absl/synchronization/mutex.h"
+#include "agent/runner/task_control.h"
 #include "agent/workspace/workspace.h"
 #include "common/subprocess/subprocess.h"
 #include "farm/v1/farm.pb.h"
@@ -43,22 +44,6 @@ class OutputLimiter {
   size_t ring_pos_ = 0;
 };
 
-// Cancellation shared between the agent's link (which receives Cancel) and the runner.
-// Thread-safe.
-class TaskControl {
- public:
-  // Kills the current step's process group and stops further steps.
-  void Cancel();
-  bool cancelled() const;
-  // Used by the runner: the step now running (nullptr between steps).
-  void SetCurrent(Subprocess* p);
-
- private:
-  mutable absl::Mutex mu_;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  Subprocess* current_ ABSL_GUARDED_BY(mu_) = nullptr;
-};
-
 class TaskRunner {
  public:
   using PhaseFn = std::function<void(farm::v1::Phase)>;
@@ -78,6 +63,10 @@ class TaskRunner {
   void RunOnce(const farm::v1::Assign& task, int slot, bool pristine,
                const std::string& test_program, TaskControl* control, const PhaseFn& on_phase,
                OutputLimiter& out, Attempt& attempt);
+  // Boots the built (or named) kernel with the payload and reads the verdict.
+  void RunBoot(const farm::v1::Assign& task, const std::string& worktree,
+               const std::string& built_image, TaskControl* control, OutputLimiter& out,
+               Attempt& attempt);
 
   Workspace* workspace_;
   std::string scratch_dir_;

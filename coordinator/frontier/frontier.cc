@@ -43,7 +43,7 @@ bool Frontier::Apply(CommitId id, Verdict v) {
       return true;
     case Verdict::kGood:
       RemoveAncestorsOf(id);
-      weights_valid_ = false;
+      weights_.reset();
       return true;
     case Verdict::kBad:
       KeepAncestorsOf(id);
@@ -104,28 +104,30 @@ void Frontier::KeepAncestorsOf(CommitId id) {
 }
 
 void Frontier::EnsureWeights() const {
-  if (weights_valid_) return;
+  if (weights_ != nullptr) return;
   const CommitId limit = flags_.empty() ? 0 : bad_ + 1;  // candidates are all <= bad_
+  auto weights = std::make_shared<std::vector<uint32_t>>();
   ComputeCandidateWeights(*graph_, flags_, kCandidateBit, limit,
-                          DefaultMergeWalkBudget(graph_->size()), weights_);
-  weights_valid_ = true;
+                          DefaultMergeWalkBudget(graph_->size()), *weights);
+  weights_ = std::move(weights);
 }
 
 uint32_t Frontier::Weight(CommitId id) const {
   if (!IsCandidate(id)) return 0;
   EnsureWeights();
-  return weights_[id];
+  return (*weights_)[id];
 }
 
 std::optional<CommitId> Frontier::BestMidpoint() const {
   if (Done()) return std::nullopt;
   EnsureWeights();
   const uint64_t n = num_candidates_;
+  const std::vector<uint32_t>& weights = *weights_;
   std::optional<CommitId> best;
   uint64_t best_distance = 0;
   for (CommitId id = 0; id < bad_; ++id) {
     if ((flags_[id] & (kCandidateBit | kSkippedBit)) != kCandidateBit) continue;
-    const uint64_t w = weights_[id];
+    const uint64_t w = weights[id];
     const uint64_t distance = std::min(w, n - w);
     if (!best || distance > best_distance ||
         (distance == best_distance &&

@@ -1,14 +1,19 @@
 #include "coordinator/graph/commit_graph.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "coordinator/graph/commit_graph_file.h"
 
 namespace farm {
 namespace {
@@ -41,6 +46,12 @@ struct RevwalkFree {
 };
 struct CommitFree {
   void operator()(git_commit* c) const { git_commit_free(c); }
+};
+struct OdbFree {
+  void operator()(git_odb* o) const { git_odb_free(o); }
+};
+struct OdbObjectFree {
+  void operator()(git_odb_object* o) const { git_odb_object_free(o); }
 };
 
 [[noreturn]] void Die(const char* what) {
@@ -80,10 +91,297 @@ std::vector<uint32_t> PostOrder(const std::vector<std::vector<uint32_t>>& parent
   return order;
 }
 
+// True when parents are what the commit objects say: no grafts, replace refs or shallow
+// boundary (which change what git sees). Then the commit-graph file applies, and commits can be
+// read straight from the object database.
+bool PlainHistory(git_repository* repo) {
+  const char* common = git_repository_commondir(repo);
+  if (common == nullptr) return false;
+  struct stat st;
+  for (const char* name : {"/shallow", "/info/grafts"}) {
+    if (stat(absl::StrCat(common, name).c_str(), &st) == 0) return false;
+  }
+  git_reference_iterator* raw_it = nullptr;
+  if (git_reference_iterator_glob_new(&raw_it, repo, "refs/replace/*") < 0) return false;
+  git_reference* ref = nullptr;
+  const bool any = git_reference_next(&ref, raw_it) == 0;
+  git_reference_free(ref);
+  git_reference_iterator_free(raw_it);
+  return !any;
+}
+
+// Reads the parents of commit `oid` from the raw object ("tree ...\nparent ...\n..."): no
+// libgit2 object cache, which would hold every commit of a big range in memory.
+absl::Status ReadParents(git_odb* odb, const git_oid& oid, std::vector<git_oid>& out) {
+  out.clear();
+  git_odb_object* raw = nullptr;
+  if (int rc = git_odb_read(&raw, odb, &oid); rc < 0) {
+    return GitError(rc, absl::StrCat("cannot read commit ", OidHex(oid)));
+  }
+  std::unique_ptr<git_odb_object, OdbObjectFree> object(raw);
+  if (git_odb_object_type(object.get()) != GIT_OBJECT_COMMIT) {
+    return absl::InvalidArgumentError(absl::StrCat(OidHex(oid), " is not a commit"));
+  }
+  absl::string_view data(static_cast<const char*>(git_odb_object_data(object.get())),
+                         git_odb_object_size(object.get()));
+  constexpr absl::string_view kTree = "tree ", kParent = "parent ";
+  if (!absl::StartsWith(data, kTree) || data.size() < kTree.size() + GIT_OID_HEXSZ + 1) {
+    return absl::DataLossError(absl::StrCat("malformed commit ", OidHex(oid)));
+  }
+  data.remove_prefix(kTree.size() + GIT_OID_HEXSZ + 1);
+  while (absl::StartsWith(data, kParent) && data.size() >= kParent.size() + GIT_OID_HEXSZ + 1) {
+    git_oid parent;
+    if (git_oid_fromstrn(&parent, data.data() + kParent.size(), GIT_OID_HEXSZ) < 0) {
+      return absl::DataLossError(absl::StrCat("malformed parent in commit ", OidHex(oid)));
+    }
+    out.push_back(parent);
+    data.remove_prefix(kParent.size() + GIT_OID_HEXSZ + 1);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const CommitGraph>> CommitGraph::Load(
     git_repository* repo, const git_oid& bad, const std::vector<git_oid>& good, bool first_parent) {
+  return Load(repo, bad, good, first_parent, GraphLoadOptions(), nullptr);
+}
+
+absl::StatusOr<std::shared_ptr<const CommitGraph>> CommitGraph::Load(
+    git_repository* repo, const git_oid& bad, const std::vector<git_oid>& good, bool first_parent,
+    const GraphLoadOptions& options, GraphLoadInfo* info) {
+  GraphLoadInfo unused;
+  if (info == nullptr) info = &unused;
+  *info = GraphLoadInfo();
+  if (options.use_commit_graph_file && PlainHistory(repo)) {
+    const char* common = git_repository_commondir(repo);
+    absl::StatusOr<std::unique_ptr<CommitGraphFile>> file =
+        CommitGraphFile::Open(absl::StrCat(common != nullptr ? common : "", "/objects"));
+    // A missing or unreadable file only costs speed: fall back to the revision walk.
+    if (file.ok()) {
+      info->used_commit_graph_file = true;
+      return LoadWithFile(repo, **file, bad, good, first_parent, info);
+    }
+  }
+  return LoadWithRevwalk(repo, bad, good, first_parent, info);
+}
+
+absl::StatusOr<std::shared_ptr<const CommitGraph>> CommitGraph::LoadWithFile(
+    git_repository* repo, const CommitGraphFile& file, const git_oid& bad,
+    const std::vector<git_oid>& good, bool first_parent, GraphLoadInfo* info) {
+  // Nodes: [0, F) are the file's positions, F + i the i-th commit read from the objects.
+  const uint32_t f = file.size();
+  git_odb* raw_odb = nullptr;
+  if (int rc = git_repository_odb(&raw_odb, repo); rc < 0) {
+    return GitError(rc, "cannot open the object database");
+  }
+  std::unique_ptr<git_odb, OdbFree> odb(raw_odb);
+  constexpr uint8_t kHidden = 1, kOnStack = 2, kDone = 4;
+  std::vector<uint8_t> file_mark(f, 0);
+  struct Loose {
+    git_oid oid;
+    std::vector<git_oid> parents;
+    uint8_t mark = 0;
+  };
+  std::vector<Loose> loose;
+  absl::flat_hash_map<std::string, uint32_t> loose_index;
+  auto mark = [&](uint32_t node) -> uint8_t& {
+    return node < f ? file_mark[node] : loose[node - f].mark;
+  };
+  auto node_of = [&](const git_oid& oid) -> absl::StatusOr<uint32_t> {
+    if (std::optional<uint32_t> pos = file.Find(oid)) return *pos;
+    const std::string key(reinterpret_cast<const char*>(oid.id), GIT_OID_RAWSZ);
+    auto it = loose_index.find(key);
+    if (it != loose_index.end()) return f + it->second;
+    Loose l;
+    l.oid = oid;
+    if (absl::Status st = ReadParents(odb.get(), oid, l.parents); !st.ok()) return st;
+    ++info->commits_from_objects;
+    if (f + loose.size() >= UINT32_MAX - 1)
+      return absl::ResourceExhaustedError("history too large");
+    loose.push_back(std::move(l));
+    loose_index.emplace(key, static_cast<uint32_t>(loose.size() - 1));
+    return f + static_cast<uint32_t>(loose.size() - 1);
+  };
+  auto parents_of = [&](uint32_t node, bool first_only,
+                        std::vector<uint32_t>& out) -> absl::Status {
+    out.clear();
+    if (node < f) {
+      file.Parents(node, first_only, out);
+      return absl::OkStatus();
+    }
+    const size_t count = loose[node - f].parents.size();
+    for (size_t k = 0; k < count && !(first_only && k > 0); ++k) {
+      const git_oid parent = loose[node - f].parents[k];  // node_of may grow `loose`
+      absl::StatusOr<uint32_t> p = node_of(parent);
+      if (!p.ok()) return p.status();
+      out.push_back(*p);
+    }
+    return absl::OkStatus();
+  };
+
+  // Everything reachable from a good commit is hidden (all parents, as git does even with
+  // --first-parent).
+  // Errors about the starting commits name them as the revision walk does.
+  auto named = [](const absl::Status& s, absl::string_view what, const git_oid& oid) {
+    return absl::Status(s.code(), absl::StrCat(what, " ", OidHex(oid), ": ", s.message()));
+  };
+  std::vector<uint32_t> stack, parents, good_nodes;
+  for (const git_oid& g : good) {
+    absl::StatusOr<uint32_t> start = node_of(g);
+    if (!start.ok()) return named(start.status(), "good commit", g);
+    good_nodes.push_back(*start);
+    if (mark(*start) & kHidden) continue;
+    mark(*start) |= kHidden;
+    stack.push_back(*start);
+    while (!stack.empty()) {
+      const uint32_t x = stack.back();
+      stack.pop_back();
+      if (absl::Status s = parents_of(x, false, parents); !s.ok()) return s;
+      for (uint32_t p : parents) {
+        if (mark(p) & kHidden) continue;
+        mark(p) |= kHidden;
+        stack.push_back(p);
+      }
+    }
+  }
+  absl::StatusOr<uint32_t> bad_node = node_of(bad);
+  if (!bad_node.ok()) return named(bad_node.status(), "bad commit", bad);
+  std::vector<uint32_t> wanted = good_nodes;  // distinct, sorted
+  std::sort(wanted.begin(), wanted.end());
+  wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+  auto is_good = [&wanted](uint32_t node) {
+    return std::binary_search(wanted.begin(), wanted.end(), node);
+  };
+  constexpr uint8_t kReached = 8;  // a good found to be an ancestor of bad
+  size_t goods_reached = 0;
+
+  std::shared_ptr<CommitGraph> graph(new CommitGraph());
+  std::vector<uint32_t> order;  // the range in post-order from bad: parents first, bad last
+  if (!(mark(*bad_node) & kHidden)) {
+    // Iterative DFS; the parent lists of the nodes on the path share one stack.
+    struct Frame {
+      uint32_t node;
+      size_t begin, next, end;  // its parents: pstack[begin, end), unvisited from next
+    };
+    std::vector<Frame> dfs;
+    std::vector<uint32_t> pstack;
+    auto push = [&](uint32_t node) -> absl::Status {
+      mark(node) |= kOnStack;
+      if (absl::Status s = parents_of(node, first_parent, parents); !s.ok()) return s;
+      const size_t begin = pstack.size();
+      pstack.insert(pstack.end(), parents.begin(), parents.end());
+      dfs.push_back(Frame{node, begin, begin, pstack.size()});
+      return absl::OkStatus();
+    };
+    if (absl::Status s = push(*bad_node); !s.ok()) return s;
+    while (!dfs.empty()) {
+      Frame& top = dfs.back();
+      if (top.next < top.end) {
+        const uint32_t p = pstack[top.next++];
+        const uint8_t m = mark(p);
+        if (m & kHidden) {
+          // On the boundary of the range: an ancestor of bad.
+          if (!(m & kReached) && is_good(p)) {
+            mark(p) |= kReached;
+            ++goods_reached;
+          }
+          continue;
+        }
+        if (m & (kOnStack | kDone)) continue;
+        if (absl::Status s = push(p); !s.ok()) return s;
+        continue;
+      }
+      mark(top.node) = static_cast<uint8_t>((mark(top.node) & ~kOnStack) | kDone);
+      order.push_back(top.node);
+      pstack.resize(top.begin);
+      dfs.pop_back();
+    }
+  }
+  // Which goods bad reaches (through all parents), as `git merge-base --is-ancestor`. With one
+  // good, or goods that are not ancestors of one another, they are all on the range's boundary;
+  // otherwise (or with --first-parent) walk from bad until all are seen.
+  if (goods_reached < wanted.size()) {
+    std::vector<uint32_t> reached{*bad_node};
+    mark(*bad_node) |= kOnStack;  // as "seen" for this walk, cleared below
+    stack.assign(1, *bad_node);
+    if (is_good(*bad_node) && !(mark(*bad_node) & kReached)) {
+      mark(*bad_node) |= kReached;
+      ++goods_reached;
+    }
+    while (!stack.empty() && goods_reached < wanted.size()) {
+      const uint32_t x = stack.back();
+      stack.pop_back();
+      if (absl::Status s = parents_of(x, false, parents); !s.ok()) return s;
+      for (uint32_t p : parents) {
+        if (mark(p) & kOnStack) continue;
+        mark(p) |= kOnStack;
+        reached.push_back(p);
+        if (is_good(p) && !(mark(p) & kReached)) {
+          mark(p) |= kReached;
+          ++goods_reached;
+        }
+        stack.push_back(p);
+      }
+    }
+    for (uint32_t x : reached) mark(x) &= static_cast<uint8_t>(~kOnStack);
+  }
+  info->good_is_ancestor.assign(good.size(), false);
+  for (size_t i = 0; i < good.size(); ++i) {
+    info->good_is_ancestor[i] = (mark(good_nodes[i]) & kReached) != 0;
+  }
+  if (order.empty()) {
+    graph->parent_offsets_.push_back(0);
+    return std::shared_ptr<const CommitGraph>(std::move(graph));
+  }
+
+  const size_t n = order.size();
+  if (n > UINT32_MAX - 1) return absl::ResourceExhaustedError("bisect range too large");
+  constexpr CommitId kOutside = UINT32_MAX;
+  std::vector<CommitId> file_id(f, kOutside);  // new id by node
+  std::vector<CommitId> loose_id(loose.size(), kOutside);
+  auto id_slot = [&](uint32_t node) -> CommitId& {
+    return node < f ? file_id[node] : loose_id[node - f];
+  };
+  for (size_t i = 0; i < n; ++i) id_slot(order[i]) = static_cast<CommitId>(i);
+  graph->oids_.resize(n);
+  graph->parent_offsets_.reserve(n + 1);
+  graph->parent_offsets_.push_back(0);
+  graph->parent_ids_.reserve(n + n / 4);
+  bool all_in_file = true;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t node = order[i];
+    all_in_file = all_in_file && node < f;
+    graph->oids_[i] = node < f ? file.Oid(node) : loose[node - f].oid;
+    if (absl::Status s = parents_of(node, first_parent, parents); !s.ok()) return s;
+    for (uint32_t p : parents) {
+      const CommitId id = id_slot(p);
+      if (id != kOutside) graph->parent_ids_.push_back(id);
+    }
+    graph->parent_offsets_.push_back(static_cast<uint32_t>(graph->parent_ids_.size()));
+  }
+  if (all_in_file) {
+    // The file's positions are in object id order already.
+    graph->by_oid_.reserve(n);
+    for (uint32_t pos = 0; pos < f; ++pos) {
+      if (file_id[pos] != kOutside) graph->by_oid_.push_back(file_id[pos]);
+    }
+    // A chain of split files is sorted per layer only.
+    if (!std::is_sorted(
+            graph->by_oid_.begin(), graph->by_oid_.end(), [&graph](CommitId a, CommitId b) {
+              return std::memcmp(graph->oids_[a].id, graph->oids_[b].id, GIT_OID_RAWSZ) < 0;
+            })) {
+      graph->BuildIndex();
+    }
+  } else {
+    graph->BuildIndex();
+  }
+  return std::shared_ptr<const CommitGraph>(std::move(graph));
+}
+
+absl::StatusOr<std::shared_ptr<const CommitGraph>> CommitGraph::LoadWithRevwalk(
+    git_repository* repo, const git_oid& bad, const std::vector<git_oid>& good, bool first_parent,
+    GraphLoadInfo* info) {
   git_revwalk* raw_walk = nullptr;
   if (int rc = git_revwalk_new(&raw_walk, repo); rc < 0) {
     return GitError(rc, "cannot start a revision walk");
@@ -126,27 +424,54 @@ absl::StatusOr<std::shared_ptr<const CommitGraph>> CommitGraph::Load(
   // Parent links, by the walk's numbering; checked for topological order below.
   std::vector<uint32_t> offsets;
   std::vector<CommitId> links;
+  std::vector<bool> boundary_goods(good.size(), false);
   offsets.reserve(n + 1);
   links.reserve(n + n / 4);
   offsets.push_back(0);
   bool topological = git_oid_equal(&graph->oids_.back(), &bad) != 0;
+  std::unique_ptr<git_odb, OdbFree> odb;
+  if (PlainHistory(repo)) {
+    git_odb* raw_odb = nullptr;
+    if (git_repository_odb(&raw_odb, repo) == 0) odb.reset(raw_odb);
+  }
+  std::vector<git_oid> parent_ids;
   for (size_t i = 0; i < n; ++i) {
-    git_commit* raw_commit = nullptr;
-    if (int rc = git_commit_lookup(&raw_commit, repo, &graph->oids_[i]); rc < 0) {
-      return GitError(rc, absl::StrCat("cannot read commit ", OidHex(graph->oids_[i])));
+    ++info->commits_from_objects;
+    if (odb != nullptr) {
+      if (absl::Status st = ReadParents(odb.get(), graph->oids_[i], parent_ids); !st.ok()) {
+        return st;
+      }
+    } else {
+      // Grafts or replace refs: let libgit2 say what the parents are.
+      git_commit* raw_commit = nullptr;
+      if (int rc = git_commit_lookup(&raw_commit, repo, &graph->oids_[i]); rc < 0) {
+        return GitError(rc, absl::StrCat("cannot read commit ", OidHex(graph->oids_[i])));
+      }
+      std::unique_ptr<git_commit, CommitFree> commit(raw_commit);
+      parent_ids.clear();
+      for (unsigned int k = 0; k < git_commit_parentcount(commit.get()); ++k) {
+        if (const git_oid* p = git_commit_parent_id(commit.get(), k)) parent_ids.push_back(*p);
+      }
     }
-    std::unique_ptr<git_commit, CommitFree> commit(raw_commit);
-    unsigned int count = git_commit_parentcount(commit.get());
-    if (first_parent && count > 1) count = 1;
-    for (unsigned int k = 0; k < count; ++k) {
-      const git_oid* parent = git_commit_parent_id(commit.get(), k);
-      if (parent == nullptr) continue;
+    for (size_t k = 0; k < parent_ids.size(); ++k) {
+      const git_oid* parent = &parent_ids[k];
       std::optional<CommitId> pid = graph->Find(*parent);
-      if (!pid) continue;  // outside the range
+      if (!pid) {
+        // Outside the range: a good on this boundary is an ancestor of bad.
+        for (size_t g = 0; g < good.size(); ++g) {
+          if (git_oid_equal(parent, &good[g])) boundary_goods[g] = true;
+        }
+        continue;
+      }
+      if (first_parent && k > 0) continue;
       if (*pid >= i) topological = false;
       links.push_back(*pid);
     }
     offsets.push_back(static_cast<uint32_t>(links.size()));
+  }
+  // Goods hidden behind other goods are not on the boundary: then the caller must ask libgit2.
+  if (std::all_of(boundary_goods.begin(), boundary_goods.end(), [](bool b) { return b; })) {
+    info->good_is_ancestor.assign(good.size(), true);
   }
 
   if (topological) {

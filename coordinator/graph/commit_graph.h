@@ -23,6 +23,27 @@ namespace farm {
 // Dense id of a commit inside one CommitGraph: an index, 0 <= id < size().
 using CommitId = uint32_t;
 
+class CommitGraphFile;
+
+// How CommitGraph::Load reads the history.
+struct GraphLoadOptions {
+  // Read parents from git's commit-graph file (objects/info/commit-graph or a split chain)
+  // when the repository has one and no grafts, replace refs or shallow boundary; commits the
+  // file lacks (newer than it) are read from the object database. Much faster than a libgit2
+  // revision walk (which libgit2 1.5 does without the file), with the same result.
+  bool use_commit_graph_file = true;
+};
+
+// What CommitGraph::Load did (for `farm next --timing` and benchmarks).
+struct GraphLoadInfo {
+  bool used_commit_graph_file = false;
+  size_t commits_from_objects = 0;  // commits read and parsed from the object database
+  // Which goods are ancestors of bad (as `git merge-base --is-ancestor good bad`), by index into
+  // `good`, when Load could tell at no extra cost (always with the commit-graph file; with the
+  // revision walk when every good is a parent of a commit in the range); empty otherwise.
+  std::vector<bool> good_is_ancestor;
+};
+
 // The bisect range `git rev-list [--first-parent] bad --not good...` as a DAG.
 //
 // Ids are topological: every in-range parent of a commit has a smaller id than the commit, and
@@ -47,6 +68,12 @@ class CommitGraph {
                                                                  const git_oid& bad,
                                                                  const std::vector<git_oid>& good,
                                                                  bool first_parent);
+
+  // As above, with options; `info` (may be null) receives how it was loaded. Ids are in a
+  // topological order either way, but which one may differ between the two ways of reading.
+  static absl::StatusOr<std::shared_ptr<const CommitGraph>> Load(
+      git_repository* repo, const git_oid& bad, const std::vector<git_oid>& good, bool first_parent,
+      const GraphLoadOptions& options, GraphLoadInfo* info);
 
   // Builds a graph directly (for tests and benchmarks). `parents[i]` lists the in-range parents
   // of commit i, first parent first; each must be < i. `oids[i]` is the object id of commit i;
@@ -87,6 +114,13 @@ class CommitGraph {
   CommitGraph() = default;
   // Fills by_oid_ from oids_.
   void BuildIndex();
+  // The two ways Load reads the history.
+  static absl::StatusOr<std::shared_ptr<const CommitGraph>> LoadWithRevwalk(
+      git_repository* repo, const git_oid& bad, const std::vector<git_oid>& good, bool first_parent,
+      GraphLoadInfo* info);
+  static absl::StatusOr<std::shared_ptr<const CommitGraph>> LoadWithFile(
+      git_repository* repo, const CommitGraphFile& file, const git_oid& bad,
+      const std::vector<git_oid>& good, bool first_parent, GraphLoadInfo* info);
 
   std::vector<git_oid> oids_;             // by id
   std::vector<uint32_t> parent_offsets_;  // size() + 1 entries into parent_ids_

@@ -42,7 +42,8 @@ inline constexpr int kPlanNodeBudget = 256;
 // Plans the next tests for `frontier`. A tree node whose midpoint is already in in_flight or
 // already chosen is not chosen again, but its subtree is still explored. When the frontier is
 // Done() nothing is started. Cost: one Frontier copy, verdict and midpoint per expanded node,
-// i.e. O(size()) each plus the weight computation; a few milliseconds for 10,000 commits.
+// i.e. O(size()) each; a "bad" node shares its parent's weights (they do not change), a "good"
+// node recomputes them (about 5 ms at 40,000 candidates). k = 8 on 80,000 commits: ~13 ms.
 // Thread safety: reads `frontier` (whose const methods may fill its cache), so callers hold
 // the same lock they use for Frontier::Apply.
 Plan PlanNext(const Frontier& frontier, const PlanRequest& req);

@@ -74,7 +74,15 @@ absl::Status ValidateSpec(const v1::BisectSpec& spec) {
         "spec.good is empty: give at least one known-good revision (--good)");
   }
   const v1::Recipe& r = spec.recipe();
-  if (r.test_argv().empty() || r.test_argv(0).empty()) {
+  if (r.has_boot()) {
+    if (r.boot().payload().empty()) {
+      return absl::InvalidArgumentError(
+          "spec.recipe.boot.payload is empty: give the test to run in the booted kernel");
+    }
+    if (r.boot().payload().size() > (64u << 20)) {
+      return absl::InvalidArgumentError("spec.recipe.boot.payload is over 64 MiB");
+    }
+  } else if (r.test_argv().empty() || r.test_argv(0).empty()) {
     return absl::InvalidArgumentError(
         "spec.recipe.test_argv is empty: give the test command after `--`");
   }

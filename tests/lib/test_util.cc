@@ -241,89 +241,82 @@ int Listen(int port) {
 }
 }  // namespace
 
+// One thread accepts; two threads per connection copy bytes with blocking I/O. Cut() shuts every
+// connected socket down (which wakes the copying threads) and stops listening.
 TcpProxy::TcpProxy(int target_port) : target_port_(target_port), port_(FreePort()) {
-  thread_ = std::thread([this] { Serve(); });
+  acceptor_ = std::thread([this] { AcceptLoop(); });
 }
 
 TcpProxy::~TcpProxy() {
   stop_ = true;
-  thread_.join();
+  Cut();
+  acceptor_.join();
+  std::vector<std::thread> pumps;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pumps.swap(pumps_);
+  }
+  for (auto& t : pumps) t.join();
+  for (int fd : open_) close(fd);
 }
 
 void TcpProxy::Cut() {
   cut_ = true;
-  ++generation_;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int fd : open_) shutdown(fd, SHUT_RDWR);
 }
 
 void TcpProxy::Restore() { cut_ = false; }
 
-void TcpProxy::Serve() {
-  // One thread, poll() over the listening socket and every pair of sockets.
-  int lfd = -1;
-  struct Pair {
-    int a, b;
-  };
-  std::vector<Pair> pairs;
-  int seen_generation = generation_;
-  while (!stop_) {
-    if (seen_generation != generation_) {
-      seen_generation = generation_;
-      for (Pair& p : pairs) {
-        close(p.a);
-        close(p.b);
-      }
-      pairs.clear();
+void TcpProxy::Pump(int from, int to) {
+  char buf[65536];
+  while (true) {
+    ssize_t n = read(from, buf, sizeof(buf));
+    if (n <= 0) break;
+    ssize_t off = 0;
+    while (off < n) {
+      ssize_t w = write(to, buf + off, n - off);
+      if (w <= 0) break;
+      off += w;
     }
+    if (off < n) break;
+  }
+  shutdown(from, SHUT_RDWR);
+  shutdown(to, SHUT_RDWR);
+}
+
+void TcpProxy::AcceptLoop() {
+  int lfd = -1;
+  while (!stop_) {
     if (cut_ && lfd >= 0) {
       close(lfd);
       lfd = -1;
     }
     if (!cut_ && lfd < 0) lfd = Listen(port_);
-    std::vector<pollfd> fds;
-    if (lfd >= 0) fds.push_back({lfd, POLLIN, 0});
-    for (Pair& p : pairs) {
-      fds.push_back({p.a, POLLIN, 0});
-      fds.push_back({p.b, POLLIN, 0});
+    if (lfd < 0) {
+      // Cut, or the port is briefly unavailable: look again shortly.
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
     }
-    if (poll(fds.data(), fds.size(), 50) <= 0) continue;
-    size_t i = lfd >= 0 ? 1 : 0;
-    std::vector<Pair> keep;
-    for (size_t p = 0; p < pairs.size(); ++p, i += 2) {
-      bool dead = false;
-      for (int side = 0; side < 2; ++side) {
-        const pollfd& f = fds[i + side];
-        if (!(f.revents & (POLLIN | POLLHUP | POLLERR))) continue;
-        char buf[65536];
-        ssize_t n = read(f.fd, buf, sizeof(buf));
-        int other = side == 0 ? pairs[p].b : pairs[p].a;
-        if (n <= 0 || write(other, buf, n) != n) dead = true;
-      }
-      if (dead) {
-        close(pairs[p].a);
-        close(pairs[p].b);
-      } else {
-        keep.push_back(pairs[p]);
-      }
+    pollfd pfd{lfd, POLLIN, 0};
+    if (poll(&pfd, 1, 50) <= 0) continue;
+    int c = accept(lfd, nullptr, nullptr);
+    if (c < 0) continue;
+    int t = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(target_port_);
+    if (cut_ || connect(t, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      close(c);
+      close(t);
+      continue;
     }
-    if (lfd >= 0 && (fds[0].revents & POLLIN)) {
-      int c = accept(lfd, nullptr, nullptr);
-      int t = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      addr.sin_port = htons(target_port_);
-      if (c >= 0 && connect(t, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-        keep.push_back({c, t});
-      } else {
-        if (c >= 0) close(c);
-        close(t);
-      }
-    }
-    pairs.swap(keep);
-  }
-  for (Pair& p : pairs) {
-    close(p.a);
-    close(p.b);
+    std::lock_guard<std::mutex> lock(mu_);
+    open_.push_back(c);
+    open_.push_back(t);
+    pumps_.emplace_back([this, c, t] { Pump(c, t); });
+    pumps_.emplace_back([this, c, t] { Pump(t, c); });
   }
   if (lfd >= 0) close(lfd);
 }

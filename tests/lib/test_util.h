@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <set>
 #include <string>
@@ -94,13 +95,16 @@ class TcpProxy {
   void Restore();
 
  private:
-  void Serve();
+  void AcceptLoop();
+  void Pump(int from, int to);
   int target_port_;
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<bool> cut_{false};
-  std::atomic<int> generation_{0};
-  std::thread thread_;
+  std::mutex mu_;
+  std::vector<int> open_;  // connected sockets, both sides
+  std::vector<std::thread> pumps_;
+  std::thread acceptor_;
 };
 
 // Waits (polling a condition, with a deadline) until `pred` holds.

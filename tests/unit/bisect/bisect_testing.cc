@@ -2,6 +2,7 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -91,6 +92,115 @@ Dag RandomHistory(std::mt19937_64& rng, size_t n) {
       topics[t] = add({topics[t], other});
     }
   }
+  return dag;
+}
+
+Dag KernelShapedHistory(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> coin(0.0, 1.0);
+  auto below = [&rng](size_t k) { return std::uniform_int_distribution<size_t>(0, k - 1)(rng); };
+  Dag dag;
+  dag.reserve(n);
+  auto add = [&dag](std::vector<uint32_t> parents) {
+    dag.push_back(std::move(parents));
+    return static_cast<uint32_t>(dag.size() - 1);
+  };
+  struct Topic {
+    uint32_t tip;
+    bool unmerged;  // has commits its line has not merged yet
+  };
+  struct Line {
+    uint32_t tip = 0;
+    bool unmerged = false;  // (trees) has commits the main line has not merged yet
+    std::vector<Topic> topics;
+    std::vector<uint32_t> recent;  // recent tips, to fork topics from slightly older points
+  };
+  const size_t cycle = std::clamp<size_t>(n / 8, 400, 15000);
+  const size_t num_trees = std::clamp<size_t>(cycle / 120, 4, 30);
+  std::vector<Line> lines(num_trees + 1);  // lines[0] is the main line
+  // Bigger trees first, as in the kernel (drivers, net, ...): weight 1 / (1 + 0.25 s).
+  std::vector<double> cumulative;
+  double total = 0;
+  for (size_t s = 1; s <= num_trees; ++s) cumulative.push_back(total += 1.0 / (1.0 + 0.25 * s));
+
+  add({});
+  for (int i = 0; i < 8; ++i) lines[0].tip = add({lines[0].tip});
+  for (Line& l : lines) l.tip = lines[0].tip;
+  const size_t reserve = num_trees + 2;  // room for a final merge window
+
+  auto advance = [&](Line& line, uint32_t commit) {
+    line.tip = commit;
+    line.unmerged = true;
+    line.recent.push_back(commit);
+    if (line.recent.size() > 32) line.recent.erase(line.recent.begin());
+  };
+  auto merge_window = [&]() {
+    std::vector<size_t> order;
+    for (size_t s = 1; s <= num_trees; ++s) order.push_back(s);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (size_t s : order) {
+      Line& tree = lines[s];
+      if (!tree.unmerged || dag.size() >= n - 1) continue;
+      lines[0].tip = add({lines[0].tip, tree.tip});
+      tree.unmerged = false;
+    }
+    // Each tree continues from its merged tip or restarts from the new main line ("rc1").
+    for (size_t s = 1; s <= num_trees; ++s) {
+      if (coin(rng) < 0.5) {
+        lines[s].tip = lines[0].tip;
+        lines[s].recent.assign(1, lines[0].tip);
+      }
+    }
+  };
+
+  while (dag.size() + reserve < n) {
+    const size_t cycle_end = std::min(n - reserve, dag.size() + cycle - num_trees);
+    while (dag.size() < cycle_end) {
+      const bool on_main = coin(rng) < 0.12;
+      size_t s = 0;
+      if (!on_main) {
+        const double pick = coin(rng) * total;
+        s = 1 + static_cast<size_t>(std::lower_bound(cumulative.begin(), cumulative.end(), pick) -
+                                    cumulative.begin());
+        s = std::min(s, num_trees);
+      }
+      Line& line = lines[s];
+      const double r = coin(rng);
+      if (r < 0.40) {
+        advance(line, add({line.tip}));
+      } else if (r < 0.70) {
+        if (line.topics.empty() || (line.topics.size() < 4 && coin(rng) < 0.3)) {
+          uint32_t base = line.tip;
+          if (!line.recent.empty() && coin(rng) < 0.3)
+            base = line.recent[below(line.recent.size())];
+          line.topics.push_back({add({base}), true});
+        } else {
+          Topic& t = line.topics[below(line.topics.size())];
+          t.tip = add({t.tip});
+          t.unmerged = true;
+        }
+      } else if (r < 0.982) {
+        if (line.topics.empty()) continue;
+        const size_t k = below(line.topics.size());
+        if (!line.topics[k].unmerged) continue;
+        advance(line, add({line.tip, line.topics[k].tip}));
+        line.topics[k].unmerged = false;
+        if (coin(rng) < 0.8) line.topics.erase(line.topics.begin() + static_cast<ptrdiff_t>(k));
+      } else if (r < 0.997) {
+        if (s == 0 || line.tip == lines[0].tip) continue;
+        advance(line, add({line.tip, lines[0].tip}));  // back-merge of the main line
+      } else {
+        const size_t u = 1 + below(num_trees);
+        if (s == 0 || u == s || !lines[u].unmerged || lines[u].tip == line.tip) continue;
+        advance(line, add({line.tip, lines[u].tip}));  // cross-merge of another tree
+      }
+    }
+    merge_window();
+  }
+  merge_window();
+  while (dag.size() < n) lines[0].tip = add({lines[0].tip});
+  // Unmerged topics and trees are left out of the main line: the last commit must still be the
+  // main tip, which it is, since every step above appends to the end.
   return dag;
 }
 

@@ -39,6 +39,17 @@ std::vector<std::vector<bool>> AncestorSets(const Dag& dag);
 // into a topic and topic-into-topic merges.
 Dag RandomHistory(std::mt19937_64& rng, size_t n);
 
+// A history of exactly `n` commits (n >= 64) shaped like the Linux kernel's, for benchmarks and
+// scale tests: one first-parent main line in release cycles. During a cycle about 30 subsystem
+// trees grow on their own first-parent lines (direct commits, short topic branches merged in,
+// rare back-merges of the main line and cross-merges of another tree) while the main line takes
+// fixes and merges of small fix branches; then a merge window merges every tree into the main
+// line. A tree then either continues from its merged tip or restarts from the new main line.
+// About a quarter of the commits are merges. The last commit is the main-line tip; it reaches
+// all commits but those on topics and trees still open at the end (a few percent).
+// Deterministic for a given (n, seed).
+Dag KernelShapedHistory(size_t n, uint64_t seed);
+
 // Output and exit status of a shell command.
 struct CommandResult {
   int exit_code = -1;  // -1 when it did not exit normally

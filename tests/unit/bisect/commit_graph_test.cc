@@ -1,4 +1,6 @@
-// CommitGraph::Load on real repositories built with git fast-import.
+// CommitGraph::Load on real repositories built with git fast-import, read by a libgit2 revision
+// walk and from git's commit-graph files (one file, a split chain, a file that lacks the newer
+// commits).
 #include "coordinator/graph/commit_graph.h"
 
 #include <git2.h>
@@ -27,7 +29,10 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-class CommitGraphLoadTest : public ::testing::Test {
+// How the repository's history is read.
+enum class Mode { kRevwalk, kFile, kSplitFile, kPartialFile };
+
+class CommitGraphLoadTest : public ::testing::TestWithParam<Mode> {
  protected:
   static void SetUpTestSuite() {
     git_libgit2_init();
@@ -51,6 +56,30 @@ class CommitGraphLoadTest : public ::testing::Test {
     absl::StatusOr<std::vector<std::string>> shas = bisect_testing::CreateRepository(dir_, dag);
     ASSERT_TRUE(shas.ok()) << shas.status();
     shas_ = *shas;
+    const std::string in_repo = "cd " + bisect_testing::ShellQuote(dir_) + " && ";
+    std::string write;
+    switch (GetParam()) {
+      case Mode::kRevwalk:
+        break;
+      case Mode::kFile:
+        write = "git commit-graph write --reachable";
+        break;
+      case Mode::kSplitFile:
+        // Two layers: the older half of main's history, then the rest.
+        write = absl::StrCat("git rev-list --skip=", shas_.size() / 2,
+                             " main | git commit-graph write --stdin-commits --split=no-merge && "
+                             "git commit-graph write --reachable --split=no-merge");
+        break;
+      case Mode::kPartialFile:
+        // Only the older half: the newer commits come from the object database.
+        write = absl::StrCat("git rev-list --skip=", shas_.size() / 2,
+                             " main | git commit-graph write --stdin-commits");
+        break;
+    }
+    if (!write.empty()) {
+      bisect_testing::CommandResult r = bisect_testing::RunShell(in_repo + write);
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+    }
     ASSERT_EQ(git_repository_open(&repo_, dir_.c_str()), 0);
   }
 
@@ -58,9 +87,12 @@ class CommitGraphLoadTest : public ::testing::Test {
                                           bool first_parent = false) {
     std::vector<git_oid> good_oids;
     for (uint32_t g : goods) good_oids.push_back(OidFromHex(shas_[g]));
-    absl::StatusOr<std::shared_ptr<const CommitGraph>> graph =
-        CommitGraph::Load(repo_, OidFromHex(shas_[bad]), good_oids, first_parent);
+    GraphLoadInfo info;
+    absl::StatusOr<std::shared_ptr<const CommitGraph>> graph = CommitGraph::Load(
+        repo_, OidFromHex(shas_[bad]), good_oids, first_parent, GraphLoadOptions(), &info);
     EXPECT_TRUE(graph.ok()) << graph.status();
+    EXPECT_EQ(info.used_commit_graph_file, GetParam() != Mode::kRevwalk);
+    last_info_ = info;
     return graph.ok() ? *graph : nullptr;
   }
 
@@ -84,10 +116,11 @@ class CommitGraphLoadTest : public ::testing::Test {
 
   std::string dir_;
   git_repository* repo_ = nullptr;
+  GraphLoadInfo last_info_;
   std::vector<std::string> shas_;
 };
 
-TEST_F(CommitGraphLoadTest, LinearRange) {
+TEST_P(CommitGraphLoadTest, LinearRange) {
   Dag dag(10);
   for (uint32_t i = 1; i < 10; ++i) dag[i] = {i - 1};
   Create(dag);
@@ -111,7 +144,7 @@ TEST_F(CommitGraphLoadTest, LinearRange) {
   EXPECT_EQ(graph->FindHex(""), std::nullopt);
 }
 
-TEST_F(CommitGraphLoadTest, MergesAndSeveralGoods) {
+TEST_P(CommitGraphLoadTest, MergesAndSeveralGoods) {
   // main: 0 - 1 - 2 ------ 6 - 7
   // topic:     \- 3 - 4 -/     /
   // other:      \---- 5 -----/      (7 merges 6 and 5)
@@ -126,6 +159,8 @@ TEST_F(CommitGraphLoadTest, MergesAndSeveralGoods) {
   for (CommitId id = 0; id < graph->size(); ++id) {
     for (CommitId p : graph->parents(id)) EXPECT_LT(p, id);
   }
+  // Both goods are parents of range commits: every way of loading can tell they are ancestors.
+  EXPECT_EQ(last_info_.good_is_ancestor, std::vector<bool>({true, true}));
   CommitId six = *graph->FindHex(shas_[6]);
   EXPECT_THAT(Parents(*graph, six), ElementsAre(4));              // 2 is hidden
   EXPECT_THAT(Parents(*graph, graph->bad()), ElementsAre(6, 5));  // first parent first
@@ -138,7 +173,7 @@ TEST_F(CommitGraphLoadTest, MergesAndSeveralGoods) {
   EXPECT_THAT(fp->parents(0), IsEmpty());
 }
 
-TEST_F(CommitGraphLoadTest, FirstParentStillHidesTheWholeAncestryOfGoods) {
+TEST_P(CommitGraphLoadTest, FirstParentStillHidesTheWholeAncestryOfGoods) {
   // 3 merges 1 and 2; 2 is the good commit's child... good = 2 hides 0 and 2 through all parents.
   //   0 - 1 ---- 3 - 4
   //    \- 2 --/
@@ -149,7 +184,7 @@ TEST_F(CommitGraphLoadTest, FirstParentStillHidesTheWholeAncestryOfGoods) {
   EXPECT_THAT(Indices(*fp), ElementsAre(1, 3, 4));  // 0 hidden: an ancestor of 2
 }
 
-TEST_F(CommitGraphLoadTest, EmptyRangeGivesAnEmptyGraph) {
+TEST_P(CommitGraphLoadTest, EmptyRangeGivesAnEmptyGraph) {
   const Dag dag = {{}, {0}, {1}};
   Create(dag);
   auto graph = Load(1, {2});
@@ -158,16 +193,21 @@ TEST_F(CommitGraphLoadTest, EmptyRangeGivesAnEmptyGraph) {
   EXPECT_EQ(graph->FindHex(shas_[1]), std::nullopt);
 }
 
-TEST_F(CommitGraphLoadTest, GoodNotAnAncestorOfBad) {
+TEST_P(CommitGraphLoadTest, GoodNotAnAncestorOfBad) {
   // As git rev-list: only the common history is hidden.
   const Dag dag = {{}, {0}, {1}, {0}, {3}};
   Create(dag);
   auto graph = Load(2, {4});
   ASSERT_NE(graph, nullptr);
   EXPECT_THAT(Indices(*graph), ElementsAre(1, 2));
+  if (GetParam() == Mode::kRevwalk) {
+    EXPECT_TRUE(last_info_.good_is_ancestor.empty());  // the caller must ask libgit2
+  } else {
+    EXPECT_EQ(last_info_.good_is_ancestor, std::vector<bool>({false}));
+  }
 }
 
-TEST_F(CommitGraphLoadTest, MissingCommitsAreErrors) {
+TEST_P(CommitGraphLoadTest, MissingCommitsAreErrors) {
   const Dag dag = {{}, {0}};
   Create(dag);
   const git_oid missing = OidFromHex("0123456789abcdef0123456789abcdef01234567");
@@ -183,7 +223,7 @@ TEST_F(CommitGraphLoadTest, MissingCommitsAreErrors) {
   EXPECT_THAT(std::string(graph.status().message()), HasSubstr("good commit 0123456789abcdef"));
 }
 
-TEST_F(CommitGraphLoadTest, EightyThousandCommits) {
+TEST_P(CommitGraphLoadTest, EightyThousandCommits) {
   std::mt19937_64 rng(5);
   // Mostly short-lived topics, as real histories: RandomHistory plus a long main line.
   Dag dag = bisect_testing::RandomHistory(rng, 40000);
@@ -201,14 +241,37 @@ TEST_F(CommitGraphLoadTest, EightyThousandCommits) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_NE(graph, nullptr);
-  std::printf("CommitGraph::Load of %zu commits: %.3f s\n", graph->size(), seconds);
+  std::printf("CommitGraph::Load of %zu commits: %.3f s, %zu read from the objects\n",
+              graph->size(), seconds, last_info_.commits_from_objects);
+  if (GetParam() == Mode::kFile || GetParam() == Mode::kSplitFile) {
+    EXPECT_EQ(last_info_.commits_from_objects, 0u);  // main's tip reaches every one of them
+  }
+  if (GetParam() == Mode::kPartialFile) {
+    EXPECT_GT(last_info_.commits_from_objects, 1000u);
+  }
   EXPECT_GT(graph->size(), 60000u);
   EXPECT_EQ(graph->Hex(graph->bad()), shas_[tip]);
   for (CommitId id = 0; id < graph->size(); ++id) {
     for (CommitId p : graph->parents(id)) ASSERT_LT(p, id);
   }
-  EXPECT_LT(seconds, 5.0);  // typically well under a second; generous for a loaded machine
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, CommitGraphLoadTest,
+                         ::testing::Values(Mode::kRevwalk, Mode::kFile, Mode::kSplitFile,
+                                           Mode::kPartialFile),
+                         [](const ::testing::TestParamInfo<Mode>& info) {
+                           switch (info.param) {
+                             case Mode::kRevwalk:
+                               return "Revwalk";
+                             case Mode::kFile:
+                               return "CommitGraphFile";
+                             case Mode::kSplitFile:
+                               return "SplitCommitGraphFiles";
+                             case Mode::kPartialFile:
+                               return "PartialCommitGraphFile";
+                           }
+                           return "Unknown";
+                         });
 
 }  // namespace
 }  // namespace farm

@@ -323,7 +323,6 @@ TEST(FrontierTest, LargeMergeHeavyHistory) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("80000 commits, %zu merges: two weight passes in %.3f s\n", merges, seconds);
-  EXPECT_LT(seconds, 10.0);
 }
 
 }  // namespace

@@ -105,6 +105,7 @@ uint64_t Distance(const Frontier& f, CommitId id) {
 struct Totals {
   std::atomic<int> cases{0}, first_parent{0}, with_skips{0}, ambiguous{0};
   std::atomic<int> git_steps{0}, our_steps{0}, same_pick_checks{0};
+  std::atomic<int> from_file_only{0}, mixed{0};  // loads from a commit-graph file
 };
 Totals totals;
 
@@ -118,10 +119,11 @@ class GitPropertyTest : public ::testing::TestWithParam<int> {
     git_libgit2_shutdown();
     std::printf(
         "totals: %d cases (%d --first-parent, %d with skips, %d ambiguous answers); git tested "
-        "%d commits, our loop %d; %d picks compared commit for commit\n",
+        "%d commits, our loop %d; %d picks compared commit for commit; %d loads from a "
+        "commit-graph file alone, %d mixed with the object database\n",
         totals.cases.load(), totals.first_parent.load(), totals.with_skips.load(),
         totals.ambiguous.load(), totals.git_steps.load(), totals.our_steps.load(),
-        totals.same_pick_checks.load());
+        totals.same_pick_checks.load(), totals.from_file_only.load(), totals.mixed.load());
   }
   void SetUp() override {
     if (!bisect_testing::GitAvailable()) GTEST_SKIP() << "git is not installed";
@@ -236,15 +238,34 @@ void GitPropertyTest::RunCase(int index) {
   const std::string fp = first_parent ? " --first-parent" : "";
   const std::string in_repo = "cd " + ShellQuote(dir) + " && ";
 
-  // (a) Load == rev-list, and == the model, parents included.
+  // (a) Load == rev-list, and == the model, parents included. Three cases in four read a
+  // commit-graph file: one file, a split chain, or a file of only half the commits (the rest,
+  // and topic tips no branch reaches, come from the object database).
+  const int graph_mode = index % 4;
+  if (graph_mode != 0) {
+    std::string write = "git commit-graph write --reachable";
+    if (graph_mode == 2) write = "git commit-graph write --reachable --split=no-merge";
+    if (graph_mode == 3) {
+      write = "printf '%s\\n'";
+      for (uint32_t i = 0; i < n / 2; ++i) absl::StrAppend(&write, " ", shas[i]);
+      write += " | git commit-graph write --stdin-commits";
+    }
+    CommandResult written = RunShell(in_repo + write);
+    ASSERT_EQ(written.exit_code, 0) << written.output;
+  }
   git_repository* repo = nullptr;
   ASSERT_EQ(git_repository_open(&repo, dir.c_str()), 0);
   std::vector<git_oid> good_oids;
   for (uint32_t g : goods) good_oids.push_back(OidFromHex(shas[g]));
-  absl::StatusOr<std::shared_ptr<const CommitGraph>> loaded =
-      CommitGraph::Load(repo, OidFromHex(shas[bad]), good_oids, first_parent);
+  GraphLoadInfo load_info;
+  absl::StatusOr<std::shared_ptr<const CommitGraph>> loaded = CommitGraph::Load(
+      repo, OidFromHex(shas[bad]), good_oids, first_parent, GraphLoadOptions(), &load_info);
   git_repository_free(repo);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(load_info.used_commit_graph_file, graph_mode != 0);
+  if (graph_mode == 1 || graph_mode == 2)
+    totals.from_file_only += load_info.commits_from_objects == 0;
+  if (graph_mode == 3) totals.mixed += load_info.commits_from_objects > 0;
   std::shared_ptr<const CommitGraph> graph = *loaded;
   std::set<std::string> ours, model;
   for (CommitId id = 0; id < graph->size(); ++id) ours.insert(graph->Hex(id));
