@@ -1,13 +1,12 @@
 #include "bench/load_harness.h"
 
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <grpcpp/grpcpp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -101,8 +100,7 @@ class CoordinatorProcess {
 
   absl::Status Start(const std::string& binary, const std::string& dir) {
     log_ = dir + "/coordinator.log";
-    std::vector<std::string> args = {binary, "--listen", "127.0.0.1:0", "--db",
-                                     dir + "/farm.db"};
+    std::vector<std::string> args = {binary, "--listen", "127.0.0.1:0", "--db", dir + "/farm.db"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -291,7 +289,8 @@ class Harness {
   }
   void ScheduleFinish(SimAgent* agent, const std::string& task_id, Clock::duration after);
   absl::Duration RandomTestTime(std::mt19937& rng) const {
-    int64_t lo = absl::ToInt64Microseconds(o_.test_min), hi = absl::ToInt64Microseconds(o_.test_max);
+    int64_t lo = absl::ToInt64Microseconds(o_.test_min),
+            hi = absl::ToInt64Microseconds(o_.test_max);
     if (hi <= lo) return o_.test_min;
     return absl::Microseconds(std::uniform_int_distribution<int64_t>(lo, hi)(rng));
   }
@@ -346,8 +345,8 @@ class Harness {
   // Metrics, under mu_.
   std::mutex mu_;
   LoadReport report_;
-  std::map<std::string, JobTrack> jobs_;               // by job id
-  std::map<std::string, int> job_repo_;                // job id -> repository index
+  std::map<std::string, JobTrack> jobs_;  // by job id
+  std::map<std::string, int> job_repo_;   // job id -> repository index
   std::set<std::string> assigned_ids_;
   std::vector<SentResult> sent_;
   std::unordered_map<std::string, Clock::time_point> refill_since_;  // agent id -> last result
@@ -680,8 +679,8 @@ absl::Status Harness::MakeRepos() {
       double culprit = 0.1 + 0.8 * ((i * 37) % 100) / 100.0;
       const std::string path = absl::StrCat(dir_, "/repo", i);
       int tagged = 1;
-      farm::fuzz::Run(absl::StrCat("git -C ", path, " rev-parse -q --verify culprit >/dev/null 2>&1"),
-                      &tagged);
+      farm::fuzz::Run(
+          absl::StrCat("git -C ", path, " rev-parse -q --verify culprit >/dev/null 2>&1"), &tagged);
       if (tagged == 0 && o_.reuse_repos) {
         repos_[i] = farm::fuzz::OpenTruthRepo(path);
         return;
@@ -746,8 +745,8 @@ absl::Status Harness::ConnectAgents() {
     link_stubs_.push_back(v1::AgentLink::NewStub(channels_.back()));
   }
   for (int i = 0; i < o_.agents; ++i) {
-    agents_.push_back(std::make_unique<SimAgent>(this, i, absl::StrCat("sim-agent-", i),
-                                                 o_.slots_per_agent));
+    agents_.push_back(
+        std::make_unique<SimAgent>(this, i, absl::StrCat("sim-agent-", i), o_.slots_per_agent));
   }
   Clock::time_point start = Clock::now();
   for (int i = 0; i < o_.agents; ++i) agents_[i]->Start(link_stubs_[i / per].get());
@@ -772,16 +771,15 @@ void Harness::SendHook(const std::string& job_id) {
   // In-process only: the coordinator's "testing <sha12> on <agent>" event is emitted right after
   // it queued the Assign on the agent's stream; its time is the send time. Runs under the
   // coordinator's lock: only records.
-  absl::StatusOr<uint64_t> id =
-      server_->core()->Watch(job_id, [this](const v1::JobEvent& ev) {
-        const std::string& m = ev.message();
-        if (!absl::StartsWith(m, "testing ")) return;
-        std::vector<std::string> w = absl::StrSplit(m, ' ');
-        if (w.size() < 4) return;
-        Clock::time_point now = Clock::now();
-        std::lock_guard<std::mutex> lock(mu_);
-        sent_at_[absl::StrCat(w[3], " ", w[1])] = now;
-      });
+  absl::StatusOr<uint64_t> id = server_->core()->Watch(job_id, [this](const v1::JobEvent& ev) {
+    const std::string& m = ev.message();
+    if (!absl::StartsWith(m, "testing ")) return;
+    std::vector<std::string> w = absl::StrSplit(m, ' ');
+    if (w.size() < 4) return;
+    Clock::time_point now = Clock::now();
+    std::lock_guard<std::mutex> lock(mu_);
+    sent_at_[absl::StrCat(w[3], " ", w[1])] = now;
+  });
   if (id.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     hook_ids_.push_back(*id);
@@ -845,7 +843,7 @@ void Harness::SubmitAll() {
 
 void Harness::Verify(LoadReport& r) {
   // The final status of every job, and every task the coordinator counted.
-  std::map<std::string, v1::TaskSummary> done;   // task id -> DONE summary
+  std::map<std::string, v1::TaskSummary> done;  // task id -> DONE summary
   std::set<std::string> cancelled_tasks;
   std::map<std::string, int> done_count;
   std::map<std::string, int> job_repo;
@@ -879,16 +877,15 @@ void Harness::Verify(LoadReport& r) {
         r.problems.push_back(absl::StrCat("job ", job_id, " still running: ", st.candidates(),
                                           " candidates, ", st.running_size(), " tasks running"));
       }
-    } else if (st.state() == v1::FOUND && st.first_bad_size() == 1 &&
-               st.first_bad(0) == culprit) {
+    } else if (st.state() == v1::FOUND && st.first_bad_size() == 1 && st.first_bad(0) == culprit) {
       r.correct++;
     } else {
       r.wrong++;
       if (r.problems.size() < 20) {
-        r.problems.push_back(absl::StrCat("job ", job_id, " ended ",
-                                          v1::JobState_Name(st.state()), " with ",
-                                          st.first_bad_size() ? st.first_bad(0) : "nothing",
-                                          " (", st.error(), "); the culprit is ", culprit));
+        r.problems.push_back(absl::StrCat("job ", job_id, " ended ", v1::JobState_Name(st.state()),
+                                          " with ",
+                                          st.first_bad_size() ? st.first_bad(0) : "nothing", " (",
+                                          st.error(), "); the culprit is ", culprit));
       }
     }
     for (const v1::TaskSummary& t : st.finished()) {
@@ -920,10 +917,10 @@ void Harness::Verify(LoadReport& r) {
     r.results_lost++;
     if (r.problems.size() < 20) {
       r.problems.push_back(absl::StrCat(
-          "result of task ", s.task_id, " (job ", s.job_id, ", ", v1::Verdict_Name(s.verdict),
-          ") ", it == done.end() ? "is not among the job's tasks"
-                                 : absl::StrCat("was counted as ",
-                                                v1::Verdict_Name(it->second.verdict()))));
+          "result of task ", s.task_id, " (job ", s.job_id, ", ", v1::Verdict_Name(s.verdict), ") ",
+          it == done.end()
+              ? "is not among the job's tasks"
+              : absl::StrCat("was counted as ", v1::Verdict_Name(it->second.verdict()))));
     }
   }
 }
@@ -1006,10 +1003,10 @@ absl::StatusOr<LoadReport> Harness::Run() {
       if (!w->saw_terminal() || !w->final_status().ok()) {
         std::lock_guard<std::mutex> lock(mu_);
         if (report_.problems.size() < 20) {
-          report_.problems.push_back(absl::StrCat(
-              "watch of job ", w->job_id(), ": ", w->done() ? "ended" : "still open",
-              w->saw_terminal() ? "" : " without a terminal event", " (",
-              w->final_status().error_message(), ")"));
+          report_.problems.push_back(
+              absl::StrCat("watch of job ", w->job_id(), ": ", w->done() ? "ended" : "still open",
+                           w->saw_terminal() ? "" : " without a terminal event", " (",
+                           w->final_status().error_message(), ")"));
         }
       }
     }
@@ -1029,8 +1026,8 @@ absl::StatusOr<LoadReport> Harness::Run() {
     if (a->done()) {
       r.broken_streams++;
       if (r.problems.size() < 20) {
-        r.problems.push_back(absl::StrCat("stream of ", a->id(), " ended early: ",
-                                          a->final_status().error_message()));
+        r.problems.push_back(absl::StrCat("stream of ", a->id(),
+                                          " ended early: ", a->final_status().error_message()));
       }
     }
     a->set_closed_by_harness();
@@ -1087,7 +1084,8 @@ std::string LoadReport::ToText() const {
   absl::StrAppendFormat(&s, "result -> same agent's next assign (refill):  %s\n",
                         result_to_refill.Summary());
   absl::StrAppendFormat(&s, "SubmitBisect round trip:                      %s\n", submit.Summary());
-  absl::StrAppendFormat(&s, "bisect duration: %s; median of the first half submitted %.1f s, of "
+  absl::StrAppendFormat(&s,
+                        "bisect duration: %s; median of the first half submitted %.1f s, of "
                         "the second half %.1f s\n",
                         job_elapsed.Summary(), first_half_median_s, second_half_median_s);
   absl::StrAppendFormat(&s, "verdicts that started no new task: %lld\n",

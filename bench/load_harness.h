@@ -24,7 +24,7 @@ struct LoadOptions {
   int agents = 1000;
   int slots_per_agent = 1;
   int repos = 10;
-  int commits = 2000;           // per repository (make_repo.py --shape merges)
+  int commits = 2000;  // per repository (make_repo.py --shape merges)
   int bisects_per_repo = 20;
   // Simulated test time, uniform in [min, max].
   absl::Duration test_min = absl::Milliseconds(50);
@@ -45,7 +45,7 @@ struct LoadOptions {
   // bisect's verdicts in another (its verdict cache). Off: every bisect gets its own recipe.
   bool share_recipes = false;
   absl::Duration timeout = absl::Minutes(15);
-  bool verbose = false;            // a progress line every 5 s on stderr
+  bool verbose = false;  // a progress line every 5 s on stderr
 };
 
 // Latency samples in milliseconds.
@@ -58,27 +58,27 @@ struct Latency {
 struct LoadReport {
   // Correctness.
   int bisects = 0;
-  int correct = 0;       // FOUND with the repository's culprit
-  int wrong = 0;         // ended with another answer
-  int unfinished = 0;    // still running at the timeout, or the watch stream failed
-  int64_t results_sent = 0;        // TaskResults the agents sent (verdicts, not cancellations)
-  int64_t results_lost = 0;        // sent, but neither counted nor shown as cancelled
+  int correct = 0;           // FOUND with the repository's culprit
+  int wrong = 0;             // ended with another answer
+  int unfinished = 0;        // still running at the timeout, or the watch stream failed
+  int64_t results_sent = 0;  // TaskResults the agents sent (verdicts, not cancellations)
+  int64_t results_lost = 0;  // sent, but neither counted nor shown as cancelled
   int64_t results_counted_twice = 0;
   int64_t cancel_confirmations = 0;
   int64_t assigns = 0;
   int64_t duplicate_task_ids = 0;
   int64_t watch_events = 0;
-  int64_t broken_streams = 0;      // agent streams that ended before the harness closed them
+  int64_t broken_streams = 0;         // agent streams that ended before the harness closed them
   std::vector<std::string> problems;  // the first few, in words
 
   // Latency.
-  Latency assign_delivery;         // coordinator sends Assign -> agent receives it (in-process)
+  Latency assign_delivery;  // coordinator sends Assign -> agent receives it (in-process)
   // An agent sends a verdict -> the first Assign the coordinator sent in reaction to it (the
   // next "testing" event of the job right after the verdict's event) arrives at its agent.
   Latency verdict_to_next_assign;
-  Latency result_to_refill;        // an agent sends a result -> that agent's next Assign arrives
-  Latency submit;                  // SubmitBisect round trip
-  Latency job_elapsed;             // each bisect, submitted to ended (JobStatus.elapsed_seconds)
+  Latency result_to_refill;  // an agent sends a result -> that agent's next Assign arrives
+  Latency submit;            // SubmitBisect round trip
+  Latency job_elapsed;       // each bisect, submitted to ended (JobStatus.elapsed_seconds)
   // Median time to end of the bisects submitted first (lower half of job ids) and last: far
   // apart when the scheduler serves jobs in id order instead of sharing the agents.
   double first_half_median_s = 0, second_half_median_s = 0;

@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
   }
   std::printf("%d agents x %d slot(s), %d repos x %d commits, %d bisects, tests %d..%d ms, %s\n",
               o.agents, o.slots_per_agent, o.repos, o.commits, o.repos * o.bisects_per_repo,
-              test_min_ms, test_max_ms, in_process ? "coordinator in process" : "coordinator as a child process");
+              test_min_ms, test_max_ms,
+              in_process ? "coordinator in process" : "coordinator as a child process");
   std::printf("%s", r->ToText().c_str());
   return r->ok() ? 0 : 1;
 }

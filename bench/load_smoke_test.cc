@@ -2,7 +2,6 @@
 // bisect correct and no result lost or counted twice. Timing is not asserted (bench/LOAD.md has
 // the figures of the full run).
 #include "bench/load_harness.h"
-
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
 

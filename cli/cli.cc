@@ -117,6 +117,9 @@ struct BisectFlags {
   std::string description;
   bool descend = false;
   bool no_reuse = false;
+  std::string flaky;
+  double confidence = 0;
+  int max_runs = 0;
   KernelFlags kernel;
   std::vector<std::string> command;
 };
@@ -219,6 +222,9 @@ absl::StatusOr<v1::BisectSpec> MakeSpec(BisectFlags f, bool repo_must_be_local) 
   spec.set_description(f.description);
   spec.set_descend(f.descend);
   spec.set_no_reuse(f.no_reuse);
+  spec.set_flaky(f.flaky);
+  spec.set_confidence(f.confidence);
+  spec.set_max_runs(f.max_runs);
   v1::Recipe* r = spec.mutable_recipe();
   r->set_build_command(f.build);
   r->set_timeout_seconds(f.timeout);
@@ -382,6 +388,13 @@ void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
       ->check(CLI::Range(0, 100000));
   cmd->add_option("--log", f.log_file, "write the bisect log (git bisect replay format) here");
   cmd->add_option("--description", f.description, "free text shown in listings");
+  cmd->add_option("--flaky", f.flaky,
+                  "the test is flaky: FP,FF false-pass/false-fail rates (e.g. 0.3,0), or learn; "
+                  "bisect on a Bayesian posterior and repeat where it pays");
+  cmd->add_option("--confidence", f.confidence, "flaky mode: stop at this confidence (0.95)")
+      ->check(CLI::Range(0.5, 0.999999));
+  cmd->add_option("--max-runs", f.max_runs, "flaky mode: give up after this many runs")
+      ->check(CLI::Range(0, 100000));
   cmd->add_flag("--descend", f.descend,
                 "when the first bad commit is a merge, bisect the branch it merged");
   cmd->add_flag("--no-reuse", f.no_reuse,

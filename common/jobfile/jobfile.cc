@@ -36,8 +36,8 @@ constexpr size_t kMaxDescriptionBytes = 4096;
 // Keys allowed at each level; the order is the order of the schema (used in messages).
 const std::vector<std::string>& TopKeys() {
   static const auto* k = new std::vector<std::string>{
-      "repo",  "good",    "bad", "skip", "first_parent", "terms", "max_parallel", "description",
-      "build", "timeout", "env", "test", "kernel",       "boot"};
+      "repo",        "good",  "bad",     "skip", "first_parent", "terms",  "max_parallel",
+      "description", "build", "timeout", "env",  "test",         "kernel", "boot"};
   return *k;
 }
 const std::vector<std::string>& TermsKeys() {
@@ -50,13 +50,13 @@ const std::vector<std::string>& TestKeys() {
 }
 const std::vector<std::string>& KernelKeys() {
   static const auto* k = new std::vector<std::string>{"config", "fragments", "modules",
-                                                       "ccache_remote_storage", "jobs"};
+                                                      "ccache_remote_storage", "jobs"};
   return *k;
 }
 const std::vector<std::string>& BootKeys() {
   static const auto* k = new std::vector<std::string>{
-      "payload",     "payload_kind", "kernel_image", "cmdline",      "qemu_args",
-      "memory_mb",   "cpus",         "disk_image",   "shared_dir",   "result_file",
+      "payload",      "payload_kind", "kernel_image", "cmdline",    "qemu_args",
+      "memory_mb",    "cpus",         "disk_image",   "shared_dir", "result_file",
       "boot_timeout", "test_timeout", "bad_failures", "accel"};
   return *k;
 }
@@ -251,8 +251,8 @@ Parser::Fields Parser::Entries(const YAML::Node& map, absl::string_view section,
       }
       if (!hint.empty()) {
         Error(&key, "",
-              absl::StrCat("unknown key ", Shown(name, '\''), " in ", where,
-                           "; did you mean '", hint, "'?"));
+              absl::StrCat("unknown key ", Shown(name, '\''), " in ", where, "; did you mean '",
+                           hint, "'?"));
       } else {
         Error(&key, "",
               absl::StrCat("unknown key ", Shown(name, '\''), " in ", where,
@@ -334,8 +334,9 @@ std::vector<std::string> Parser::Revisions(const YAML::Node& n, absl::string_vie
     if (std::optional<std::string> r = Revision(n, field)) out.push_back(*r);
     return out;
   }
-  Error(&n, field, absl::StrCat("expected ", allow_scalar ? "a revision or " : "",
-                                "a list of revisions, got ", Got(n)));
+  Error(&n, field,
+        absl::StrCat("expected ", allow_scalar ? "a revision or " : "", "a list of revisions, got ",
+                     Got(n)));
   return out;
 }
 
@@ -357,26 +358,38 @@ std::optional<uint64_t> Parser::Number(const YAML::Node& n, absl::string_view fi
                         [](char c) { return c >= '0' && c <= '9'; }) &&
             absl::SimpleAtoi(n.Scalar(), &v);
   if (!ok || v < min || v > max) {
-    Error(&n, field,
-          absl::StrCat("expected ", expected, " (", min, "..", max, "), got ", Got(n)));
+    Error(&n, field, absl::StrCat("expected ", expected, " (", min, "..", max, "), got ", Got(n)));
     return std::nullopt;
   }
   return v;
 }
 
-std::optional<uint32_t> Parser::Duration(const YAML::Node& n, absl::string_view field,
-                                         uint64_t max, absl::string_view max_text) {
+std::optional<uint32_t> Parser::Duration(const YAML::Node& n, absl::string_view field, uint64_t max,
+                                         absl::string_view max_text) {
   uint64_t v = 0;
   bool ok = false;
   if (n.IsScalar() && !n.Scalar().empty() && n.Scalar().size() <= 12) {
     absl::string_view s = n.Scalar();
     uint64_t unit = 1;
     switch (s.back()) {
-      case 's': unit = 1; s.remove_suffix(1); break;
-      case 'm': unit = 60; s.remove_suffix(1); break;
-      case 'h': unit = 3600; s.remove_suffix(1); break;
-      case 'd': unit = 86400; s.remove_suffix(1); break;
-      default: break;
+      case 's':
+        unit = 1;
+        s.remove_suffix(1);
+        break;
+      case 'm':
+        unit = 60;
+        s.remove_suffix(1);
+        break;
+      case 'h':
+        unit = 3600;
+        s.remove_suffix(1);
+        break;
+      case 'd':
+        unit = 86400;
+        s.remove_suffix(1);
+        break;
+      default:
+        break;
     }
     ok = !s.empty() &&
          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
@@ -398,7 +411,8 @@ std::optional<std::string> Parser::Choice(const YAML::Node& n, absl::string_view
     std::string s = absl::AsciiStrToLower(n.Scalar());
     if (std::find(allowed.begin(), allowed.end(), s) != allowed.end()) return s;
   }
-  std::string what = absl::StrCat("expected one of ", absl::StrJoin(allowed, ", "), ", got ", Got(n));
+  std::string what =
+      absl::StrCat("expected one of ", absl::StrJoin(allowed, ", "), ", got ", Got(n));
   if (n.IsScalar()) {
     std::string hint = Suggest(n.Scalar(), allowed);
     if (!hint.empty()) absl::StrAppend(&what, "; did you mean '", hint, "'?");
@@ -423,9 +437,9 @@ std::optional<std::string> Parser::File(const YAML::Node& n, absl::string_view f
   if (!name) return std::nullopt;
   const std::string path = Resolve(*name);
   auto fail = [&](absl::string_view why) {
-    Error(&n, field, absl::StrCat("cannot read ", what, " ", Shown(*name),
-                                  path != *name ? absl::StrCat(" (", path, ")") : std::string(),
-                                  ": ", why));
+    Error(&n, field,
+          absl::StrCat("cannot read ", what, " ", Shown(*name),
+                       path != *name ? absl::StrCat(" (", path, ")") : std::string(), ": ", why));
     return std::nullopt;
   };
   // Only regular files, opened without blocking and read with a bound: a job file naming
@@ -468,9 +482,9 @@ void Parser::Terms(const YAML::Node& n, v1::BisectSpec& spec) {
     return;
   }
   Fields f = Entries(n, "terms", TermsKeys());
-  static const std::set<std::string> kReserved = {"help", "start", "skip", "next", "reset",
-                                                  "visualize", "view", "replay", "log",
-                                                  "run", "terms"};
+  static const std::set<std::string> kReserved = {"help",  "start",     "skip", "next",
+                                                  "reset", "visualize", "view", "replay",
+                                                  "log",   "run",       "terms"};
   auto word = [&](const char* key, const char* other_side1,
                   const char* other_side2) -> std::optional<std::string> {
     auto it = f.find(key);
@@ -481,15 +495,13 @@ void Parser::Terms(const YAML::Node& n, v1::BisectSpec& spec) {
     }
     std::optional<std::string> w = String(it->second, field, "a word");
     if (!w) return std::nullopt;
-    bool ok = std::all_of(w->begin(), w->end(), [](char c) {
-      return absl::ascii_isalnum(c) || c == '-' || c == '_';
-    });
+    bool ok = std::all_of(w->begin(), w->end(),
+                          [](char c) { return absl::ascii_isalnum(c) || c == '-' || c == '_'; });
     if (!ok || (*w)[0] == '-' || kReserved.count(*w) || *w == other_side1 || *w == other_side2) {
       Error(&it->second, field,
             absl::StrCat("expected a word of letters, digits, '-' or '_' that is not a git "
                          "bisect command",
-                         " (and not '", other_side1, "' or '", other_side2, "'), got ",
-                         Shown(*w)));
+                         " (and not '", other_side1, "' or '", other_side2, "'), got ", Shown(*w)));
       return std::nullopt;
     }
     return w;
@@ -498,8 +510,8 @@ void Parser::Terms(const YAML::Node& n, v1::BisectSpec& spec) {
   std::optional<std::string> new_term = word("new", "good", "old");
   if (old_term && new_term) {
     if (*old_term == *new_term) {
-      Error(&n, "terms", absl::StrCat("old and new are both ", Shown(*old_term),
-                                      "; give two different words"));
+      Error(&n, "terms",
+            absl::StrCat("old and new are both ", Shown(*old_term), "; give two different words"));
       return;
     }
     spec.set_term_old(*old_term);
@@ -551,8 +563,7 @@ void Parser::Env(const YAML::Node& n, v1::Recipe& recipe) {
   }
 }
 
-std::optional<std::vector<std::string>> Parser::Argv(const YAML::Node& n,
-                                                     absl::string_view field) {
+std::optional<std::vector<std::string>> Parser::Argv(const YAML::Node& n, absl::string_view field) {
   if (n.IsScalar()) {
     std::optional<std::string> s = String(n, field, "a command");
     if (!s) return std::nullopt;
@@ -644,17 +655,18 @@ void Parser::Kernel(const YAML::Node& n, v1::KernelBuild& kernel) {
   }
   Fields f = Entries(n, "kernel", KernelKeys());
   static const std::set<std::string> kNeedsConfig = {
-      "config",      "menuconfig",  "nconfig",       "xconfig",        "gconfig",
-      "oldconfig",   "olddefconfig", "syncconfig",   "listnewconfig",  "localmodconfig",
-      "localyesconfig", "savedefconfig", "helpnewconfig", "oldnoconfig", "silentoldconfig"};
+      "config",         "menuconfig",    "nconfig",       "xconfig",       "gconfig",
+      "oldconfig",      "olddefconfig",  "syncconfig",    "listnewconfig", "localmodconfig",
+      "localyesconfig", "savedefconfig", "helpnewconfig", "oldnoconfig",   "silentoldconfig"};
   auto is_target = [](absl::string_view s) {
-    return absl::EndsWith(s, "config") &&
-           std::all_of(s.begin(), s.end(), [](char c) { return absl::ascii_isalnum(c) || c == '_'; });
+    return absl::EndsWith(s, "config") && std::all_of(s.begin(), s.end(), [](char c) {
+             return absl::ascii_isalnum(c) || c == '_';
+           });
   };
   auto is_fragment_name = [](absl::string_view s) {
-    return !s.empty() && s[0] != '.' && s[0] != '-' &&
-           std::all_of(s.begin(), s.end(),
-                       [](char c) { return absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.'; });
+    return !s.empty() && s[0] != '.' && s[0] != '-' && std::all_of(s.begin(), s.end(), [](char c) {
+      return absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.';
+    });
   };
   auto looks_like_config = [](absl::string_view text) {
     return absl::StartsWith(text, "CONFIG_") || absl::StrContains(text, "\nCONFIG_") ||
@@ -681,8 +693,8 @@ void Parser::Kernel(const YAML::Node& n, v1::KernelBuild& kernel) {
     Error(&n, "kernel.config",
           "missing: give a make target (tinyconfig, defconfig, allnoconfig, x86_64_defconfig, ...) "
           "or a .config file (./my.config)");
-  } else if (std::optional<std::string> v = String(config->second, "kernel.config",
-                                                   "a make target or a .config file")) {
+  } else if (std::optional<std::string> v =
+                 String(config->second, "kernel.config", "a make target or a .config file")) {
     std::vector<std::string> parts = absl::StrSplit(*v, '+');
     const std::string& base = parts[0];
     if (!absl::StrContains(base, '/') && is_target(base)) {
@@ -743,7 +755,8 @@ void Parser::Kernel(const YAML::Node& n, v1::KernelBuild& kernel) {
               File(e, field, "the config fragment", kMaxKernelConfigBytes);
           if (!text) continue;
           if (size_t bad = InvalidUtf8At(*text); bad != std::string::npos) {
-            Error(&e, field, absl::StrCat(Shown(*s), " is not text (invalid UTF-8 at byte ", bad, ")"));
+            Error(&e, field,
+                  absl::StrCat(Shown(*s), " is not text (invalid UTF-8 at byte ", bad, ")"));
           } else if (!looks_like_config(*text)) {
             Error(&e, field, absl::StrCat(Shown(*s), " has no CONFIG_ lines"));
           } else {
@@ -759,7 +772,8 @@ void Parser::Kernel(const YAML::Node& n, v1::KernelBuild& kernel) {
     if (auto b = Bool(it->second, "kernel.modules")) kernel.set_modules(*b);
   }
   if (auto it = f.find("ccache_remote_storage"); it != f.end()) {
-    if (auto s = String(it->second, "kernel.ccache_remote_storage", "a ccache remote storage URL")) {
+    if (auto s =
+            String(it->second, "kernel.ccache_remote_storage", "a ccache remote storage URL")) {
       bool ok = true;
       for (absl::string_view url : absl::StrSplit(*s, ' ', absl::SkipEmpty())) {
         if (!(absl::StartsWith(url, "file:") || absl::StartsWith(url, "http://") ||
@@ -778,8 +792,8 @@ void Parser::Kernel(const YAML::Node& n, v1::KernelBuild& kernel) {
     }
   }
   if (auto it = f.find("jobs"); it != f.end()) {
-    if (auto v = Number(it->second, "kernel.jobs", "a number of parallel make jobs, 0 for one per CPU",
-                        0, 1024)) {
+    if (auto v = Number(it->second, "kernel.jobs",
+                        "a number of parallel make jobs, 0 for one per CPU", 0, 1024)) {
       kernel.set_jobs(static_cast<uint32_t>(*v));
     }
   }
@@ -809,18 +823,19 @@ void Parser::Boot(const YAML::Node& n, v1::BootSpec& boot, bool has_kernel) {
       payload_name = v->Scalar();
     }
   }
-  const bool elf = absl::StartsWith(boot.payload(), "\x7f" "ELF");
+  const bool elf = absl::StartsWith(boot.payload(),
+                                    "\x7f"
+                                    "ELF");
   if (const YAML::Node* v = get("payload_kind")) {
     if (auto kind = Choice(*v, "boot.payload_kind", {"shell", "c", "binary"})) {
       if (!get("payload")) {
         Error(v, "boot.payload_kind", "given without boot.payload");
       } else if (!boot.payload().empty() && (*kind == "binary") != elf) {
         Error(v, "boot.payload_kind",
-              *kind == "binary"
-                  ? absl::StrCat("is binary, but ", Shown(payload_name),
-                                 " is not an ELF executable")
-                  : absl::StrCat("is ", *kind, ", but ", Shown(payload_name),
-                                 " is an ELF executable (payload_kind: binary)"));
+              *kind == "binary" ? absl::StrCat("is binary, but ", Shown(payload_name),
+                                               " is not an ELF executable")
+                                : absl::StrCat("is ", *kind, ", but ", Shown(payload_name),
+                                               " is an ELF executable (payload_kind: binary)"));
       }
       boot.set_payload_kind(*kind == "shell" ? v1::BootSpec::SHELL
                             : *kind == "c"   ? v1::BootSpec::C_SOURCE
@@ -993,7 +1008,8 @@ void Parser::Run(const YAML::Node& root, v1::BisectSpec& spec) {
     if (auto s = String(*v, "description", "text", true)) {
       if (s->size() > kMaxDescriptionBytes) {
         Error(v, "description",
-              absl::StrCat("is ", s->size(), " bytes; at most ", kMaxDescriptionBytes, " are allowed"));
+              absl::StrCat("is ", s->size(), " bytes; at most ", kMaxDescriptionBytes,
+                           " are allowed"));
       } else {
         spec.set_description(*s);
       }
@@ -1051,8 +1067,7 @@ size_t SecondDocumentLine(absl::string_view text) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     auto marker = [&](absl::string_view m) {
-      return absl::StartsWith(line, m) &&
-             (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
+      return absl::StartsWith(line, m) && (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
     };
     absl::string_view rest = line;
     if (marker("---")) {
@@ -1105,23 +1120,23 @@ absl::StatusOr<v1::BisectSpec> ParseJobFile(std::string_view yaml_text,
   // YAML allows neither NUL nor most control bytes, and yaml-cpp 0.7 loops forever on some
   // (",\0"): refuse them before it sees them.
   if (size_t bad = InvalidUtf8At(text); bad != absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("the job file is not UTF-8 text: ",
-                                                   Where(text, bad), " has byte 0x",
-                                                   absl::Hex(static_cast<uint8_t>(text[bad]))));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the job file is not UTF-8 text: ", Where(text, bad), " has byte 0x",
+                     absl::Hex(static_cast<uint8_t>(text[bad]))));
   }
   for (size_t i = 0; i < text.size(); ++i) {
     unsigned char c = text[i];
     if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
       return absl::InvalidArgumentError(
           absl::StrCat("the job file has a control character (0x", absl::Hex(c, absl::kZeroPad2),
-                       ") at ", Where(text, i), "; YAML allows only text (write \"\\x", absl::Hex(c, absl::kZeroPad2),
-                       "\" inside double quotes)"));
+                       ") at ", Where(text, i), "; YAML allows only text (write \"\\x",
+                       absl::Hex(c, absl::kZeroPad2), "\" inside double quotes)"));
     }
   }
   if (size_t second = SecondDocumentLine(text); second != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the job file holds more than one YAML document (another starts on line ", second,
-        "); give one job per file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the job file holds more than one YAML document (another starts on line ",
+                     second, "); give one job per file"));
   }
   YAML::Node root;
   try {
@@ -1132,8 +1147,8 @@ absl::StatusOr<v1::BisectSpec> ParseJobFile(std::string_view yaml_text,
       return absl::InvalidArgumentError(absl::StrCat("the job file is not valid YAML: ", e.msg));
     }
     return absl::InvalidArgumentError(absl::StrCat("the job file is not valid YAML: line ",
-                                                   e.mark.line + 1, ", column ",
-                                                   e.mark.column + 1, ": ", e.msg));
+                                                   e.mark.line + 1, ", column ", e.mark.column + 1,
+                                                   ": ", e.msg));
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("the job file cannot be read: ", e.what()));
   }
@@ -1166,8 +1181,7 @@ absl::StatusOr<v1::BisectSpec> LoadJobFile(const std::string& path) {
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     close(fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat("job file '", path, "' is not a regular file"));
+    return absl::InvalidArgumentError(absl::StrCat("job file '", path, "' is not a regular file"));
   }
   std::string text(kMaxJobFileBytes + 1, '\0');
   size_t got = 0;

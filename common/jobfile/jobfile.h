@@ -59,10 +59,10 @@
 namespace farm {
 
 // Limits on what a job file may hold or name.
-inline constexpr size_t kMaxJobFileBytes = 1 << 20;        // the YAML text itself
-inline constexpr size_t kMaxTestScriptBytes = 1 << 20;     // as farm.proto's Recipe.test_script
-inline constexpr size_t kMaxPayloadBytes = 32 << 20;       // boot.payload
-inline constexpr size_t kMaxKernelConfigBytes = 4 << 20;   // kernel.config / a fragment file
+inline constexpr size_t kMaxJobFileBytes = 1 << 20;       // the YAML text itself
+inline constexpr size_t kMaxTestScriptBytes = 1 << 20;    // as farm.proto's Recipe.test_script
+inline constexpr size_t kMaxPayloadBytes = 32 << 20;      // boot.payload
+inline constexpr size_t kMaxKernelConfigBytes = 4 << 20;  // kernel.config / a fragment file
 
 // Parses a job file into the spec SubmitBisect takes. Files the job names (test.script,
 // boot.payload, kernel.config, fragment files) are read now, relative to `base_dir` (usually the
@@ -73,8 +73,8 @@ inline constexpr size_t kMaxKernelConfigBytes = 4 << 20;   // kernel.config / a 
 // Errors: INVALID_ARGUMENT for everything wrong with the job file, including a named file that
 // cannot be read. The message lists every problem found (one per line, at most 20), each naming
 // the field and what is allowed, with its line and column:
-//   boot.memory_mb: expected a whole number of megabytes (64..65536), got "lots" (line 12, column 14)
-//   unknown key 'tset' in job file; did you mean 'test'? (line 4, column 1)
+//   boot.memory_mb: expected a whole number of megabytes (64..65536), got "lots" (line 12, column
+//   14) unknown key 'tset' in job file; did you mean 'test'? (line 4, column 1)
 // A YAML syntax error gives its line and column. No exceptions escape.
 absl::StatusOr<farm::v1::BisectSpec> ParseJobFile(std::string_view yaml_text,
                                                   const std::string& base_dir);

@@ -127,7 +127,11 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOpti
         job.task_counter++;
         std::optional<CommitId> id = job.graph->FindHex(t.commit());
         if (!id) continue;
-        if (t.state() == v1::TASK_DONE) {
+        if (t.state() == v1::TASK_DONE && job.flaky) {
+          job.verdict_seq++;
+          job.flaky->Observe(*id, FromProto(t.verdict())).IgnoreError();
+          job.finished.push_back(t);
+        } else if (t.state() == v1::TASK_DONE) {
           job.verdict_seq++;
           if (job.frontier->Apply(*id, FromProto(t.verdict()))) {
             job.applied.emplace_back(*id, FromProto(t.verdict()));
@@ -191,6 +195,19 @@ absl::Status Coordinator::LoadJobLocked(Job& job) {
     return absl::InvalidArgumentError("the range good..bad is empty: nothing to bisect");
   }
   job.frontier = std::make_unique<Frontier>(job.graph);
+  job.move_cost = TreeDiffCost(job.repo.get(), job.graph);
+  if (!spec.flaky().empty()) {
+    FlakyOptions fo;
+    absl::Status st = ParseFlakyFlag(spec.flaky(), fo);
+    if (!st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.flaky: ", st.message()));
+    }
+    if (spec.confidence() != 0) fo.confidence = spec.confidence();
+    fo.max_probes = spec.max_runs();
+    FARM_RETURN_IF_ERROR(ValidateFlakyOptions(fo, job.graph.get()));
+    FARM_ASSIGN_OR_RETURN(FlakyBisect engine, FlakyBisect::Create(job.graph, fo));
+    job.flaky = std::make_unique<FlakyBisect>(std::move(engine));
+  }
   {
     // The reuse key: the recipe, serialized deterministically, hashed.
     std::string bytes;
@@ -324,6 +341,7 @@ size_t Coordinator::SlotsForJobLocked() {
 }
 
 void Coordinator::PruneLocked(Job& job) {
+  if (job.flaky) return;  // every run is evidence until the posterior is confident
   std::vector<std::string> ids(job.running.begin(), job.running.end());
   for (const std::string& id : ids) {
     Task& t = tasks_[id];
@@ -363,7 +381,12 @@ void Coordinator::ScheduleLocked() {
     // Ask for a few more than the free slots, so that a commit some agent cannot take (it failed
     // there) leaves room for the next one.
     req.free_slots = slots + std::min<size_t>(job.infra_agents.size(), slots);
-    Plan plan = PlanNext(*job.frontier, req);
+    Plan plan;
+    if (job.flaky) {
+      plan.start = job.flaky->NextProbes(slots, req.in_flight);
+    } else {
+      plan = PlanNext(*job.frontier, req);
+    }
     if (plan.start.size() > req.free_slots) plan.start.resize(req.free_slots);
     if (!plan.start.empty()) wants.emplace_back(&job, std::move(plan.start));
   }
@@ -387,11 +410,11 @@ void Coordinator::ScheduleLocked() {
       if (round >= commits.size() || left == 0) continue;
       any = true;
       CommitId c = commits[round];
-      if (job->state != v1::RUNNING || !job->frontier->IsCandidate(c) ||
-          job->frontier->IsSkipped(c)) {
+      if (job->state != v1::RUNNING ||
+          (!job->flaky && (!job->frontier->IsCandidate(c) || job->frontier->IsSkipped(c)))) {
         continue;  // an earlier reuse in this round decided it
       }
-      if (ReuseLocked(*job, c)) {
+      if (!job->flaky && ReuseLocked(*job, c)) {
         reused = true;
         continue;
       }
@@ -400,13 +423,33 @@ void Coordinator::ScheduleLocked() {
       bool everyone_failed =
           failed != nullptr && std::includes(failed->begin(), failed->end(), usable.begin(),
                                              usable.end());
+      // Cost-aware placement: of the free slots this commit may go to, the agent whose worktree
+      // is nearest (fewest files to change, so the cheapest incremental build).
+      int best = -1;
+      double best_cost = 0;
+      std::map<Session*, double> cost_of;
       for (size_t i = 0; i < free.size(); ++i) {
         if (used[i]) continue;
         if (failed && !everyone_failed && failed->count(free[i]->hello.agent_id())) continue;
-        used[i] = true;
+        Session* s = free[i];
+        auto known = cost_of.find(s);
+        double cost;
+        if (known != cost_of.end()) {
+          cost = known->second;
+        } else {
+          std::optional<CommitId> from;
+          if (s->last_job == job->id) from = s->last_commit;
+          cost = cost_of[s] = job->move_cost ? job->move_cost(from, c) : 0;
+        }
+        if (best < 0 || cost < best_cost) {
+          best = static_cast<int>(i);
+          best_cost = cost;
+        }
+      }
+      if (best >= 0) {
+        used[best] = true;
         --left;
-        StartTaskLocked(*job, c, *free[i]);
-        break;
+        StartTaskLocked(*job, c, *free[best]);
       }
     }
     if (!any) break;
@@ -469,6 +512,8 @@ void Coordinator::StartTaskLocked(Job& job, CommitId commit, Session& session) {
   t.started = absl::Now();
   t.lease_expiry = t.started + options_.lease;
   session.tasks.insert(id);
+  session.last_job = job.id;
+  session.last_commit = commit;
   job.running.insert(id);
   PersistTaskLocked(job, SummaryLocked(job, t), 0);
 
@@ -596,9 +641,10 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
     health.consecutive_infra_errors = 0;
     s.set_state(v1::TASK_DONE);
     s.set_verdict(result.verdict());
-    bool applied = job.frontier->Apply(task.commit, FromProto(result.verdict()));
+    bool applied = job.flaky ? job.flaky->Observe(task.commit, FromProto(result.verdict())).ok()
+                             : job.frontier->Apply(task.commit, FromProto(result.verdict()));
     s.set_applied(applied);
-    if (const std::string& tree = TreeLocked(job, task.commit); !tree.empty()) {
+    if (const std::string& tree = TreeLocked(job, task.commit); !tree.empty() && !job.flaky) {
       absl::Status st = store_->PutTreeVerdict(tree, job.recipe_digest, result.verdict(), task.id);
       if (!st.ok()) {
         std::fprintf(stderr, "farm-coordinator: cannot store a reusable verdict: %s\n",
@@ -607,7 +653,7 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
     }
     PersistTaskLocked(job, s, ++job.verdict_seq);
     job.finished.push_back(s);
-    if (applied) job.applied.emplace_back(task.commit, FromProto(result.verdict()));
+    if (applied && !job.flaky) job.applied.emplace_back(task.commit, FromProto(result.verdict()));
     const std::string& term =
         result.verdict() == v1::GOOD ? (job.spec.term_old().empty() ? "good" : job.spec.term_old())
         : result.verdict() == v1::BAD ? (job.spec.term_new().empty() ? "bad" : job.spec.term_new())
@@ -625,7 +671,20 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
 }
 
 void Coordinator::CheckDoneLocked(Job& job) {
-  if (job.state != v1::RUNNING || !job.frontier->Done()) return;
+  if (job.state != v1::RUNNING) return;
+  if (job.flaky) {
+    if (!job.flaky->Done()) return;
+    job.first_bad.clear();
+    if (job.flaky->Inconclusive()) {
+      for (auto& [id, p] : job.flaky->Top(5)) job.first_bad.push_back(job.graph->Hex(id));
+      EndJobLocked(job, v1::AMBIGUOUS, "");
+    } else {
+      job.first_bad.push_back(job.graph->Hex(job.flaky->Best()));
+      EndJobLocked(job, v1::FOUND, "");
+    }
+    return;
+  }
+  if (!job.frontier->Done()) return;
   job.first_bad.clear();
   for (CommitId id : job.frontier->Candidates()) job.first_bad.push_back(job.graph->Hex(id));
   if (job.first_bad.size() == 1) ExplainMergeLocked(job);
@@ -696,17 +755,19 @@ void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& 
   job.state = state;
   job.error = error;
   job.elapsed_seconds = absl::ToDoubleSeconds(absl::Now() - job.started);
+  for (auto it = tasks_.begin(); it != tasks_.end();) {
+    it = (it->second.job_id == job.id && it->second.state == v1::TASK_LOST) ? tasks_.erase(it)
+                                                                           : std::next(it);
+  }
+  // The report first: every event from here on (the cancellations too) is terminal and a watcher
+  // stops at the first one it sees.
+  if (job.frontier) job.report = ReportLocked(job);
+  PersistJobLocked(job);
   std::vector<std::string> ids(job.running.begin(), job.running.end());
   for (const std::string& id : ids) {
     CancelTaskLocked(tasks_[id], state == v1::CANCELLED ? "the job was cancelled"
                                                         : "the job has ended");
   }
-  for (auto it = tasks_.begin(); it != tasks_.end();) {
-    it = (it->second.job_id == job.id && it->second.state == v1::TASK_LOST) ? tasks_.erase(it)
-                                                                           : std::next(it);
-  }
-  if (job.frontier) job.report = ReportLocked(job);
-  PersistJobLocked(job);
   std::string what = state == v1::FOUND       ? absl::StrCat("found ", Short(job.first_bad[0]))
                      : state == v1::AMBIGUOUS ? "only skipped commits left"
                      : state == v1::CANCELLED ? "cancelled"
@@ -726,6 +787,17 @@ const std::string& Coordinator::SubjectLocked(Job& job, CommitId id) {
 }
 
 std::string Coordinator::BisectLogLocked(Job& job) {
+  if (job.flaky) {
+    std::string log =
+        "# flaky mode: commits were tested several times with conflicting results, which\n"
+        "# git bisect replay cannot express. The runs, in order:\n";
+    for (const v1::TaskSummary& t : job.finished) {
+      if (t.state() != v1::TASK_DONE) continue;
+      absl::StrAppend(&log, "# ", t.verdict() == v1::BAD ? "bad " : t.verdict() == v1::GOOD ? "good" : "skip",
+                      " ", t.commit(), " ", t.subject(), "\n");
+    }
+    return log;
+  }
   const std::string term_old = job.spec.term_old().empty() ? "good" : job.spec.term_old();
   const std::string term_new = job.spec.term_new().empty() ? "bad" : job.spec.term_new();
   std::string log;
@@ -766,6 +838,26 @@ std::string Coordinator::BisectLogLocked(Job& job) {
 std::string Coordinator::ReportLocked(Job& job) {
   const std::string term_new = job.spec.term_new().empty() ? "bad" : job.spec.term_new();
   std::string report;
+  if (job.flaky && (job.state == v1::FOUND || job.state == v1::AMBIGUOUS)) {
+    FlakyBisect& f = *job.flaky;
+    if (job.state == v1::FOUND) {
+      absl::StrAppend(&report, job.first_bad[0], " is the first ", term_new, " commit\n");
+      absl::StatusOr<std::string> show = ShowCommit(job.repo.get(), job.graph->oid(f.Best()));
+      if (show.ok()) absl::StrAppend(&report, *show);
+    } else {
+      absl::StrAppend(&report, "No candidate reached the requested confidence; the most likely:\n");
+    }
+    absl::StrAppendFormat(&report,
+                          "\nFlaky mode: confidence %.4f after %d runs (false-pass rate %.3f, "
+                          "false-fail rate %.3f%s). Most likely culprits:\n",
+                          f.Confidence(), f.probes(), f.false_pass(), f.false_fail(),
+                          job.spec.flaky().rfind("learn", 0) == 0 ? ", learnt" : "");
+    for (auto& [id, p] : f.Top(5)) {
+      absl::StrAppendFormat(&report, "  %.4f  %s %s (%d runs)\n", p, Short(job.graph->Hex(id)),
+                            SubjectLocked(job, id), f.runs_at(id));
+    }
+    return report;
+  }
   if (job.state == v1::FOUND) {
     absl::StrAppend(&report, job.first_bad[0], " is the first ", term_new, " commit\n");
     absl::StatusOr<std::string> show =
@@ -841,6 +933,7 @@ v1::JobStatus Coordinator::StatusLocked(Job& job) {
   for (auto& [id, s] : sessions_) connected += s.connected;
   st.set_agents_connected(connected);
   st.set_report(job.report);
+  if (job.flaky) st.set_confidence(job.flaky->Confidence());
   if (job.descended_job) st.set_descended_job(absl::StrCat(job.descended_job));
   if (job.parent_job) st.set_parent_job(absl::StrCat(job.parent_job));
   return st;

@@ -22,7 +22,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/git/git.h"
+#include "coordinator/flaky/flaky_bisect.h"
 #include "coordinator/frontier/frontier.h"
+#include "coordinator/planner/placement.h"
 #include "coordinator/store/store.h"
 #include "farm/v1/farm.pb.h"
 
@@ -111,6 +113,8 @@ class Coordinator {
     GitRepository repo;
     std::shared_ptr<const CommitGraph> graph;
     std::unique_ptr<Frontier> frontier;
+    std::unique_ptr<FlakyBisect> flaky;  // flaky mode: the posterior decides, not the frontier
+    MoveCost move_cost;  // files changed between two commits: the cost of moving a worktree
     std::vector<farm::v1::TaskSummary> finished;
     std::set<std::string> running;  // task ids
     std::vector<std::pair<CommitId, Verdict>> applied;
@@ -138,6 +142,9 @@ class Coordinator {
     std::set<std::string> tasks;
     absl::Time last_seen;
     bool connected = true;
+    // Where its worktree is: the last commit given to it (placement prefers the nearest agent).
+    int64_t last_job = 0;
+    std::optional<CommitId> last_commit;
   };
   // What the coordinator remembers of an agent across its connections.
   struct AgentHealth {

@@ -39,18 +39,18 @@ using farm::fuzz::Finding;
 constexpr int kAgents = 4;
 
 enum Op : uint8_t {
-  kConnect = 0,    // arg: agent (low 2 bits), slots (bits 2-3), re-list running (bit 7);
-                   // payload: a Hello when it parses and is not empty
-  kRawMessage,     // payload: an AgentMessage, on the agent's session (bit 7: a bogus session)
-  kResult,         // payload: [which task, index, verdict, flags]
+  kConnect = 0,  // arg: agent (low 2 bits), slots (bits 2-3), re-list running (bit 7);
+                 // payload: a Hello when it parses and is not empty
+  kRawMessage,   // payload: an AgentMessage, on the agent's session (bit 7: a bogus session)
+  kResult,       // payload: [which task, index, verdict, flags]
   kDisconnect,
   kExpireLeases,
-  kHugeLog,        // (arg+1) KiB, payload[0] % 8 + 1 times
-  kJobOp,          // arg % 4: submit / cancel / read everything / GetTaskLog
+  kHugeLog,  // (arg+1) KiB, payload[0] % 8 + 1 times
+  kJobOp,    // arg % 4: submit / cancel / read everything / GetTaskLog
   kHeartbeat,
   kProgress,
-  kAnswerAll,      // every agent answers every task truthfully, once
-  kSleep,          // arg % 4 milliseconds (lets a 1 ms lease run out)
+  kAnswerAll,  // every agent answers every task truthfully, once
+  kSleep,      // arg % 4 milliseconds (lets a 1 ms lease run out)
   kNumOps,
 };
 
@@ -190,11 +190,20 @@ class Run {
     const int truth = commit.empty() ? 0 : farm::fuzz::Truth(sh_.repo, commit);
     v1::Verdict t = truth == 0 ? v1::GOOD : truth == 1 ? v1::BAD : v1::SKIP;
     switch (verdict_mode % 5) {
-      case 0: r->set_verdict(t); break;
-      case 1: r->set_verdict(v1::GOOD); break;
-      case 2: r->set_verdict(v1::BAD); break;
-      case 3: r->set_verdict(v1::SKIP); break;
-      default: break;  // unspecified
+      case 0:
+        r->set_verdict(t);
+        break;
+      case 1:
+        r->set_verdict(v1::GOOD);
+        break;
+      case 2:
+        r->set_verdict(v1::BAD);
+        break;
+      case 3:
+        r->set_verdict(v1::SKIP);
+        break;
+      default:
+        break;  // unspecified
     }
     if ((r->verdict() == v1::GOOD || r->verdict() == v1::BAD) && r->verdict() != t &&
         !(flags & 3)) {
@@ -348,8 +357,8 @@ class Run {
         if (m.has_assign()) {
           const v1::Assign& as = m.assign();
           if (!assigned_.emplace(as.task_id(), as.commit()).second) {
-            Finding("task-id-reused",
-                    absl::StrCat("task id ", as.task_id(), " was assigned twice"), data_, size_);
+            Finding("task-id-reused", absl::StrCat("task id ", as.task_id(), " was assigned twice"),
+                    data_, size_);
           }
           a.running[as.task_id()] = as.commit();
           if (a.running.size() > a.slots) {

@@ -54,7 +54,7 @@ std::vector<std::string> JsonList(const std::string& json, const std::string& ke
 void FillTruth(TruthRepo& r) {
   const std::string git = absl::StrCat("git -C ", Quote(r.path), " ");
   for (absl::string_view line : absl::StrSplit(Run(absl::StrCat(git, "rev-list --parents ", r.bad)),
-                                              '\n', absl::SkipEmpty())) {
+                                               '\n', absl::SkipEmpty())) {
     std::vector<std::string> ids = absl::StrSplit(line, ' ', absl::SkipEmpty());
     r.parents[ids[0]].assign(ids.begin() + 1, ids.end());
   }
@@ -114,8 +114,8 @@ TruthRepo MakeTruthRepo(const std::string& dir, const std::string& args) {
     std::exit(kSkipExitCode);
   }
   const char* src = std::getenv("FARM_SOURCE_DIR");
-  std::string script = absl::StrCat(src && *src ? src : FARM_DEFAULT_SOURCE_DIR,
-                                     "/tests/lib/make_repo.py");
+  std::string script =
+      absl::StrCat(src && *src ? src : FARM_DEFAULT_SOURCE_DIR, "/tests/lib/make_repo.py");
   std::string json = Run(absl::StrCat("python3 ", Quote(script), " ", Quote(dir), " ", args));
   TruthRepo r;
   r.path = JsonString(json, "path");
@@ -144,7 +144,7 @@ TruthRepo OpenTruthRepo(const std::string& path) {
   r.bad = ids[1];
   r.culprit = ids[2];
   for (absl::string_view line : absl::StrSplit(Run(absl::StrCat(git, "rev-list --reverse ", r.bad)),
-                                              '\n', absl::SkipEmpty())) {
+                                               '\n', absl::SkipEmpty())) {
     r.commits.emplace_back(line);
   }
   FillTruth(r);

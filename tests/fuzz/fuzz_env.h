@@ -39,9 +39,9 @@ struct TruthRepo {
 void Finding(const std::string& kind, const std::string& details, const uint8_t* input,
              size_t size);
 
-// tests/lib/make_repo.py `args` in `dir`, tagged `good` (the root), `bad` (the tip) and `culprit`, with the
-// set of bad commits computed by git (the culprit and its descendants up to bad). Exits with
-// kSkipExitCode when git or python3 is missing, and with 1 on any other failure.
+// tests/lib/make_repo.py `args` in `dir`, tagged `good` (the root), `bad` (the tip) and `culprit`,
+// with the set of bad commits computed by git (the culprit and its descendants up to bad). Exits
+// with kSkipExitCode when git or python3 is missing, and with 1 on any other failure.
 TruthRepo MakeTruthRepo(const std::string& dir, const std::string& args);
 
 // Re-opens a repository MakeTruthRepo made earlier (it tags good, bad and culprit). Its skipped

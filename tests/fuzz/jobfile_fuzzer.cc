@@ -2,7 +2,8 @@
 //
 // Properties checked besides "no crash, no leak, no hang": a failure is INVALID_ARGUMENT with a
 // message (never INTERNAL: that would mean yaml-cpp threw somewhere the parser did not expect),
-// and a success is a spec that survives the wire (serialises and parses back: string fields are UTF-8).
+// and a success is a spec that survives the wire (serialises and parses back: string fields are
+// UTF-8).
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -25,7 +26,9 @@ const std::string& BaseDir() {
     write("t.sh", "#!/bin/sh\nexit 0\n");
     write("p.c", "int main(void) { return 0; }\n");
     write("my.config", "CONFIG_64BIT=y\n# CONFIG_SMP is not set\n");
-    write("bin", std::string("\x7f" "ELF\x02\x01\x01\0\0", 10));
+    write("bin", std::string("\x7f"
+                             "ELF\x02\x01\x01\0\0",
+                             10));
     return d;
   }();
   return *dir;

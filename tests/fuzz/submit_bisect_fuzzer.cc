@@ -88,10 +88,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   absl::StatusOr<v1::JobStatus> st = env.core->SubmitBisect(spec);
   if (std::getenv("FARM_FUZZ_VERBOSE") != nullptr) {
-    std::fprintf(stderr, "  -> %s\n",
-                 st.ok() ? absl::StrCat("job ", st->job_id(), " ", st->candidates(),
-                                        " candidates").c_str()
-                         : st.status().ToString().c_str());
+    std::fprintf(
+        stderr, "  -> %s\n",
+        st.ok() ? absl::StrCat("job ", st->job_id(), " ", st->candidates(), " candidates").c_str()
+                : st.status().ToString().c_str());
   }
   if (!st.ok()) {
     if (st.status().message().empty()) {
@@ -102,8 +102,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     absl::StatusCode code = st.status().code();
     if (code != absl::StatusCode::kInvalidArgument && code != absl::StatusCode::kNotFound &&
         env.reported_codes.insert(static_cast<int>(code)).second) {
-      std::fprintf(stderr, "FINDING: SubmitBisect answered %s (farm.proto lists INVALID_ARGUMENT "
-                           "and NOT_FOUND) for spec:\n%s\n",
+      std::fprintf(stderr,
+                   "FINDING: SubmitBisect answered %s (farm.proto lists INVALID_ARGUMENT "
+                   "and NOT_FOUND) for spec:\n%s\n",
                    st.status().ToString().c_str(), spec.DebugString().c_str());
     }
     return 0;

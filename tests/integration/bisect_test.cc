@@ -220,6 +220,33 @@ TEST(Bisect, MergeBlamedThenDescendIntoItsBranch) {
   EXPECT_EQ(ParseAnswer(out.substr(out.rfind("== job"))).first_bad, repo.culprit) << out;
 }
 
+// A flaky test: on a bad commit it passes 30% of the time. Plain bisection trusts each run; the
+// flaky mode keeps a posterior, repeats where it pays, and names the culprit with a confidence.
+// Each commit's outcomes follow a fixed pseudo-random sequence (the nth run of a commit), so the
+// scenario is the same whatever order the agents run in.
+TEST(Bisect, FlakyModeFindsTheCulpritWithAConfidence) {
+  std::string dir = MakeTempDir("flaky");
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 64 --seed 67 --culprit 0.4");
+  Sh("mkdir -p " + Quote(dir + "/runs"));
+  WriteScript(dir + "/test.sh", absl::StrCat(R"(#!/bin/sh
+test -f bug || exit 0
+# The nth run of this commit: a lock-free counter (mkdir is atomic).
+n=0
+while ! mkdir )", Quote(dir + "/runs/"), R"($FARM_COMMIT.$n 2>/dev/null; do n=$((n+1)); done
+h=$(printf '%s' "$FARM_COMMIT.$n" | cksum | cut -d' ' -f1)
+[ $((h % 10)) -lt 3 ] && exit 0
+exit 1
+)"));
+  FarmRun farm = RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root,
+                                      " --bad ", repo.bad, " --agents 2 --flaky 0.3,0 ",
+                                      "--confidence 0.999 --workdir ", Quote(dir + "/state"),
+                                      " -- ", Quote(dir + "/test.sh")));
+  EXPECT_EQ(farm.result.exit_code, 0) << farm.result.output;
+  EXPECT_EQ(farm.answer.first_bad, repo.culprit) << farm.result.output;
+  EXPECT_TRUE(absl::StrContains(farm.result.output, "Flaky mode: confidence 0.99"))
+      << farm.result.output;
+}
+
 // A repository whose incremental build breaks on stale generated files: every build after one
 // at another commit fails. git bisect run (no clean between steps) skips its way to a list of
 // candidates; the farm retries such failures once in a pristine worktree and names the culprit.

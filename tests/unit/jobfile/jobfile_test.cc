@@ -176,8 +176,7 @@ TEST_F(JobFileTest, TestShorthands) {
   EXPECT_THAT(spec->recipe().test_argv(), ElementsAre("make", "check"));
   spec = Parse("repo: /r\ngood: a\nbad: b\ntest: {command: 'grep -q x f && exit 1'}\n");
   ASSERT_TRUE(spec.ok()) << spec.status();
-  EXPECT_THAT(spec->recipe().test_argv(),
-              ElementsAre("/bin/sh", "-c", "grep -q x f && exit 1"));
+  EXPECT_THAT(spec->recipe().test_argv(), ElementsAre("/bin/sh", "-c", "grep -q x f && exit 1"));
   Write("check.sh", "#!/bin/sh\n");
   spec = Parse("repo: /r\ngood: a\nbad: b\ntest: {script: check.sh}\n");
   ASSERT_TRUE(spec.ok()) << spec.status();
@@ -253,7 +252,8 @@ TEST_F(JobFileTest, WrongTypes) {
 }
 
 TEST_F(JobFileTest, OutOfRangeNumbers) {
-  const std::string base = "repo: /r\ngood: a\nbad: b\nboot:\n  disk_image: /d\n  kernel_image: /k\n";
+  const std::string base =
+      "repo: /r\ngood: a\nbad: b\nboot:\n  disk_image: /d\n  kernel_image: /k\n";
   EXPECT_THAT(Error(base + "  memory_mb: lots\n"),
               HasSubstr("boot.memory_mb: expected a whole number of megabytes (64..65536), got "
                         "\"lots\" (line 7, column 14)"));
@@ -273,13 +273,15 @@ TEST_F(JobFileTest, OutOfRangeNumbers) {
   EXPECT_THAT(Error(Minimal("max_parallel: 1.5\n")),
               HasSubstr("max_parallel: expected a whole number of tasks, 0 for no limit "
                         "(0..65536), got \"1.5\""));
-  EXPECT_THAT(Error("repo: /r\ngood: a\nbad: b\ntest: t\nkernel: {config: defconfig, jobs: 5000}\n"),
-              HasSubstr("kernel.jobs: expected a number of parallel make jobs, 0 for one per CPU "
-                        "(0..1024), got \"5000\""));
+  EXPECT_THAT(
+      Error("repo: /r\ngood: a\nbad: b\ntest: t\nkernel: {config: defconfig, jobs: 5000}\n"),
+      HasSubstr("kernel.jobs: expected a number of parallel make jobs, 0 for one per CPU "
+                "(0..1024), got \"5000\""));
 }
 
 TEST_F(JobFileTest, EnumsSuggestTheNearestValue) {
-  const std::string base = "repo: /r\ngood: a\nbad: b\nboot:\n  disk_image: /d\n  kernel_image: /k\n";
+  const std::string base =
+      "repo: /r\ngood: a\nbad: b\nboot:\n  disk_image: /d\n  kernel_image: /k\n";
   EXPECT_THAT(Error(base + "  accel: kmv\n"),
               HasSubstr("boot.accel: expected one of auto, kvm, tcg, got \"kmv\"; did you mean "
                         "'kvm'?"));
@@ -338,10 +340,11 @@ TEST_F(JobFileTest, FilesThatCannotBeRead) {
   // Too big (a sparse file, nothing is written).
   Write("big", "");
   ASSERT_EQ(truncate((dir_ + "/big").c_str(), kMaxPayloadBytes + 1), 0);
-  EXPECT_THAT(Error("repo: /r\ngood: a\nbad: b\nkernel: {config: defconfig}\nboot: {payload: big}\n"),
-              HasSubstr("boot.payload: cannot read the payload \"big\" (" + dir_ + "/big): it is " +
-                        std::to_string(kMaxPayloadBytes + 1) + " bytes; at most " +
-                        std::to_string(kMaxPayloadBytes) + " are allowed"));
+  EXPECT_THAT(
+      Error("repo: /r\ngood: a\nbad: b\nkernel: {config: defconfig}\nboot: {payload: big}\n"),
+      HasSubstr("boot.payload: cannot read the payload \"big\" (" + dir_ + "/big): it is " +
+                std::to_string(kMaxPayloadBytes + 1) + " bytes; at most " +
+                std::to_string(kMaxPayloadBytes) + " are allowed"));
   EXPECT_THAT(Error("repo: /r\ngood: a\nbad: b\ntest: {script: big}\n"),
               HasSubstr("at most 1048576 are allowed"));
   Write("empty.sh", "");
@@ -384,7 +387,9 @@ TEST_F(JobFileTest, KernelConfigValues) {
 
 TEST_F(JobFileTest, BootConsistency) {
   Write("p.sh", "#!/bin/sh\n");
-  Write("bin", "\x7f" "ELF\x02\x01\x01");
+  Write("bin",
+        "\x7f"
+        "ELF\x02\x01\x01");
   const std::string base = "repo: /r\ngood: a\nbad: b\nkernel: {config: tinyconfig}\n";
   EXPECT_THAT(Error(base + "boot: {payload: p.sh, payload_kind: binary}\n"),
               HasSubstr("boot.payload_kind: is binary, but \"p.sh\" is not an ELF executable"));
@@ -469,8 +474,9 @@ TEST_F(JobFileTest, InputsThatHangYamlCpp) {
 }
 
 TEST_F(JobFileTest, EveryProblemIsReportedAtOnce) {
-  std::string msg = Error("repo: /r\ngood: a\nbad: b\ntset: t\nmax_parallel: many\n"
-                          "first_parent: perhaps\n");
+  std::string msg = Error(
+      "repo: /r\ngood: a\nbad: b\ntset: t\nmax_parallel: many\n"
+      "first_parent: perhaps\n");
   EXPECT_THAT(msg, HasSubstr("did you mean 'test'"));
   EXPECT_THAT(msg, HasSubstr("max_parallel: expected"));
   EXPECT_THAT(msg, HasSubstr("first_parent: expected"));
