@@ -50,11 +50,12 @@ run_git() {  # script -> prints seconds; checks the answer
 
 run_farm() {  # script agents -> prints seconds and tests
   # The state directory (worktrees) persists between runs, as it does for a developer; git's
-  # checkout of its clone is likewise done before its clock starts.
+  # checkout of its clone is likewise done before its clock starts. --no-reuse: every run really
+  # tests (the verdicts of the previous run would otherwise be reused, same trees, same recipe).
   local t0 t1 out
   t0=$(now)
   out=$("$farm" bisect --repo "$work/repo" --good "$good" --bad main --agents "$2" \
-        --workdir "$work/state" -- "$1" 2>&1)
+        --workdir "$work/state" --no-reuse -- "$1" 2>&1)
   t1=$(now)
   grep -q "^$culprit is the first bad commit" <<<"$out" || { echo "farm: wrong answer:" >&2; echo "$out" >&2; exit 1; }
   tests=$(grep -o '^[0-9]* commits tested' <<<"$out" | cut -d' ' -f1)

@@ -2,6 +2,7 @@
 #include "cli/boot_cmd.h"
 #include "cli/kernel_flags.h"
 #include "cli/next_cmd.h"
+#include "common/jobfile/jobfile.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -120,6 +121,7 @@ struct BisectFlags {
   std::string flaky;
   double confidence = 0;
   int max_runs = 0;
+  std::string job_file;
   KernelFlags kernel;
   std::vector<std::string> command;
 };
@@ -179,6 +181,22 @@ absl::Status ResolveTestCommand(const std::vector<std::string>& command, v1::Rec
 
 absl::StatusOr<v1::BisectSpec> MakeSpec(BisectFlags f, bool repo_must_be_local) {
   v1::BisectSpec spec;
+  if (!f.job_file.empty()) {
+    // A job file (docs/jobfile.md) describes the whole job; flags may not also describe it.
+    if (!f.good.empty() || !f.bad.empty() || !f.command.empty() || f.kernel.any()) {
+      return absl::InvalidArgumentError(
+          "--job describes the whole job: give --good/--bad/--kernel/the test in the file, not "
+          "as flags too");
+    }
+    absl::StatusOr<v1::BisectSpec> loaded = LoadJobFile(f.job_file);
+    if (!loaded.ok()) return loaded.status();
+    if (!loaded->repo().empty() && loaded->repo().find("://") == std::string::npos &&
+        !fs::exists(loaded->repo())) {
+      return absl::NotFoundError(absl::StrCat(f.job_file, ": repo: '", loaded->repo(),
+                                              "' does not exist"));
+    }
+    return *loaded;
+  }
   if (!f.kernel.kernels.empty()) {
     // Prebuilt images: bisect a repository with one commit per image, made here.
     if (!f.good.empty() || !f.bad.empty()) {
@@ -399,6 +417,8 @@ void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
                 "when the first bad commit is a merge, bisect the branch it merged");
   cmd->add_flag("--no-reuse", f.no_reuse,
                 "retest commits whose tree was already tested under the same recipe");
+  cmd->add_option("--job", f.job_file,
+                  "a job file (YAML, docs/jobfile.md) describing everything the flags do");
   AddKernelFlags(cmd, f.kernel);
   cmd->add_option("command", f.command, "the test command and its arguments (after --)");
 }

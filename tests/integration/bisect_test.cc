@@ -247,6 +247,33 @@ exit 1
       << farm.result.output;
 }
 
+// The same job from a job file, and a job file with a mistake: an error naming the field.
+TEST(Bisect, JobFile) {
+  std::string dir = MakeTempDir("jobfile");
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 30 --seed 71");
+  WriteScript(dir + "/check.sh", kTestScript);
+  {
+    std::ofstream f(dir + "/job.yaml");
+    f << "repo: repo\ngood: " << repo.root << "\nbad: " << repo.bad
+      << "\ntest:\n  script: check.sh\n";
+  }
+  CommandResult run = Sh(absl::StrCat(Quote(Bin("farm")), " bisect --job ",
+                                      Quote(dir + "/job.yaml"), " --workdir ",
+                                      Quote(dir + "/state")));
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_EQ(ParseAnswer(run.output).first_bad, repo.culprit) << run.output;
+  {
+    std::ofstream f(dir + "/bad.yaml");
+    f << "repo: repo\ngood: " << repo.root << "\nbad: " << repo.bad
+      << "\ntset:\n  script: check.sh\n";
+  }
+  CommandResult bad = Sh(absl::StrCat(Quote(Bin("farm")), " bisect --job ",
+                                      Quote(dir + "/bad.yaml"), " --workdir ",
+                                      Quote(dir + "/state")));
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_TRUE(absl::StrContains(bad.output, "tset")) << bad.output;
+}
+
 // A repository whose incremental build breaks on stale generated files: every build after one
 // at another commit fails. git bisect run (no clean between steps) skips its way to a list of
 // candidates; the farm retries such failures once in a pristine worktree and names the culprit.
