@@ -37,14 +37,22 @@ void Expect(const absl::StatusOr<LoadReport>& r, int bisects) {
   EXPECT_TRUE(r->ok());
 }
 
+// Removes the repositories and database when the test ends.
+struct Cleanup {
+  std::string dir;
+  ~Cleanup() { farm::testing::Sh("rm -rf " + farm::testing::Quote(dir)); }
+};
+
 TEST(LoadSmokeTest, CoordinatorAsChildProcess) {
   LoadOptions o = Small();
+  Cleanup cleanup{o.work_dir};
   o.coordinator_binary = farm::testing::Bin("farm-coordinator");
   Expect(RunLoad(o), 20);
 }
 
 TEST(LoadSmokeTest, CoordinatorInProcessWithSharedConnections) {
   LoadOptions o = Small();
+  Cleanup cleanup{o.work_dir};
   o.mode = LoadOptions::Mode::kInProcess;
   o.agents_per_channel = 10;
   absl::StatusOr<LoadReport> r = RunLoad(o);

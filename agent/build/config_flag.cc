@@ -42,7 +42,8 @@ bool ReadIfFile(const std::string& path, std::string* content) {
 }  // namespace
 
 absl::Status ParseKernelConfigFlag(const std::string& flag, farm::v1::KernelBuild* spec) {
-  if (flag.empty()) return absl::InvalidArgumentError(absl::StrCat("--config is empty: ", kAccepted));
+  if (flag.empty())
+    return absl::InvalidArgumentError(absl::StrCat("--config is empty: ", kAccepted));
   std::vector<std::string> parts = absl::StrSplit(flag, '+');
   for (const std::string& p : parts) {
     if (p.empty()) {
@@ -84,8 +85,9 @@ absl::Status ParseKernelConfigFlag(const std::string& flag, farm::v1::KernelBuil
     } else if (IsName(frag)) {
       spec->add_fragments(frag);
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--config ", flag, ": \"", frag, "\" is neither a fragment file nor a name: ", kAccepted));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--config ", flag, ": \"", frag,
+                       "\" is neither a fragment file nor a name: ", kAccepted));
     }
   }
   return absl::OkStatus();

@@ -65,7 +65,8 @@ absl::Status WriteFileIfChanged(const std::string& path, std::string_view conten
     if (!f.good()) {
       int err = errno;
       fs::remove(tmp);
-      if (err == ENOSPC) return absl::ResourceExhaustedError(absl::StrCat("disk full writing ", path));
+      if (err == ENOSPC)
+        return absl::ResourceExhaustedError(absl::StrCat("disk full writing ", path));
       return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(err)));
     }
   }
@@ -147,8 +148,8 @@ absl::StatusOr<std::string> EnsureMasquerade(const std::string& ccache_dir,
     std::error_code read_ec;
     if (fs::read_symlink(link, read_ec) == fs::path(ccache)) continue;
     // Slots share the directory: make the link under a private name, then rename it into place.
-    std::string tmp = absl::StrCat(link, ".tmp.", getpid(), ".", std::hash<std::thread::id>{}(
-                                                                      std::this_thread::get_id()));
+    std::string tmp = absl::StrCat(link, ".tmp.", getpid(), ".",
+                                   std::hash<std::thread::id>{}(std::this_thread::get_id()));
     fs::remove(tmp, ec);
     if (symlink(ccache.c_str(), tmp.c_str()) != 0 || rename(tmp.c_str(), link.c_str()) != 0) {
       return absl::InternalError(
@@ -162,7 +163,8 @@ absl::StatusOr<std::string> EnsureMasquerade(const std::string& ccache_dir,
 // written by syncconfig), relative to the source tree; empty if there is none.
 std::vector<std::string> KconfigDeps(const std::string& build_dir) {
   std::vector<std::string> deps;
-  absl::StatusOr<std::string> cmd = ReadFile(absl::StrCat(build_dir, "/include/config/auto.conf.cmd"));
+  absl::StatusOr<std::string> cmd =
+      ReadFile(absl::StrCat(build_dir, "/include/config/auto.conf.cmd"));
   if (!cmd.ok()) return deps;
   bool in_list = false;
   for (absl::string_view line : absl::StrSplit(*cmd, '\n')) {
@@ -206,7 +208,8 @@ std::string ConfigKey(const v1::KernelBuild& spec, const std::string& source_dir
     std::error_code ec;
     std::vector<std::string> files;
     for (const auto& e : fs::directory_iterator(absl::StrCat(source_dir, "/", dir), ec)) {
-      if (e.is_regular_file()) files.push_back(absl::StrCat(dir, "/", e.path().filename().string()));
+      if (e.is_regular_file())
+        files.push_back(absl::StrCat(dir, "/", e.path().filename().string()));
     }
     std::sort(files.begin(), files.end());
     for (const std::string& f : files) hash_file(f);
@@ -226,7 +229,10 @@ class Runner {
   Runner(const KernelBuildPaths& paths, std::vector<std::pair<std::string, std::string>> env,
          const std::function<void(std::string_view)>& on_output, TaskControl* control,
          absl::Time deadline)
-      : paths_(paths), env_(std::move(env)), on_output_(on_output), control_(control),
+      : paths_(paths),
+        env_(std::move(env)),
+        on_output_(on_output),
+        control_(control),
         deadline_(deadline) {}
 
   void Say(std::string_view text) {
@@ -347,8 +353,8 @@ absl::StatusOr<ConfigOutcome> Configure(const v1::KernelBuild& spec, const Kerne
     }
     absl::StatusOr<std::string> where = FindNamedFragment(paths.source_dir, f);
     if (!where.ok()) {
-      result.failure_excerpt = absl::StrCat("kernel configuration failed: ", where.status().message(),
-                                            "\n");
+      result.failure_excerpt =
+          absl::StrCat("kernel configuration failed: ", where.status().message(), "\n");
       return out;
     }
     std::string path = absl::StrCat(paths.source_dir, "/", *where);
@@ -387,15 +393,19 @@ absl::StatusOr<ConfigOutcome> Configure(const v1::KernelBuild& spec, const Kerne
       run.Say(absl::StrCat("config: make ", target));
       FARM_ASSIGN_OR_RETURN(StepOutcome s, run.Run("configuration", run.Make({target})));
       if (s.result.exit_code != 0) {
-        FARM_RETURN_IF_ERROR(FailedStep(absl::StrCat("configuration (make ", target, ")"), s, result));
+        FARM_RETURN_IF_ERROR(
+            FailedStep(absl::StrCat("configuration (make ", target, ")"), s, result));
         return out;
       }
     }
     if (!fragment_paths.empty()) {
-      std::vector<std::string> argv = {"/bin/sh",
-                                       absl::StrCat(paths.source_dir,
-                                                    "/scripts/kconfig/merge_config.sh"),
-                                       "-m", "-O", paths.build_dir, config};
+      std::vector<std::string> argv = {
+          "/bin/sh",
+          absl::StrCat(paths.source_dir, "/scripts/kconfig/merge_config.sh"),
+          "-m",
+          "-O",
+          paths.build_dir,
+          config};
       argv.insert(argv.end(), fragment_paths.begin(), fragment_paths.end());
       FARM_ASSIGN_OR_RETURN(StepOutcome s, run.Run("configuration (merge_config.sh)", argv));
       if (s.result.exit_code != 0) {
@@ -407,8 +417,8 @@ absl::StatusOr<ConfigOutcome> Configure(const v1::KernelBuild& spec, const Kerne
     FARM_RETURN_IF_ERROR(WriteFileIfChanged(base, made));
   }
 
-  FARM_ASSIGN_OR_RETURN(StepOutcome s, run.Run("configuration (olddefconfig)",
-                                               run.Make({"olddefconfig"})));
+  FARM_ASSIGN_OR_RETURN(StepOutcome s,
+                        run.Run("configuration (olddefconfig)", run.Make({"olddefconfig"})));
   if (s.result.exit_code != 0) {
     FARM_RETURN_IF_ERROR(FailedStep("configuration (make olddefconfig)", s, result));
     return out;
@@ -468,33 +478,35 @@ std::vector<std::pair<std::string, std::string>> KernelBuildEnv(
       {"LC_ALL", "C"},
       // Debug info names the build directory; map it away so slots share objects (and ccache
       // leaves the directory out of its key when -fdebug-prefix-map is given).
-      {"KCFLAGS", absl::StrCat(kcflags, kcflags.empty() ? "" : " ", "-fdebug-prefix-map=",
-                               paths.build_dir, "=.")},
+      {"KCFLAGS", absl::StrCat(kcflags, kcflags.empty() ? "" : " ",
+                               "-fdebug-prefix-map=", paths.build_dir, "=.")},
   };
   if (paths.ccache_dir.empty()) return env;
   std::string base_dir = paths.ccache_base_dir;
   if (base_dir.empty()) base_dir = CommonAncestor(paths.source_dir, paths.build_dir);
-  env.insert(env.end(), {
-      {"CCACHE_DIR", paths.ccache_dir},
-      // The compiler's content, not its mtime: hits survive a reinstall and match other hosts.
-      {"CCACHE_COMPILERCHECK", "content"},
-      // time_macros: the kernel's few __DATE__/__TIME__ users must not disable direct mode.
-      // include_file_*: autoconf.h and friends are rewritten by every olddefconfig; their
-      // content, not their age, is what matters (the farm never edits sources during a build).
-      {"CCACHE_SLOPPINESS", "time_macros,include_file_mtime,include_file_ctime"},
-      // Depend mode: a miss costs one compiler run (the kernel's -Wp,-MMD gives the includes)
-      // instead of a preprocessor run plus a compile, so a cold build is as fast as without
-      // ccache. It gives up preprocessor-mode hits, which a bisect (one configuration, small
-      // diffs) rarely has.
-      {"CCACHE_DEPEND", "1"},
-      // Hash each header once per build, not once per file that includes it.
-      {"CCACHE_INODECACHE", "1"},
-      // arch/x86/boot and objtool compile with -g but without KCFLAGS' -fdebug-prefix-map:
-      // leave the working directory out of the key so slots share those objects too (it only
-      // ends up in their debug info, which never reaches the image).
-      {"CCACHE_NOHASHDIR", "1"},
-      {"CCACHE_STATSLOG", stats_log},
-  });
+  env.insert(
+      env.end(),
+      {
+          {"CCACHE_DIR", paths.ccache_dir},
+          // The compiler's content, not its mtime: hits survive a reinstall and match other hosts.
+          {"CCACHE_COMPILERCHECK", "content"},
+          // time_macros: the kernel's few __DATE__/__TIME__ users must not disable direct mode.
+          // include_file_*: autoconf.h and friends are rewritten by every olddefconfig; their
+          // content, not their age, is what matters (the farm never edits sources during a build).
+          {"CCACHE_SLOPPINESS", "time_macros,include_file_mtime,include_file_ctime"},
+          // Depend mode: a miss costs one compiler run (the kernel's -Wp,-MMD gives the includes)
+          // instead of a preprocessor run plus a compile, so a cold build is as fast as without
+          // ccache. It gives up preprocessor-mode hits, which a bisect (one configuration, small
+          // diffs) rarely has.
+          {"CCACHE_DEPEND", "1"},
+          // Hash each header once per build, not once per file that includes it.
+          {"CCACHE_INODECACHE", "1"},
+          // arch/x86/boot and objtool compile with -g but without KCFLAGS' -fdebug-prefix-map:
+          // leave the working directory out of the key so slots share those objects too (it only
+          // ends up in their debug info, which never reaches the image).
+          {"CCACHE_NOHASHDIR", "1"},
+          {"CCACHE_STATSLOG", stats_log},
+      });
   // Never "/": system headers would become relative paths too, and hits would depend on depth.
   if (!base_dir.empty() && base_dir != "/") env.emplace_back("CCACHE_BASEDIR", base_dir);
   if (!spec.ccache_remote_storage().empty()) {
@@ -508,9 +520,16 @@ std::vector<std::pair<std::string, std::string>> KernelBuildEnv(
 
 std::string ExtractFailureExcerpt(std::string_view output, int context, int max_lines) {
   static constexpr std::string_view kPatterns[] = {
-      "error:",          "Error:",        "*** ",           "] Error ",
-      "undefined reference to", "multiple definition of", "No rule to make target",
-      "cannot find -l",  "fatal:",        "Segmentation fault",
+      "error:",
+      "Error:",
+      "*** ",
+      "] Error ",
+      "undefined reference to",
+      "multiple definition of",
+      "No rule to make target",
+      "cannot find -l",
+      "fatal:",
+      "Segmentation fault",
   };
   std::vector<absl::string_view> lines = absl::StrSplit(Av(output), '\n');
   std::vector<bool> keep(lines.size(), false);
@@ -660,15 +679,15 @@ absl::StatusOr<KernelBuildResult> BuildKernel(
     const std::function<void(std::string_view)>& on_output, TaskControl* control,
     absl::Duration timeout) {
   const absl::Time start = absl::Now();
-  const absl::Time deadline = timeout == absl::InfiniteDuration() ? absl::InfiniteFuture()
-                                                                  : start + timeout;
+  const absl::Time deadline =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : start + timeout;
   if (paths.source_dir.empty() || paths.build_dir.empty()) {
     return absl::InvalidArgumentError("BuildKernel needs a source_dir and a build_dir");
   }
   if (!spec.config().empty() && !spec.config_target().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a kernel build takes a .config or a config target (\"", spec.config_target(),
-        "\"), not both"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a kernel build takes a .config or a config target (\"", spec.config_target(),
+                     "\"), not both"));
   }
   if (!fs::is_regular_file(absl::StrCat(paths.source_dir, "/Makefile")) ||
       !fs::is_regular_file(absl::StrCat(paths.source_dir, "/Kconfig"))) {
@@ -716,12 +735,13 @@ absl::StatusOr<KernelBuildResult> BuildKernel(
         "kernel %s in %.1fs (configuration %.1fs)%s", result.built ? "built" : "build failed",
         absl::ToDoubleSeconds(result.elapsed), absl::ToDoubleSeconds(result.config_elapsed),
         result.ccache_hits < 0 ? std::string(", without ccache")
-                               : absl::StrFormat(", ccache %d hits / %d misses",
-                                                 result.ccache_hits, result.ccache_misses)));
+                               : absl::StrFormat(", ccache %d hits / %d misses", result.ccache_hits,
+                                                 result.ccache_misses)));
     return result;
   };
   if (!configured.ok) return finish();
-  FARM_ASSIGN_OR_RETURN(std::string config_text, ReadFile(absl::StrCat(used.build_dir, "/.config")));
+  FARM_ASSIGN_OR_RETURN(std::string config_text,
+                        ReadFile(absl::StrCat(used.build_dir, "/.config")));
   result.config_mismatches = ConfigMismatches(configured.fragment_texts, config_text);
   for (const std::string& m : result.config_mismatches) {
     run.Say(absl::StrCat("config: a fragment's value did not stick (a dependency is off?): ", m));
@@ -740,8 +760,7 @@ absl::StatusOr<KernelBuildResult> BuildKernel(
   if (stat(deps_file.c_str(), &deps_st) == 0 &&
       stat(absl::StrCat(used.build_dir, "/.config").c_str(), &config_st) == 0 &&
       absl::TimeFromTimespec(deps_st.st_mtim) >= absl::TimeFromTimespec(config_st.st_mtim)) {
-    FARM_ASSIGN_OR_RETURN(std::string resolved,
-                          ReadFile(absl::StrCat(used.build_dir, "/.config")));
+    FARM_ASSIGN_OR_RETURN(std::string resolved, ReadFile(absl::StrCat(used.build_dir, "/.config")));
     FARM_RETURN_IF_ERROR(WriteFileIfChanged(
         absl::StrCat(farm_dir, "/config-key"),
         absl::StrCat(ConfigKey(spec, used.source_dir, KconfigDeps(used.build_dir)), " ",
@@ -753,8 +772,8 @@ absl::StatusOr<KernelBuildResult> BuildKernel(
   }
   result.image = absl::StrCat(used.build_dir, "/arch/x86/boot/bzImage");
   if (!fs::is_regular_file(result.image)) {
-    return absl::InternalError(absl::StrCat("make bzImage succeeded but ", result.image,
-                                            " does not exist"));
+    return absl::InternalError(
+        absl::StrCat("make bzImage succeeded but ", result.image, " does not exist"));
   }
   FARM_ASSIGN_OR_RETURN(result.image_sha256, Sha256File(result.image));
   result.built = true;

@@ -1,14 +1,17 @@
 // Kernel builds for the agent: `make O=<persistent build dir> -jN bzImage` under ccache, with the
-// configuration assembled from a KernelBuild recipe and refreshed by olddefconfig at every commit.
+// configuration assembled from a KernelBuild recipe and refreshed by olddefconfig at every commit
+// whose Kconfig files differ from the last build's.
 //
 // Incremental and cache-friendly by construction:
 //  - the build directory is kept between commits; the assembled base configuration is kept in
-//    <build>/.farm/ and reused while the spec and every Kconfig file it was made from are unchanged,
-//    so a commit that touches one .c file costs olddefconfig + that file + the link;
-//  - ccache runs through a masquerade directory (gcc -> ccache) so command lines are those of a
-//    plain build, with base_dir set to the common parent of the worktree and the build directory:
-//    slots laid out alike (<root>/<n>/src and <root>/<n>/build, as Workspace does) see the same
-//    relative paths ("../src/...") and share hits;
+//    <build>/.farm/ under a key of everything it depends on (the spec, every Kconfig file, the
+//    tree's config fragments, kconfig itself), so a commit that touches one .c file costs that
+//    file and the link, and one that touches a Kconfig file gets the configuration made again;
+//  - ccache runs through a masquerade directory (gcc -> ccache first in PATH) so command lines
+//    are those of a plain build; depend mode (a miss costs one compiler run, so a cold build is
+//    as fast as without ccache) and base_dir = the common parent of the worktree and the build
+//    directory: slots laid out alike (<root>/<n>/src and <root>/<n>/build, as Workspace does)
+//    share hits, and so do agents through spec.ccache_remote_storage;
 //  - KBUILD_BUILD_TIMESTAMP/USER/HOST/VERSION and LOCALVERSION are fixed, so the same tree gives
 //    the same image (image_sha256) whichever slot or agent built it.
 #ifndef FARM_AGENT_BUILD_KERNEL_BUILD_H_
@@ -67,7 +70,8 @@ struct KernelBuildResult {
 //      scripts/kconfig/merge_config.sh -m (a fragment is either content, "CONFIG_X=y\n...", or the
 //      name of one the tree provides: "kvm_guest" -> arch/x86/configs/kvm_guest.config or
 //      kernel/configs/kvm_guest.config); reused from <build>/.farm/ when nothing it depends on
-//      changed; then `make olddefconfig`, at every call;
+//      changed; then `make olddefconfig`, skipped only when the spec and every Kconfig file are
+//      as at the last build in this directory and .config is what olddefconfig left then;
 //   2. `make -j<spec.jobs or the CPU count> bzImage` (+ `modules` when spec.modules).
 // Every make runs with O=<build_dir>, in its own process group registered with `control` (so
 // TaskControl::Cancel kills it), with stdin from /dev/null; all output goes to on_output (may
@@ -101,17 +105,19 @@ bool IsFragmentContent(std::string_view fragment);
 // Where the tree keeps the named fragment: arch/<arch>/configs/<name>.config, then
 // kernel/configs/<name>.config (relative to source_dir). NOT_FOUND, listing the places tried,
 // when neither exists.
-absl::StatusOr<std::string> FindNamedFragment(const std::string& source_dir,
-                                              std::string_view name, std::string_view arch = "x86");
+absl::StatusOr<std::string> FindNamedFragment(const std::string& source_dir, std::string_view name,
+                                              std::string_view arch = "x86");
 
 // The environment every make of BuildKernel gets (besides the agent's own): fixed KBUILD_BUILD_*,
 // LOCALVERSION, KCFLAGS with -fdebug-prefix-map, CCACHE_* (when paths.ccache_dir is set), PATH
 // with the ccache masquerade directory first. `stats_log` is the per-build CCACHE_STATSLOG,
 // `path` the PATH to extend, `kcflags` the KCFLAGS to extend (both may be empty).
-std::vector<std::pair<std::string, std::string>> KernelBuildEnv(
-    const farm::v1::KernelBuild& spec, const KernelBuildPaths& paths,
-    const std::string& masquerade_dir, const std::string& stats_log, const std::string& path,
-    const std::string& kcflags);
+std::vector<std::pair<std::string, std::string>> KernelBuildEnv(const farm::v1::KernelBuild& spec,
+                                                                const KernelBuildPaths& paths,
+                                                                const std::string& masquerade_dir,
+                                                                const std::string& stats_log,
+                                                                const std::string& path,
+                                                                const std::string& kcflags);
 
 // The lines of a build's output that say why it failed: compiler "error:"s, make's "*** ...
 // Error N" and "No rule to make target", linker "undefined reference", and a few more, each with

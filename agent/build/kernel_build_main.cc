@@ -22,8 +22,7 @@ int main(int argc, char** argv) {
   bool modules = false, no_ccache = false;
   app.add_option("--source", source, "kernel source tree (default: .)");
   app.add_option("--build", build, "build directory, O= (kept between builds)")->required();
-  app.add_option("--config", config,
-                 "FILE, TARGET or TARGET+FRAGMENT[+...] (default: defconfig)");
+  app.add_option("--config", config, "FILE, TARGET or TARGET+FRAGMENT[+...] (default: defconfig)");
   app.add_option("--ccache-dir", ccache_dir,
                  "ccache directory (default: $FARM_CCACHE_DIR, else ~/.cache/farm/ccache)");
   app.add_flag("--no-ccache", no_ccache, "build without ccache");

@@ -243,6 +243,19 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitBisect(v1::BisectSpec spec) {
     git_oid_tostr(hex, sizeof(hex), &*oid);
     return std::string(hex);
   };
+  auto regex_rev = [](const std::string& r) {
+    return r.find(":/") != std::string::npos || r.find("^{/") != std::string::npos;
+  };
+  std::vector<std::string> revs(spec.good().begin(), spec.good().end());
+  revs.push_back(spec.bad());
+  revs.insert(revs.end(), spec.skip().begin(), spec.skip().end());
+  for (const std::string& r : revs) {
+    if (regex_rev(r)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "revision '", r, "' searches commit messages (:/ or ^{/...}): give a commit id, a "
+          "branch or a tag instead"));
+    }
+  }
   std::string bad_name = spec.bad();
   FARM_ASSIGN_OR_RETURN(std::string bad, resolve(spec.bad(), "bad"));
   spec.set_bad(bad);
@@ -404,6 +417,10 @@ void Coordinator::ScheduleLocked() {
   std::vector<bool> used(free.size(), false);
   size_t left = free.size();
   bool reused = false;
+  // Fair share: the job dealt first rotates, so early jobs do not take every freed slot.
+  if (!wants.empty()) {
+    std::rotate(wants.begin(), wants.begin() + (deal_start_++ % wants.size()), wants.end());
+  }
   for (size_t round = 0; left > 0; ++round) {
     bool any = false;
     for (auto& [job, commits] : wants) {
@@ -595,6 +612,13 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
   auto it = tasks_.find(result.task_id());
   if (it == tasks_.end()) return;  // an attempt from before a restart that is already counted
   Task& task = it->second;
+  if (task.agent_id != session.hello.agent_id()) {
+    // Only the agent a task was given to may report it (the same agent after a reconnect is
+    // fine); anything else is ignored, and frees nothing.
+    std::fprintf(stderr, "farm-coordinator: agent %s reported task %s of agent %s: ignored\n",
+                 session.hello.agent_id().c_str(), task.id.c_str(), task.agent_id.c_str());
+    return;
+  }
   Job& job = jobs_[task.job_id];
   bool was_open = task.state == v1::TASK_RUNNING || task.state == v1::TASK_LOST;
   ReleaseTaskLocked(task);
@@ -610,31 +634,37 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
   s.set_seconds(result.checkout_seconds() + result.build_seconds() + result.test_seconds());
   std::string what;
   AgentHealth& health = health_[task.agent_id];
-  if (!result.infra_error().empty()) {
+  v1::TaskResult checked = result;
+  if (checked.infra_error().empty() && checked.verdict() != v1::GOOD &&
+      checked.verdict() != v1::BAD && checked.verdict() != v1::SKIP) {
+    checked.set_infra_error("the agent's result has neither a verdict nor an error");
+  }
+  const v1::TaskResult& result_ok = checked;
+  if (!result_ok.infra_error().empty()) {
     if (++health.consecutive_infra_errors >= options_.quarantine_after) {
       health.quarantined_until = absl::Now() + options_.quarantine;
       health.reason = absl::StrCat(health.consecutive_infra_errors,
                                    " infrastructure errors in a row, the last: ",
-                                   result.infra_error());
+                                   result_ok.infra_error());
       health.consecutive_infra_errors = 0;
       std::fprintf(stderr, "farm-coordinator: agent %s quarantined for %s: %s\n",
                    task.agent_id.c_str(), absl::FormatDuration(options_.quarantine).c_str(),
                    health.reason.c_str());
     }
     s.set_state(v1::TASK_INFRA_ERROR);
-    s.set_detail(result.infra_error());
+    s.set_detail(result_ok.infra_error());
     int failures = ++job.infra_failures[task.commit];
     job.infra_agents[task.commit].insert(task.agent_id);
     PersistTaskLocked(job, s, 0);
     job.finished.push_back(s);
     what = absl::StrCat(Short(s.commit()), " could not be tested on ", task.agent_id, ": ",
-                        result.infra_error(), " (attempt ", failures, " of ",
+                        result_ok.infra_error(), " (attempt ", failures, " of ",
                         options_.max_infra_attempts, ")");
     if (failures >= options_.max_infra_attempts) {
       EndJobLocked(job, v1::FAILED,
                    absl::StrCat("commit ", s.commit(), " could not be tested: ", failures,
                                 " attempts failed with infrastructure errors (last: ",
-                                result.infra_error(), "); see `farm log ", job.id, " ",
+                                result_ok.infra_error(), "); see `farm log ", job.id, " ",
                                 Short(s.commit()), "`"));
     }
   } else {
@@ -1190,7 +1220,17 @@ void Coordinator::ExpireLeases() {
     if (t.state != v1::TASK_RUNNING || t.lease_expiry > now) continue;
     Job& job = jobs_[t.job_id];
     t.state = v1::TASK_LOST;
-    ReleaseTaskLocked(t);
+    auto sit = sessions_.find(t.session);
+    if (sit != sessions_.end() && sit->second.connected) {
+      // Silent but connected (a stuck agent): stop the task there; its slot stays busy until the
+      // agent confirms, so it is not given a second task meanwhile.
+      v1::CoordinatorMessage msg;
+      msg.mutable_cancel()->set_task_id(t.id);
+      sit->second.channel->Send(msg);
+      job.running.erase(t.id);
+    } else {
+      ReleaseTaskLocked(t);
+    }
     v1::TaskSummary s = SummaryLocked(job, t);
     s.set_detail(absl::StrCat("agent ", t.agent_id, " went silent for ",
                               absl::FormatDuration(options_.lease), "; requeued"));

@@ -204,6 +204,7 @@ class Coordinator {
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_watch_ ABSL_GUARDED_BY(mu_) = 1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  size_t deal_start_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread lease_thread_;
 };
 

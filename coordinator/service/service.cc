@@ -13,7 +13,7 @@ namespace {
 
 namespace v1 = farm::v1;
 
-constexpr size_t kMaxQueuedEvents = 1000;
+constexpr size_t kMaxQueuedEvents = 64;
 
 grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& st) {
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();

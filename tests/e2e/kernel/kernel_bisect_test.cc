@@ -40,9 +40,9 @@ TEST(KernelBisectTest, NamesThePlantedCommit) {
 
   // The fixture (cached: minutes the first time, instant afterwards).
   absl::Time t0 = absl::Now();
-  testing::CommandResult fixture = Sh(absl::StrCat(
-      "FARM_KERNEL_CACHE=", Quote(cache), " ",
-      Quote(testing::Source("tests/e2e/kernel/make-linux-repo.sh"))));
+  testing::CommandResult fixture =
+      Sh(absl::StrCat("FARM_KERNEL_CACHE=", Quote(cache), " ",
+                      Quote(testing::Source("tests/e2e/kernel/make-linux-repo.sh"))));
   if (fixture.exit_code == 77) {
     GTEST_SKIP() << "the kernel fixture cannot be made: " << fixture.output;
   }
@@ -55,24 +55,19 @@ TEST(KernelBisectTest, NamesThePlantedCommit) {
     }
   }
   ASSERT_EQ(fx.size(), 4u) << fixture.output;
-  std::cout << "fixture ready in " << absl::ToDoubleSeconds(absl::Now() - t0) << "s: "
-            << fx["repo"] << " culprit " << fx["culprit"] << std::endl;
+  std::cout << "fixture ready in " << absl::ToDoubleSeconds(absl::Now() - t0) << "s: " << fx["repo"]
+            << " culprit " << fx["culprit"] << std::endl;
 
   std::string work = testing::MakeTempDir("kernel-bisect");
-  std::string farm = testing::Bin("farm");
-  // The ccache lives with the fixture when the CLI lets it (--ccache-dir), so runs after the
-  // first build from a warm cache; the kernel builds are still real (configuration check, every
-  // object checked, the link, the image). Otherwise each agent starts from an empty cache.
-  std::string ccache_flag;
-  if (absl::StrContains(Sh(absl::StrCat(Quote(farm), " bisect --help")).output, "--ccache-dir")) {
-    ccache_flag = absl::StrCat(" --ccache-dir ", Quote(cache + "/ccache"));
-  }
+  // The agents share a ccache through ccache's file storage next to the fixture (as a lab shares
+  // one over redis or http), so runs after the first build from a warm cache; the kernel builds
+  // are still real (configuration check, every object looked up, the link, the image).
   std::string cmd = absl::StrCat(
-      Quote(farm), " bisect --repo ", Quote(fx["repo"]), " --good ", fx["base"], " --bad ",
-      fx["head"], " --agents 2 --kernel --config ",
+      Quote(testing::Bin("farm")), " bisect --repo ", Quote(fx["repo"]), " --good ", fx["base"],
+      " --bad ", fx["head"], " --agents 2 --kernel --config ",
       Quote(absl::StrCat("tinyconfig+", testing::Source("tests/e2e/kernel/farm-tiny.config"))),
-      " --test ", Quote(testing::Source("tests/e2e/kernel/hostname-test.c")), " --workdir ",
-      Quote(work), ccache_flag);
+      " --test ", Quote(testing::Source("tests/e2e/kernel/hostname-test.c")), " --ccache-remote ",
+      Quote(absl::StrCat("file://", cache, "/ccache-shared")), " --workdir ", Quote(work));
   std::cout << "running: " << cmd << std::endl;
   absl::Time t1 = absl::Now();
   testing::CommandResult r = Sh(cmd);
@@ -82,7 +77,8 @@ TEST(KernelBisectTest, NamesThePlantedCommit) {
   testing::BisectAnswer answer = testing::ParseAnswer(r.output);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(answer.first_bad, fx["culprit"])
-      << "farm answered " << testing::Describe(answer) << "; output:\n" << r.output;
+      << "farm answered " << testing::Describe(answer) << "; output:\n"
+      << r.output;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // BuildKernel's parts that need no kernel tree: fragments, environment, failure excerpts, ccache
-// statistics, configuration checks; and its errors, with a fake `make` standing in for the kernel's.
+// statistics, configuration checks; and its errors, with a fake `make` standing in for the
+// kernel's.
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -187,7 +188,8 @@ TEST(ConfigFlagTest, TargetAndFragments) {
   EXPECT_EQ(spec.config_target(), "tinyconfig");
   EXPECT_EQ(spec.fragments_size(), 0);
 
-  ASSERT_TRUE(ParseKernelConfigFlag("tinyconfig+kvm_guest+" + dir + "/farm-tiny.config", &spec).ok());
+  ASSERT_TRUE(
+      ParseKernelConfigFlag("tinyconfig+kvm_guest+" + dir + "/farm-tiny.config", &spec).ok());
   EXPECT_EQ(spec.config_target(), "tinyconfig");
   ASSERT_EQ(spec.fragments_size(), 2);
   EXPECT_EQ(spec.fragments(0), "kvm_guest");
@@ -228,8 +230,8 @@ TEST(ConfigTest, MismatchesOfFragments) {
       "CONFIG_64BIT=y\nCONFIG_TMPFS=y\n# CONFIG_NET is not set\n",
       "CONFIG_LOG_BUF_SHIFT=14\nCONFIG_NOSUCH=y\nCONFIG_CMDLINE=\"console=ttyS0\"\n"};
   EXPECT_THAT(ConfigMismatches(fragments, config),
-              ElementsAre("CONFIG_LOG_BUF_SHIFT: wanted 14, got 17", "CONFIG_NOSUCH: wanted y, got unset",
-                          "CONFIG_TMPFS: wanted y, got n"));
+              ElementsAre("CONFIG_LOG_BUF_SHIFT: wanted 14, got 17",
+                          "CONFIG_NOSUCH: wanted y, got unset", "CONFIG_TMPFS: wanted y, got n"));
   EXPECT_THAT(ConfigMismatches({"CONFIG_64BIT=y\n"}, config), IsEmpty());
 }
 
@@ -242,10 +244,11 @@ TEST(ClassifyTest, InfrastructureNotTheCommit) {
   EXPECT_TRUE(absl::IsFailedPrecondition(bison)) << bison;
   EXPECT_THAT(std::string(bison.message()), HasSubstr("apt-get install bison"));
   absl::Status elf = ClassifyInfrastructureFailure(
-      "tools/objtool/include/objtool/elf.h:10:10: fatal error: gelf.h: No such file or directory\n");
+      "tools/objtool/include/objtool/elf.h:10:10: fatal error: gelf.h: No such file or "
+      "directory\n");
   EXPECT_THAT(std::string(elf.message()), HasSubstr("libelf-dev"));
-  EXPECT_TRUE(absl::IsResourceExhausted(ClassifyInfrastructureFailure(
-      "gcc: fatal error: Killed signal terminated program cc1\n")));
+  EXPECT_TRUE(absl::IsResourceExhausted(
+      ClassifyInfrastructureFailure("gcc: fatal error: Killed signal terminated program cc1\n")));
 }
 
 // BuildKernel with a fake `make` (first in PATH) that plays the kernel's: it records its
@@ -262,8 +265,10 @@ class FakeMakeTest : public ::testing::Test {
     // merge_config.sh -m -O <out> <base> <fragments...>: appends the fragments.
     WriteFile(src_ + "/scripts/kconfig/merge_config.sh",
               "shift; shift; out=$1; shift; base=$1; shift\n"
-              "echo \"merge $*\" >> " + root_ + "/calls\n"
-              "cat \"$@\" >> \"$out/.config\"\n");
+              "echo \"merge $*\" >> " +
+                  root_ +
+                  "/calls\n"
+                  "cat \"$@\" >> \"$out/.config\"\n");
     bin_ = root_ + "/bin";
     fs::create_directories(bin_);
     testing::WriteScript(bin_ + "/make", R"(#!/bin/sh
@@ -276,7 +281,8 @@ case " $* " in
                       mkdir -p "$out/include/config"
                       printf 'deps_config := \\\n\tKconfig\n' > "$out/include/config/auto.conf.cmd";;
   *" bzImage "*)
-    env | grep -E '^(KBUILD_|CCACHE_|LOCALVERSION|KCFLAGS)' | sort > ")" + root_ + R"(/env"
+    env | grep -E '^(KBUILD_|CCACHE_|LOCALVERSION|KCFLAGS)' | sort > ")" +
+                                             root_ + R"(/env"
     if [ -n "$FAKE_OUTPUT" ]; then cat "$FAKE_OUTPUT"; exit 2; fi
     touch "$out/include/config/auto.conf.cmd"
     mkdir -p "$out/arch/x86/boot"; printf 'kernel' > "$out/arch/x86/boot/bzImage";;
@@ -311,8 +317,8 @@ TEST_F(FakeMakeTest, ConfigTargetFragmentsOlddefconfigBuild) {
   spec.set_jobs(3);
   std::string log;
   TaskControl control;
-  absl::StatusOr<KernelBuildResult> r =
-      BuildKernel(spec, Paths(), [&](std::string_view s) { log.append(s); }, &control);
+  absl::StatusOr<KernelBuildResult> r = BuildKernel(
+      spec, Paths(), [&](std::string_view s) { log.append(s); }, &control);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->built) << log;
   EXPECT_EQ(r->image, build_ + "/arch/x86/boot/bzImage");
@@ -323,8 +329,8 @@ TEST_F(FakeMakeTest, ConfigTargetFragmentsOlddefconfigBuild) {
   std::vector<std::string> calls = Calls();
   ASSERT_EQ(calls.size(), 4u) << log;
   EXPECT_EQ(calls[0], "make O=" + build_ + " tinyconfig");
-  EXPECT_THAT(calls[1], HasSubstr("merge " + src_ + "/arch/x86/configs/kvm_guest.config " +
-                                  build_ + "/.farm/fragment-1.config"));
+  EXPECT_THAT(calls[1], HasSubstr("merge " + src_ + "/arch/x86/configs/kvm_guest.config " + build_ +
+                                  "/.farm/fragment-1.config"));
   EXPECT_EQ(calls[2], "make O=" + build_ + " olddefconfig");
   EXPECT_EQ(calls[3], "make O=" + build_ + " -j3 bzImage");
   EXPECT_THAT(r->config_mismatches, IsEmpty());
@@ -375,8 +381,9 @@ TEST_F(FakeMakeTest, FullConfigIsWrittenAsDotConfig) {
 }
 
 TEST_F(FakeMakeTest, CompileErrorIsNotBuiltWithExcerpt) {
-  WriteFile(root_ + "/out", "  CC      kernel/sys.o\nkernel/sys.c:3:1: error: expected ';'\n"
-                            "make[2]: *** [scripts/Makefile.build:250: kernel/sys.o] Error 1\n");
+  WriteFile(root_ + "/out",
+            "  CC      kernel/sys.o\nkernel/sys.c:3:1: error: expected ';'\n"
+            "make[2]: *** [scripts/Makefile.build:250: kernel/sys.o] Error 1\n");
   setenv("FAKE_OUTPUT", (root_ + "/out").c_str(), 1);
   v1::KernelBuild spec;
   spec.set_config_target("tinyconfig");
