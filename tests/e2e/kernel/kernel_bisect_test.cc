@@ -4,6 +4,7 @@
 // boots it in qemu with hostname-test.c as the payload, and reads the verdict from the console.
 // The farm must name the planted commit.
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <string>
@@ -79,6 +80,8 @@ TEST(KernelBisectTest, NamesThePlantedCommit) {
   EXPECT_EQ(answer.first_bad, fx["culprit"])
       << "farm answered " << testing::Describe(answer) << "; output:\n"
       << r.output;
+  // Worktrees and build directories take ~1.5 GB per agent: kept only to debug a failure.
+  if (!HasFailure()) std::filesystem::remove_all(work);
 }
 
 }  // namespace
