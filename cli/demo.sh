@@ -26,5 +26,5 @@ echo "== git bisect run, for comparison"
 cd "$demo/repo"
 git bisect start main "$good" >/dev/null
 time git bisect run "$demo/test.sh" | grep -A3 "is the first bad commit"
-git bisect reset -q
+git bisect reset >/dev/null 2>&1
 echo "demo files in $demo"
