@@ -22,18 +22,30 @@ endfunction()
 # farm_cc_test(NAME SRCS x_test.cc DEPS lib [LABELS slow] [TIMEOUT 300])
 # Each GoogleTest case becomes a ctest test; GTEST_SKIP shows as skipped, never as passed.
 function(farm_cc_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "RUN_SERIAL" "TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SRCS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock GTest::gtest_main farm_warnings)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)
   endif()
-  set(props TIMEOUT ${ARG_TIMEOUT})
-  if(ARG_LABELS)
-    list(APPEND props LABELS "${ARG_LABELS}")
-  endif()
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
     TEST_PREFIX "${name}."
-    PROPERTIES ${props})
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT})
+  # Labels (a list) and RUN_SERIAL cannot pass through gtest_discover_tests' PROPERTIES (it keeps
+  # only the first list element): set them on the discovered tests from an include file that
+  # ctest reads after the discovery's own.
+  if(ARG_LABELS OR ARG_RUN_SERIAL)
+    set(extra "")
+    if(ARG_LABELS)
+      string(APPEND extra " LABELS \"${ARG_LABELS}\"")
+    endif()
+    if(ARG_RUN_SERIAL)
+      string(APPEND extra " RUN_SERIAL TRUE")
+    endif()
+    file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/${name}_props.cmake
+      "foreach(_t IN LISTS ${name}_TESTS)\n  set_tests_properties(\"\${_t}\" PROPERTIES${extra})\nendforeach()\n")
+    set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES
+                 ${CMAKE_CURRENT_BINARY_DIR}/${name}_props.cmake)
+  endif()
 endfunction()
