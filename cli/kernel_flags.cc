@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "agent/build/config_flag.h"
 #include "common/git/git.h"
 #include "common/status_macros.h"
 
@@ -83,30 +84,8 @@ absl::Status ApplyKernelFlags(const KernelFlags& f, v1::Recipe* recipe) {
   }
   if (f.kernel) {
     v1::KernelBuild* k = recipe->mutable_kernel();
-    std::string config = f.config.empty() ? "tinyconfig" : f.config;
-    if (fs::is_regular_file(config)) {
-      FARM_ASSIGN_OR_RETURN(std::string content, Slurp(config, "--config", 16 << 20));
-      k->set_config(content);
-    } else {
-      std::vector<std::string> parts = absl::StrSplit(config, '+');
-      if (parts[0].empty() || absl::StrContains(parts[0], "/")) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--config '", config, "': the first part is neither a file nor a make target "
-            "such as tinyconfig or defconfig"));
-      }
-      k->set_config_target(parts[0]);
-      for (size_t i = 1; i < parts.size(); ++i) {
-        if (fs::is_regular_file(parts[i])) {
-          FARM_ASSIGN_OR_RETURN(std::string content, Slurp(parts[i], "--config", 1 << 20));
-          k->add_fragments(content);
-        } else if (absl::StrContains(parts[i], "/") || absl::StrContains(parts[i], ".config")) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("--config: fragment file '", parts[i], "' does not exist"));
-        } else {
-          k->add_fragments(parts[i]);
-        }
-      }
-    }
+    FARM_RETURN_IF_ERROR(
+        ParseKernelConfigFlag(f.config.empty() ? "tinyconfig" : f.config, k));
     k->set_modules(f.modules);
     k->set_ccache_remote_storage(f.ccache_remote);
     k->set_jobs(f.jobs);
