@@ -117,6 +117,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOpti
       job.created_unix = row.created_unix;
       job.started = absl::Now() - absl::Seconds(row.elapsed_seconds);
       absl::Status st = c->LoadJobLocked(job);
+      if (st.ok()) c->running_jobs_.insert(job.id);
       if (!st.ok()) {
         c->EndJobLocked(job, v1::FAILED, absl::StrCat("cannot resume: ", st.message()));
         continue;
@@ -308,10 +309,11 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitBisect(v1::BisectSpec spec) {
   FARM_ASSIGN_OR_RETURN(job.id, store_->InsertJob(job.spec, job.created_unix));
   Job& stored = jobs_[job.id];
   stored = std::move(job);
+  running_jobs_.insert(stored.id);
+  const size_t candidates = stored.frontier->num_candidates();
   CheckDoneLocked(stored);
   ScheduleLocked();
-  EmitLocked(stored, absl::StrCat("job ", stored.id, " started: ",
-                                  stored.frontier->num_candidates(), " candidates"));
+  EmitLocked(stored, absl::StrCat("job ", stored.id, " started: ", candidates, " candidates"));
   return StatusLocked(stored);
 }
 
@@ -345,14 +347,6 @@ absl::StatusOr<Coordinator::Job*> Coordinator::FindJobLocked(const std::string& 
   return &job;
 }
 
-size_t Coordinator::SlotsForJobLocked() {
-  size_t slots = 0;
-  for (auto& [id, s] : sessions_) {
-    if (s.connected) slots += s.hello.slots();
-  }
-  return slots;
-}
-
 void Coordinator::PruneLocked(Job& job) {
   if (job.flaky) return;  // every run is evidence until the posterior is confident
   std::vector<std::string> ids(job.running.begin(), job.running.end());
@@ -366,113 +360,156 @@ void Coordinator::PruneLocked(Job& job) {
   }
 }
 
-void Coordinator::ScheduleLocked() {
-  if (stopping_) return;
-  // Free slots, in session order.
-  std::vector<Session*> free;
-  absl::Time now = absl::Now();
-  for (auto& [id, s] : sessions_) {
-    if (!s.connected) continue;
-    auto h = health_.find(s.hello.agent_id());
-    if (h != health_.end() && h->second.quarantined_until > now) continue;
-    for (size_t i = s.tasks.size(); i < s.hello.slots(); ++i) free.push_back(&s);
-  }
-  if (free.empty()) return;
-  // Each running job plans for all free slots; slots are then dealt round-robin so that
-  // several jobs share the farm.
-  std::vector<std::pair<Job*, std::vector<CommitId>>> wants;
-  for (auto& [id, job] : jobs_) {
-    if (job.state != v1::RUNNING || !job.frontier) continue;
-    PlanRequest req;
-    for (const std::string& tid : job.running) req.in_flight.push_back(tasks_[tid].commit);
-    size_t slots = free.size();
-    if (job.spec.max_parallel() > 0) {
-      size_t cap = job.spec.max_parallel();
-      slots = cap > job.running.size() ? std::min(slots, cap - job.running.size()) : 0;
-    }
-    if (slots == 0) continue;
-    // Ask for a few more than the free slots, so that a commit some agent cannot take (it failed
-    // there) leaves room for the next one.
-    req.free_slots = slots + std::min<size_t>(job.infra_agents.size(), slots);
-    Plan plan;
-    if (job.flaky) {
-      plan.start = job.flaky->NextProbes(slots, req.in_flight);
-    } else {
-      plan = PlanNext(*job.frontier, req);
-    }
-    if (plan.start.size() > req.free_slots) plan.start.resize(req.free_slots);
-    if (!plan.start.empty()) wants.emplace_back(&job, std::move(plan.start));
-  }
-  // Deal free slots round-robin over the jobs. A commit that failed infrastructure-wise on an
-  // agent goes to another agent when one is free; only when every usable agent has failed it
-  // does it go back to one of them (so a lone agent still reaches the attempt limit).
+bool Coordinator::QuarantinedLocked(const std::string& agent_id, absl::Time now) {
+  if (quarantined_ == 0) return false;
+  auto h = health_.find(agent_id);
+  return h != health_.end() && h->second.quarantined_until > now;
+}
+
+// The free slots of one ScheduleLocked call: one entry per free slot (an agent with two free
+// slots is there twice).
+struct Coordinator::FreeSlots {
+  std::vector<Session*> slots;
+  std::vector<bool> used;
+  size_t left = 0;
+  absl::Time now;
+  // Agents that can take work now; computed the first time a commit that failed somewhere needs
+  // it.
   std::set<std::string> usable;
-  for (Session* s : free) usable.insert(s->hello.agent_id());
+  bool usable_known = false;
+};
+
+void Coordinator::ScheduleLocked() {
+  if (stopping_ || running_jobs_.empty()) return;
+  FreeSlots free;
+  free.now = absl::Now();
   for (auto& [id, s] : sessions_) {
-    auto h = health_.find(s.hello.agent_id());
-    if (s.connected && (h == health_.end() || h->second.quarantined_until <= now)) {
-      usable.insert(s.hello.agent_id());
-    }
+    if (!s.connected || s.tasks.size() >= s.hello.slots()) continue;
+    if (QuarantinedLocked(s.hello.agent_id(), free.now)) continue;
+    for (size_t i = s.tasks.size(); i < s.hello.slots(); ++i) free.slots.push_back(&s);
   }
-  std::vector<bool> used(free.size(), false);
-  size_t left = free.size();
-  bool reused = false;
-  // Fair share: the job dealt first rotates, so early jobs do not take every freed slot.
-  if (!wants.empty()) {
-    std::rotate(wants.begin(), wants.begin() + (deal_start_++ % wants.size()), wants.end());
-  }
-  for (size_t round = 0; left > 0; ++round) {
-    bool any = false;
-    for (auto& [job, commits] : wants) {
-      if (round >= commits.size() || left == 0) continue;
-      any = true;
-      CommitId c = commits[round];
-      if (job->state != v1::RUNNING ||
-          (!job->flaky && (!job->frontier->IsCandidate(c) || job->frontier->IsSkipped(c)))) {
-        continue;  // an earlier reuse in this round decided it
-      }
-      if (!job->flaky && ReuseLocked(*job, c)) {
-        reused = true;
-        continue;
-      }
-      const std::set<std::string>* failed = nullptr;
-      if (auto f = job->infra_agents.find(c); f != job->infra_agents.end()) failed = &f->second;
-      bool everyone_failed =
-          failed != nullptr && std::includes(failed->begin(), failed->end(), usable.begin(),
-                                             usable.end());
-      // Cost-aware placement: of the free slots this commit may go to, the agent whose worktree
-      // is nearest (fewest files to change, so the cheapest incremental build).
-      int best = -1;
-      double best_cost = 0;
-      std::map<Session*, double> cost_of;
-      for (size_t i = 0; i < free.size(); ++i) {
-        if (used[i]) continue;
-        if (failed && !everyone_failed && failed->count(free[i]->hello.agent_id())) continue;
-        Session* s = free[i];
-        auto known = cost_of.find(s);
-        double cost;
-        if (known != cost_of.end()) {
-          cost = known->second;
-        } else {
-          std::optional<CommitId> from;
-          if (s->last_job == job->id) from = s->last_commit;
-          cost = cost_of[s] = job->move_cost ? job->move_cost(from, c) : 0;
-        }
-        if (best < 0 || cost < best_cost) {
-          best = static_cast<int>(i);
-          best_cost = cost;
-        }
-      }
-      if (best >= 0) {
-        used[best] = true;
-        --left;
-        StartTaskLocked(*job, c, *free[best]);
+  if (free.slots.empty()) return;
+  free.used.assign(free.slots.size(), false);
+  free.left = free.slots.size();
+  // Deal one slot per job per round, starting after the job dealt last, so that every job gets its
+  // turn and the oldest jobs do not take every slot that frees. A job plans only when its turn
+  // comes, and keeps its plan until a finished task changes what is worth testing: a freed slot
+  // costs at most one plan of one job, not a plan of every job.
+  std::vector<int64_t> order;
+  auto pivot = running_jobs_.upper_bound(dealt_last_);
+  order.insert(order.end(), pivot, running_jobs_.end());
+  order.insert(order.end(), running_jobs_.begin(), pivot);
+  while (free.left > 0 && !order.empty()) {
+    size_t share = (free.left + order.size() - 1) / order.size();
+    std::vector<int64_t> again;
+    for (int64_t id : order) {
+      if (free.left == 0) break;
+      auto it = jobs_.find(id);
+      if (it == jobs_.end() || it->second.state != v1::RUNNING) continue;
+      if (DealOneLocked(it->second, free, share)) {
+        dealt_last_ = id;
+        again.push_back(id);
       }
     }
-    if (!any) break;
+    order = std::move(again);
   }
-  // Reused verdicts changed the frontiers: plan again with what is still free.
-  if (reused) ScheduleLocked();
+}
+
+bool Coordinator::DealOneLocked(Job& job, FreeSlots& free, size_t share) {
+  const size_t cap = job.spec.max_parallel();
+  // The free slot where `c` is cheapest to test, or -1. A commit that failed infrastructure-wise
+  // on an agent goes to another agent when one is free; only when every usable agent has failed
+  // it does it go back to one of them (so a lone agent still reaches the attempt limit).
+  auto pick = [&](CommitId c) {
+    mu_.AssertHeld();
+    const std::set<std::string>* failed = nullptr;
+    if (auto f = job.infra_agents.find(c); f != job.infra_agents.end()) failed = &f->second;
+    bool everyone_failed = false;
+    if (failed != nullptr) {
+      if (!free.usable_known) {
+        free.usable_known = true;
+        for (auto& [id, s] : sessions_) {
+          if (s.connected && !QuarantinedLocked(s.hello.agent_id(), free.now)) {
+            free.usable.insert(s.hello.agent_id());
+          }
+        }
+      }
+      everyone_failed = std::includes(failed->begin(), failed->end(), free.usable.begin(),
+                                      free.usable.end());
+    }
+    // Cost-aware placement: the agent whose worktree is nearest (fewest files to change, so the
+    // cheapest incremental build); an agent that last tested another job starts afresh.
+    int best = -1;
+    double best_cost = 0;
+    double fresh_cost = -1;
+    for (size_t i = 0; i < free.slots.size(); ++i) {
+      if (free.used[i]) continue;
+      Session* s = free.slots[i];
+      if (failed && !everyone_failed && failed->count(s->hello.agent_id())) continue;
+      double cost = 0;
+      if (!job.move_cost) {
+        cost = 0;
+      } else if (s->last_job == job.id && s->last_commit) {
+        cost = job.move_cost(s->last_commit, c);
+      } else {
+        if (fresh_cost < 0) fresh_cost = job.move_cost(std::nullopt, c);
+        cost = fresh_cost;
+      }
+      if (best < 0 || cost < best_cost) {
+        best = static_cast<int>(i);
+        best_cost = cost;
+        if (cost == 0) break;
+      }
+    }
+    return best;
+  };
+  while (job.state == v1::RUNNING && job.frontier) {
+    if (cap > 0 && job.running.size() >= cap) return false;
+    if (job.plan_key != job.PlanKey()) {
+      job.plan.clear();
+      job.plan_exhausted = false;
+      job.plan_key = job.PlanKey();
+    }
+    if (job.plan.empty()) {
+      if (job.plan_exhausted) return false;
+      // Ask for a few more than the share, so that a commit some agent cannot take (it failed
+      // there) leaves room for the next one.
+      size_t want = share + std::min<size_t>(job.infra_agents.size(), share);
+      if (cap > 0) want = std::min(want, cap - job.running.size());
+      std::vector<CommitId> in_flight;
+      for (const std::string& tid : job.running) {
+        if (auto t = tasks_.find(tid); t != tasks_.end()) in_flight.push_back(t->second.commit);
+      }
+      if (job.flaky) {
+        job.plan = job.flaky->NextProbes(want, in_flight);
+      } else {
+        PlanRequest req;
+        req.in_flight = std::move(in_flight);
+        req.free_slots = want;
+        job.plan = PlanNext(*job.frontier, req).start;
+      }
+      if (job.plan.size() > want) job.plan.resize(want);
+      job.plan_exhausted = job.plan.size() < want;
+      if (job.plan.empty()) return false;
+    }
+    bool reused = false;
+    for (size_t i = 0; i < job.plan.size(); ++i) {
+      CommitId c = job.plan[i];
+      if (!job.flaky && ReuseLocked(job, c)) {
+        reused = true;  // the frontier moved: plan again
+        break;
+      }
+      int slot = pick(c);
+      if (slot < 0) continue;
+      job.plan.erase(job.plan.begin() + i);
+      free.used[slot] = true;
+      --free.left;
+      StartTaskLocked(job, c, *free.slots[slot]);
+      return true;
+    }
+    if (!reused) return false;  // no free slot can take any planned commit
+  }
+  return false;
 }
 
 const std::string& Coordinator::TreeLocked(Job& job, CommitId id) {
@@ -642,6 +679,7 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
   const v1::TaskResult& result_ok = checked;
   if (!result_ok.infra_error().empty()) {
     if (++health.consecutive_infra_errors >= options_.quarantine_after) {
+      if (health.quarantined_until == absl::InfinitePast()) ++quarantined_;
       health.quarantined_until = absl::Now() + options_.quarantine;
       health.reason = absl::StrCat(health.consecutive_infra_errors,
                                    " infrastructure errors in a row, the last: ",
@@ -777,11 +815,13 @@ void Coordinator::ExplainMergeLocked(Job& job) {
                                 ".\n");
   Job& stored = jobs_[child.id];
   stored = std::move(child);
+  running_jobs_.insert(stored.id);
   CheckDoneLocked(stored);
   // Scheduling happens when the caller's ScheduleLocked runs.
 }
 
 void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& error) {
+  running_jobs_.erase(job.id);
   job.state = state;
   job.error = error;
   job.elapsed_seconds = absl::ToDoubleSeconds(absl::Now() - job.started);
@@ -803,6 +843,24 @@ void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& 
                      : state == v1::CANCELLED ? "cancelled"
                                               : absl::StrCat("failed: ", error);
   EmitLocked(job, what);
+  ReleaseJobLocked(job);
+}
+
+void Coordinator::ReleaseJobLocked(Job& job) {
+  if (!job.frontier) return;
+  job.stored_bisect_log = BisectLogLocked(job);
+  if (job.flaky) job.final_confidence = job.flaky->Confidence();
+  job.move_cost = nullptr;  // refers to the repository
+  job.flaky.reset();
+  job.frontier.reset();
+  job.graph.reset();
+  job.repo.reset();
+  job.applied = {};
+  job.infra_failures = {};
+  job.infra_agents = {};
+  job.subjects = {};
+  job.trees = {};
+  job.plan = {};
 }
 
 const std::string& Coordinator::SubjectLocked(Job& job, CommitId id) {
@@ -932,38 +990,50 @@ std::string Coordinator::ReportLocked(Job& job) {
   return report;
 }
 
-v1::JobStatus Coordinator::StatusLocked(Job& job) {
+v1::JobStatus Coordinator::StatusLocked(Job& job, bool full) {
   v1::JobStatus st;
   st.set_job_id(absl::StrCat(job.id));
   st.set_state(job.state);
-  *st.mutable_spec() = job.spec;
-  st.mutable_spec()->mutable_recipe()->clear_test_script();
+  if (full) {
+    *st.mutable_spec() = job.spec;
+    // The payloads can be megabytes: a status names the job, it does not carry them.
+    st.mutable_spec()->mutable_recipe()->clear_test_script();
+    if (st.spec().recipe().has_boot()) {
+      st.mutable_spec()->mutable_recipe()->mutable_boot()->clear_payload();
+    }
+  }
   if (job.frontier) {
     st.set_candidates(job.frontier->num_candidates());
     st.set_testable(job.frontier->num_testable());
     size_t k = std::max<size_t>(1, job.spec.max_parallel() ? std::min<size_t>(
                                                                  job.spec.max_parallel(),
-                                                                 SlotsForJobLocked())
-                                                           : SlotsForJobLocked());
+                                                                 connected_slots_)
+                                                           : connected_slots_);
     st.set_rounds_left(job.state == v1::RUNNING ? EstimateRoundsLeft(*job.frontier, k) : 0);
+  } else if (IsTerminal(job.state)) {
+    st.set_candidates(job.first_bad.size());
   }
   for (const std::string& id : job.running) {
     auto it = tasks_.find(id);
     if (it != tasks_.end()) *st.add_running() = SummaryLocked(job, it->second);
   }
-  for (const v1::TaskSummary& t : job.finished) *st.add_finished() = t;
+  if (full) {
+    for (const v1::TaskSummary& t : job.finished) *st.add_finished() = t;
+    st.set_bisect_log(job.frontier ? BisectLogLocked(job) : job.stored_bisect_log);
+  }
   for (const std::string& c : job.first_bad) st.add_first_bad(c);
   st.set_error(job.error);
-  st.set_bisect_log(job.frontier ? BisectLogLocked(job) : job.stored_bisect_log);
   st.set_created_unix(job.created_unix);
   st.set_elapsed_seconds(job.state == v1::RUNNING
                              ? absl::ToDoubleSeconds(absl::Now() - job.started)
                              : job.elapsed_seconds);
-  size_t connected = 0;
-  for (auto& [id, s] : sessions_) connected += s.connected;
-  st.set_agents_connected(connected);
+  st.set_agents_connected(connected_agents_);
   st.set_report(job.report);
-  if (job.flaky) st.set_confidence(job.flaky->Confidence());
+  if (job.flaky) {
+    st.set_confidence(job.flaky->Confidence());
+  } else if (job.final_confidence != 0) {
+    st.set_confidence(job.final_confidence);
+  }
   if (job.descended_job) st.set_descended_job(absl::StrCat(job.descended_job));
   if (job.parent_job) st.set_parent_job(absl::StrCat(job.parent_job));
   return st;
@@ -977,7 +1047,9 @@ void Coordinator::EmitLocked(Job& job, const std::string& message) {
   v1::JobEvent ev;
   ev.set_seq(job.event_seq);
   ev.set_message(message);
-  *ev.mutable_status() = StatusLocked(job);
+  // Events of a running job carry the light status (progress, running tasks); the last one
+  // carries everything.
+  *ev.mutable_status() = StatusLocked(job, /*full=*/IsTerminal(job.state));
   for (auto& [id, w] : watchers_) {
     if (w.job_id == job.id) w.fn(ev);
   }
@@ -1072,15 +1144,14 @@ absl::StatusOr<uint64_t> Coordinator::Connect(const v1::Hello& hello,
   absl::MutexLock lock(&mu_);
   // An agent that reconnects replaces its old session.
   for (auto& [id, s] : sessions_) {
-    if (s.hello.agent_id() == hello.agent_id() && s.connected) {
-      s.connected = false;
-      s.channel.reset();
-    }
+    if (s.hello.agent_id() == hello.agent_id()) SetDisconnectedLocked(s);
   }
   uint64_t sid = next_session_++;
   Session& session = sessions_[sid];
   session.id = sid;
   session.hello = hello;
+  ++connected_agents_;
+  connected_slots_ += hello.slots();
   session.channel = std::move(channel);
   session.last_seen = absl::Now();
   v1::CoordinatorMessage welcome;
@@ -1107,6 +1178,7 @@ absl::StatusOr<uint64_t> Coordinator::Connect(const v1::Hello& hello,
         t.state = v1::TASK_RUNNING;
         t.lease_expiry = absl::Now() + options_.lease;
         job.running.insert(tid);
+        ++job.plan_epoch;  // in flight again: the job's plan must not start it twice
       }
     }
     session.tasks.insert(tid);  // its slot is busy until the agent reports
@@ -1171,19 +1243,24 @@ void Coordinator::Disconnect(uint64_t sid) {
   if (sit == sessions_.end()) return;
   // Its tasks keep their leases: the agent may come back with them. ExpireLeases requeues them
   // if it does not.
-  sit->second.connected = false;
-  sit->second.channel.reset();
+  SetDisconnectedLocked(sit->second);
   if (sit->second.tasks.empty()) sessions_.erase(sit);
   ScheduleLocked();
+}
+
+void Coordinator::SetDisconnectedLocked(Session& s) {
+  if (!s.connected) return;
+  s.connected = false;
+  s.channel.reset();
+  --connected_agents_;
+  connected_slots_ -= s.hello.slots();
 }
 
 bool Coordinator::AwaitAgents(size_t n, absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   auto enough = [this, n] {
     mu_.AssertHeld();
-    size_t connected = 0;
-    for (auto& [id, s] : sessions_) connected += s.connected;
-    return connected >= n;
+    return connected_agents_ >= n;
   };
   return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
 }
@@ -1213,6 +1290,7 @@ void Coordinator::ExpireLeases() {
   for (auto& [id, h] : health_) {
     if (h.quarantined_until != absl::InfinitePast() && h.quarantined_until <= now) {
       h.quarantined_until = absl::InfinitePast();
+      --quarantined_;
       changed = true;
     }
   }

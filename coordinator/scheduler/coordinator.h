@@ -134,6 +134,16 @@ class Coordinator {
     int64_t task_counter = 0;
     int64_t verdict_seq = 0;
     uint64_t event_seq = 0;
+    // Planning cache: commits PlanNext chose that are not started yet, most useful first. Valid
+    // while plan_key == PlanKey(): every finished task (verdict, cancellation, loss, infra error,
+    // reuse) changes what is worth starting; plan_epoch covers the rest (a task re-adopted).
+    std::vector<CommitId> plan;
+    uint64_t plan_key = UINT64_MAX;
+    uint64_t plan_epoch = 0;
+    bool plan_exhausted = false;  // PlanNext gave fewer than asked: nothing more to start
+    uint64_t PlanKey() const { return finished.size() + (plan_epoch << 32); }
+    // Kept when an ended job releases its graph and frontier.
+    double final_confidence = 0;
   };
   struct Session {
     uint64_t id = 0;
@@ -163,6 +173,16 @@ class Coordinator {
   absl::Status LoadJobLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<Job*> FindJobLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts at most one task of `job` on one of the unused `free` slots (marking it used), reusing
+  // known verdicts on the way. False when the job has nothing it can start there.
+  struct FreeSlots;
+  bool DealOneLocked(Job& job, FreeSlots& slots, size_t share) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool QuarantinedLocked(const std::string& agent_id, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Frees what an ended job no longer needs (graph, frontier, repository, caches); its record,
+  // report and bisect log stay.
+  void ReleaseJobLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetDisconnectedLocked(Session& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PruneLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartTaskLocked(Job& job, CommitId commit, Session& session)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -180,12 +200,13 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   farm::v1::TaskSummary SummaryLocked(Job& job, const Task& task)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  farm::v1::JobStatus StatusLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `full`: with every finished task and the bisect log; without them for the events of a
+  // running job (a watcher gets the whole status when it attaches and when the job ends).
+  farm::v1::JobStatus StatusLocked(Job& job, bool full = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitLocked(Job& job, const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const std::string& SubjectLocked(Job& job, CommitId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string BisectLogLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string ReportLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  size_t SlotsForJobLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const std::string& TreeLocked(Job& job, CommitId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies a verdict known for `commit`'s tree under the job's recipe, if there is one.
   bool ReuseLocked(Job& job, CommitId commit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -200,11 +221,15 @@ class Coordinator {
   std::map<uint64_t, Session> sessions_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, AgentHealth> health_ ABSL_GUARDED_BY(mu_);
+  size_t quarantined_ ABSL_GUARDED_BY(mu_) = 0;  // entries of health_ with a quarantine set
+  std::set<int64_t> running_jobs_ ABSL_GUARDED_BY(mu_);  // ids of RUNNING jobs, loaded
+  int64_t dealt_last_ ABSL_GUARDED_BY(mu_) = 0;  // the next deal starts after this job
+  size_t connected_agents_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t connected_slots_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time next_retention_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_watch_ ABSL_GUARDED_BY(mu_) = 1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  size_t deal_start_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread lease_thread_;
 };
 
