@@ -1,12 +1,16 @@
 #include "coordinator/scheduler/coordinator.h"
 
-#include <algorithm>
-#include <cstdio>
-#include <utility>
-
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <malloc.h>
 #include <openssl/sha.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <queue>
+#include <tuple>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -87,9 +91,8 @@ absl::Status ValidateSpec(const v1::BisectSpec& spec) {
         "spec.recipe.test_argv is empty: give the test command after `--`");
   }
   if (r.test_script().size() > kMaxScriptBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("spec.recipe.test_script is ",
-                                                   r.test_script().size(),
-                                                   " bytes; at most 1 MiB is allowed"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.recipe.test_script is ", r.test_script().size(), " bytes; at most 1 MiB is allowed"));
   }
   bool has_terms = !spec.term_old().empty() || !spec.term_new().empty();
   if (has_terms && (!ValidTerm(spec.term_old()) || !ValidTerm(spec.term_new()) ||
@@ -163,6 +166,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOpti
       if (cp->stopping_) break;
       cp->mu_.Unlock();
       cp->ExpireLeases();
+#ifdef __GLIBC__
+      // Ended jobs freed their graphs: hand the memory back to the system, outside the lock.
+      if (cp->trim_wanted_.exchange(false)) malloc_trim(0);
+#endif
       cp->mu_.Lock();
     }
   });
@@ -252,9 +259,10 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitBisect(v1::BisectSpec spec) {
   revs.insert(revs.end(), spec.skip().begin(), spec.skip().end());
   for (const std::string& r : revs) {
     if (regex_rev(r)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "revision '", r, "' searches commit messages (:/ or ^{/...}): give a commit id, a "
-          "branch or a tag instead"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("revision '", r,
+                       "' searches commit messages (:/ or ^{/...}): give a commit id, a "
+                       "branch or a tag instead"));
     }
   }
   std::string bad_name = spec.bad();
@@ -266,10 +274,9 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitBisect(v1::BisectSpec spec) {
     std::string good_name = spec.good(i);
     FARM_ASSIGN_OR_RETURN(std::string good, resolve(good_name, "good"));
     if (good == bad) {
-      return absl::InvalidArgumentError(absl::StrCat("good revision '", good_name,
-                                                     "' and bad revision '", bad_name,
-                                                     "' are the same commit ", Short(bad),
-                                                     ": there is nothing to bisect"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("good revision '", good_name, "' and bad revision '", bad_name,
+                       "' are the same commit ", Short(bad), ": there is nothing to bisect"));
     }
     git_oid good_oid;
     git_oid_fromstr(&good_oid, good.c_str());
@@ -277,16 +284,18 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitBisect(v1::BisectSpec spec) {
     if (!ancestor) {
       FARM_ASSIGN_OR_RETURN(bool reversed, IsAncestor(repo.get(), bad_oid, good_oid));
       if (reversed) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "good commit ", good_name, " (", Short(good), ") is not an ancestor of bad commit ",
-            bad_name, " (", Short(bad), "), it is a descendant: did you swap them? "
-            "(use --good/--bad, or --term-old/--term-new when looking for a fix)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("good commit ", good_name, " (", Short(good),
+                         ") is not an ancestor of bad commit ", bad_name, " (", Short(bad),
+                         "), it is a descendant: did you swap them? "
+                         "(use --good/--bad, or --term-old/--term-new when looking for a fix)"));
       }
-      return absl::InvalidArgumentError(absl::StrCat(
-          "good commit ", good_name, " (", Short(good), ") is not an ancestor of bad commit ",
-          bad_name, " (", Short(bad), "): they are on diverging branches; give a good commit "
-          "that bad contains, for example their merge base (git merge-base ", good_name, " ",
-          bad_name, "), or check that they are not swapped"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("good commit ", good_name, " (", Short(good),
+                       ") is not an ancestor of bad commit ", bad_name, " (", Short(bad),
+                       "): they are on diverging branches; give a good commit "
+                       "that bad contains, for example their merge base (git merge-base ",
+                       good_name, " ", bad_name, "), or check that they are not swapped"));
     }
     spec.set_good(i, good);
   }
@@ -350,13 +359,26 @@ absl::StatusOr<Coordinator::Job*> Coordinator::FindJobLocked(const std::string& 
 void Coordinator::PruneLocked(Job& job) {
   if (job.flaky) return;  // every run is evidence until the posterior is confident
   std::vector<std::string> ids(job.running.begin(), job.running.end());
+  // One event for all of them: a verdict can rule out a hundred speculative tasks at once.
+  std::vector<std::string> ruled_out;
   for (const std::string& id : ids) {
     Task& t = tasks_[id];
     if (!job.frontier->IsCandidate(t.commit)) {
-      CancelTaskLocked(t, "a newer verdict ruled this commit out");
+      CancelTaskLocked(t, "a newer verdict ruled this commit out", /*emit=*/false);
+      ruled_out.push_back(Short(job.graph->Hex(t.commit)));
     } else if (job.frontier->IsSkipped(t.commit)) {
       CancelTaskLocked(t, "this commit was skipped");
     }
+  }
+  if (ruled_out.size() == 1) {
+    EmitLocked(job,
+               absl::StrCat("cancelled ", ruled_out[0], ": a newer verdict ruled this commit out"));
+  } else if (ruled_out.size() > 1) {
+    size_t shown = std::min<size_t>(ruled_out.size(), 8);
+    EmitLocked(job, absl::StrCat("cancelled ", ruled_out.size(), " tasks (",
+                                 absl::StrJoin(ruled_out.begin(), ruled_out.begin() + shown, " "),
+                                 shown < ruled_out.size() ? " ..." : "",
+                                 "): a newer verdict ruled these commits out"));
   }
 }
 
@@ -383,35 +405,42 @@ void Coordinator::ScheduleLocked() {
   if (stopping_ || running_jobs_.empty()) return;
   FreeSlots free;
   free.now = absl::Now();
-  for (auto& [id, s] : sessions_) {
-    if (!s.connected || s.tasks.size() >= s.hello.slots()) continue;
+  for (uint64_t id : free_sessions_) {
+    Session& s = sessions_[id];
     if (QuarantinedLocked(s.hello.agent_id(), free.now)) continue;
     for (size_t i = s.tasks.size(); i < s.hello.slots(); ++i) free.slots.push_back(&s);
   }
   if (free.slots.empty()) return;
   free.used.assign(free.slots.size(), false);
   free.left = free.slots.size();
-  // Deal one slot per job per round, starting after the job dealt last, so that every job gets its
-  // turn and the oldest jobs do not take every slot that frees. A job plans only when its turn
-  // comes, and keeps its plan until a finished task changes what is worth testing: a freed slot
-  // costs at most one plan of one job, not a plan of every job.
-  std::vector<int64_t> order;
+  // Max-min fair share: each free slot goes to the job with the fewest tasks running, ties to the
+  // job after the one dealt last. A job whose verdict just came in (its tasks pruned) is served
+  // first, and no job can hold more than one slot over another's share while the other waits. A
+  // job plans only when its turn comes, and keeps its plan until a finished task changes what is
+  // worth testing: a freed slot costs at most one plan of one job, not a plan of every job.
+  using Turn = std::tuple<size_t, size_t, int64_t>;  // running tasks, rotation rank, job id
+  std::vector<Turn> turns;
+  turns.reserve(running_jobs_.size());
   auto pivot = running_jobs_.upper_bound(dealt_last_);
-  order.insert(order.end(), pivot, running_jobs_.end());
-  order.insert(order.end(), running_jobs_.begin(), pivot);
-  while (free.left > 0 && !order.empty()) {
-    size_t share = (free.left + order.size() - 1) / order.size();
-    std::vector<int64_t> again;
-    for (int64_t id : order) {
-      if (free.left == 0) break;
-      auto it = jobs_.find(id);
-      if (it == jobs_.end() || it->second.state != v1::RUNNING) continue;
-      if (DealOneLocked(it->second, free, share)) {
-        dealt_last_ = id;
-        again.push_back(id);
-      }
+  size_t rank = 0;
+  for (auto it = pivot; it != running_jobs_.end(); ++it) {
+    turns.emplace_back(jobs_[*it].running.size(), rank++, *it);
+  }
+  for (auto it = running_jobs_.begin(); it != pivot; ++it) {
+    turns.emplace_back(jobs_[*it].running.size(), rank++, *it);
+  }
+  std::priority_queue<Turn, std::vector<Turn>, std::greater<Turn>> queue(std::greater<Turn>(),
+                                                                         std::move(turns));
+  while (free.left > 0 && !queue.empty()) {
+    auto [running, order, id] = queue.top();
+    queue.pop();
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || it->second.state != v1::RUNNING) continue;
+    size_t share = (free.left + queue.size()) / (queue.size() + 1);
+    if (DealOneLocked(it->second, free, std::max<size_t>(1, share))) {
+      dealt_last_ = id;
+      queue.emplace(it->second.running.size(), order, id);
     }
-    order = std::move(again);
   }
 }
 
@@ -434,22 +463,27 @@ bool Coordinator::DealOneLocked(Job& job, FreeSlots& free, size_t share) {
           }
         }
       }
-      everyone_failed = std::includes(failed->begin(), failed->end(), free.usable.begin(),
-                                      free.usable.end());
+      everyone_failed =
+          std::includes(failed->begin(), failed->end(), free.usable.begin(), free.usable.end());
+    }
+    std::vector<size_t> eligible;
+    for (size_t i = 0; i < free.slots.size(); ++i) {
+      if (free.used[i]) continue;
+      if (failed && !everyone_failed && failed->count(free.slots[i]->hello.agent_id())) continue;
+      eligible.push_back(i);
+    }
+    if (eligible.size() <= 1 || !job.move_cost) {
+      return eligible.empty() ? -1 : static_cast<int>(eligible[0]);
     }
     // Cost-aware placement: the agent whose worktree is nearest (fewest files to change, so the
     // cheapest incremental build); an agent that last tested another job starts afresh.
     int best = -1;
     double best_cost = 0;
     double fresh_cost = -1;
-    for (size_t i = 0; i < free.slots.size(); ++i) {
-      if (free.used[i]) continue;
+    for (size_t i : eligible) {
       Session* s = free.slots[i];
-      if (failed && !everyone_failed && failed->count(s->hello.agent_id())) continue;
       double cost = 0;
-      if (!job.move_cost) {
-        cost = 0;
-      } else if (s->last_job == job.id && s->last_commit) {
+      if (s->last_job == job.id && s->last_commit) {
         cost = job.move_cost(s->last_commit, c);
       } else {
         if (fresh_cost < 0) fresh_cost = job.move_cost(std::nullopt, c);
@@ -566,6 +600,7 @@ void Coordinator::StartTaskLocked(Job& job, CommitId commit, Session& session) {
   t.started = absl::Now();
   t.lease_expiry = t.started + options_.lease;
   session.tasks.insert(id);
+  RefreshFreeLocked(session);
   session.last_job = job.id;
   session.last_commit = commit;
   job.running.insert(id);
@@ -582,7 +617,7 @@ void Coordinator::StartTaskLocked(Job& job, CommitId commit, Session& session) {
   EmitLocked(job, absl::StrCat("testing ", Short(job.graph->Hex(commit)), " on ", t.agent_id));
 }
 
-void Coordinator::CancelTaskLocked(Task& task, const std::string& why) {
+void Coordinator::CancelTaskLocked(Task& task, const std::string& why, bool emit) {
   Job& job = jobs_[task.job_id];
   auto sit = sessions_.find(task.session);
   if (sit != sessions_.end() && sit->second.connected) {
@@ -597,12 +632,16 @@ void Coordinator::CancelTaskLocked(Task& task, const std::string& why) {
   job.finished.push_back(s);
   // The slot stays taken until the agent confirms the process group is gone.
   job.running.erase(task.id);
-  EmitLocked(job, absl::StrCat("cancelled ", Short(job.graph->Hex(task.commit)), ": ", why));
+  if (emit)
+    EmitLocked(job, absl::StrCat("cancelled ", Short(job.graph->Hex(task.commit)), ": ", why));
 }
 
 void Coordinator::ReleaseTaskLocked(Task& task) {
   auto sit = sessions_.find(task.session);
-  if (sit != sessions_.end()) sit->second.tasks.erase(task.id);
+  if (sit != sessions_.end()) {
+    sit->second.tasks.erase(task.id);
+    RefreshFreeLocked(sit->second);
+  }
   jobs_[task.job_id].running.erase(task.id);
 }
 
@@ -621,8 +660,8 @@ v1::TaskSummary Coordinator::SummaryLocked(Job& job, const Task& task) {
 void Coordinator::PersistTaskLocked(Job& job, const v1::TaskSummary& summary, int64_t seq) {
   absl::Status st = store_->PutTask(job.id, seq, summary);
   if (!st.ok()) {
-    std::fprintf(stderr, "farm-coordinator: cannot store task %s: %s\n",
-                 summary.task_id().c_str(), std::string(st.message()).c_str());
+    std::fprintf(stderr, "farm-coordinator: cannot store task %s: %s\n", summary.task_id().c_str(),
+                 std::string(st.message()).c_str());
   }
 }
 
@@ -646,6 +685,7 @@ void Coordinator::PersistJobLocked(Job& job) {
 
 void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result) {
   session.tasks.erase(result.task_id());
+  RefreshFreeLocked(session);
   auto it = tasks_.find(result.task_id());
   if (it == tasks_.end()) return;  // an attempt from before a restart that is already counted
   Task& task = it->second;
@@ -681,9 +721,9 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
     if (++health.consecutive_infra_errors >= options_.quarantine_after) {
       if (health.quarantined_until == absl::InfinitePast()) ++quarantined_;
       health.quarantined_until = absl::Now() + options_.quarantine;
-      health.reason = absl::StrCat(health.consecutive_infra_errors,
-                                   " infrastructure errors in a row, the last: ",
-                                   result_ok.infra_error());
+      health.reason =
+          absl::StrCat(health.consecutive_infra_errors,
+                       " infrastructure errors in a row, the last: ", result_ok.infra_error());
       health.consecutive_infra_errors = 0;
       std::fprintf(stderr, "farm-coordinator: agent %s quarantined for %s: %s\n",
                    task.agent_id.c_str(), absl::FormatDuration(options_.quarantine).c_str(),
@@ -723,7 +763,7 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
     job.finished.push_back(s);
     if (applied && !job.flaky) job.applied.emplace_back(task.commit, FromProto(result.verdict()));
     const std::string& term =
-        result.verdict() == v1::GOOD ? (job.spec.term_old().empty() ? "good" : job.spec.term_old())
+        result.verdict() == v1::GOOD  ? (job.spec.term_old().empty() ? "good" : job.spec.term_old())
         : result.verdict() == v1::BAD ? (job.spec.term_new().empty() ? "bad" : job.spec.term_new())
                                       : std::string("skip");
     what = absl::StrFormat("%s %s in %.1fs on %s%s%s", Short(s.commit()), term, s.seconds(),
@@ -761,7 +801,8 @@ void Coordinator::CheckDoneLocked(Job& job) {
 
 void Coordinator::ExplainMergeLocked(Job& job) {
   git_commit* merge = nullptr;
-  if (!job.repo || git_commit_lookup(&merge, job.repo.get(), &job.graph->oid(job.frontier->bad()))) {
+  if (!job.repo ||
+      git_commit_lookup(&merge, job.repo.get(), &job.graph->oid(job.frontier->bad()))) {
     return;
   }
   unsigned parents = git_commit_parentcount(merge);
@@ -776,17 +817,19 @@ void Coordinator::ExplainMergeLocked(Job& job) {
   const std::string& m = job.first_bad[0];
   if (job.parent_job != 0 && job.spec.bad() == m) {
     job.merge_note = absl::StrCat(
-        "The merge ", Short(m), " is itself the first bad commit and every commit on the branch it "
+        "The merge ", Short(m),
+        " is itself the first bad commit and every commit on the branch it "
         "merged tests good: the breakage comes from combining the branches (a semantic conflict), "
         "not from one commit on them.\n");
     return;
   }
   if (!job.spec.descend()) {
-    job.merge_note = absl::StrCat(
-        Short(m), " is a merge", job.spec.first_parent() ? " (with --first-parent the branches it "
-                                                           "merged were not bisected)" : "",
-        ": run again with --descend to bisect the branch it merged (",
-        Short(parent_hex[0]), "..", Short(m), ").\n");
+    job.merge_note = absl::StrCat(Short(m), " is a merge",
+                                  job.spec.first_parent() ? " (with --first-parent the branches it "
+                                                            "merged were not bisected)"
+                                                          : "",
+                                  ": run again with --descend to bisect the branch it merged (",
+                                  Short(parent_hex[0]), "..", Short(m), ").\n");
     return;
   }
   // The follow-up job: the branch the merge brought in, every parent followed.
@@ -804,15 +847,14 @@ void Coordinator::ExplainMergeLocked(Job& job) {
   absl::Status st = LoadJobLocked(child);
   absl::StatusOr<int64_t> id = st.ok() ? store_->InsertJob(spec, child.created_unix) : st;
   if (!id.ok()) {
-    job.merge_note = absl::StrCat(Short(m), " is a merge; descending into it failed: ",
-                                  id.status().message(), "\n");
+    job.merge_note = absl::StrCat(
+        Short(m), " is a merge; descending into it failed: ", id.status().message(), "\n");
     return;
   }
   child.id = *id;
   job.descended_job = child.id;
   job.merge_note = absl::StrCat(Short(m), " is a merge: descending into the branch it merged (",
-                                Short(parent_hex[0]), "..", Short(m), ") as job ", child.id,
-                                ".\n");
+                                Short(parent_hex[0]), "..", Short(m), ") as job ", child.id, ".\n");
   Job& stored = jobs_[child.id];
   stored = std::move(child);
   running_jobs_.insert(stored.id);
@@ -827,7 +869,7 @@ void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& 
   job.elapsed_seconds = absl::ToDoubleSeconds(absl::Now() - job.started);
   for (auto it = tasks_.begin(); it != tasks_.end();) {
     it = (it->second.job_id == job.id && it->second.state == v1::TASK_LOST) ? tasks_.erase(it)
-                                                                           : std::next(it);
+                                                                            : std::next(it);
   }
   // The report first: every event from here on (the cancellations too) is terminal and a watcher
   // stops at the first one it sees.
@@ -835,8 +877,8 @@ void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& 
   PersistJobLocked(job);
   std::vector<std::string> ids(job.running.begin(), job.running.end());
   for (const std::string& id : ids) {
-    CancelTaskLocked(tasks_[id], state == v1::CANCELLED ? "the job was cancelled"
-                                                        : "the job has ended");
+    CancelTaskLocked(tasks_[id],
+                     state == v1::CANCELLED ? "the job was cancelled" : "the job has ended");
   }
   std::string what = state == v1::FOUND       ? absl::StrCat("found ", Short(job.first_bad[0]))
                      : state == v1::AMBIGUOUS ? "only skipped commits left"
@@ -861,6 +903,7 @@ void Coordinator::ReleaseJobLocked(Job& job) {
   job.subjects = {};
   job.trees = {};
   job.plan = {};
+  trim_wanted_ = true;
 }
 
 const std::string& Coordinator::SubjectLocked(Job& job, CommitId id) {
@@ -881,7 +924,10 @@ std::string Coordinator::BisectLogLocked(Job& job) {
         "# git bisect replay cannot express. The runs, in order:\n";
     for (const v1::TaskSummary& t : job.finished) {
       if (t.state() != v1::TASK_DONE) continue;
-      absl::StrAppend(&log, "# ", t.verdict() == v1::BAD ? "bad " : t.verdict() == v1::GOOD ? "good" : "skip",
+      absl::StrAppend(&log, "# ",
+                      t.verdict() == v1::BAD    ? "bad "
+                      : t.verdict() == v1::GOOD ? "good"
+                                                : "skip",
                       " ", t.commit(), " ", t.subject(), "\n");
     }
     return log;
@@ -891,8 +937,8 @@ std::string Coordinator::BisectLogLocked(Job& job) {
   std::string log;
   auto line = [&](const std::string& word, CommitId id) {
     const std::string hex = job.graph->Hex(id);
-    absl::StrAppend(&log, "# ", word, ": [", hex, "] ", SubjectLocked(job, id), "\n",
-                    "git bisect ", word, " ", hex, "\n");
+    absl::StrAppend(&log, "# ", word, ": [", hex, "] ", SubjectLocked(job, id), "\n", "git bisect ",
+                    word, " ", hex, "\n");
   };
   std::string start = "git bisect start";
   if (!job.spec.term_old().empty()) {
@@ -916,8 +962,8 @@ std::string Coordinator::BisectLogLocked(Job& job) {
                     SubjectLocked(job, job.frontier->bad()), "\n");
   } else if (job.state == v1::AMBIGUOUS) {
     for (CommitId id : job.frontier->Candidates()) {
-      absl::StrAppend(&log, "# possible first ", term_new, " commit: [", job.graph->Hex(id),
-                      "] ", SubjectLocked(job, id), "\n");
+      absl::StrAppend(&log, "# possible first ", term_new, " commit: [", job.graph->Hex(id), "] ",
+                      SubjectLocked(job, id), "\n");
     }
   }
   return log;
@@ -953,8 +999,8 @@ std::string Coordinator::ReportLocked(Job& job) {
     if (show.ok()) absl::StrAppend(&report, *show);
     if (!job.merge_note.empty()) absl::StrAppend(&report, "\n", job.merge_note);
   } else if (job.state == v1::AMBIGUOUS) {
-    absl::StrAppend(&report, "There are only 'skip'ped commits left to test.\nThe first ",
-                    term_new, " commit could be any of:\n");
+    absl::StrAppend(&report, "There are only 'skip'ped commits left to test.\nThe first ", term_new,
+                    " commit could be any of:\n");
     for (const std::string& c : job.first_bad) absl::StrAppend(&report, c, "\n");
     absl::StrAppend(&report, "We cannot bisect more!\n");
   } else if (job.state == v1::FAILED) {
@@ -965,8 +1011,8 @@ std::string Coordinator::ReportLocked(Job& job) {
   std::vector<std::string> retried;
   for (const v1::TaskSummary& t : job.finished) {
     if (t.retried_pristine()) {
-      retried.push_back(absl::StrCat("  ", Short(t.commit()), " ", t.subject(), ": ",
-                                     t.retry_reason()));
+      retried.push_back(
+          absl::StrCat("  ", Short(t.commit()), " ", t.subject(), ": ", t.retry_reason()));
     }
   }
   if (!retried.empty()) {
@@ -1005,10 +1051,9 @@ v1::JobStatus Coordinator::StatusLocked(Job& job, bool full) {
   if (job.frontier) {
     st.set_candidates(job.frontier->num_candidates());
     st.set_testable(job.frontier->num_testable());
-    size_t k = std::max<size_t>(1, job.spec.max_parallel() ? std::min<size_t>(
-                                                                 job.spec.max_parallel(),
-                                                                 connected_slots_)
-                                                           : connected_slots_);
+    size_t k = std::max<size_t>(1, job.spec.max_parallel()
+                                       ? std::min<size_t>(job.spec.max_parallel(), connected_slots_)
+                                       : connected_slots_);
     st.set_rounds_left(job.state == v1::RUNNING ? EstimateRoundsLeft(*job.frontier, k) : 0);
   } else if (IsTerminal(job.state)) {
     st.set_candidates(job.first_bad.size());
@@ -1024,9 +1069,8 @@ v1::JobStatus Coordinator::StatusLocked(Job& job, bool full) {
   for (const std::string& c : job.first_bad) st.add_first_bad(c);
   st.set_error(job.error);
   st.set_created_unix(job.created_unix);
-  st.set_elapsed_seconds(job.state == v1::RUNNING
-                             ? absl::ToDoubleSeconds(absl::Now() - job.started)
-                             : job.elapsed_seconds);
+  st.set_elapsed_seconds(job.state == v1::RUNNING ? absl::ToDoubleSeconds(absl::Now() - job.started)
+                                                  : job.elapsed_seconds);
   st.set_agents_connected(connected_agents_);
   st.set_report(job.report);
   if (job.flaky) {
@@ -1078,6 +1122,7 @@ absl::StatusOr<std::vector<v1::JobStatus>> Coordinator::ListJobs(size_t limit) {
 absl::StatusOr<v1::JobStatus> Coordinator::CancelJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   FARM_ASSIGN_OR_RETURN(Job * job, FindJobLocked(job_id));
+  Store::Batch batch(*store_);
   if (job->state == v1::RUNNING) EndJobLocked(*job, v1::CANCELLED, "cancelled by the user");
   ScheduleLocked();
   return StatusLocked(*job);
@@ -1173,7 +1218,10 @@ absl::StatusOr<uint64_t> Coordinator::Connect(const v1::Hello& hello,
                  !job.frontier->IsSkipped(t.commit)));
       if (wanted) {
         auto old = sessions_.find(t.session);
-        if (old != sessions_.end() && old->first != sid) old->second.tasks.erase(tid);
+        if (old != sessions_.end() && old->first != sid) {
+          old->second.tasks.erase(tid);
+          RefreshFreeLocked(old->second);
+        }
         t.session = sid;
         t.state = v1::TASK_RUNNING;
         t.lease_expiry = absl::Now() + options_.lease;
@@ -1188,12 +1236,14 @@ absl::StatusOr<uint64_t> Coordinator::Connect(const v1::Hello& hello,
       session.channel->Send(msg);
     }
   }
+  RefreshFreeLocked(session);
   ScheduleLocked();
   return sid;
 }
 
 void Coordinator::OnAgentMessage(uint64_t sid, const v1::AgentMessage& msg) {
   absl::MutexLock lock(&mu_);
+  Store::Batch batch(*store_);  // a result's writes (verdict, cancellations, new tasks) commit once
   auto sit = sessions_.find(sid);
   if (sit == sessions_.end() || !sit->second.connected) return;
   Session& session = sit->second;
@@ -1223,8 +1273,8 @@ void Coordinator::OnAgentMessage(uint64_t sid, const v1::AgentMessage& msg) {
           t->log_bytes += msg.log().data().size();
           absl::Status st = store_->AppendLog(t->id, msg.log().data());
           if (!st.ok()) {
-            std::fprintf(stderr, "farm-coordinator: cannot store output of %s: %s\n",
-                         t->id.c_str(), std::string(st.message()).c_str());
+            std::fprintf(stderr, "farm-coordinator: cannot store output of %s: %s\n", t->id.c_str(),
+                         std::string(st.message()).c_str());
           }
         }
       }
@@ -1248,8 +1298,17 @@ void Coordinator::Disconnect(uint64_t sid) {
   ScheduleLocked();
 }
 
+void Coordinator::RefreshFreeLocked(Session& s) {
+  if (s.connected && s.tasks.size() < s.hello.slots()) {
+    free_sessions_.insert(s.id);
+  } else {
+    free_sessions_.erase(s.id);
+  }
+}
+
 void Coordinator::SetDisconnectedLocked(Session& s) {
   if (!s.connected) return;
+  free_sessions_.erase(s.id);
   s.connected = false;
   s.channel.reset();
   --connected_agents_;

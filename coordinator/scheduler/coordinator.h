@@ -8,6 +8,7 @@
 #ifndef FARM_COORDINATOR_SCHEDULER_COORDINATOR_H_
 #define FARM_COORDINATOR_SCHEDULER_COORDINATOR_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -39,11 +40,11 @@ class AgentChannel {
 };
 
 struct CoordinatorOptions {
-  std::string db_path;               // SQLite file (created if missing)
-  std::string cache_dir;             // mirrors of remote repositories
+  std::string db_path;    // SQLite file (created if missing)
+  std::string cache_dir;  // mirrors of remote repositories
   absl::Duration lease = absl::Seconds(30);
   absl::Duration heartbeat = absl::Seconds(5);
-  int max_infra_attempts = 3;        // per commit, before the job fails
+  int max_infra_attempts = 3;  // per commit, before the job fails
   uint32_t default_timeout_seconds = 3600;
   // Consecutive infrastructure errors after which an agent is quarantined, and for how long.
   int quarantine_after = 3;
@@ -67,7 +68,7 @@ class Coordinator {
   absl::StatusOr<farm::v1::JobStatus> CancelJob(const std::string& job_id);
   std::vector<farm::v1::AgentInfo> ListAgents();
   absl::StatusOr<std::vector<farm::v1::TaskLog>> GetTaskLog(const std::string& job_id,
-                                                           const std::string& commit);
+                                                            const std::string& commit);
 
   // Registers a watcher: `fn` gets a snapshot at once, then every change, until the job ends or
   // Unwatch. `fn` runs under the coordinator's lock: it must only queue. NOT_FOUND for a bad id.
@@ -128,9 +129,9 @@ class Coordinator {
     std::string stored_bisect_log;  // ended jobs from an earlier run (no frontier loaded)
     std::string recipe_digest;      // verdict reuse key, with the tree id
     absl::flat_hash_map<CommitId, std::string> trees;
-    int64_t parent_job = 0;      // a follow-up job made by --descend: the job it descends from
-    int64_t descended_job = 0;   // the follow-up job this one made
-    std::string merge_note;      // what the report says about a merge found first-bad
+    int64_t parent_job = 0;     // a follow-up job made by --descend: the job it descends from
+    int64_t descended_job = 0;  // the follow-up job this one made
+    std::string merge_note;     // what the report says about a merge found first-bad
     int64_t task_counter = 0;
     int64_t verdict_seq = 0;
     uint64_t event_seq = 0;
@@ -183,10 +184,14 @@ class Coordinator {
   // report and bisect log stay.
   void ReleaseJobLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetDisconnectedLocked(Session& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps free_sessions_ true after s.tasks or s.connected changed.
+  void RefreshFreeLocked(Session& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PruneLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartTaskLocked(Job& job, CommitId commit, Session& session)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CancelTaskLocked(Task& task, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `emit`: send the job's watchers an event (PruneLocked sends one for many cancellations).
+  void CancelTaskLocked(Task& task, const std::string& why, bool emit = true)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnResultLocked(Session& session, const farm::v1::TaskResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseTaskLocked(Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -221,15 +226,17 @@ class Coordinator {
   std::map<uint64_t, Session> sessions_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, AgentHealth> health_ ABSL_GUARDED_BY(mu_);
-  size_t quarantined_ ABSL_GUARDED_BY(mu_) = 0;  // entries of health_ with a quarantine set
+  size_t quarantined_ ABSL_GUARDED_BY(mu_) = 0;          // entries of health_ with a quarantine set
   std::set<int64_t> running_jobs_ ABSL_GUARDED_BY(mu_);  // ids of RUNNING jobs, loaded
-  int64_t dealt_last_ ABSL_GUARDED_BY(mu_) = 0;  // the next deal starts after this job
+  int64_t dealt_last_ ABSL_GUARDED_BY(mu_) = 0;          // the next deal starts after this job
+  std::set<uint64_t> free_sessions_ ABSL_GUARDED_BY(mu_);  // connected, with a free slot
   size_t connected_agents_ ABSL_GUARDED_BY(mu_) = 0;
   size_t connected_slots_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time next_retention_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_watch_ ABSL_GUARDED_BY(mu_) = 1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> trim_wanted_{false};  // a job released its graph since the last malloc_trim
   std::thread lease_thread_;
 };
 

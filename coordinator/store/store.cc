@@ -1,5 +1,7 @@
 #include "coordinator/store/store.h"
 
+#include <cstdio>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -10,13 +12,37 @@
 namespace farm {
 namespace {
 
-// A prepared statement that finalizes itself.
+// A prepared statement that finalizes itself, or, taken from the store's cache (constant SQL,
+// prepared once), is reset for the next use.
 class Stmt {
  public:
   Stmt(sqlite3* db, const char* sql) : db_(db) {
     rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
   }
-  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache, const char* sql)
+      : db_(db), cached_(true) {
+    auto [it, added] = cache->emplace(sql, nullptr);
+    rc_ = SQLITE_OK;
+    if (added) {
+      rc_ = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &it->second, nullptr);
+      if (rc_ != SQLITE_OK) {
+        sqlite3_finalize(it->second);
+        cache->erase(it);
+        return;
+      }
+    }
+    stmt_ = it->second;
+  }
+  ~Stmt() {
+    if (!cached_) {
+      sqlite3_finalize(stmt_);
+    } else if (stmt_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
   absl::Status status() const {
     if (rc_ == SQLITE_OK) return absl::OkStatus();
     return absl::UnavailableError(absl::StrCat("sqlite: ", sqlite3_errmsg(db_)));
@@ -60,6 +86,7 @@ class Stmt {
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
+  bool cached_ = false;
   int rc_;
 };
 
@@ -107,8 +134,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
-    return absl::UnavailableError(
-        absl::StrCat("cannot open database '", path, "': ", msg));
+    return absl::UnavailableError(absl::StrCat("cannot open database '", path, "': ", msg));
   }
   sqlite3_busy_timeout(db, 5000);
   std::unique_ptr<Store> store(new Store(db));
@@ -121,7 +147,10 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   return store;
 }
 
-Store::~Store() { sqlite3_close(db_); }
+Store::~Store() {
+  for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+  sqlite3_close(db_);
+}
 
 absl::Status Store::Exec(const char* sql) {
   char* err = nullptr;
@@ -133,8 +162,23 @@ absl::Status Store::Exec(const char* sql) {
   return absl::OkStatus();
 }
 
+Store::Batch::Batch(Store& store) : store_(store) {
+  if (sqlite3_get_autocommit(store_.db_) == 0) return;  // inside an outer batch
+  began_ = store_.Exec("BEGIN").ok();
+}
+
+Store::Batch::~Batch() {
+  if (!began_) return;
+  absl::Status st = store_.Exec("COMMIT");
+  if (!st.ok()) {
+    std::fprintf(stderr, "farm-coordinator: cannot store a batch of writes: %s\n",
+                 std::string(st.message()).c_str());
+    store_.Exec("ROLLBACK").IgnoreError();
+  }
+}
+
 absl::StatusOr<int64_t> Store::InsertJob(const farm::v1::BisectSpec& spec, int64_t created_unix) {
-  Stmt s(db_, "INSERT INTO jobs(spec, state, created) VALUES (?, ?, ?)");
+  Stmt s(db_, &stmts_, "INSERT INTO jobs(spec, state, created) VALUES (?, ?, ?)");
   FARM_RETURN_IF_ERROR(s.status());
   s.Bind(1, spec.SerializeAsString())
       .Bind(2, static_cast<int64_t>(farm::v1::RUNNING))
@@ -144,7 +188,7 @@ absl::StatusOr<int64_t> Store::InsertJob(const farm::v1::BisectSpec& spec, int64
 }
 
 absl::Status Store::UpdateJob(const JobRow& row) {
-  Stmt s(db_,
+  Stmt s(db_, &stmts_,
          "UPDATE jobs SET state=?, first_bad=?, error=?, bisect_log=?, elapsed=?, report=?, "
          "ended=CASE WHEN ?=1 THEN 0 ELSE strftime('%s','now') END WHERE id=?");
   FARM_RETURN_IF_ERROR(s.status());
@@ -206,17 +250,20 @@ absl::StatusOr<Store::JobRow> Store::LoadJob(int64_t id) {
 }
 
 absl::Status Store::PutTask(int64_t job_id, int64_t seq, const farm::v1::TaskSummary& task) {
-  Stmt s(db_,
+  Stmt s(db_, &stmts_,
          "INSERT INTO tasks(task_id, job_id, seq, commit_id, summary) VALUES (?,?,?,?,?) "
          "ON CONFLICT(task_id) DO UPDATE SET seq=excluded.seq, summary=excluded.summary");
   FARM_RETURN_IF_ERROR(s.status());
-  s.Bind(1, task.task_id()).Bind(2, job_id).Bind(3, seq).Bind(4, task.commit())
+  s.Bind(1, task.task_id())
+      .Bind(2, job_id)
+      .Bind(3, seq)
+      .Bind(4, task.commit())
       .Bind(5, task.SerializeAsString());
   return s.Run();
 }
 
 absl::StatusOr<std::vector<farm::v1::TaskSummary>> Store::LoadTasks(int64_t job_id) {
-  Stmt s(db_, "SELECT summary FROM tasks WHERE job_id=? ORDER BY seq, rowid");
+  Stmt s(db_, &stmts_, "SELECT summary FROM tasks WHERE job_id=? ORDER BY seq, rowid");
   FARM_RETURN_IF_ERROR(s.status());
   s.Bind(1, job_id);
   std::vector<farm::v1::TaskSummary> out;
@@ -233,7 +280,7 @@ absl::StatusOr<std::vector<farm::v1::TaskSummary>> Store::LoadTasks(int64_t job_
 }
 
 absl::Status Store::AppendLog(const std::string& task_id, const std::string& data) {
-  Stmt s(db_,
+  Stmt s(db_, &stmts_,
          "INSERT INTO logs(task_id, n, data) VALUES "
          "(?, (SELECT COALESCE(MAX(n), -1) + 1 FROM logs WHERE task_id=?), ?)");
   FARM_RETURN_IF_ERROR(s.status());
@@ -242,13 +289,13 @@ absl::Status Store::AppendLog(const std::string& task_id, const std::string& dat
 }
 
 absl::StatusOr<std::vector<farm::v1::TaskLog>> Store::ReadLogs(int64_t job_id,
-                                                              const std::string& commit_prefix) {
+                                                               const std::string& commit_prefix) {
   if (commit_prefix.size() < 4 ||
       commit_prefix.find_first_not_of("0123456789abcdef") != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat(
         "commit '", commit_prefix, "' is not a commit id: give at least 4 lower-case hex digits"));
   }
-  Stmt s(db_,
+  Stmt s(db_, &stmts_,
          "SELECT task_id, commit_id, summary FROM tasks WHERE job_id=? AND "
          "substr(commit_id, 1, ?)=? ORDER BY seq, rowid");
   FARM_RETURN_IF_ERROR(s.status());
@@ -278,7 +325,7 @@ absl::StatusOr<std::vector<farm::v1::TaskLog>> Store::ReadLogs(int64_t job_id,
                      "': see `farm status ", job_id, "` for the tested commits"));
   }
   for (auto& log : logs) {
-    Stmt d(db_, "SELECT data FROM logs WHERE task_id=? ORDER BY n");
+    Stmt d(db_, &stmts_, "SELECT data FROM logs WHERE task_id=? ORDER BY n");
     FARM_RETURN_IF_ERROR(d.status());
     d.Bind(1, log.task_id());
     std::string out;
@@ -294,7 +341,7 @@ absl::StatusOr<std::vector<farm::v1::TaskLog>> Store::ReadLogs(int64_t job_id,
 
 absl::Status Store::PutTreeVerdict(const std::string& tree, const std::string& recipe,
                                    farm::v1::Verdict verdict, const std::string& task_id) {
-  Stmt s(db_,
+  Stmt s(db_, &stmts_,
          "INSERT INTO tree_verdicts(tree, recipe, verdict, task_id) VALUES (?,?,?,?) "
          "ON CONFLICT(tree, recipe) DO UPDATE SET verdict=excluded.verdict, "
          "task_id=excluded.task_id");
@@ -303,9 +350,9 @@ absl::Status Store::PutTreeVerdict(const std::string& tree, const std::string& r
   return s.Run();
 }
 
-absl::StatusOr<std::optional<Store::TreeVerdict>> Store::GetTreeVerdict(
-    const std::string& tree, const std::string& recipe) {
-  Stmt s(db_, "SELECT verdict, task_id FROM tree_verdicts WHERE tree=? AND recipe=?");
+absl::StatusOr<std::optional<Store::TreeVerdict>> Store::GetTreeVerdict(const std::string& tree,
+                                                                        const std::string& recipe) {
+  Stmt s(db_, &stmts_, "SELECT verdict, task_id FROM tree_verdicts WHERE tree=? AND recipe=?");
   FARM_RETURN_IF_ERROR(s.status());
   s.Bind(1, tree).Bind(2, recipe);
   FARM_ASSIGN_OR_RETURN(bool found, s.Step());
@@ -316,10 +363,11 @@ absl::StatusOr<std::optional<Store::TreeVerdict>> Store::GetTreeVerdict(
 
 absl::StatusOr<int> Store::DeleteEndedBefore(int64_t cutoff_unix) {
   FARM_RETURN_IF_ERROR(Exec("BEGIN"));
-  std::string ids = absl::StrCat("SELECT id FROM jobs WHERE state<>1 AND ended>0 AND ended<",
-                                 cutoff_unix);
+  std::string ids =
+      absl::StrCat("SELECT id FROM jobs WHERE state<>1 AND ended>0 AND ended<", cutoff_unix);
   absl::Status st = Exec(absl::StrCat("DELETE FROM logs WHERE task_id IN (SELECT task_id FROM "
-                                      "tasks WHERE job_id IN (", ids, "));")
+                                      "tasks WHERE job_id IN (",
+                                      ids, "));")
                              .c_str());
   if (st.ok()) st = Exec(absl::StrCat("DELETE FROM tasks WHERE job_id IN (", ids, ");").c_str());
   if (st.ok()) st = Exec(absl::StrCat("DELETE FROM jobs WHERE id IN (", ids, ");").c_str());

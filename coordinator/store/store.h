@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +42,22 @@ class Store {
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
   ~Store();
 
+  // Groups every write made while it lives into one transaction (one WAL commit instead of one
+  // per write). Nested batches join the outermost one. A failed BEGIN leaves the writes to commit
+  // one by one; a failed COMMIT is rolled back and reported on stderr (the writes are lost, as
+  // each of them would have been).
+  class Batch {
+   public:
+    explicit Batch(Store& store);
+    ~Batch();
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+
+   private:
+    Store& store_;
+    bool began_ = false;
+  };
+
   // Stores a new job and returns its id (1, 2, ...).
   absl::StatusOr<int64_t> InsertJob(const farm::v1::BisectSpec& spec, int64_t created_unix);
   absl::Status UpdateJob(const JobRow& row);
@@ -58,7 +75,7 @@ class Store {
   // Output of every attempt that tested a commit whose id starts with `commit_prefix`.
   // Errors: NOT_FOUND (no such commit tested), INVALID_ARGUMENT (prefix matches several commits).
   absl::StatusOr<std::vector<farm::v1::TaskLog>> ReadLogs(int64_t job_id,
-                                                         const std::string& commit_prefix);
+                                                          const std::string& commit_prefix);
   // Verdicts by (tree id, recipe digest), shared by every job: a commit whose tree was already
   // tested under the same recipe need not be tested again. Put overwrites.
   absl::Status PutTreeVerdict(const std::string& tree, const std::string& recipe,
@@ -77,6 +94,8 @@ class Store {
   explicit Store(sqlite3* db) : db_(db) {}
   absl::Status Exec(const char* sql);
   sqlite3* db_;
+  // Statements with constant SQL, prepared once (PutTask and AppendLog run for every message).
+  std::map<std::string, sqlite3_stmt*> stmts_;
 };
 
 }  // namespace farm

@@ -341,7 +341,8 @@ exit 0
                                       Quote(dir + "/state"), " -- ", Quote(dir + "/test.sh")));
   EXPECT_EQ(farm.result.exit_code, 0) << farm.result.output;
   EXPECT_EQ(farm.answer.first_bad, repo.culprit) << farm.result.output;
-  EXPECT_TRUE(absl::StrContains(farm.result.output, "a newer verdict ruled this commit out"))
+  EXPECT_TRUE(absl::StrContains(farm.result.output, "a newer verdict ruled this commit out") ||
+              absl::StrContains(farm.result.output, "a newer verdict ruled these commits out"))
       << farm.result.output;
   std::ifstream f(pids);
   std::string line;
