@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "agent/runner/task_control.h"
+#include "agent/workspace/disk_space.h"
 #include "common/status_macros.h"
 #include "common/subprocess/subprocess.h"
 
@@ -628,7 +629,7 @@ std::vector<std::string> ConfigMismatches(const std::vector<std::string>& fragme
 
 absl::Status ClassifyInfrastructureFailure(std::string_view output_view) {
   absl::string_view output = Av(output_view);
-  if (absl::StrContains(output, "No space left on device")) {
+  if (SaysNoSpace(output_view)) {
     return absl::ResourceExhaustedError(
         "the disk is full (\"No space left on device\" while building the kernel)");
   }

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "agent/boot/initramfs.h"
 #include "agent/boot/qemu_boot.h"
 #include "agent/build/kernel_build.h"
+#include "agent/workspace/disk_space.h"
 #include "common/verdict.h"
 
 namespace farm {
@@ -23,19 +25,32 @@ namespace v1 = farm::v1;
 
 double Secs(absl::Duration d) { return absl::ToDoubleSeconds(d); }
 
+// An error of the agent's own writes: the disk is full (say where), or `what` as it is.
+absl::Status WriteError(const std::string& dir, int err, std::string what) {
+  absl::Status full = DiskFullError({dir}, err == ENOSPC, what);
+  return full.ok() ? absl::InternalError(std::move(what)) : full;
+}
+
 // Writes a shipped test script once per content, atomically, mode 0755.
 absl::StatusOr<std::string> MaterializeScript(const std::string& dir, const std::string& content) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  if (ec) {
+    return WriteError(dir, ec.value(), absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  }
   std::string path = absl::StrFormat("%s/test-%016x", dir, std::hash<std::string>{}(content));
   if (std::filesystem::exists(path)) return path;
   std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     f.write(content.data(), content.size());
-    if (!f.good()) {
-      return absl::ResourceExhaustedError(absl::StrCat("cannot write ", tmp, " (disk full?)"));
+    // The bytes reach the disk at close: a full disk shows there, not at write().
+    f.close();
+    if (f.fail()) {
+      int err = errno;
+      std::filesystem::remove(tmp, ec);
+      return WriteError(
+          dir, err, absl::StrCat("cannot write the test script ", tmp, ": ", std::strerror(err)));
     }
   }
   if (chmod(tmp.c_str(), 0755) != 0 || rename(tmp.c_str(), path.c_str()) != 0) {
@@ -88,6 +103,9 @@ struct TaskRunner::Attempt {
   std::string detail;
   absl::Duration checkout, build, test;
   uint64_t files_written = 0;
+  // ENOSPC's message in what the checkout and the build said (not the test: a test of a
+  // program's ENOSPC handling may well print it).
+  NoSpaceScanner no_space;
 };
 
 void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
@@ -102,6 +120,7 @@ void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
   if (!co.ok()) {
     a.outcome = Outcome::kInfra;
     a.detail = absl::StrCat("checkout of ", task.commit(), " failed: ", co.status().message());
+    a.no_space.Feed(a.detail);
     out.Write(absl::StrCat("farm: ", a.detail, "\n"));
     return;
   }
@@ -119,15 +138,21 @@ void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
                                ? absl::Seconds(task.recipe().timeout_seconds())
                                : absl::InfiniteDuration();
 
+  // The build's output, also scanned for ENOSPC's message.
+  auto build_output = [&out, &a](std::string_view d) {
+    a.no_space.Feed(d);
+    out.Write(d);
+  };
   // Runs one step; returns its result, or nullopt when it could not start (reported as infra).
-  auto step = [&](const char* name, std::vector<std::string> argv,
-                  absl::Duration* took) -> std::optional<SubprocessResult> {
+  auto step =
+      [&](const char* name, std::vector<std::string> argv, absl::Duration* took,
+          std::function<void(std::string_view)> on_output) -> std::optional<SubprocessResult> {
     SubprocessOptions opts;
     opts.argv = std::move(argv);
     opts.cwd = co->worktree;
     opts.env = env;
     opts.timeout = timeout;
-    opts.on_output = [&out](std::string_view d) { out.Write(d); };
+    opts.on_output = std::move(on_output);
     absl::Time start = absl::Now();
     absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(std::move(opts));
     if (!p.ok()) {
@@ -166,9 +191,8 @@ void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
     paths.ccache_dir = scratch_dir_ + "/ccache";
     paths.ccache_base_dir = scratch_dir_;
     absl::Time start = absl::Now();
-    absl::StatusOr<KernelBuildResult> built = BuildKernel(
-        task.recipe().kernel(), paths, [&out](std::string_view d) { out.Write(d); }, control,
-        timeout);
+    absl::StatusOr<KernelBuildResult> built =
+        BuildKernel(task.recipe().kernel(), paths, build_output, control, timeout);
     a.build = absl::Now() - start;
     if (control->cancelled()) {
       a.outcome = Outcome::kCancelled;
@@ -196,7 +220,7 @@ void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
   } else if (!task.recipe().build_command().empty()) {
     on_phase(v1::BUILD);
     std::optional<SubprocessResult> r =
-        step("build", {"/bin/sh", "-c", task.recipe().build_command()}, &a.build);
+        step("build", {"/bin/sh", "-c", task.recipe().build_command()}, &a.build, build_output);
     if (!r) return;
     if (r->kind != SubprocessResult::Kind::kExited) {
       infra_or_cancel("build", *r);
@@ -219,7 +243,8 @@ void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
   }
   std::vector<std::string> argv(task.recipe().test_argv().begin(), task.recipe().test_argv().end());
   argv[0] = test_program;
-  std::optional<SubprocessResult> r = step("test", std::move(argv), &a.test);
+  std::optional<SubprocessResult> r =
+      step("test", std::move(argv), &a.test, [&out](std::string_view d) { out.Write(d); });
   if (!r) return;
   if (r->kind != SubprocessResult::Kind::kExited) {
     infra_or_cancel("test", *r);
@@ -271,6 +296,10 @@ void TaskRunner::RunBoot(const v1::Assign& task, const std::string& worktree,
   boot::BootResult result = boot::Boot(req);
   a.test = absl::Now() - start;
   out.Write(absl::StrCat("\nfarm: boot: ", result.Summary(), "\n"));
+  // Why it did not pass (the crash report, the last console lines, qemu's errors), in the log.
+  if (result.outcome != boot::BootOutcome::kPassed && !result.detail.empty()) {
+    out.Write(absl::StrCat("farm: boot detail:\n", result.detail, "\n"));
+  }
   if (result.outcome == boot::BootOutcome::kCancelled || control->cancelled()) {
     a.outcome = Outcome::kCancelled;
     return;
@@ -283,7 +312,34 @@ void TaskRunner::RunBoot(const v1::Assign& task, const std::string& worktree,
   } else {
     a.outcome = Outcome::kInfra;
     a.detail = v.infra_error;
+    out.Write(absl::StrCat("farm: ", a.detail, "\n"));
   }
+}
+
+void TaskRunner::ClassifyDiskFull(int slot, OutputLimiter& out, Attempt& a) const {
+  using Outcome = Attempt::Outcome;
+  std::string what;
+  switch (a.outcome) {
+    case Outcome::kCancelled:
+      return;
+    case Outcome::kVerdict:
+      if (a.verdict == v1::GOOD) return;  // the test passed: the full disk did not stop it
+      what = absl::StrCat("the test said ", a.verdict == v1::BAD ? "bad" : "skip", " (", a.detail,
+                          ")");
+      break;
+    case Outcome::kBuildFailed:
+    case Outcome::kInfra:
+      what = a.detail;
+      break;
+  }
+  absl::Status full =
+      DiskFullError({workspace_->build_path(slot), workspace_->worktree_path(slot), scratch_dir_},
+                    a.no_space.seen(), what);
+  if (full.ok()) return;
+  a.outcome = Outcome::kInfra;
+  a.verdict = v1::VERDICT_UNSPECIFIED;
+  a.detail = std::string(full.message());
+  out.Write(absl::StrCat("farm: ", a.detail, "\n"));
 }
 
 v1::TaskResult TaskRunner::Run(const v1::Assign& task, int slot, TaskControl* control,
@@ -309,6 +365,7 @@ v1::TaskResult TaskRunner::Run(const v1::Assign& task, int slot, TaskControl* co
 
   Attempt a;
   RunOnce(task, slot, /*pristine=*/false, program, control, on_phase, out, a);
+  ClassifyDiskFull(slot, out, a);
   std::string retry_reason;
   if (a.outcome == Outcome::kBuildFailed) retry_reason = a.detail;
   if (a.outcome == Outcome::kVerdict && a.verdict == v1::SKIP) {
@@ -323,6 +380,7 @@ v1::TaskResult TaskRunner::Run(const v1::Assign& task, int slot, TaskControl* co
     result.set_retry_reason(retry_reason);
     a = Attempt();
     RunOnce(task, slot, /*pristine=*/true, program, control, on_phase, out, a);
+    ClassifyDiskFull(slot, out, a);
     checkout += a.checkout;
     build += a.build;
     test += a.test;

@@ -4,7 +4,10 @@
 // or a test that says 125 is retried once in a pristine worktree (untracked and ignored files
 // removed, empty build directory) before the commit counts as a skip: stale generated files from
 // another commit are not a verdict. A test killed by a signal, one that times out, or a checkout
-// that fails is an infrastructure error, never a verdict.
+// that fails is an infrastructure error, never a verdict; so is a failed build, or a test that
+// says bad or skip, when the disk is full (the filesystem of the slot's worktree, build
+// directory or the agent's scratch directory has almost no space left, or the checkout or build
+// printed "No space left on device"): the error names the filesystem and what to do.
 #ifndef FARM_AGENT_RUNNER_TASK_RUNNER_H_
 #define FARM_AGENT_RUNNER_TASK_RUNNER_H_
 
@@ -63,6 +66,9 @@ class TaskRunner {
   void RunOnce(const farm::v1::Assign& task, int slot, bool pristine,
                const std::string& test_program, TaskControl* control, const PhaseFn& on_phase,
                OutputLimiter& out, Attempt& attempt);
+  // Turns a failed attempt (or a bad or skip verdict) on a full disk into an infrastructure
+  // error that says where the disk is full (agent/workspace/disk_space.h).
+  void ClassifyDiskFull(int slot, OutputLimiter& out, Attempt& attempt) const;
   // Boots the built (or named) kernel with the payload and reads the verdict.
   void RunBoot(const farm::v1::Assign& task, const std::string& worktree,
                const std::string& built_image, TaskControl* control, OutputLimiter& out,

@@ -381,6 +381,15 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
     FARM_RETURN_IF_ERROR(SetAlternates(src, objects_dir));
     status = checkout();
   }
+  if (absl::IsNotFound(status)) {
+    // The commit resolved, so an object it needs is missing from the repository's object store.
+    const bool mirror = source_path == cache_.MirrorPath(url);
+    return absl::NotFoundError(
+        absl::StrCat(status.message(), ": the objects of '", source_path,
+                     "' are incomplete (a damaged disk or an interrupted copy?): ",
+                     mirror ? "remove that mirror and the agent fetches it again"
+                            : "run `git fsck` there and repair the repository"));
+  }
   FARM_RETURN_IF_ERROR(status);
 
   CheckoutResult result;

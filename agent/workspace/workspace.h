@@ -47,8 +47,9 @@ class Workspace {
   // A slot's worktree that is missing or corrupt is recreated. A slot that last held a different
   // url starts from scratch (new worktree, empty build dir).
   // Errors: INVALID_ARGUMENT for a negative slot; the url cannot be prepared (see
-  // RepoCache::Prepare); NOT_FOUND if `sha` is not a commit of it; libgit2 failures (GitError);
-  // INTERNAL for disk errors.
+  // RepoCache::Prepare); NOT_FOUND if `sha` is not a commit of it, or if an object the commit
+  // needs is missing from the repository (or mirror), the message saying how to repair it;
+  // libgit2 failures (GitError); INTERNAL for disk errors.
   absl::StatusOr<CheckoutResult> Checkout(int slot, const std::string& url, const std::string& sha,
                                           bool pristine);
 

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "absl/container/flat_hash_map.h"
+#include "coordinator/graph/separation_walk.h"
 
 namespace farm {
 namespace {
@@ -42,13 +43,11 @@ namespace {
 // nests main line > subsystem tree > topic > ...). Merges it cannot settle (more than
 // kMaxExits exits, an ancestry test over budget, octopus leftovers, nesting beyond
 // kMaxLevels) fall back to:
-//  1. A paint walk, as in git's merge-base, counting the candidates reachable from the merge's
+//  1. A paint walk (SeparationWalk, coordinator/graph/separation_walk.h), counting the candidates
+//  reachable from the merge's
 //     other parents but not from its first candidate parent, so that
-//     w(merge) = w(first) + 1 + that count. Commits reached from the first parent are painted A,
-//     from the others B, and popped in decreasing id. Ids are topological, so when a commit is
-//     popped every commit above it that can reach it has already been popped and its paint is
-//     final. The walk stops as soon as no B-only commit is queued. Its cost is the part of the
-//     graph between the merge and where its branches meet.
+//     w(merge) = w(first) + 1 + that count. Its cost is the part of the graph between the merge
+//     and where its branches meet.
 //  2. A bit-parallel count of the whole candidate ancestry of 64 merges at a time: one sweep down
 //     the ids ORs 64-bit masks into parents and adds them to bit-sliced counters, O(size()) per
 //     64 merges. Used for merges whose walk exceeds its budget.
@@ -62,36 +61,11 @@ class MergeCounter {
   // Method (1): the number of candidates reachable from the other candidate parents of `merge`
   // and not from `first`, or nullopt if that takes more than the budget.
   std::optional<uint32_t> Separation(CommitId merge, CommitId first) {
-    if (stamp_.empty()) {
-      stamp_.assign(graph_.size(), 0);
-      paint_.assign(graph_.size(), 0);
-    }
-    if (++generation_ == 0) {  // wrapped: restart the stamps
-      std::fill(stamp_.begin(), stamp_.end(), 0);
-      generation_ = 1;
-    }
-    heap_.clear();
-    b_only_ = 0;
-    Push(first, kA);
-    for (CommitId p : graph_.parents(merge)) {
-      if (p != first && (flags_[p] & candidate_bit_)) Push(p, kB);
-    }
     uint32_t count = 0;
-    size_t steps = 0;
-    while (b_only_ > 0) {
-      if (++steps > budget_) return std::nullopt;
-      std::pop_heap(heap_.begin(), heap_.end());
-      CommitId x = heap_.back();
-      heap_.pop_back();
-      const uint8_t paint = paint_[x];
-      if (paint == kB) {
-        --b_only_;
-        ++count;
-      }
-      for (CommitId p : graph_.parents(x)) {
-        if (flags_[p] & candidate_bit_) Push(p, paint);
-      }
-    }
+    const bool done = walk_.Run(
+        merge, first, [this](CommitId p) { return (flags_[p] & candidate_bit_) != 0; },
+        [&count](CommitId) { ++count; }, budget_);
+    if (!done) return std::nullopt;
     return count;
   }
 
@@ -129,33 +103,11 @@ class MergeCounter {
   }
 
  private:
-  static constexpr uint8_t kA = 1;
-  static constexpr uint8_t kB = 2;
-
-  void Push(CommitId id, uint8_t paint) {
-    if (stamp_[id] != generation_) {
-      stamp_[id] = generation_;
-      paint_[id] = paint;
-      heap_.push_back(id);
-      std::push_heap(heap_.begin(), heap_.end());
-      if (paint == kB) ++b_only_;
-      return;
-    }
-    const uint8_t old = paint_[id];
-    const uint8_t now = old | paint;
-    if (old == kB && now != kB) --b_only_;
-    paint_[id] = now;
-  }
-
   const CommitGraph& graph_;
   const std::vector<uint8_t>& flags_;
   const uint8_t candidate_bit_;
   const size_t budget_;
-  std::vector<uint32_t> stamp_;
-  std::vector<uint8_t> paint_;
-  std::vector<CommitId> heap_;  // max-heap of ids
-  uint32_t generation_ = 0;
-  size_t b_only_ = 0;  // queued commits painted B and not A
+  SeparationWalk walk_{graph_};
 };
 
 constexpr uint32_t kNoId = UINT32_MAX;       // no label / no commit; as an exit value: empty

@@ -1,23 +1,26 @@
 // What a lab throws at the farm, with the real binaries: a coordinator SIGKILLed mid-bisect, a
-// network cut longer than the lease, agents that fail infrastructure-wise, TLS with client
+// network cut longer than the lease, agents that fail infrastructure-wise (a failing test
+// harness, a full disk, a git object missing, qemu missing or crashing), TLS with client
 // certificates and tokens, and a test that prints a gigabyte.
 #include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
+#include "tests/integration/test_farm.h"
 #include "tests/lib/test_util.h"
+#include "tests/lib/tmpfs.h"
 
 namespace farm::testing {
 namespace {
-
-std::string Farm() { return Quote(Bin("farm")); }
 
 constexpr char kSlowTest[] =
     "#!/bin/sh\n"
@@ -135,42 +138,22 @@ TEST(Faults, InfrastructureErrorsAreNotVerdicts) {
   WriteScript(dir + "/test.sh", absl::StrCat("#!/bin/sh\ncase \"$FARM_WORKTREE\" in\n"
                                              "  */broken-host/*) exit 255;;\nesac\n",
                                              kSlowTest + 10));
-  std::string listen = absl::StrCat("127.0.0.1:", FreePort());
-  Background coordinator({Bin("farm-coordinator"), "--listen", listen, "--db", dir + "/farm.db"},
-                         dir + "/coord.log");
-  ASSERT_TRUE(coordinator.WaitForOutput("listening on ", absl::Seconds(20)));
-  Background broken({Bin("farm-agent"), "--coordinator", listen, "--workdir",
-                     dir + "/broken-host", "--id", "broken-host"},
-                    dir + "/broken.log");
-  Background good({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/good-host",
-                   "--id", "good-host"},
-                  dir + "/good.log");
-  auto agents = [&] {
-    return Sh(absl::StrCat(Farm(), " agents --coordinator ", listen)).output;
-  };
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        std::string a = agents();
-        return absl::StrContains(a, "broken-host") && absl::StrContains(a, "good-host");
-      },
-      absl::Seconds(20)));
-  CommandResult submit = Sh(absl::StrCat(Farm(), " submit --coordinator ", listen, " --repo ",
-                                         Quote(repo.path), " --good ", repo.root, " --bad ",
-                                         repo.bad, " -- ", Quote(dir + "/test.sh")));
-  ASSERT_EQ(submit.exit_code, 0) << submit.output;
-  std::string job(absl::StripAsciiWhitespace(submit.output));
-  CommandResult watch = Sh(absl::StrCat(Farm(), " watch --coordinator ", listen, " ", job));
+  TestFarm farm(dir);
+  ASSERT_TRUE(farm.started()) << farm.coordinator().Output();
+  farm.AddAgent("broken-host", dir + "/broken-host");
+  farm.AddAgent("good-host", dir + "/good-host");
+  ASSERT_TRUE(farm.WaitForAgents()) << farm.Agents();
+  std::string job = farm.Submit(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root,
+                                             " --bad ", repo.bad, " -- ", Quote(dir + "/test.sh")));
+  ASSERT_FALSE(job.empty());
+  CommandResult watch = farm.Watch(job);
   EXPECT_EQ(watch.exit_code, 0) << watch.output;
   EXPECT_EQ(ParseAnswer(watch.output).first_bad, repo.culprit) << watch.output;
-  CommandResult st = Sh(absl::StrCat(Farm(), " status --coordinator ", listen, " ", job));
-  EXPECT_TRUE(absl::StrContains(st.output, "infra-error")) << st.output;
-  EXPECT_TRUE(absl::StrContains(agents(), "quarantined")) << agents() << coordinator.Output();
-  for (absl::string_view line : absl::StrSplit(st.output, '\n')) {
-    absl::string_view l = absl::StripLeadingAsciiWhitespace(line);
-    bool verdict = absl::StartsWith(l, "good ") || absl::StartsWith(l, "bad ");
-    EXPECT_FALSE(verdict && absl::StrContains(l, "on broken-host"))
-        << "an infrastructure failure became a verdict: " << l;
-  }
+  std::string status = farm.Status(job);
+  EXPECT_TRUE(absl::StrContains(status, "infra-error")) << status;
+  EXPECT_TRUE(absl::StrContains(farm.AgentLine("broken-host"), "quarantined"))
+      << farm.Agents() << farm.coordinator().Output();
+  ExpectNoVerdictFrom(status, "broken-host");
 
   // Every attempt fails: the job stops with a message instead of spinning.
   WriteScript(dir + "/always-broken.sh", "#!/bin/sh\nexit 200\n");
@@ -182,6 +165,178 @@ TEST(Faults, InfrastructureErrorsAreNotVerdicts) {
   EXPECT_TRUE(absl::StrContains(fail.output, "attempts failed with infrastructure errors"))
       << fail.output;
   EXPECT_FALSE(absl::StrContains(fail.output, "is the first bad commit")) << fail.output;
+}
+
+// The agents' work directories of the full-disk tests: 4 MiB, twice filled by kFillingBuild.
+constexpr uint64_t kSmallDisk = 4 << 20;
+constexpr char kFillingBuild[] = "head -c 8388608 /dev/zero > \"$FARM_BUILD_DIR/blob\"";
+
+// `farm submit`/`farm bisect` arguments for `repo`'s range.
+std::string Range(const Repo& repo) {
+  return absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root, " --bad ", repo.bad);
+}
+
+// An agent whose work directory is a small filesystem that every build fills. Its failed builds
+// are infrastructure errors saying that the disk is full and where, not skips; the other agent's
+// verdicts name the culprit; the full agent keeps running and is listed as quarantined with the
+// reason. With only a full agent, the job stops with that message instead of spinning.
+TEST(Faults, FullDiskIsAnInfrastructureErrorNotASkip) {
+  std::string dir = MakeTempDir("diskfull");
+  TmpfsMount small(dir + "/full-host", kSmallDisk);
+  if (!small.ok()) GTEST_SKIP() << "no small filesystem to fill: " << small.error();
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 40 --seed 61");
+  WriteScript(dir + "/test.sh", kSlowTest);
+  TestFarm farm(dir);
+  ASSERT_TRUE(farm.started()) << farm.coordinator().Output();
+  Background& full = farm.AddAgent("full-host", dir + "/full-host");
+  farm.AddAgent("roomy-host", dir + "/roomy-host");
+  ASSERT_TRUE(farm.WaitForAgents()) << farm.Agents();
+  std::string job = farm.Submit(absl::StrCat(Range(repo), " --build ", Quote(kFillingBuild), " -- ",
+                                             Quote(dir + "/test.sh")));
+  ASSERT_FALSE(job.empty());
+  CommandResult watch = farm.Watch(job);
+  EXPECT_EQ(watch.exit_code, 0) << watch.output;
+  EXPECT_EQ(ParseAnswer(watch.output).first_bad, repo.culprit) << watch.output;
+  std::string status = farm.Status(job);
+  ExpectNoVerdictFrom(status, "full-host");
+  // Each of the full agent's tasks failed because the disk is full, and its log says so.
+  EXPECT_GE(ExpectInfrastructureErrorsSay(farm, job, "full-host", "farm: the disk is full: "), 1)
+      << status;
+  std::string where =
+      absl::StrCat("the filesystem holding '", dir, "/full-host/slots/0/build' has ");
+  std::string line = farm.AgentLine("full-host");
+  EXPECT_TRUE(absl::StrContains(line, "quarantined")) << farm.Agents();
+  EXPECT_TRUE(absl::StrContains(line, where)) << line;
+  EXPECT_TRUE(full.Alive()) << "the full agent died: " << full.Output();
+
+  // Only a full agent (the local bisect's agents/ is a small filesystem): the job fails, saying
+  // where the disk is full.
+  TmpfsMount small_agents(dir + "/alone/agents", kSmallDisk);
+  ASSERT_TRUE(small_agents.ok()) << small_agents.error();
+  CommandResult alone =
+      Sh(absl::StrCat(Farm(), " bisect ", Range(repo), " --workdir ", Quote(dir + "/alone"),
+                      " --build ", Quote(kFillingBuild), " -- ", Quote(dir + "/test.sh")));
+  EXPECT_EQ(alone.exit_code, 1) << alone.output;
+  // (The build's output stays behind, so later attempts may already fail at the checkout.)
+  EXPECT_TRUE(absl::StrContains(
+      alone.output, "attempts failed with infrastructure errors (last: the disk is full: "))
+      << alone.output;
+  EXPECT_TRUE(absl::StrContains(alone.output, absl::StrCat("the filesystem holding '", dir,
+                                                           "/alone/agents/1/slots/0/build' has ")))
+      << alone.output;
+  EXPECT_TRUE(absl::StrContains(alone.output, "--workdir on a larger disk")) << alone.output;
+  EXPECT_FALSE(absl::StrContains(alone.output, "is the first bad commit")) << alone.output;
+}
+
+// An agent whose mirror of the repository lacks an object (a damaged disk, an interrupted copy):
+// its checkouts fail, which are infrastructure errors retried on the other agent, never verdicts;
+// it is quarantined, the reason naming the checkout.
+TEST(Faults, MissingGitObjectIsAnInfrastructureError) {
+  std::string dir = MakeTempDir("gitobject");
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 40 --seed 67");
+  WriteScript(dir + "/test.sh", kSlowTest);
+  std::string url = "file://" + repo.path;
+  // The damaged agent's mirror, where its RepoCache keeps it (<workdir>/mirrors/<the url's blob
+  // id>.git), with every object loose and then the blob of the root commit's file, which every
+  // commit has, removed. The commits are all there, so the agent does not fetch again.
+  CommandResult damage = Sh(absl::StrCat(
+      "set -e; cd ", Quote(dir), "; id=$(printf %s ", Quote(url), " | git hash-object --stdin); ",
+      "m=damaged-host/mirrors/$id.git; mkdir -p damaged-host/mirrors packs; ",
+      "git clone -q --mirror ", Quote(url), " $m; mv $m/objects/pack/* packs/; ",
+      "for p in packs/*.pack; do git -C $m unpack-objects -q < $p; done; ",
+      "blob=$(git -C $m rev-parse ", repo.root, ":f/0); ",
+      "rm $m/objects/$(echo $blob | cut -c1-2)/$(echo $blob | cut -c3-); echo $blob"));
+  ASSERT_EQ(damage.exit_code, 0) << damage.output;
+  std::string blob(absl::StripAsciiWhitespace(damage.output));
+  TestFarm farm(dir);
+  ASSERT_TRUE(farm.started()) << farm.coordinator().Output();
+  farm.AddAgent("damaged-host", dir + "/damaged-host");
+  farm.AddAgent("sound-host", dir + "/sound-host");
+  ASSERT_TRUE(farm.WaitForAgents()) << farm.Agents();
+  std::string job = farm.Submit(absl::StrCat("--repo ", Quote(url), " --good ", repo.root,
+                                             " --bad ", repo.bad, " -- ", Quote(dir + "/test.sh")));
+  ASSERT_FALSE(job.empty());
+  CommandResult watch = farm.Watch(job);
+  EXPECT_EQ(watch.exit_code, 0) << watch.output;
+  EXPECT_EQ(ParseAnswer(watch.output).first_bad, repo.culprit) << watch.output;
+  EXPECT_TRUE(absl::StrContains(watch.output, "could not be tested on damaged-host: checkout of "))
+      << watch.output;
+  EXPECT_TRUE(absl::StrContains(watch.output, blob))
+      << "the missing object is named: " << blob << "\n"
+      << watch.output;
+  ExpectNoVerdictFrom(farm.Status(job), "damaged-host");
+  std::string line = farm.AgentLine("damaged-host");
+  EXPECT_TRUE(absl::StrContains(line, "quarantined")) << farm.Agents();
+  EXPECT_TRUE(absl::StrContains(line, "checkout of ")) << line;
+  EXPECT_TRUE(absl::StrContains(line, "remove that mirror and the agent fetches it again")) << line;
+}
+
+// Boot tasks (prebuilt images, `farm submit --kernels`) on agents where qemu is missing from PATH
+// or dies of a signal as it starts: infrastructure errors saying so, retried on the agent whose
+// qemu works, which decides. Its qemu is a stand-in that reads the verdict from the image (the
+// real boot is boot_faults_test); the failing agents are quarantined with the reason. A qemu that
+// refuses to start (exit 1) likewise, in a second job.
+TEST(Faults, QemuMissingOrCrashingIsAnInfrastructureError) {
+  std::string dir = MakeTempDir("qemu");
+  if (access("/bin/busybox", X_OK) != 0 && Sh("command -v busybox").exit_code != 0) {
+    GTEST_SKIP() << "busybox is not installed (the boot's initramfs needs it): apt-get install "
+                    "busybox-static";
+  }
+  // Images k0..k7; from k5 on they "contain the bug".
+  std::string kernels;
+  for (int i = 0; i < 8; ++i) {
+    std::string image = absl::StrCat(dir, "/k", i);
+    std::ofstream(image) << (i < 5 ? "a good kernel\n" : "a bad kernel\n");
+    absl::StrAppend(&kernels, " ", Quote(image));
+  }
+  WriteScript(dir + "/payload.sh", "#!/bin/sh\nexit 0\n");
+  // A stand-in for a working qemu: the "boot" takes a moment, as a real one does, and the guest's
+  // verdict is in the image.
+  std::string boots =
+      PathWithFakeQemu(dir, "working-qemu",
+                       "#!/bin/sh\n"
+                       "while [ $# -gt 0 ]; do [ \"$1\" = -kernel ] && kernel=$2; shift; done\n"
+                       "sleep 0.3\n"
+                       "echo FARM-INIT-STARTED\n"
+                       "if grep -q bad \"$kernel\"; then code=1; else code=0; fi\n"
+                       "echo \"FARM-RESULT: $code\"\n");
+  TestFarm farm(dir);
+  ASSERT_TRUE(farm.started()) << farm.coordinator().Output();
+  farm.AddAgent("qemu-host", dir + "/qemu-host", {boots});
+  AddAgentsWithBrokenQemu(farm, dir);
+  ASSERT_TRUE(farm.WaitForAgents()) << farm.Agents();
+  // Where `farm submit --kernels` makes its repository of the images.
+  std::string cache = dir + "/cache";
+  setenv("XDG_CACHE_HOME", cache.c_str(), 1);
+  std::string submit = absl::StrCat("--kernels", kernels, " --test ", Quote(dir + "/payload.sh"),
+                                    " --accel tcg --no-reuse");
+  std::string job = farm.Submit(absl::StrCat(submit, " --description first"));
+  ASSERT_FALSE(job.empty());
+  CommandResult watch = farm.Watch(job);
+  EXPECT_EQ(watch.exit_code, 0) << watch.output;
+  std::string k5 = KernelListCommit(cache, "k5");
+  ASSERT_FALSE(k5.empty());
+  EXPECT_EQ(ParseAnswer(watch.output).first_bad, k5) << watch.output;
+  ExpectBrokenQemuWasInfrastructure(farm, job);
+  EXPECT_TRUE(absl::StrContains(farm.Status(job), " on qemu-host ")) << farm.Status(job);
+
+  farm.AddAgent("exit-qemu-host", dir + "/exit-qemu-host",
+                {PathWithFakeQemu(dir, "exit-qemu", kQemuExits1)});
+  ASSERT_TRUE(
+      WaitFor([&] { return absl::StrContains(farm.AgentLine("exit-qemu-host"), " connected "); },
+              absl::Seconds(30)))
+      << farm.Agents();
+  std::string second = farm.Submit(absl::StrCat(submit, " --description second"));
+  ASSERT_FALSE(second.empty());
+  CommandResult watch2 = farm.Watch(second);
+  EXPECT_EQ(watch2.exit_code, 0) << watch2.output;
+  EXPECT_EQ(ParseAnswer(watch2.output).first_bad, k5) << watch2.output;
+  EXPECT_GE(ExpectInfrastructureErrorsSay(farm, second, "exit-qemu-host",
+                                          "farm: qemu: qemu failed (exit 1): qemu-system-x86_64: "
+                                          "cannot set up guest memory"),
+            1)
+      << farm.Status(second);
+  ExpectNoVerdictFrom(farm.Status(second), "exit-qemu-host");
 }
 
 // TLS everywhere, agents authenticated by client certificate, users by token.

@@ -203,6 +203,14 @@ void Background::Kill(int sig) {
   if (pid_ > 0 && !reaped_) kill(pid_, sig);
 }
 
+bool Background::Alive() {
+  if (reaped_ || pid_ <= 0) return false;
+  int st = 0;
+  if (waitpid(pid_, &st, WNOHANG) != pid_) return true;
+  reaped_ = true;
+  return false;
+}
+
 int Background::Wait() {
   if (reaped_ || pid_ <= 0) return -1;
   int st = 0;

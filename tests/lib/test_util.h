@@ -73,6 +73,7 @@ class Background {
   std::string Output() const;
   void Kill(int sig);
   int Wait();  // exit status
+  bool Alive();  // not exited (reaps it when it has)
   pid_t pid() const { return pid_; }
 
  private:

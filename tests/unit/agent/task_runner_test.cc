@@ -1,0 +1,184 @@
+// TaskRunner on a full disk: the agent's work directory is a small tmpfs that the checkout, the
+// build or the test fills. A failure caused by the full disk is an infrastructure error that says
+// where the disk is full, never a skip or a bad verdict; a real build failure or test verdict on a
+// disk with room stays what it is. Skips (saying why) when a tmpfs cannot be mounted (not root).
+#include "agent/runner/task_runner.h"
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "agent/workspace/disk_space.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/lib/tmpfs.h"
+#include "tests/unit/agent/test_repo.h"
+
+namespace farm {
+namespace {
+
+namespace v1 = farm::v1;
+using ::farm::testing_util::FreshTempDir;
+using ::farm::testing_util::TestRepo;
+using ::testing::HasSubstr;
+
+constexpr uint64_t kTmpfsBytes = 4 << 20;
+// Twice the tmpfs: whatever writes it cannot fit.
+constexpr char kWriteTooMuch[] = "head -c 8388608 /dev/zero > \"$FARM_BUILD_DIR/blob\"";
+
+class TaskRunnerDiskFullTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!testing_util::HaveGit()) GTEST_SKIP() << "the git CLI is not installed";
+    root_ = FreshTempDir("runner") + "/agent";
+    tmpfs_ = std::make_unique<testing::TmpfsMount>(root_, kTmpfsBytes);
+    if (!tmpfs_->ok()) GTEST_SKIP() << "no small filesystem to fill: " << tmpfs_->error();
+    repo_ = std::make_unique<TestRepo>("origin");
+    repo_->Write("src.c", "int main(void) { return 0; }\n");
+    commit_ = repo_->Commit("one small commit");
+    auto ws = Workspace::Open(root_);
+    ASSERT_TRUE(ws.ok()) << ws.status();
+    ws_ = std::move(*ws);
+    runner_ = std::make_unique<TaskRunner>(ws_.get(), root_);
+  }
+
+  v1::Assign Task(const std::string& build, const std::string& test) {
+    v1::Assign a;
+    a.set_task_id("1.1");
+    a.set_job_id("1");
+    a.set_repo(repo_->path());
+    a.set_commit(commit_);
+    a.mutable_recipe()->set_build_command(build);
+    a.mutable_recipe()->add_test_argv("/bin/sh");
+    a.mutable_recipe()->add_test_argv("-c");
+    a.mutable_recipe()->add_test_argv(test);
+    a.mutable_recipe()->set_timeout_seconds(60);
+    return a;
+  }
+
+  v1::TaskResult Run(const v1::Assign& task) {
+    TaskControl control;
+    output_.clear();
+    return runner_->Run(
+        task, 0, &control, [](v1::Phase) {},
+        [this](std::string_view d) { output_.append(d.data(), d.size()); });
+  }
+
+  std::string root_;
+  std::unique_ptr<testing::TmpfsMount> tmpfs_;
+  std::unique_ptr<TestRepo> repo_;
+  std::string commit_;
+  std::unique_ptr<Workspace> ws_;
+  std::unique_ptr<TaskRunner> runner_;
+  std::string output_;
+};
+
+TEST_F(TaskRunnerDiskFullTest, BuildThatFillsTheDiskIsAnInfrastructureError) {
+  v1::TaskResult r = Run(Task(kWriteTooMuch, "exit 0"));
+  EXPECT_EQ(r.verdict(), v1::VERDICT_UNSPECIFIED) << output_;
+  EXPECT_THAT(r.infra_error(), HasSubstr("the disk is full")) << output_;
+  EXPECT_THAT(r.infra_error(), HasSubstr("No space left on device"));
+  EXPECT_THAT(r.infra_error(), HasSubstr(root_)) << "it must say where";
+  EXPECT_THAT(r.infra_error(), HasSubstr("--workdir on a larger disk")) << "and what to do";
+  EXPECT_FALSE(r.retried_pristine()) << "a full disk is not stale state";
+  EXPECT_THAT(output_, HasSubstr("farm: the disk is full"));
+}
+
+// Nothing in the output says so: statvfs does.
+TEST_F(TaskRunnerDiskFullTest, SilentBuildOnAFullDiskIsAnInfrastructureError) {
+  v1::TaskResult r =
+      Run(Task("cat /dev/zero > \"$FARM_BUILD_DIR/blob\" 2>/dev/null; exit 2", "exit 0"));
+  EXPECT_EQ(r.verdict(), v1::VERDICT_UNSPECIFIED) << output_;
+  EXPECT_THAT(r.infra_error(), HasSubstr("the disk is full: build failed (exit 2)")) << output_;
+  EXPECT_THAT(r.infra_error(), HasSubstr(absl::StrCat("'", root_, "/slots/0/build' has ")));
+  EXPECT_THAT(r.infra_error(), HasSubstr("free of 4.0 MiB"));
+}
+
+// The control: a build that fails on a disk with room is the commit's problem, a skip (after the
+// pristine retry), as before.
+TEST_F(TaskRunnerDiskFullTest, FailedBuildWithRoomLeftIsStillASkip) {
+  v1::TaskResult r = Run(Task("echo 'src.c:1: error: expected ;'; exit 2", "exit 0"));
+  EXPECT_EQ(r.verdict(), v1::SKIP) << r.infra_error() << output_;
+  EXPECT_EQ(r.infra_error(), "");
+  EXPECT_TRUE(r.retried_pristine());
+}
+
+// ENOSPC on another filesystem (/tmp, say): the work directory has room, the build said so.
+TEST_F(TaskRunnerDiskFullTest, BuildSayingNoSpaceElsewhereIsAnInfrastructureError) {
+  v1::TaskResult r = Run(
+      Task("echo 'cc1: fatal error: /tmp/ccX.s: No space left on device' >&2; exit 1", "exit 0"));
+  EXPECT_EQ(r.verdict(), v1::VERDICT_UNSPECIFIED) << output_;
+  EXPECT_THAT(r.infra_error(), HasSubstr("the disk is full")) << output_;
+  EXPECT_THAT(r.infra_error(), HasSubstr("another filesystem the task writes to"));
+}
+
+TEST_F(TaskRunnerDiskFullTest, CheckoutThatDoesNotFitIsAnInfrastructureError) {
+  repo_->Write("data.bin", std::string(6 << 20, 'x'));
+  commit_ = repo_->Commit("a file larger than the agent's disk");
+  v1::TaskResult r = Run(Task("", "exit 0"));
+  EXPECT_EQ(r.verdict(), v1::VERDICT_UNSPECIFIED) << output_;
+  EXPECT_THAT(r.infra_error(), HasSubstr("the disk is full: checkout of " + commit_)) << output_;
+  EXPECT_THAT(r.infra_error(), HasSubstr(root_));
+}
+
+TEST_F(TaskRunnerDiskFullTest, TestFailingOnAFullDiskIsNotBad) {
+  v1::TaskResult r = Run(Task("", "cat /dev/zero > big 2>/dev/null; exit 1"));
+  EXPECT_EQ(r.verdict(), v1::VERDICT_UNSPECIFIED) << output_;
+  EXPECT_THAT(r.infra_error(), HasSubstr("the disk is full: the test said bad (exit 1)"))
+      << output_;
+}
+
+// A test that passes passed, full disk or not; and a test's own words are its business: one that
+// prints ENOSPC's message and says bad on a disk with room is bad.
+TEST_F(TaskRunnerDiskFullTest, TestVerdictsStandWhenTheDiskIsNotTheCause) {
+  v1::TaskResult passed = Run(Task("", "cat /dev/zero > big 2>/dev/null; exit 0"));
+  EXPECT_EQ(passed.verdict(), v1::GOOD) << passed.infra_error() << output_;
+  ASSERT_EQ(std::remove((ws_->worktree_path(0) + "/big").c_str()), 0);
+  v1::TaskResult bad = Run(Task("", "echo 'write: No space left on device'; exit 1"));
+  EXPECT_EQ(bad.verdict(), v1::BAD) << bad.infra_error() << output_;
+}
+
+// The agent's own write: the shipped test script does not fit. An error that says where, and the
+// runner carries on.
+TEST_F(TaskRunnerDiskFullTest, TestScriptThatCannotBeWrittenIsAnInfrastructureError) {
+  ASSERT_GT(testing::FillDisk(root_ + "/filler"), 0u);
+  v1::Assign task = Task("", "exit 0");
+  task.mutable_recipe()->set_test_script("#!/bin/sh\n# " + std::string(64 << 10, 'x') +
+                                         "\nexit 0\n");
+  v1::TaskResult r = Run(task);
+  EXPECT_EQ(r.verdict(), v1::VERDICT_UNSPECIFIED);
+  EXPECT_THAT(r.infra_error(), HasSubstr("the disk is full: cannot write the test script"));
+  EXPECT_THAT(r.infra_error(), HasSubstr(root_));
+  ASSERT_EQ(std::remove((root_ + "/filler").c_str()), 0);
+  v1::TaskResult after = Run(task);
+  EXPECT_EQ(after.verdict(), v1::GOOD) << after.infra_error() << output_;
+}
+
+TEST(NoSpaceScanner, FindsTheMessageAcrossChunks) {
+  std::string text = "ld: final link failed: No space left on device\n";
+  for (size_t cut = 0; cut <= text.size(); ++cut) {
+    NoSpaceScanner s;
+    s.Feed(text.substr(0, cut));
+    s.Feed(text.substr(cut));
+    EXPECT_TRUE(s.seen()) << cut;
+  }
+  NoSpaceScanner byte_by_byte;
+  for (char c : text) byte_by_byte.Feed(std::string_view(&c, 1));
+  EXPECT_TRUE(byte_by_byte.seen());
+  NoSpaceScanner none;
+  none.Feed("No space left on");
+  none.Feed(" the bus\n");
+  EXPECT_FALSE(none.seen());
+}
+
+TEST(DiskSpace, MeasuresTheNearestExistingAncestor) {
+  absl::StatusOr<DiskSpace> d = MeasureDiskSpace(FreshTempDir("ds") + "/not/yet/there");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_GT(d->total, 0u);
+  EXPECT_THAT(d->Describe(), HasSubstr(" free of "));
+  EXPECT_TRUE(DiskFullError({FreshTempDir("ds2")}, false, "x").ok() || d->full());
+}
+
+}  // namespace
+}  // namespace farm
