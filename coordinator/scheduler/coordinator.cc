@@ -1397,6 +1397,48 @@ void Coordinator::ExpireLeases() {
     it = (!s.connected && s.tasks.empty()) ? sessions_.erase(it) : std::next(it);
   }
   if (changed) ScheduleLocked();
+  NoteWaitingLocked(now);
+}
+
+void Coordinator::NoteWaitingLocked(absl::Time now) {
+  // A job with nothing running because no agent can take work says so once, instead of waiting
+  // in silence (its commits are not failing: there is no agent to try them on).
+  std::string note;
+  if (connected_agents_ == 0) {
+    note = "waiting: no agent is connected";
+  } else if (quarantined_ > 0) {
+    std::vector<std::string> why;
+    bool usable = false;
+    for (auto& [id, s] : sessions_) {
+      if (!s.connected) continue;
+      if (!QuarantinedLocked(s.hello.agent_id(), now)) {
+        usable = true;
+        break;
+      }
+      const AgentHealth& h = health_[s.hello.agent_id()];
+      why.push_back(absl::StrCat(s.hello.agent_id(), " for ",
+                                 absl::FormatDuration(absl::Trunc(h.quarantined_until - now,
+                                                                  absl::Seconds(1))),
+                                 " (", h.reason, ")"));
+    }
+    if (!usable) {
+      note = absl::StrCat("waiting: every connected agent is quarantined: ",
+                          absl::StrJoin(why, "; "), ". See `farm agents`.");
+    }
+  }
+  for (int64_t id : running_jobs_) {
+    Job& job = jobs_[id];
+    std::string want = job.running.empty() ? note : "";
+    // Say it when it starts, not again every second while it lasts.
+    bool same = !want.empty() && !job.waiting_note.empty() &&
+                want.substr(0, 40) == job.waiting_note.substr(0, 40);
+    if (want.empty() || same) {
+      if (want.empty()) job.waiting_note.clear();
+      continue;
+    }
+    job.waiting_note = want;
+    EmitLocked(job, want);
+  }
 }
 
 }  // namespace farm

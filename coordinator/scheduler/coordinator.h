@@ -143,6 +143,7 @@ class Coordinator {
     uint64_t plan_epoch = 0;
     bool plan_exhausted = false;  // PlanNext gave fewer than asked: nothing more to start
     uint64_t PlanKey() const { return finished.size() + (plan_epoch << 32); }
+    std::string waiting_note;  // why nothing runs, when no agent can take work (said once)
     // Kept when an ended job releases its graph and frontier.
     double final_confidence = 0;
   };
@@ -184,6 +185,8 @@ class Coordinator {
   // report and bisect log stay.
   void ReleaseJobLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetDisconnectedLocked(Session& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells the watchers of a job that has nothing running when no agent can take work.
+  void NoteWaitingLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Keeps free_sessions_ true after s.tasks or s.connected changed.
   void RefreshFreeLocked(Session& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PruneLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -6,7 +6,9 @@
 #include <map>
 #include <mutex>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
 
@@ -259,6 +261,55 @@ TEST_F(CoordinatorTest, RestartOnTheSameDatabaseResumesTheJob) {
   }
   EXPECT_EQ(done.state(), v1::FOUND) << done.DebugString();
   EXPECT_EQ(done.first_bad(0), repo_.culprit);
+}
+
+// When every connected agent is quarantined, a job with nothing running does not wait in silence:
+// its watchers are told why, once, with the agent and the reason. The job is not failed (its
+// commits did not fail; there is no agent to try them on) and resumes when an agent can work.
+TEST_F(CoordinatorTest, JobSaysItWaitsWhenEveryAgentIsQuarantined) {
+  CoordinatorOptions o = Options();
+  o.quarantine_after = 1;
+  o.max_infra_attempts = 3;
+  auto c = Coordinator::Create(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  FakeAgent a;
+  a.Connect(**c, "only-agent");
+  auto job = (*c)->SubmitBisect(Spec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  std::vector<std::string> messages;
+  auto watch = (*c)->Watch(job->job_id(), [&](const v1::JobEvent& ev) {
+    messages.push_back(ev.message());
+  });
+  ASSERT_TRUE(watch.ok());
+  a.Drain();
+  ASSERT_EQ(a.running.size(), 1u);
+  v1::AgentMessage m;
+  m.mutable_result()->set_task_id(a.running.begin()->first);
+  m.mutable_result()->set_infra_error("qemu-system-x86_64: not found");
+  (*c)->OnAgentMessage(a.session, m);
+  a.running.clear();
+  a.Drain();
+  EXPECT_TRUE(a.running.empty()) << "a quarantined agent got a task";
+  (*c)->ExpireLeases();
+  (*c)->ExpireLeases();  // said once, not every second
+  int notes = 0;
+  for (const std::string& msg : messages) {
+    if (absl::StrContains(msg, "waiting: every connected agent is quarantined")) {
+      ++notes;
+      EXPECT_TRUE(absl::StrContains(msg, "only-agent")) << msg;
+      EXPECT_TRUE(absl::StrContains(msg, "qemu-system-x86_64: not found")) << msg;
+    }
+  }
+  EXPECT_EQ(notes, 1) << absl::StrJoin(messages, "\n");
+  auto st = (*c)->GetJob(job->job_id());
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->state(), v1::RUNNING);
+  // A healthy agent arrives: the job goes on.
+  FakeAgent b;
+  b.Connect(**c, "healthy-agent");
+  b.Drain();
+  EXPECT_EQ(b.running.size(), 1u);
+  (*c)->Unwatch(*watch);
 }
 
 TEST_F(CoordinatorTest, BadSubmissionsAreRejectedAndNotStored) {
