@@ -34,8 +34,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "coordinator/metrics/metrics.h"
 #include "coordinator/service/service.h"
 #include "farm/v1/farm.grpc.pb.h"
+#include "httplib.h"
 #include "tests/fuzz/fuzz_env.h"
 
 extern char** environ;
@@ -100,7 +102,8 @@ class CoordinatorProcess {
 
   absl::Status Start(const std::string& binary, const std::string& dir) {
     log_ = dir + "/coordinator.log";
-    std::vector<std::string> args = {binary, "--listen", "127.0.0.1:0", "--db", dir + "/farm.db"};
+    std::vector<std::string> args = {binary,           "--listen",         "127.0.0.1:0", "--db",
+                                     dir + "/farm.db", "--metrics-listen", "127.0.0.1:0"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -122,6 +125,10 @@ class CoordinatorProcess {
       if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
         std::string rest = text.substr(at + strlen("listening on "));
         address_ = rest.substr(0, rest.find_first_of(" \n"));
+        size_t m = text.find("metrics at http://");
+        if (m == std::string::npos || text.find('\n', m) == std::string::npos) continue;
+        std::string mrest = text.substr(m + strlen("metrics at http://"));
+        metrics_address_ = mrest.substr(0, mrest.find('/'));
         return absl::OkStatus();
       }
       int st;
@@ -155,11 +162,13 @@ class CoordinatorProcess {
 
   pid_t pid() const { return pid_; }
   const std::string& address() const { return address_; }
+  const std::string& metrics_address() const { return metrics_address_; }
   const std::string& log() const { return log_; }
 
  private:
   pid_t pid_ = -1;
   std::string address_;
+  std::string metrics_address_;
   std::string log_;
 };
 
@@ -996,6 +1005,26 @@ absl::StatusOr<LoadReport> Harness::Run() {
   report_.coordinator_peak_rss_kb = after.hwm_kb;
   report_.coordinator_end_rss_kb = after.rss_kb;
   report_.coordinator_threads = after.threads;
+  {
+    std::string page;
+    if (o_.mode == LoadOptions::Mode::kChild) {
+      const std::string& a = child_.metrics_address();
+      httplib::Client http(a.substr(0, a.rfind(':')), std::stoi(a.substr(a.rfind(':') + 1)));
+      if (httplib::Result res = http.Get("/metrics"); res && res->status == 200) page = res->body;
+    } else {
+      page = server_->core()->MetricsText();
+    }
+    absl::StatusOr<LatencyHistogram> h =
+        LatencyHistogram::Parse(page, "farm_assign_latency_seconds", "trigger=\"agent_message\",");
+    if (h.ok()) {
+      report_.coordinator_assigns = h->count();
+      report_.coordinator_assign_p50_ms = 1000 * h->QuantileUpperBound(0.5);
+      report_.coordinator_assign_p99_ms = 1000 * h->QuantileUpperBound(0.99);
+      report_.coordinator_assign_mean_ms = h->count() ? 1000 * h->sum() / h->count() : 0;
+    } else {
+      report_.problems.push_back(absl::StrCat("the coordinator's metrics: ", h.status().message()));
+    }
+  }
 
   {
     std::lock_guard<std::mutex> wl(watchers_mu_);
@@ -1083,6 +1112,12 @@ std::string LoadReport::ToText() const {
                         verdict_to_next_assign.Summary());
   absl::StrAppendFormat(&s, "result -> same agent's next assign (refill):  %s\n",
                         result_to_refill.Summary());
+  absl::StrAppendFormat(&s,
+                        "coordinator's own assign latency (/metrics): n=%llu p50<=%.2f "
+                        "p99<=%.2f mean=%.2f ms\n",
+                        static_cast<unsigned long long>(coordinator_assigns),
+                        coordinator_assign_p50_ms, coordinator_assign_p99_ms,
+                        coordinator_assign_mean_ms);
   absl::StrAppendFormat(&s, "SubmitBisect round trip:                      %s\n", submit.Summary());
   absl::StrAppendFormat(&s,
                         "bisect duration: %s; median of the first half submitted %.1f s, of "

@@ -77,6 +77,12 @@ struct LoadReport {
   // next "testing" event of the job right after the verdict's event) arrives at its agent.
   Latency verdict_to_next_assign;
   Latency result_to_refill;  // an agent sends a result -> that agent's next Assign arrives
+  // The coordinator's own farm_assign_latency_seconds{trigger="agent_message"} (its /metrics):
+  // from the arrival of an agent's result or cancellation confirmation to the Assign it made
+  // possible being queued, the wait for the lock included. Bucket upper bounds, in ms.
+  uint64_t coordinator_assigns = 0;
+  double coordinator_assign_p50_ms = 0, coordinator_assign_p99_ms = 0,
+         coordinator_assign_mean_ms = 0;
   Latency submit;            // SubmitBisect round trip
   Latency job_elapsed;       // each bisect, submitted to ended (JobStatus.elapsed_seconds)
   // Median time to end of the bisects submitted first (lower half of job ids) and last: far
@@ -99,7 +105,8 @@ struct LoadReport {
 
   bool ok() const {
     return wrong == 0 && unfinished == 0 && results_lost == 0 && results_counted_twice == 0 &&
-           duplicate_task_ids == 0 && correct == bisects && broken_streams == 0;
+           duplicate_task_ids == 0 && correct == bisects && broken_streams == 0 &&
+           coordinator_assigns > 0;  // its /metrics were served and counted the assignments
   }
   std::string ToText() const;
 };

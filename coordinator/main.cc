@@ -1,14 +1,18 @@
 // farm-coordinator: owns jobs, the frontier, scheduling and the store; serves Farm and AgentLink.
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
-#include "common/signals.h"
-
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "common/rpc/credentials.h"
+#include "common/signals.h"
 #include "coordinator/service/service.h"
+#include "httplib.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"farm-coordinator: the bisect farm's coordinator"};
@@ -24,8 +28,9 @@ int main(int argc, char** argv) {
   app.add_option("--db", opts.db_path, "SQLite database file")->capture_default_str();
   app.add_option("--cache-dir", opts.cache_dir,
                  "mirrors of remote repositories (default: next to the database)");
-  app.add_option("--lease", lease_s, "seconds an agent may stay silent before its tasks are "
-                                     "requeued")
+  app.add_option("--lease", lease_s,
+                 "seconds an agent may stay silent before its tasks are "
+                 "requeued")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
   app.add_option("--heartbeat", heartbeat_s, "seconds between agent heartbeats")
@@ -41,11 +46,33 @@ int main(int argc, char** argv) {
                  "CA that signs agents' client certificates: agents must present one (mTLS)");
   app.add_option("--tokens", tokens_file,
                  "file of users' bearer tokens, one per line: clients must present one");
+  std::string metrics_listen;
+  app.add_option("--metrics-listen", metrics_listen,
+                 "serve Prometheus metrics at http://HOST:PORT/metrics (default: off)");
   CLI11_PARSE(app, argc, argv);
+  std::string metrics_host;
+  int metrics_port = 0;
+  if (!metrics_listen.empty()) {
+    size_t colon = metrics_listen.rfind(':');
+    if (colon == std::string::npos || colon == 0 ||
+        !absl::SimpleAtoi(metrics_listen.substr(colon + 1), &metrics_port) || metrics_port < 0 ||
+        metrics_port > 65535) {
+      std::fprintf(stderr,
+                   "farm-coordinator: --metrics-listen '%s' is not HOST:PORT (e.g. "
+                   "0.0.0.0:9411, or 127.0.0.1:0 for any free port)\n",
+                   metrics_listen.c_str());
+      return 2;
+    }
+    metrics_host = metrics_listen.substr(0, colon);
+    if (metrics_host.size() > 2 && metrics_host.front() == '[') {
+      metrics_host = metrics_host.substr(1, metrics_host.size() - 2);
+    }
+  }
   if (!tokens_file.empty()) {
     absl::StatusOr<std::set<std::string>> tokens = farm::ReadTokens(tokens_file);
     if (!tokens.ok()) {
-      std::fprintf(stderr, "farm-coordinator: %s\n", std::string(tokens.status().message()).c_str());
+      std::fprintf(stderr, "farm-coordinator: %s\n",
+                   std::string(tokens.status().message()).c_str());
       return 2;
     }
     security.tokens = *tokens;
@@ -73,12 +100,39 @@ int main(int argc, char** argv) {
     return 2;
   }
   stop_target.store(server->get());
+  // Prometheus metrics over plain HTTP (read-only, no job data: counts and latencies).
+  httplib::Server metrics;
+  std::thread metrics_thread;
+  std::string metrics_address;
+  if (!metrics_listen.empty()) {
+    farm::Coordinator* core = (*server)->core();
+    metrics.Get("/metrics", [core](const httplib::Request&, httplib::Response& res) {
+      res.set_content(core->MetricsText(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    int port = metrics_port == 0
+                   ? metrics.bind_to_any_port(metrics_host)
+                   : (metrics.bind_to_port(metrics_host, metrics_port) ? metrics_port : -1);
+    if (port < 0) {
+      std::fprintf(stderr, "farm-coordinator: cannot serve metrics on %s: %s\n",
+                   metrics_listen.c_str(), std::strerror(errno));
+      return 2;
+    }
+    metrics_address = absl::StrCat(metrics_host, ":", port);
+    metrics_thread = std::thread([&metrics] { metrics.listen_after_bind(); });
+  }
   std::printf("farm-coordinator listening on %s (database %s, %s%s%s)\n",
               (*server)->address().c_str(), opts.db_path.c_str(),
               security.tls.cert.empty() ? "plaintext" : "TLS",
               security.tls.ca.empty() ? "" : ", agents need client certificates",
               security.tokens.empty() ? "" : ", clients need tokens");
+  if (!metrics_address.empty()) {
+    std::printf("farm-coordinator metrics at http://%s/metrics\n", metrics_address.c_str());
+  }
   std::fflush(stdout);
   (*server)->Wait();
+  if (metrics_thread.joinable()) {
+    metrics.stop();
+    metrics_thread.join();
+  }
   return 0;
 }

@@ -7,7 +7,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libgit2-dev libabsl-dev libsqlite3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  openssl libssl-dev zlib1g-dev libyaml-cpp-dev
+  openssl libssl-dev zlib1g-dev libyaml-cpp-dev libcpp-httplib-dev
   qemu-system-x86 busybox-static cpio libc6-dev
   bc bison flex libelf-dev linux-source-6.1
 )

@@ -157,6 +157,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOpti
       }
       c->CheckDoneLocked(job);
     }
+    c->trigger_ = absl::Now();
+    c->trigger_kind_ = Trigger::kResume;
     c->ScheduleLocked();
   }
   c->lease_thread_ = std::thread([cp = c.get()] {
@@ -314,7 +316,12 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitBisect(v1::BisectSpec spec) {
   // Loading the graph can take a while for a big range: do it before taking the lock.
   FARM_RETURN_IF_ERROR(LoadJobLocked(job));
 
+  const absl::Time loaded = absl::Now();
   absl::MutexLock lock(&mu_);
+  trigger_ = loaded;
+  trigger_kind_ = Trigger::kSubmit;
+  Store::Batch batch(*store_);  // the job and its first tasks commit once
+  ++counters_.jobs_submitted;
   FARM_ASSIGN_OR_RETURN(job.id, store_->InsertJob(job.spec, job.created_unix));
   Job& stored = jobs_[job.id];
   stored = std::move(job);
@@ -577,6 +584,7 @@ bool Coordinator::ReuseLocked(Job& job, CommitId commit) {
   s.set_reused(true);
   s.set_reused_from((*known)->task_id);
   s.set_detail(absl::StrCat("same tree as task ", (*known)->task_id));
+  ++counters_.reused;
   bool applied = job.frontier->Apply(commit, FromProto(s.verdict()));
   s.set_applied(applied);
   PersistTaskLocked(job, s, ++job.verdict_seq);
@@ -614,6 +622,9 @@ void Coordinator::StartTaskLocked(Job& job, CommitId commit, Session& session) {
   a->set_commit(job.graph->Hex(commit));
   *a->mutable_recipe() = job.spec.recipe();
   session.channel->Send(msg);
+  ++counters_.assigns;
+  assign_latency_[static_cast<int>(trigger_kind_)].Observe(
+      absl::ToDoubleSeconds(absl::Now() - trigger_));
   EmitLocked(job, absl::StrCat("testing ", Short(job.graph->Hex(commit)), " on ", t.agent_id));
 }
 
@@ -626,6 +637,7 @@ void Coordinator::CancelTaskLocked(Task& task, const std::string& why, bool emit
     sit->second.channel->Send(msg);
   }
   task.state = v1::TASK_CANCELLED;
+  ++counters_.cancelled;
   v1::TaskSummary s = SummaryLocked(job, task);
   s.set_detail(why);
   PersistTaskLocked(job, s, 0);
@@ -720,6 +732,7 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
   if (!result_ok.infra_error().empty()) {
     if (++health.consecutive_infra_errors >= options_.quarantine_after) {
       if (health.quarantined_until == absl::InfinitePast()) ++quarantined_;
+      ++counters_.quarantines;
       health.quarantined_until = absl::Now() + options_.quarantine;
       health.reason =
           absl::StrCat(health.consecutive_infra_errors,
@@ -730,6 +743,7 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
                    health.reason.c_str());
     }
     s.set_state(v1::TASK_INFRA_ERROR);
+    ++counters_.infra_errors;
     s.set_detail(result_ok.infra_error());
     int failures = ++job.infra_failures[task.commit];
     job.infra_agents[task.commit].insert(task.agent_id);
@@ -749,6 +763,9 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
     health.consecutive_infra_errors = 0;
     s.set_state(v1::TASK_DONE);
     s.set_verdict(result.verdict());
+    ++(result.verdict() == v1::GOOD  ? counters_.verdicts_good
+       : result.verdict() == v1::BAD ? counters_.verdicts_bad
+                                     : counters_.verdicts_skip);
     bool applied = job.flaky ? job.flaky->Observe(task.commit, FromProto(result.verdict())).ok()
                              : job.frontier->Apply(task.commit, FromProto(result.verdict()));
     s.set_applied(applied);
@@ -865,6 +882,10 @@ void Coordinator::ExplainMergeLocked(Job& job) {
 void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& error) {
   running_jobs_.erase(job.id);
   job.state = state;
+  ++(state == v1::FOUND       ? counters_.ended_found
+     : state == v1::AMBIGUOUS ? counters_.ended_ambiguous
+     : state == v1::CANCELLED ? counters_.ended_cancelled
+                              : counters_.ended_failed);
   job.error = error;
   job.elapsed_seconds = absl::ToDoubleSeconds(absl::Now() - job.started);
   for (auto it = tasks_.begin(); it != tasks_.end();) {
@@ -1120,7 +1141,10 @@ absl::StatusOr<std::vector<v1::JobStatus>> Coordinator::ListJobs(size_t limit) {
 }
 
 absl::StatusOr<v1::JobStatus> Coordinator::CancelJob(const std::string& job_id) {
+  const absl::Time arrived = absl::Now();
   absl::MutexLock lock(&mu_);
+  trigger_ = arrived;
+  trigger_kind_ = Trigger::kCancel;
   FARM_ASSIGN_OR_RETURN(Job * job, FindJobLocked(job_id));
   Store::Batch batch(*store_);
   if (job->state == v1::RUNNING) EndJobLocked(*job, v1::CANCELLED, "cancelled by the user");
@@ -1179,6 +1203,7 @@ void Coordinator::Unwatch(uint64_t watch_id) {
 
 absl::StatusOr<uint64_t> Coordinator::Connect(const v1::Hello& hello,
                                               std::shared_ptr<AgentChannel> channel) {
+  const absl::Time arrived = absl::Now();
   if (hello.agent_id().empty()) {
     return absl::InvalidArgumentError("hello.agent_id is empty: every agent needs a stable id");
   }
@@ -1187,6 +1212,9 @@ absl::StatusOr<uint64_t> Coordinator::Connect(const v1::Hello& hello,
         absl::StrCat("hello.slots is ", hello.slots(), ": give 1 to 1024"));
   }
   absl::MutexLock lock(&mu_);
+  trigger_ = arrived;
+  trigger_kind_ = Trigger::kConnect;
+  Store::Batch batch(*store_);
   // An agent that reconnects replaces its old session.
   for (auto& [id, s] : sessions_) {
     if (s.hello.agent_id() == hello.agent_id()) SetDisconnectedLocked(s);
@@ -1242,7 +1270,10 @@ absl::StatusOr<uint64_t> Coordinator::Connect(const v1::Hello& hello,
 }
 
 void Coordinator::OnAgentMessage(uint64_t sid, const v1::AgentMessage& msg) {
+  const absl::Time arrived = absl::Now();
   absl::MutexLock lock(&mu_);
+  trigger_ = arrived;
+  trigger_kind_ = Trigger::kAgentMessage;
   Store::Batch batch(*store_);  // a result's writes (verdict, cancellations, new tasks) commit once
   auto sit = sessions_.find(sid);
   if (sit == sessions_.end() || !sit->second.connected) return;
@@ -1288,7 +1319,11 @@ void Coordinator::OnAgentMessage(uint64_t sid, const v1::AgentMessage& msg) {
 }
 
 void Coordinator::Disconnect(uint64_t sid) {
+  const absl::Time arrived = absl::Now();
   absl::MutexLock lock(&mu_);
+  trigger_ = arrived;
+  trigger_kind_ = Trigger::kDisconnect;
+  Store::Batch batch(*store_);
   auto sit = sessions_.find(sid);
   if (sit == sessions_.end()) return;
   // Its tasks keep their leases: the agent may come back with them. ExpireLeases requeues them
@@ -1327,6 +1362,8 @@ bool Coordinator::AwaitAgents(size_t n, absl::Duration timeout) {
 void Coordinator::ExpireLeases() {
   absl::MutexLock lock(&mu_);
   absl::Time now = absl::Now();
+  trigger_ = now;
+  trigger_kind_ = Trigger::kLeaseCheck;
   bool changed = false;
   if (options_.retention > absl::ZeroDuration() && now >= next_retention_) {
     next_retention_ = now + absl::Hours(1);
@@ -1345,6 +1382,7 @@ void Coordinator::ExpireLeases() {
       }
     }
   }
+  Store::Batch batch(*store_);  // after the retention, which runs its own transaction
   // A quarantine that ran out lets the agent work again.
   for (auto& [id, h] : health_) {
     if (h.quarantined_until != absl::InfinitePast() && h.quarantined_until <= now) {
@@ -1368,6 +1406,7 @@ void Coordinator::ExpireLeases() {
     } else {
       ReleaseTaskLocked(t);
     }
+    ++counters_.leases_expired;
     v1::TaskSummary s = SummaryLocked(job, t);
     s.set_detail(absl::StrCat("agent ", t.agent_id, " went silent for ",
                               absl::FormatDuration(options_.lease), "; requeued"));
@@ -1400,6 +1439,59 @@ void Coordinator::ExpireLeases() {
   NoteWaitingLocked(now);
 }
 
+std::string Coordinator::MetricsText() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  size_t quarantined = 0, busy = 0;
+  for (auto& [id, s] : sessions_) {
+    if (!s.connected) continue;
+    quarantined += QuarantinedLocked(s.hello.agent_id(), now);
+    busy += std::min<size_t>(s.tasks.size(), s.hello.slots());
+  }
+  const Counters& c = counters_;
+  MetricsWriter w;
+  w.Gauge("farm_jobs_running", "Jobs being bisected now.", running_jobs_.size());
+  w.Counter("farm_jobs_submitted_total", "Jobs accepted by SubmitBisect.", c.jobs_submitted);
+  w.Labeled("counter", "farm_jobs_ended_total", "Jobs ended, by final state.", "state",
+            {{"found", c.ended_found},
+             {"ambiguous", c.ended_ambiguous},
+             {"failed", c.ended_failed},
+             {"cancelled", c.ended_cancelled}});
+  w.Gauge("farm_agents_connected", "Agents with an open stream.", connected_agents_);
+  w.Gauge("farm_agents_quarantined", "Connected agents in quarantine.", quarantined);
+  w.Gauge("farm_slots", "Slots of the connected agents.", connected_slots_);
+  w.Gauge("farm_slots_busy", "Slots running a task or waiting for a cancellation to end.", busy);
+  w.Counter("farm_assigns_total", "Tasks started on an agent.", c.assigns);
+  w.Labeled("counter", "farm_verdicts_total", "Verdicts received from agents.", "verdict",
+            {{"good", c.verdicts_good}, {"bad", c.verdicts_bad}, {"skip", c.verdicts_skip}});
+  w.Counter("farm_verdicts_reused_total", "Verdicts taken from an earlier test of the same tree.",
+            c.reused);
+  w.Counter("farm_infra_errors_total", "Tasks that could not be run (retried elsewhere).",
+            c.infra_errors);
+  w.Counter("farm_tasks_cancelled_total",
+            "Tasks cancelled because a verdict made them pointless "
+            "or their job ended.",
+            c.cancelled);
+  w.Counter("farm_leases_expired_total", "Tasks requeued because their agent went silent.",
+            c.leases_expired);
+  w.Counter("farm_quarantines_total", "Times an agent was quarantined.", c.quarantines);
+  w.Histograms("farm_assign_latency_seconds",
+               "From the arrival of the call that made a task startable to its Assign being "
+               "queued on the agent's stream, including the wait for the coordinator's lock; by "
+               "what started it: an agent's message (a result, a cancellation confirmed), an "
+               "agent connecting or leaving, a submission, a cancelled job, the lease check, a "
+               "restart resuming jobs.",
+               "trigger",
+               {{"agent_message", &assign_latency_[static_cast<int>(Trigger::kAgentMessage)]},
+                {"connect", &assign_latency_[static_cast<int>(Trigger::kConnect)]},
+                {"disconnect", &assign_latency_[static_cast<int>(Trigger::kDisconnect)]},
+                {"submit", &assign_latency_[static_cast<int>(Trigger::kSubmit)]},
+                {"cancel", &assign_latency_[static_cast<int>(Trigger::kCancel)]},
+                {"lease_check", &assign_latency_[static_cast<int>(Trigger::kLeaseCheck)]},
+                {"resume", &assign_latency_[static_cast<int>(Trigger::kResume)]}});
+  return w.text();
+}
+
 void Coordinator::NoteWaitingLocked(absl::Time now) {
   // A job with nothing running because no agent can take work says so once, instead of waiting
   // in silence (its commits are not failing: there is no agent to try them on).
@@ -1416,14 +1508,15 @@ void Coordinator::NoteWaitingLocked(absl::Time now) {
         break;
       }
       const AgentHealth& h = health_[s.hello.agent_id()];
-      why.push_back(absl::StrCat(s.hello.agent_id(), " for ",
-                                 absl::FormatDuration(absl::Trunc(h.quarantined_until - now,
-                                                                  absl::Seconds(1))),
-                                 " (", h.reason, ")"));
+      why.push_back(absl::StrCat(
+          s.hello.agent_id(), " for ",
+          absl::FormatDuration(absl::Trunc(h.quarantined_until - now, absl::Seconds(1))), " (",
+          h.reason, ")"));
     }
     if (!usable) {
-      note = absl::StrCat("waiting: every connected agent is quarantined: ",
-                          absl::StrJoin(why, "; "), ". See `farm agents`.");
+      note =
+          absl::StrCat("waiting: every connected agent is quarantined: ", absl::StrJoin(why, "; "),
+                       ". See `farm agents`.");
     }
   }
   for (int64_t id : running_jobs_) {

@@ -25,6 +25,7 @@
 #include "common/git/git.h"
 #include "coordinator/flaky/flaky_bisect.h"
 #include "coordinator/frontier/frontier.h"
+#include "coordinator/metrics/metrics.h"
 #include "coordinator/planner/placement.h"
 #include "coordinator/store/store.h"
 #include "farm/v1/farm.pb.h"
@@ -87,6 +88,9 @@ class Coordinator {
   // Requeues tasks whose lease ran out and applies the retention setting. Also run every second
   // by an internal thread.
   void ExpireLeases();
+
+  // The coordinator's metrics in Prometheus' text format (for GET /metrics).
+  std::string MetricsText();
 
   absl::Duration lease() const { return options_.lease; }
   absl::Duration heartbeat() const { return options_.heartbeat; }
@@ -239,6 +243,33 @@ class Coordinator {
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_watch_ ABSL_GUARDED_BY(mu_) = 1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Metrics. trigger_ is when the call being handled arrived (before it waited for the lock):
+  // an Assign it causes is observed in assign_latency_ from that moment.
+  struct Counters {
+    uint64_t jobs_submitted = 0;
+    uint64_t assigns = 0;
+    uint64_t verdicts_good = 0, verdicts_bad = 0, verdicts_skip = 0;
+    uint64_t reused = 0;
+    uint64_t infra_errors = 0;
+    uint64_t cancelled = 0;
+    uint64_t leases_expired = 0;
+    uint64_t quarantines = 0;
+    uint64_t ended_found = 0, ended_ambiguous = 0, ended_failed = 0, ended_cancelled = 0;
+  };
+  Counters counters_ ABSL_GUARDED_BY(mu_);
+  enum class Trigger {
+    kAgentMessage,
+    kConnect,
+    kDisconnect,
+    kSubmit,
+    kCancel,
+    kLeaseCheck,
+    kResume,
+    kCount
+  };
+  LatencyHistogram assign_latency_[static_cast<int>(Trigger::kCount)] ABSL_GUARDED_BY(mu_);
+  absl::Time trigger_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  Trigger trigger_kind_ ABSL_GUARDED_BY(mu_) = Trigger::kResume;
   std::atomic<bool> trim_wanted_{false};  // a job released its graph since the last malloc_trim
   std::thread lease_thread_;
 };

@@ -312,6 +312,55 @@ TEST_F(CoordinatorTest, JobSaysItWaitsWhenEveryAgentIsQuarantined) {
   (*c)->Unwatch(*watch);
 }
 
+// The /metrics page counts what happened: every Assign, every verdict by kind, every
+// cancellation, the ended job; each Assign has one latency observation.
+TEST_F(CoordinatorTest, MetricsCountWhatHappened) {
+  auto c = Coordinator::Create(Options());
+  ASSERT_TRUE(c.ok()) << c.status();
+  FakeAgent a1, a2, a3;
+  a1.Connect(**c, "a1");
+  a2.Connect(**c, "a2");
+  a3.Connect(**c, "a3");
+  auto job = (*c)->SubmitBisect(Spec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  v1::JobStatus st = Finish(**c, job->job_id(), {&a1, &a2, &a3});
+  ASSERT_EQ(st.state(), v1::FOUND) << st.DebugString();
+  int done = 0, good = 0, bad = 0, cancelled = 0;
+  for (const v1::TaskSummary& t : st.finished()) {
+    done += t.state() == v1::TASK_DONE;
+    good += t.state() == v1::TASK_DONE && t.verdict() == v1::GOOD;
+    bad += t.state() == v1::TASK_DONE && t.verdict() == v1::BAD;
+    cancelled += t.state() == v1::TASK_CANCELLED;
+  }
+  const int assigns = st.finished_size();  // nothing was reused or lost
+  ASSERT_GT(cancelled, 0) << "three agents speculate: some task must have been cut short";
+  const std::string page = (*c)->MetricsText();
+  auto value = [&page](const std::string& series) {
+    size_t at = page.find("\n" + series + " ");
+    EXPECT_NE(at, std::string::npos) << series << " missing from\n" << page;
+    if (at == std::string::npos) return -1.0;
+    return std::stod(page.substr(at + series.size() + 2));
+  };
+  EXPECT_EQ(value("farm_assigns_total"), assigns);
+  EXPECT_EQ(value("farm_verdicts_total{verdict=\"good\"}"), good);
+  EXPECT_EQ(value("farm_verdicts_total{verdict=\"bad\"}"), bad);
+  EXPECT_EQ(value("farm_verdicts_total{verdict=\"skip\"}"), done - good - bad);
+  EXPECT_EQ(value("farm_tasks_cancelled_total"), cancelled);
+  EXPECT_EQ(value("farm_jobs_ended_total{state=\"found\"}"), 1);
+  EXPECT_EQ(value("farm_jobs_running"), 0);
+  EXPECT_EQ(value("farm_agents_connected"), 3);
+  EXPECT_EQ(value("farm_slots"), 3);
+  double observed = 0;
+  for (const char* trigger : {"agent_message", "connect", "disconnect", "submit", "cancel",
+                              "lease_check", "resume"}) {
+    observed +=
+        value(absl::StrCat("farm_assign_latency_seconds_count{trigger=\"", trigger, "\"}"));
+  }
+  EXPECT_EQ(observed, assigns);
+  // The submission started the first tasks, the agents' results all the others.
+  EXPECT_EQ(value("farm_assign_latency_seconds_count{trigger=\"submit\"}"), 3);
+}
+
 TEST_F(CoordinatorTest, BadSubmissionsAreRejectedAndNotStored) {
   auto c = Coordinator::Create(Options());
   ASSERT_TRUE(c.ok());
