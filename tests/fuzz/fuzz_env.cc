@@ -13,37 +13,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "tests/lib/shell_json.h"
 
 namespace farm::fuzz {
 namespace {
 
-std::string Quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string JsonString(const std::string& json, const std::string& key) {
-  std::string k = absl::StrCat("\"", key, "\": \"");
-  size_t at = json.find(k);
-  if (at == std::string::npos) return "";
-  at += k.size();
-  return json.substr(at, json.find('"', at) - at);
-}
-
-std::vector<std::string> JsonList(const std::string& json, const std::string& key) {
-  std::string k = absl::StrCat("\"", key, "\": [");
-  size_t at = json.find(k);
-  if (at == std::string::npos) return {};
-  at += k.size();
-  std::vector<std::string> out;
-  for (absl::string_view part :
-       absl::StrSplit(json.substr(at, json.find(']', at) - at), ',', absl::SkipEmpty())) {
-    std::string s(absl::StripAsciiWhitespace(part));
-    if (s.size() >= 2) out.push_back(s.substr(1, s.size() - 2));
-  }
-  return out;
-}
+using ::farm::testing::JsonList;
+using ::farm::testing::JsonString;
+using ::farm::testing::Quote;
 
 [[noreturn]] void Fail(const std::string& what) {
   std::fprintf(stderr, "fuzz set-up failed: %s\n", what.c_str());

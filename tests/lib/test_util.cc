@@ -54,11 +54,6 @@ CommandResult Sh(const std::string& command) {
   return r;
 }
 
-std::string Quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
 
 std::string Bin(const std::string& name) {
   const char* d = std::getenv("FARM_BIN_DIR");
@@ -70,29 +65,6 @@ std::string Source(const std::string& relative) {
   return absl::StrCat(d ? d : FARM_DEFAULT_SOURCE_DIR, "/", relative);
 }
 
-namespace {
-// Minimal JSON picking for make_repo.py's flat output.
-std::string JsonString(const std::string& json, const std::string& key) {
-  std::string k = absl::StrCat("\"", key, "\": \"");
-  size_t at = json.find(k);
-  if (at == std::string::npos) return "";
-  at += k.size();
-  return json.substr(at, json.find('"', at) - at);
-}
-std::vector<std::string> JsonList(const std::string& json, const std::string& key) {
-  std::string k = absl::StrCat("\"", key, "\": [");
-  size_t at = json.find(k);
-  if (at == std::string::npos) return {};
-  at += k.size();
-  std::string body = json.substr(at, json.find(']', at) - at);
-  std::vector<std::string> out;
-  for (absl::string_view part : absl::StrSplit(body, ',', absl::SkipEmpty())) {
-    std::string s(absl::StripAsciiWhitespace(part));
-    if (s.size() >= 2) out.push_back(s.substr(1, s.size() - 2));
-  }
-  return out;
-}
-}  // namespace
 
 Repo MakeRepo(const std::string& dir, const std::string& args) {
   CommandResult r =

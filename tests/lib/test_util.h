@@ -15,6 +15,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "tests/lib/shell_json.h"  // Quote
 
 namespace farm::testing {
 
@@ -27,8 +28,6 @@ struct CommandResult {
 };
 // Runs `command` with /bin/sh -c, capturing merged output.
 CommandResult Sh(const std::string& command);
-// Quotes one shell word.
-std::string Quote(const std::string& s);
 
 // Path of a built binary (FARM_BIN_DIR) or a source file (FARM_SOURCE_DIR).
 std::string Bin(const std::string& name);

@@ -1,0 +1,21 @@
+// Small helpers shared by the test library and the fuzz environment (which is built without
+// GoogleTest): shell quoting and the flat JSON that tests/lib/make_repo.py prints.
+#ifndef FARM_TESTS_LIB_SHELL_JSON_H_
+#define FARM_TESTS_LIB_SHELL_JSON_H_
+
+#include <string>
+#include <vector>
+
+namespace farm::testing {
+
+// Quotes one shell word.
+std::string Quote(const std::string& s);
+
+// The string value of `key` in make_repo.py's output ("" when absent).
+std::string JsonString(const std::string& json, const std::string& key);
+// The list of strings of `key` in make_repo.py's output (empty when absent).
+std::vector<std::string> JsonList(const std::string& json, const std::string& key);
+
+}  // namespace farm::testing
+
+#endif  // FARM_TESTS_LIB_SHELL_JSON_H_
