@@ -1,11 +1,14 @@
 // farm-agent: one per test host. Dials the coordinator and runs the tasks it is given.
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "common/signals.h"
 
 #include "CLI/CLI.hpp"
+#include "absl/time/clock.h"
+#include "agent/boot/qemu_boot.h"
 #include "agent/link/agent.h"
 
 int main(int argc, char** argv) {
@@ -21,7 +24,21 @@ int main(int argc, char** argv) {
   app.add_option("--tls-ca", opts.tls.ca, "CA that signed the coordinator's certificate (TLS)");
   app.add_option("--tls-cert", opts.tls.cert, "this agent's client certificate (mTLS)");
   app.add_option("--tls-key", opts.tls.key, "private key of --tls-cert");
+  std::string probe_kernel = farm::boot::DefaultProbeKernel();
+  app.add_option("--kvm-probe-kernel", probe_kernel,
+                 "a kernel known to boot, booted once under KVM at start-up to tell whether KVM "
+                 "works here (env FARM_KVM_PROBE_KERNEL; default /boot/vmlinuz-$(uname -r))")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  // Before the first Hello, which carries the result: at most ~10 s, about 3 s where KVM guests
+  // hang, nothing without /dev/kvm. Tasks use the same (per-process) result.
+  if (!probe_kernel.empty()) setenv("FARM_KVM_PROBE_KERNEL", probe_kernel.c_str(), 1);
+  const absl::Time probe_start = absl::Now();
+  for (auto& [k, v] : farm::boot::ProbeBootCapabilities()) opts.capabilities[k] = v;
+  std::fprintf(stderr, "farm-agent: accel %s%s%s (%.1fs)\n", opts.capabilities["accel"].c_str(),
+               opts.capabilities.count("accel_note") ? ": " : "",
+               opts.capabilities.count("accel_note") ? opts.capabilities["accel_note"].c_str() : "",
+               absl::ToDoubleSeconds(absl::Now() - probe_start));
   farm::Agent* agent_ptr = nullptr;
   std::atomic<farm::Agent*> stop_target{nullptr};
   farm::HandleTerminationSignals([&stop_target](int) {

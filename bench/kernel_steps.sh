@@ -12,19 +12,28 @@
 #   boot-to-verdict    qemu under TCG until the verdict is known (the loop: until qemu exits after
 #                      grep saw the marker; the farm: until farm-boot-tool returns): the tinyconfig
 #                      kernel at a good and at a bad commit, and Debian's cloud kernel
-# Prints a Markdown table (bench/KERNEL.md keeps the figures).
-# Usage: bench/kernel_steps.sh [CMAKE_BUILD_DIR]   (default: ./build; needs farm-kernel-build and
-#        farm-boot-tool built there). JOBS=N overrides -j (default: nproc).
+# Prints a Markdown table (bench/README.md keeps the figures).
+# Usage: bench/kernel_steps.sh [CMAKE_BUILD_DIR [boot]]   (default: ./build; needs
+#        farm-kernel-build and farm-boot-tool built there). JOBS=N overrides -j (default: nproc);
+#        BOOTS=N boots per boot row (default 5).
+#   boot   the boot-to-verdict rows only: the farm's images at the good and bad commits (built here,
+#          or GOOD_IMAGE=... BAD_IMAGE=... given) booted by both the loop and the farm.
+#          CCACHE_REMOTE=URL gives the builds a ccache remote storage (e.g. the kernel bisect
+#          test's file:///var/cache/farm-test-kernels/ccache-shared).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src_root=$here/..
 build=${1:-$src_root/build}
+mode=${2:-all}
+case "$mode" in all|boot) ;; *) echo "usage: $0 [CMAKE_BUILD_DIR [boot]]" >&2; exit 2 ;; esac
 jobs=${JOBS:-$(nproc)}
 kbuild=$build/bin/farm-kernel-build
 kboot=$build/bin/farm-boot-tool
 fragment=$src_root/tests/e2e/kernel/farm-tiny.config
 test_c=$src_root/tests/e2e/kernel/hostname-test.c
-for f in "$kbuild" "$kboot"; do
+needed=("$kboot")
+[ "$mode" = boot ] && [ -n "${GOOD_IMAGE:-}" ] && [ -n "${BAD_IMAGE:-}" ] || needed+=("$kbuild")
+for f in "${needed[@]}"; do
   [ -x "$f" ] || { echo "missing $f: ninja -C $build farm-kernel-build farm-boot-tool" >&2; exit 2; }
 done
 for t in make gcc bison flex bc ccache qemu-system-x86_64 cpio git; do
@@ -63,6 +72,7 @@ farm_build() {  # slot log -> sets f_wall f_cpu f_hits f_misses
   f_wall=0 f_cpu=0
   PATH=$plain_path timed f_wall f_cpu nice -n 10 "$kbuild" --source "$work/farm/slots/$1/src" \
     --build "$work/farm/slots/$1/build" --ccache-dir "$work/ccache" \
+    ${CCACHE_REMOTE:+--ccache-remote-storage "$CCACHE_REMOTE"} \
     --config "tinyconfig+$fragment" -j "$jobs" >"$work/$2.log" 2>&1 ||
     { tail -30 "$work/$2.log" >&2; exit 1; }
   line=$(grep '^farm-kernel-build: ' "$work/$2.log" | tail -1)
@@ -87,9 +97,30 @@ loop_config() {  # -> adds to l_wall l_cpu
 }
 
 echo "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), -j$jobs; tree $fx_repo" >&2
+mkdir -p "$work/farm/slots/0" "$work/farm/slots/1" "$work/ccache"
+if [ "$mode" = boot ]; then
+  # The farm's images, booted by both: the loop's would be the same kernels (same tree, same
+  # configuration; the boot rows compare what happens after the build).
+  if [ -n "${GOOD_IMAGE:-}" ] && [ -n "${BAD_IMAGE:-}" ]; then
+    cp "$GOOD_IMAGE" "$work/farm-good.bzImage"
+    cp "$BAD_IMAGE" "$work/farm-bad.bzImage"
+  else
+    git clone -q --shared "$fx_repo" "$work/farm/slots/0/src"
+    git -C "$work/farm/slots/0/src" checkout -q "$good"
+    farm_build 0 farm-good
+    cp "$work/farm/slots/0/build/arch/x86/boot/bzImage" "$work/farm-good.bzImage"
+    git -C "$work/farm/slots/0/src" checkout -q "$bad"
+    farm_build 0 farm-bad
+    cp "$work/farm/slots/0/build/arch/x86/boot/bzImage" "$work/farm-bad.bzImage"
+  fi
+  cp "$work/farm-good.bzImage" "$work/loop-good.bzImage"
+  cp "$work/farm-bad.bzImage" "$work/loop-bad.bzImage"
+  git -C "$fx_repo" show "$good:usr/gen_init_cpio.c" >"$work/gen_init_cpio.c"
+  gcc -O2 -o "$work/gen_init_cpio" "$work/gen_init_cpio.c"
+  gen_init_cpio=$work/gen_init_cpio
+else  # the build rows (left unindented: most of the script)
 git clone -q --shared "$fx_repo" "$work/loop"
 git -C "$work/loop" checkout -q "$good"
-mkdir -p "$work/farm/slots/0" "$work/farm/slots/1" "$work/ccache"
 git clone -q --shared "$fx_repo" "$work/farm/slots/0/src"
 git -C "$work/farm/slots/0/src" checkout -q "$good"
 
@@ -128,49 +159,59 @@ row "warm clean build (fresh build dir)" "$(fmt "$l_wall" "$l_cpu")" "$(fmt "$f_
   "farm ccache (warm, other slot): $(hit_rate "$f_hits" "$f_misses"); the loop has no ccache"
 same=$(cmp -s "$work/farm-good.bzImage" "$work/farm/slots/1/build/arch/x86/boot/bzImage" && echo yes || echo no)
 echo "farm: slot 1's image equals slot 0's at the same commit: $same" >&2
+gen_init_cpio=$work/loop/usr/gen_init_cpio
+fi
 
 # 4. Boot to verdict, TCG. The loop's initramfs: the test itself as /init.
 # gen_init_cpio (built with the kernel) makes /dev/console without root.
 gcc -static -O2 -o "$work/hostname-test" "$test_c"
 printf 'dir /dev 0755 0 0\nnod /dev/console 0600 0 0 c 5 1\nfile /init %s 0755 0 0\n' \
   "$work/hostname-test" >"$work/initrd.list"
-"$work/loop/usr/gen_init_cpio" "$work/initrd.list" >"$work/loop.cpio"
-now() { date +%s.%N; }
-loop_boot() {  # kernel -> "seconds verdict"; until qemu exits (the test, as init, exits; the
-  # kernel panics; panic=-1 and -no-reboot end qemu)
-  local t0 t1 out
-  t0=$(now)
-  out=$(timeout 120 qemu-system-x86_64 -nodefaults -nographic -no-reboot -accel tcg -m 512 \
-    -serial stdio -kernel "$1" -initrd "$work/loop.cpio" -append "console=ttyS0 panic=-1" \
-    2>&1 | grep -m1 -a 'FARM-TEST:' || true)
-  t1=$(now)
-  out=${out#FARM-TEST: }
-  echo "$(echo "$t1 - $t0" | bc) ${out:-none}"
+"$gen_init_cpio" "$work/initrd.list" >"$work/loop.cpio"
+# A boot's wall and CPU seconds (user + sys of everything it ran: qemu, and the farm's tool):
+# under other users' load the CPU time moves much less than the wall time.
+boot_times() {  # outfile cmd... -> "wall cpu" in outfile's last line; returns cmd's status
+  local f=$1 rc=0
+  shift
+  /usr/bin/time -f '%e %U %S' -o "$f" "$@" || rc=$?
+  tail -n 1 "$f" | awk '{printf "%s %.2f\n", $1, $2 + $3}' >"$f.t"
+  return $rc
 }
-farm_boot() {  # kernel -> "seconds verdict"; until farm-boot-tool returns
-  local t0 t1 rc=0 v
-  t0=$(now)
-  "$kboot" --kernel "$1" --test "$test_c" --accel tcg --work-dir "$work/boot-cache" \
-    --console "$work/farm-console.log" >"$work/farm-boot.log" 2>&1 || rc=$?
-  t1=$(now)
+loop_boot() {  # kernel -> "wall cpu verdict"; until qemu exits (the test, as init, exits; the
+  # kernel panics; panic=-1 and -no-reboot end qemu)
+  local out
+  boot_times "$work/loop.time" sh -c 'timeout 120 qemu-system-x86_64 -nodefaults -nographic \
+    -no-reboot -accel tcg -m 512 -serial stdio -kernel "$1" -initrd "$2" \
+    -append "console=ttyS0 panic=-1" 2>&1 | grep -m1 -a "FARM-TEST:" >"$3"; true' \
+    sh "$1" "$work/loop.cpio" "$work/loop.out"
+  out=$(cat "$work/loop.out")
+  out=${out#FARM-TEST: }
+  echo "$(cat "$work/loop.time.t") ${out:-none}"
+}
+farm_boot() {  # kernel -> "wall cpu verdict"; until farm-boot-tool returns
+  local rc=0 v
+  boot_times "$work/farm.time" "$kboot" --kernel "$1" --test "$test_c" --accel tcg \
+    --work-dir "$work/boot-cache" --console "$work/farm-console.log" \
+    >"$work/farm-boot.log" 2>&1 || rc=$?
   case $rc in 0) v=PASS ;; 1) v=FAIL ;; *) v="exit-$rc" ;; esac
-  echo "$(echo "$t1 - $t0" | bc) $v"
+  echo "$(cat "$work/farm.time.t") $v"
 }
 median() { grep . | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-# Warm the farm's caches (busybox archive, the compiled test) once: an agent does it once too.
+# Warm the farm's caches (the compiled test) once: an agent does it once too.
 farm_boot "$work/farm-good.bzImage" >/dev/null
 boots=${BOOTS:-5}
 boot_row() {  # label loop-kernel farm-kernel; BOOTS runs each, interleaved, medians
-  local i l f lt="" ft="" lv fv
+  local i l f lt="" lc="" ft="" fc="" lv fv
   for i in $(seq "$boots"); do
     l=$(loop_boot "$2")
     f=$(farm_boot "$3")
-    lt+="${l%% *}"$'\n'
-    ft+="${f%% *}"$'\n'
-    lv=${l#* } fv=${f#* }
+    read -r lw lcpu lv <<<"$l"
+    read -r fw fcpu fv <<<"$f"
+    lt+="$lw"$'\n' lc+="$lcpu"$'\n' ft+="$fw"$'\n' fc+="$fcpu"$'\n'
   done
-  row "$1" "$(printf '%.2fs (%s)' "$(median <<<"$lt")" "$lv")" \
-    "$(printf '%.2fs (%s)' "$(median <<<"$ft")" "$fv")" "TCG, median of $boots"
+  row "$1" "$(printf '%.2fs (CPU %.2fs) (%s)' "$(median <<<"$lt")" "$(median <<<"$lc")" "$lv")" \
+    "$(printf '%.2fs (CPU %.2fs) (%s)' "$(median <<<"$ft")" "$(median <<<"$fc")" "$fv")" \
+    "TCG, median of $boots"
 }
 boot_row "boot-to-verdict, tinyconfig, good" "$work/loop-good.bzImage" "$work/farm-good.bzImage"
 boot_row "boot-to-verdict, tinyconfig, bad" "$work/loop-bad.bzImage" "$work/farm-bad.bzImage"

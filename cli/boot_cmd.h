@@ -1,5 +1,6 @@
-// `farm boot`: one kernel, one boot, one verdict. Builds the initramfs (busybox + the test), boots
-// the kernel in qemu, streams the console and prints the verdict in words with its timing.
+// `farm boot`: one kernel, one boot, one verdict. Builds the initramfs (the farm's init + the
+// test), boots the kernel in qemu, streams the console and prints the verdict in words with its
+// timing.
 //
 // Exit codes follow `git bisect run`, so `git bisect run farm boot ...` works:
 //   0    good: the test passed
@@ -39,7 +40,7 @@ struct BootFlags {
   std::vector<std::string> modules;    // modules insmod'ed before the test: names or .ko paths
   std::string modules_dir;             // the kernel's /lib/modules/<version>, to resolve names
   std::string console_file;            // console to this file instead of stdout
-  std::string work_dir;                // caches (busybox archive, compiled tests)
+  std::string work_dir;                // caches (initramfs archives, compiled tests)
   bool gzip = false;                   // gzip the initramfs
 };
 

@@ -771,10 +771,19 @@ int FarmMain(int argc, char** argv) {
     grpc::Status st = stub->ListAgents(&ctx, req, &resp);
     if (!st.ok()) return FailRpc(st);
     for (const auto& a : resp.agents()) {
-      std::printf("%-30s %-11s slots=%u running=%d %s%s\n", a.agent_id().c_str(),
+      // What the agent boots kernels with (agent/boot ProbeBootCapabilities).
+      std::string boot;
+      auto cap = [&a](const char* key) {
+        auto it = a.capabilities().find(key);
+        return it == a.capabilities().end() ? std::string() : it->second;
+      };
+      if (!cap("accel").empty()) boot = absl::StrCat(" accel=", cap("accel"));
+      if (!cap("qemu").empty()) absl::StrAppend(&boot, " qemu=", cap("qemu"));
+      if (!cap("accel_note").empty()) absl::StrAppend(&boot, " (", cap("accel_note"), ")");
+      std::printf("%-30s %-11s slots=%u running=%d %s%s%s\n", a.agent_id().c_str(),
                   a.quarantined() ? "quarantined" : a.connected() ? "connected" : "gone",
                   a.slots(), a.running_tasks_size(),
-                  absl::StrJoin(a.running_tasks(), ",").c_str(),
+                  absl::StrJoin(a.running_tasks(), ",").c_str(), boot.c_str(),
                   a.quarantined() ? absl::StrFormat(" (%.0fs left: %s)",
                                                     a.quarantined_for_seconds(),
                                                     a.quarantine_reason())

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -33,9 +34,11 @@ namespace fs = std::filesystem;
 namespace v1 = farm::v1;
 
 // Bump when the layout of the archive changes, so caches built by older agents are not reused.
-constexpr std::string_view kFormatVersion = "farm-initramfs-2";
-// The task's entries get inode numbers above the busybox part's.
-constexpr uint32_t kTaskFirstInode = 1u << 20;
+constexpr std::string_view kFormatVersion = "farm-initramfs-3";
+// The three archives get disjoint inode numbers.
+constexpr uint32_t kInitFirstInode = 1;
+constexpr uint32_t kTaskFirstInode = 1u << 19;
+constexpr uint32_t kBusyboxFirstInode = 1u << 20;
 constexpr size_t kMaxCompilerOutput = 16 << 10;
 
 uint64_t Fnv1a(std::string_view data, uint64_t h = 0xcbf29ce484222325ull) {
@@ -64,6 +67,13 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::fclose(f);
   if (failed) return absl::InternalError(absl::StrCat("cannot read ", path));
   return data;
+}
+
+// "size mtime inode" of a file, or "-": changes when the file is replaced or rewritten.
+std::string FileIdentity(const std::string& path) {
+  struct stat st;
+  if (path.empty() || stat(path.c_str(), &st) != 0) return "-";
+  return absl::StrCat(st.st_size, " ", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, " ", st.st_ino);
 }
 
 // Writes through a temporary file and rename(), so concurrent writers and readers of the same
@@ -176,8 +186,8 @@ struct BaseArchive {
   std::string data;  // the archive (gzipped when compressed)
 };
 
-// The busybox part: directories, device nodes, busybox and a symlink per applet. Built once per
-// busybox binary, kept in memory and on disk.
+// The busybox part: busybox and a symlink per applet (the directories are in the init part,
+// which the kernel unpacks first). Built once per busybox binary, kept in memory and on disk.
 absl::StatusOr<std::shared_ptr<const BaseArchive>> GetBaseArchive(const std::string& busybox,
                                                                   const std::string& work_dir,
                                                                   bool compress) {
@@ -218,18 +228,7 @@ absl::StatusOr<std::shared_ptr<const BaseArchive>> GetBaseArchive(const std::str
           "cannot list the applets of ", busybox, " (", busybox,
           " --list-full): ", list.ok() ? list->second : std::string(list.status().message())));
     }
-    CpioWriter w;
-    for (const char* dir : {"bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys",
-                            "run", "etc", "mnt", "var", "farm", "farm/shared", "farm/modules"}) {
-      w.AddDirectory(dir);
-    }
-    w.AddDirectory("tmp", 01777);
-    w.AddDirectory("root", 0700);
-    // Init's stdin/stdout/stderr are /dev/console, opened by the kernel before devtmpfs is mounted.
-    w.AddCharDevice("dev/console", 5, 1, 0600);
-    w.AddCharDevice("dev/null", 1, 3, 0666);
-    w.AddFile("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0644);
-    w.AddFile("etc/group", "root:x:0:\n", 0644);
+    CpioWriter w(kBusyboxFirstInode);
     w.AddFile("bin/busybox", binary, 0755);
     bool have_bash = false;
     for (absl::string_view applet : absl::StrSplit(list->second, '\n', absl::SkipWhitespace())) {
@@ -255,36 +254,58 @@ absl::StatusOr<std::shared_ptr<const BaseArchive>> GetBaseArchive(const std::str
   return it->second;
 }
 
-// Quotes one word for sh.
-std::string ShellQuote(std::string_view s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out.push_back(c);
-    }
-  }
-  out += "'";
-  return out;
-}
-
 // How init runs /farm/test. Scripts for a shell run through /bin/sh, so kernels without
 // CONFIG_BINFMT_SCRIPT work too; other interpreters (rare in an initramfs) go through the kernel.
-std::string RunCommand(const v1::BootSpec& spec) {
-  if (ResolvePayloadKind(spec) != v1::BootSpec::SHELL) return "/farm/test";
+std::vector<std::string> TestArgv(const v1::BootSpec& spec) {
+  const std::vector<std::string> direct = {"/farm/test"};
+  const std::vector<std::string> shell = {"/bin/sh", "/farm/test"};
+  if (ResolvePayloadKind(spec) != v1::BootSpec::SHELL) return direct;
   std::string_view payload = spec.payload();
-  if (payload.substr(0, 2) != "#!") return "/bin/sh /farm/test";
+  if (payload.substr(0, 2) != "#!") return shell;
   std::string_view first = payload.substr(2, payload.find('\n') - 2);
   std::vector<std::string> words =
       absl::StrSplit(text::Av(first), absl::ByAnyChar(" \t"), absl::SkipEmpty());
-  if (words.empty()) return "/bin/sh /farm/test";
+  if (words.empty()) return shell;
   std::string interp = words[0].substr(words[0].rfind('/') + 1);
   if (interp == "env" && words.size() > 1) interp = words[1];
-  for (const char* shell : {"sh", "bash", "ash", "dash"}) {
-    if (interp == shell) return "/bin/sh /farm/test";
+  for (const char* sh : {"sh", "bash", "ash", "dash"}) {
+    if (interp == sh) return shell;
   }
-  return "/farm/test";
+  return direct;
+}
+
+// Directories, device nodes and the account files every guest gets.
+void AddSkeleton(CpioWriter& w) {
+  for (const char* dir : {"bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "run",
+                          "etc", "mnt", "var", "farm", "farm/shared", "farm/modules"}) {
+    w.AddDirectory(dir);
+  }
+  w.AddDirectory("tmp", 01777);
+  w.AddDirectory("root", 0700);
+  // Init's stdin/stdout/stderr are /dev/console, opened by the kernel before devtmpfs is mounted.
+  w.AddCharDevice("dev/console", 5, 1, 0600);
+  w.AddCharDevice("dev/null", 1, 3, 0666);
+  w.AddFile("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0644);
+  w.AddFile("etc/group", "root:x:0:\n", 0644);
+}
+
+// The part every guest gets, the same for every task: the skeleton and /init. Built once per
+// process (and compression).
+absl::StatusOr<const std::string*> GetInitPart(bool compress) {
+  static absl::Mutex mu(absl::kConstInit);
+  static const std::string* parts[2] = {nullptr, nullptr};
+  absl::MutexLock lock(&mu);
+  if (parts[compress] == nullptr) {
+    CpioWriter w(kInitFirstInode);
+    AddSkeleton(w);
+    w.AddFile("init", FarmInitBinary(), 0755);
+    std::string data = w.Finish();
+    if (compress) {
+      FARM_ASSIGN_OR_RETURN(data, Gzip(data));
+    }
+    parts[compress] = new std::string(std::move(data));
+  }
+  return parts[compress];
 }
 
 absl::Status ValidateResultFile(const std::string& name) {
@@ -309,63 +330,21 @@ v1::BootSpec::PayloadKind ResolvePayloadKind(const v1::BootSpec& spec) {
   return v1::BootSpec::C_SOURCE;
 }
 
-std::string InitScript(const v1::BootSpec& spec, const std::vector<std::string>& modules) {
-  const uint32_t timeout = TestTimeoutSeconds(spec);
-  const bool shared = !spec.shared_dir().empty();
-  std::string s = R"SH(#!/bin/sh
-# Generated by bisect farm (agent/boot/initramfs.cc). The kernel runs it as `/bin/sh /init`. It
-# runs /farm/test once, prints its exit code on the console and powers off.
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mkdir -p /dev/pts /dev/shm
-mount -t devpts devpts /dev/pts 2>/dev/null
-ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null
-)SH";
-  for (const std::string& m : modules) {
-    absl::StrAppend(&s, "insmod ", ShellQuote(m), " || echo ",
-                    ShellQuote("farm: insmod " + m + " failed"), "\n");
+bool NeedsBusybox(v1::BootSpec::PayloadKind kind, std::string_view test) {
+  return kind == v1::BootSpec::SHELL || text::Contains(test, "/bin/sh") ||
+         text::Contains(test, "busybox");
+}
+
+std::string InitConfig(const v1::BootSpec& spec, const std::vector<std::string>& modules) {
+  std::string c = "# /farm/init.conf, read by the farm's /init (agent/boot/farm_init.c)\n";
+  absl::StrAppend(&c, "timeout ", TestTimeoutSeconds(spec), "\n");
+  for (const std::string& m : modules) absl::StrAppend(&c, "module ", m, "\n");
+  if (!spec.shared_dir().empty()) {
+    absl::StrAppend(&c, "share farm\n");  // qemu's mount_tag (qemu_boot.cc)
+    if (!spec.result_file().empty()) absl::StrAppend(&c, "result_file ", spec.result_file(), "\n");
   }
-  absl::StrAppend(&s, "cd /\n");
-  if (shared) {
-    absl::StrAppend(
-        &s,
-        R"SH(if mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 farm /farm/shared; then
-  cd /farm/shared
-  export FARM_SHARED=/farm/shared
-else
-  echo "farm: cannot mount the shared directory over 9p (the kernel needs CONFIG_NET_9P_VIRTIO and CONFIG_9P_FS)"
-fi
-)SH");
-  }
-  absl::StrAppend(&s, "echo ", text::Av(kInitStartedMarker), "\n");
-  absl::StrAppend(&s, RunCommand(spec), " </dev/null &\n");
-  absl::StrAppend(&s, "test_pid=$!\n");
-  // The guest's own timer: the host has one too, but this one reports a hang without waiting for
-  // it, and tells a test that hangs from a kernel that does.
-  absl::StrAppend(&s, "(sleep ", timeout, "; echo \"", text::Av(kTestTimeoutMarker),
-                  ": the test ran longer than ", timeout,
-                  "s\"; kill -KILL $test_pid) </dev/null &\n");
-  absl::StrAppend(&s, R"SH(watchdog_pid=$!
-wait $test_pid
-rc=$?
-kill -KILL $watchdog_pid 2>/dev/null
-)SH");
-  if (shared && !spec.result_file().empty()) {
-    const std::string file = ShellQuote("/farm/shared/" + spec.result_file());
-    absl::StrAppend(&s, "if [ -n \"$FARM_SHARED\" ]; then echo $rc > ", file, "; sync; fi\n");
-  }
-  // Twice: the kernel's console output may cut one (agent/boot/console.h).
-  absl::StrAppend(&s, "echo \"", text::Av(kResultMarker), "$rc\"\n");
-  absl::StrAppend(&s, "echo \"", text::Av(kResultMarker), "$rc\"\n");
-  // A kernel without power-off support halts instead; the host stops qemu at the marker anyway.
-  absl::StrAppend(&s, R"SH(sync
-poweroff -f
-halt -f
-while :; do sleep 3600; done
-)SH");
-  return s;
+  for (const std::string& a : TestArgv(spec)) absl::StrAppend(&c, "arg ", a, "\n");
+  return c;
 }
 
 absl::StatusOr<std::string> CompileStaticC(std::string_view source, const std::string& cache_dir) {
@@ -421,12 +400,29 @@ absl::StatusOr<std::string> BuildInitramfs(const v1::BootSpec& spec, const std::
   }
   FARM_RETURN_IF_ERROR(ValidateResultFile(spec.result_file()));
   FARM_RETURN_IF_ERROR(MakeDirs(work_dir));
-  FARM_ASSIGN_OR_RETURN(std::string busybox, FindBusybox(options));
-  FARM_ASSIGN_OR_RETURN(std::shared_ptr<const BaseArchive> base,
-                        GetBaseArchive(busybox, work_dir, options.compress));
+
+  // The archive's name: a digest of what it is made from. Found: nothing else to do (no compile,
+  // no copy of the test, init and busybox, no hash of megabytes).
+  const v1::BootSpec::PayloadKind kind = ResolvePayloadKind(spec);
+  absl::StatusOr<std::string> busybox = FindBusybox(options);
+  std::string inputs = absl::StrCat(text::Av(kFormatVersion), "|init ",
+                                    text::Av(FarmInitBinaryDigest()), "|gz ", options.compress,
+                                    "|busybox ", FileIdentity(busybox.ok() ? *busybox : ""));
+  absl::StrAppend(&inputs, "|kind ", static_cast<int>(kind), "|timeout ", TestTimeoutSeconds(spec), "|share ",
+                  !spec.shared_dir().empty(), "|result ", spec.result_file());
+  for (const std::string& m : options.modules) {
+    absl::StrAppend(&inputs, "|module ", m, " ", FileIdentity(m));
+  }
+  absl::StrAppend(&inputs, "|payload ", spec.payload().size(), "\n", spec.payload());
+  const std::string path = absl::StrCat(work_dir, "/initramfs-", Digest(inputs),
+                                        options.compress ? ".cpio.gz" : ".cpio");
+  if (access(path.c_str(), R_OK) == 0) {
+    utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // newest use: pruning keeps it
+    return path;
+  }
 
   std::string test;
-  switch (ResolvePayloadKind(spec)) {
+  switch (kind) {
     case v1::BootSpec::C_SOURCE: {
       FARM_ASSIGN_OR_RETURN(std::string path,
                             CompileStaticC(spec.payload(), work_dir + "/payloads"));
@@ -453,6 +449,13 @@ absl::StatusOr<std::string> BuildInitramfs(const v1::BootSpec& spec, const std::
     }
   }
 
+  std::shared_ptr<const BaseArchive> busybox_part;
+  if (NeedsBusybox(kind, test)) {
+    if (!busybox.ok()) return busybox.status();
+    FARM_ASSIGN_OR_RETURN(busybox_part, GetBaseArchive(*busybox, work_dir, options.compress));
+  }
+  FARM_ASSIGN_OR_RETURN(const std::string* init_part, GetInitPart(options.compress));
+
   CpioWriter w(kTaskFirstInode);
   std::vector<std::string> guest_modules;
   for (size_t i = 0; i < options.modules.size(); ++i) {
@@ -463,27 +466,51 @@ absl::StatusOr<std::string> BuildInitramfs(const v1::BootSpec& spec, const std::
     guest_modules.push_back(guest);
   }
   w.AddFile("farm/test", test, 0755);
-  w.AddFile("init", InitScript(spec, guest_modules), 0755);
+  w.AddFile("farm/init.conf", InitConfig(spec, guest_modules), 0644);
   std::string task = w.Finish();
   if (options.compress) {
     FARM_ASSIGN_OR_RETURN(task, Gzip(task));
   }
 
-  const std::string path =
-      absl::StrCat(work_dir, "/initramfs-", Digest(absl::StrCat(base->key, "\n", task)),
-                   options.compress ? ".cpio.gz" : ".cpio");
-  struct stat st;
-  if (stat(path.c_str(), &st) == 0 &&
-      static_cast<size_t>(st.st_size) == base->data.size() + task.size()) {
-    return path;
-  }
-  // The kernel unpacks concatenated archives (each may be compressed) one after the other.
+  const std::string_view busybox_data =
+      busybox_part != nullptr ? std::string_view(busybox_part->data) : std::string_view();
+  const size_t size = init_part->size() + task.size() + busybox_data.size();
+  // The kernel unpacks concatenated archives (each may be compressed) one after the other: the
+  // directories first, so that they exist when busybox's symlinks are made.
   std::string archive;
-  archive.reserve(base->data.size() + task.size());
-  archive.append(base->data);
+  archive.reserve(size);
+  archive.append(*init_part);
   archive.append(task);
+  archive.append(busybox_data);
   FARM_RETURN_IF_ERROR(WriteFileAtomic(path, archive, 0644));
+  PruneInitramfsCache(work_dir);
   return path;
+}
+
+int PruneInitramfsCache(const std::string& work_dir, int keep) {
+  struct Entry {
+    struct timespec mtime;
+    std::string path;
+  };
+  std::vector<Entry> archives;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(work_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("initramfs-", 0) != 0 || name.find(".tmp.") != std::string::npos) continue;
+    struct stat st;
+    if (stat(e.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    archives.push_back({st.st_mtim, e.path().string()});
+  }
+  if (static_cast<int>(archives.size()) <= keep) return 0;
+  std::sort(archives.begin(), archives.end(), [](const Entry& a, const Entry& b) {
+    if (a.mtime.tv_sec != b.mtime.tv_sec) return a.mtime.tv_sec > b.mtime.tv_sec;
+    return a.mtime.tv_nsec > b.mtime.tv_nsec;
+  });
+  int removed = 0;
+  for (size_t i = static_cast<size_t>(std::max(keep, 0)); i < archives.size(); ++i) {
+    if (unlink(archives[i].path.c_str()) == 0) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace farm::boot

@@ -570,15 +570,10 @@ KvmProbe RunKvmProbe(std::string_view kernel_arg, const std::string& qemu) {
   std::string kernel;
   if (const char* k = getenv("FARM_KVM_PROBE_KERNEL"); k && *k) kernel = k;
   if (kernel.empty()) kernel = std::string(kernel_arg);
+  if (kernel.empty()) kernel = DefaultProbeKernel();
   if (kernel.empty()) {
-    struct utsname u;
-    if (uname(&u) == 0) {
-      std::string host = absl::StrCat("/boot/vmlinuz-", u.release);
-      if (access(host.c_str(), R_OK) == 0) kernel = host;
-    }
-  }
-  if (kernel.empty()) {
-    return KvmProbe{false, false, "KVM not probed: no kernel to boot (set FARM_KVM_PROBE_KERNEL)",
+    return KvmProbe{false, false, "KVM not probed: no kernel to boot (farm-agent --kvm-probe-kernel, or "
+                    "FARM_KVM_PROBE_KERNEL)",
                     absl::Now() - start};
   }
 
@@ -656,8 +651,73 @@ KvmProbe ProbeKvm(std::string_view kernel) {
   return probe;
 }
 
+std::string DefaultProbeKernel() {
+  if (const char* k = getenv("FARM_KVM_PROBE_KERNEL"); k && *k) return k;
+  struct utsname u;
+  if (uname(&u) == 0) {
+    std::string host = absl::StrCat("/boot/vmlinuz-", u.release);
+    if (access(host.c_str(), R_OK) == 0) return host;
+  }
+  return "";
+}
+
 bool KvmUsable(std::string_view kernel) { return ProbeKvm(kernel).usable; }
 
 std::string AccelCapability(std::string_view kernel) { return KvmUsable(kernel) ? "kvm" : "tcg"; }
+
+absl::StatusOr<std::string> QemuVersion(const std::string& qemu) {
+  std::string out;
+  SubprocessOptions opts;
+  opts.argv = {qemu, "--version"};
+  opts.timeout = absl::Seconds(10);
+  opts.on_output = [&out](std::string_view chunk) {
+    if (out.size() < 4096) out.append(chunk);
+  };
+  absl::StatusOr<std::unique_ptr<Subprocess>> proc = Subprocess::Start(std::move(opts));
+  if (!proc.ok()) {
+    if (absl::IsNotFound(proc.status())) {
+      return absl::NotFoundError(absl::StrCat(qemu, " is not installed (install qemu-system-x86)"));
+    }
+    return proc.status();
+  }
+  SubprocessResult r = (*proc)->Wait();
+  // "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"
+  constexpr std::string_view kWords = "version ";
+  size_t at = out.find(kWords);
+  if (r.kind != SubprocessResult::Kind::kExited || r.exit_code != 0 || at == std::string::npos) {
+    const std::string first_line = out.substr(0, out.find('\n'));
+    return absl::UnknownError(absl::StrCat(qemu, " --version (", r.Describe(),
+                                           ") printed no version", first_line.empty() ? "" : ": ",
+                                           first_line));
+  }
+  std::string version = out.substr(at + kWords.size());
+  return version.substr(0, version.find_first_of(" \n"));
+}
+
+std::map<std::string, std::string> BootCapabilities(const absl::StatusOr<std::string>& qemu_version,
+                                                    const KvmProbe* probe) {
+  std::map<std::string, std::string> caps;
+  if (!qemu_version.ok() || probe == nullptr) {
+    caps["accel"] = absl::IsNotFound(qemu_version.status())
+                        ? "none (qemu-system-x86_64 missing)"
+                        : absl::StrCat("none (", qemu_version.status().message(), ")");
+    return caps;
+  }
+  caps["qemu"] = *qemu_version;
+  if (probe->usable) {
+    caps["accel"] = "kvm";
+  } else {
+    caps["accel"] = probe->probed ? "tcg" : "unknown";
+    caps["accel_note"] = probe->reason;
+  }
+  return caps;
+}
+
+std::map<std::string, std::string> ProbeBootCapabilities() {
+  absl::StatusOr<std::string> version = QemuVersion();
+  if (!version.ok()) return BootCapabilities(version, nullptr);
+  KvmProbe probe = ProbeKvm();
+  return BootCapabilities(version, &probe);
+}
 
 }  // namespace farm::boot

@@ -5,11 +5,13 @@
 #define FARM_AGENT_BOOT_QEMU_BOOT_H_
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/boot/console.h"
 #include "agent/boot/ktap.h"
@@ -146,15 +148,35 @@ struct KvmProbe {
 // Is KVM usable? /dev/kvm must open and a kernel must boot under KVM to the end of its
 // initialisation (its own root-mount panic is fine) within seconds: on some machines /dev/kvm
 // exists but guests hang, which this notices in about 3 s (or qemu aborts at once). Boots
-// $FARM_KVM_PROBE_KERNEL (a kernel known to boot: set it on agents), else `kernel` (the first
-// task's), else /boot/vmlinuz-$(uname -r). Runs once per process: later calls return the first
-// result (concurrent callers wait for it). Thread-safe.
+// $FARM_KVM_PROBE_KERNEL (a kernel known to boot: farm-agent sets it from --kvm-probe-kernel),
+// else `kernel` (the first task's), else /boot/vmlinuz-$(uname -r). Runs once per process: later
+// calls return the first result (concurrent callers wait for it). Thread-safe.
 KvmProbe ProbeKvm(std::string_view kernel = {});
+// The kernel ProbeKvm() boots when given none: $FARM_KVM_PROBE_KERNEL, else
+// /boot/vmlinuz-$(uname -r) if readable, else "".
+std::string DefaultProbeKernel();
 // One probe, uncached, with the given qemu binary (for tests and diagnostics).
 KvmProbe RunKvmProbe(std::string_view kernel, const std::string& qemu = "qemu-system-x86_64");
 bool KvmUsable(std::string_view kernel = {});
 // The agent's capability: "kvm" or "tcg".
 std::string AccelCapability(std::string_view kernel = {});
+
+// qemu's version ("7.2.22", from `qemu --version`). Errors: NOT_FOUND qemu is not installed;
+// UNKNOWN it printed no version.
+absl::StatusOr<std::string> QemuVersion(const std::string& qemu = "qemu-system-x86_64");
+
+// What an agent says about booting in Hello.capabilities:
+//   "accel"      "kvm", "tcg", "unknown" (KVM not probed: no kernel to probe with; the first boot
+//                with accel auto probes with its own kernel) or "none (qemu-system-x86_64
+//                missing)";
+//   "accel_note" why not KVM (the probe's reason), when not "kvm";
+//   "qemu"       qemu's version, when installed.
+// `probe` is null when qemu is missing (nothing was probed).
+std::map<std::string, std::string> BootCapabilities(const absl::StatusOr<std::string>& qemu_version,
+                                                    const KvmProbe* probe);
+// Finds qemu's version and probes KVM (ProbeKvm(): once per process, at most ~10 s, ~3 s on a
+// machine whose KVM guests hang), then BootCapabilities. Thread-safe.
+std::map<std::string, std::string> ProbeBootCapabilities();
 
 }  // namespace farm::boot
 

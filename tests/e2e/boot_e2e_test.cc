@@ -25,6 +25,7 @@
 #include "agent/runner/task_control.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/e2e/e2e_kernel.h"
 #include "tests/lib/test_util.h"
 
 namespace farm::boot {
@@ -37,26 +38,13 @@ using ::farm::testing::Quote;
 using ::farm::testing::Sh;
 using ::testing::HasSubstr;
 
-std::string KernelCache() {
-  const char* c = std::getenv("FARM_KERNEL_CACHE");
-  return c && *c ? c : "/var/cache/farm-test-kernels";
-}
-
-std::string TestKernel() {
-  if (const char* k = std::getenv("FARM_TEST_KERNEL"); k && *k) return k;
-  return KernelCache() + "/debian-cloud/vmlinuz";
-}
+using ::farm::e2e::KernelCache;
+using ::farm::e2e::ReadFileOrEmpty;
+using ::farm::e2e::TestKernel;
 
 // The module tree fetch-kernel.sh keeps next to the kernel.
 std::string ModulesDir(const std::string& kernel) {
   return kernel.substr(0, kernel.rfind('/')) + "/modules";
-}
-
-std::string ReadFileOrEmpty(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 void WriteFile(const std::string& path, const std::string& data, mode_t mode = 0644) {
@@ -71,14 +59,8 @@ class BootE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
     kernel_ = TestKernel();
-    if (access(kernel_.c_str(), R_OK) != 0) {
-      GTEST_SKIP() << "no test kernel at " << kernel_
-                   << ": run tests/e2e/fetch-kernel.sh (or set FARM_TEST_KERNEL)";
-    }
-    if (Sh("command -v qemu-system-x86_64").exit_code != 0) {
-      GTEST_SKIP() << "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)";
-    }
-    if (access("/bin/busybox", X_OK) != 0 && Sh("command -v busybox").exit_code != 0) {
+    if (std::string why = e2e::WhyNoBoot(kernel_); !why.empty()) GTEST_SKIP() << why;
+    if (!e2e::HaveBusybox()) {
       GTEST_SKIP() << "busybox is not installed (apt-get install busybox-static)";
     }
     work_ = MakeTempDir("boot-e2e");

@@ -107,13 +107,55 @@ TEST(CpioTest, GzipRoundTrips) {
 // ---------------------------------------------------------------------------------------------
 // initramfs
 
+bool HaveStaticGcc() {
+  return Sh("printf 'int main(){return 0;}' | gcc -static -x c -o /dev/null - 2>/dev/null")
+             .exit_code == 0;
+}
+
 v1::BootSpec ShellSpec(const std::string& script) {
   v1::BootSpec spec;
   spec.set_payload(script);
   return spec;
 }
 
-TEST(InitramfsTest, ContainsBusyboxTheTestAndInit) {
+// A file of concatenated newc archives, split into its parts: the first `known` parts end at
+// their trailer (none of their files contains the word), the rest (busybox, whose binary does) is
+// the last part. GNU cpio stops at the first trailer, so each part is listed on its own.
+struct Parts {
+  std::vector<std::string> files;  // one .cpio per part
+  std::set<std::string> entries;   // of every part
+};
+Parts SplitParts(const std::string& work, const std::string& archive, int known) {
+  Parts p;
+  size_t start = 0;
+  for (int i = 0; start < archive.size(); ++i) {
+    size_t end = archive.size();
+    if (i < known) {
+      size_t trailer = archive.find("TRAILER!!!", start);
+      if (trailer != std::string::npos) end = std::min(archive.find("070701", trailer), end);
+    }
+    p.files.push_back(absl::StrCat(work, "/part", i, ".cpio"));
+    WriteFile(p.files.back(), archive.substr(start, end - start));
+    auto list = Sh("cpio -it --quiet < " + Quote(p.files.back()));
+    EXPECT_EQ(list.exit_code, 0) << list.output;
+    for (absl::string_view line : absl::StrSplit(list.output, '\n', absl::SkipEmpty())) {
+      p.entries.insert(std::string(line));
+    }
+    start = end;
+  }
+  return p;
+}
+
+// The content of `name` in whichever part has it.
+std::string Extract(const Parts& p, const std::string& name) {
+  for (const std::string& f : p.files) {
+    auto r = Sh("cd / && cpio -i --quiet --to-stdout " + Quote(name) + " < " + Quote(f));
+    if (r.exit_code == 0 && !r.output.empty()) return r.output;
+  }
+  return "";
+}
+
+TEST(InitramfsTest, ShellTestGetsBusyboxInitAndItsConfig) {
   if (access("/bin/busybox", X_OK) != 0)
     GTEST_SKIP() << "no /bin/busybox (apt-get install busybox-static)";
   if (!HaveTool("cpio")) GTEST_SKIP() << "cpio is not installed (apt-get install cpio)";
@@ -138,36 +180,49 @@ TEST(InitramfsTest, ContainsBusyboxTheTestAndInit) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*again, *cold) << "equal specs give the same file";
 
-  // Two archives, one after the other: the busybox part, then the task's. GNU cpio stops at the
-  // first trailer, so list them separately.
-  const std::string archive = ReadFileOrEmpty(*cold);
-  // The last trailer ends the task's part, the one before it the busybox part (busybox itself
-  // contains the string too, so search from the end).
-  size_t last = archive.rfind("TRAILER!!!");
-  ASSERT_NE(last, std::string::npos);
-  size_t trailer = archive.rfind("TRAILER!!!", last - 1);
-  ASSERT_NE(trailer, std::string::npos);
-  size_t second = archive.find("070701", trailer);
-  ASSERT_NE(second, std::string::npos);
-  WriteFile(work + "/base.cpio", archive.substr(0, second));
-  WriteFile(work + "/task.cpio", archive.substr(second));
-  std::set<std::string> entries;
-  for (const char* part : {"/base.cpio", "/task.cpio"}) {
-    auto list = Sh("cpio -it --quiet < " + Quote(work + part));
-    ASSERT_EQ(list.exit_code, 0) << list.output;
-    for (absl::string_view line : absl::StrSplit(list.output, '\n', absl::SkipEmpty())) {
-      entries.insert(std::string(line));
-    }
+  // Three archives, one after the other: the skeleton and init, the task's part, busybox's.
+  Parts parts = SplitParts(work, ReadFileOrEmpty(*cold), 2);
+  EXPECT_EQ(parts.files.size(), 3u);
+  for (const char* entry : {"init", "farm/test", "farm/init.conf", "bin/busybox", "bin/sh",
+                            "bin/bash", "dev/console", "proc", "sys", "farm/shared"}) {
+    EXPECT_EQ(parts.entries.count(entry), 1u) << entry;
   }
-  for (const char* entry : {"init", "farm/test", "bin/busybox", "bin/sh", "bin/bash",
-                            "sbin/poweroff", "dev/console", "proc", "sys", "farm/shared"}) {
-    EXPECT_EQ(entries.count(entry), 1u) << entry;
+  EXPECT_TRUE(Extract(parts, "init") == FarmInitBinary()) << "/init is the embedded farm_init";
+  const std::string conf = Extract(parts, "farm/init.conf");
+  EXPECT_EQ(conf, InitConfig(spec, {}));
+  EXPECT_THAT(conf, HasSubstr("\ntimeout 7\n"));
+  EXPECT_THAT(conf, HasSubstr("\narg /bin/sh\narg /farm/test\n"));
+}
+
+TEST(InitramfsTest, CompiledTestNeedsNoBusybox) {
+  if (!HaveTool("cpio")) GTEST_SKIP() << "cpio is not installed (apt-get install cpio)";
+  if (!HaveStaticGcc()) GTEST_SKIP() << "gcc -static does not work (apt-get install gcc libc6-dev)";
+  const std::string work = MakeTempDir("initramfs-bin");
+  RemoveOnSuccess cleanup{work};
+  InitramfsOptions no_busybox;
+  no_busybox.busybox = work + "/no-such-busybox";
+  // A C test that runs no shell.
+  v1::BootSpec spec;
+  spec.set_payload("int main(void) { return 0; }\n");
+  absl::StatusOr<std::string> path = BuildInitramfs(spec, work, no_busybox);
+  ASSERT_TRUE(path.ok()) << path.status();
+  const std::string archive = ReadFileOrEmpty(*path);
+  Parts parts = SplitParts(work, archive, 2);
+  EXPECT_EQ(parts.files.size(), 2u);
+  for (const char* entry : {"init", "farm/test", "farm/init.conf", "dev/console"}) {
+    EXPECT_EQ(parts.entries.count(entry), 1u) << entry;
   }
-  auto init = Sh("cd " + Quote(work) + " && cpio -i --quiet --to-stdout init < task.cpio");
-  EXPECT_EQ(init.output, InitScript(spec, {}));
-  EXPECT_THAT(init.output, HasSubstr("FARM-INIT-STARTED"));
-  EXPECT_THAT(init.output, HasSubstr("sleep 7;"));
-  EXPECT_THAT(init.output, HasSubstr("echo \"FARM-RESULT: $rc\""));
+  EXPECT_EQ(parts.entries.count("bin/busybox"), 0u);
+  EXPECT_LT(archive.size(), FarmInitBinary().size() + (2 << 20)) << "init, the test, a few dirs";
+
+  // A binary that runs a shell (system(), popen()) gets busybox, and says so when there is none.
+  v1::BootSpec shell_user;
+  shell_user.set_payload(std::string(FarmInitBinary()) + "/bin/sh");
+  absl::Status st = BuildInitramfs(shell_user, work, no_busybox).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
+  EXPECT_TRUE(NeedsBusybox(v1::BootSpec::BINARY, "...system(\"/bin/sh -c\")..."));
+  EXPECT_FALSE(NeedsBusybox(v1::BootSpec::BINARY, "\x7f" "ELF...puts...exit"));
+  EXPECT_TRUE(NeedsBusybox(v1::BootSpec::SHELL, "exit 0"));
 }
 
 TEST(InitramfsTest, GzippedArchiveUnpacks) {
@@ -182,8 +237,11 @@ TEST(InitramfsTest, GzippedArchiveUnpacks) {
   ASSERT_TRUE(path.ok()) << path.status();
   EXPECT_TRUE(absl::EndsWith(*path, ".cpio.gz"));
   // gzip -dc decompresses concatenated members as one stream, as the kernel unpacks them.
-  auto list = Sh("gzip -dc " + Quote(*path) + " | cpio -it 2>/dev/null");
-  EXPECT_THAT(list.output, HasSubstr("bin/busybox\n"));
+  auto raw = Sh("gzip -dc " + Quote(*path));
+  ASSERT_EQ(raw.exit_code, 0);
+  Parts parts = SplitParts(work, raw.output, 2);
+  EXPECT_EQ(parts.entries.count("bin/busybox"), 1u);
+  EXPECT_EQ(parts.entries.count("init"), 1u);
 }
 
 TEST(InitramfsTest, ScriptWithoutShebangGetsOne) {
@@ -199,32 +257,145 @@ TEST(InitramfsTest, ScriptWithoutShebangGetsOne) {
   EXPECT_THAT(ReadFileOrEmpty(*path), HasSubstr("#!/bin/sh\necho hi\n"));
 }
 
-TEST(InitramfsTest, InitScriptRunsShellTestsThroughSh) {
+TEST(InitramfsTest, InitConfigRunsShellTestsThroughSh) {
   // Kernels without CONFIG_BINFMT_SCRIPT (tinyconfig) cannot exec "#!" files.
-  EXPECT_THAT(InitScript(ShellSpec("#!/bin/bash\nexit 0\n"), {}), HasSubstr("/bin/sh /farm/test"));
-  EXPECT_THAT(InitScript(ShellSpec("#!/usr/bin/env sh\nexit 0\n"), {}),
-              HasSubstr("/bin/sh /farm/test"));
+  EXPECT_THAT(InitConfig(ShellSpec("#!/bin/bash\nexit 0\n"), {}),
+              HasSubstr("\narg /bin/sh\narg /farm/test\n"));
+  EXPECT_THAT(InitConfig(ShellSpec("#!/usr/bin/env sh\nexit 0\n"), {}),
+              HasSubstr("\narg /bin/sh\narg /farm/test\n"));
   v1::BootSpec bin;
   bin.set_payload(std::string("\x7f"
                               "ELF",
                               4) +
                   std::string(60, '\0'));
-  std::string script = InitScript(bin, {});
-  EXPECT_THAT(script, HasSubstr("\n/farm/test </dev/null &"));
-  EXPECT_THAT(script, Not(HasSubstr("mount -t 9p")));
+  std::string conf = InitConfig(bin, {});
+  EXPECT_THAT(conf, HasSubstr("\narg /farm/test\n"));
+  EXPECT_THAT(conf, Not(HasSubstr("arg /bin/sh")));
+  EXPECT_THAT(conf, Not(HasSubstr("share")));
+  EXPECT_THAT(conf, HasSubstr("\ntimeout 300\n"));
 }
 
 TEST(InitramfsTest, SharedDirectoryAndResultFile) {
   v1::BootSpec spec = ShellSpec("#!/bin/sh\nexit 0\n");
   spec.set_shared_dir("/host/dir");
   spec.set_result_file("test_result");
-  std::string script = InitScript(spec, {"/farm/modules/00-9p.ko"});
-  EXPECT_THAT(script, HasSubstr("mount -t 9p -o trans=virtio"));
-  EXPECT_THAT(script, HasSubstr("farm /farm/shared"));
-  EXPECT_THAT(script, HasSubstr("echo $rc > '/farm/shared/test_result'"));
-  EXPECT_THAT(script, HasSubstr("insmod '/farm/modules/00-9p.ko'"));
-  // The result file is written (and synced) before the marker that makes the host stop qemu.
-  EXPECT_LT(script.find("/farm/shared/test_result"), script.find("FARM-RESULT"));
+  std::string conf = InitConfig(spec, {"/farm/modules/00-9p.ko", "/farm/modules/01-x.ko"});
+  EXPECT_THAT(conf, HasSubstr("\nshare farm\n"));
+  EXPECT_THAT(conf, HasSubstr("\nresult_file test_result\n"));
+  EXPECT_THAT(conf, HasSubstr("\nmodule /farm/modules/00-9p.ko\nmodule /farm/modules/01-x.ko\n"));
+  spec.clear_shared_dir();
+  EXPECT_THAT(InitConfig(spec, {}), Not(HasSubstr("result_file")));
+}
+
+TEST(InitramfsTest, ArchiveNameFollowsItsInputs) {
+  if (access("/bin/busybox", X_OK) != 0)
+    GTEST_SKIP() << "no /bin/busybox (apt-get install busybox-static)";
+  const std::string work = MakeTempDir("initramfs-inputs");
+  RemoveOnSuccess cleanup{work};
+  const std::string module = work + "/m.ko";
+  WriteFile(module, "a");
+  InitramfsOptions options;
+  options.modules = {module};
+  v1::BootSpec spec = ShellSpec("#!/bin/sh\nexit 0\n");
+  absl::StatusOr<std::string> first = BuildInitramfs(spec, work, options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*BuildInitramfs(spec, work, options), *first);
+  WriteFile(module, "bb");  // a rebuilt module
+  absl::StatusOr<std::string> rebuilt = BuildInitramfs(spec, work, options);
+  ASSERT_TRUE(rebuilt.ok());
+  EXPECT_NE(*rebuilt, *first);
+  EXPECT_THAT(ReadFileOrEmpty(*rebuilt), HasSubstr("farm/modules/00-m.ko"));
+  spec.set_test_timeout_seconds(9);
+  EXPECT_NE(*BuildInitramfs(spec, work, options), *rebuilt);
+}
+
+TEST(InitramfsTest, PruningKeepsTheNewestArchives) {
+  const std::string work = MakeTempDir("initramfs-prune");
+  RemoveOnSuccess cleanup{work};
+  for (int i = 0; i < 5; ++i) {
+    const std::string path = absl::StrCat(work, "/initramfs-", i, ".cpio");
+    WriteFile(path, "x");
+    struct timespec times[2] = {{1000 + i, 0}, {1000 + i, 0}};
+    ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+  }
+  WriteFile(work + "/busybox-1.cpio", "x");  // not an initramfs: kept
+  EXPECT_EQ(PruneInitramfsCache(work, 2), 3);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(access(absl::StrCat(work, "/initramfs-", i, ".cpio").c_str(), F_OK) == 0, i >= 3)
+        << i;
+  }
+  EXPECT_EQ(access((work + "/busybox-1.cpio").c_str(), F_OK), 0);
+  EXPECT_EQ(PruneInitramfsCache(work, 2), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// farm_init outside a kernel: not pid 1, it only runs the test under its timeout and prints the
+// markers, which the console scanner must read.
+
+class FarmInitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("farm-init");
+    cleanup_.dir = dir_;
+    init_ = dir_ + "/init";
+    WriteFile(init_, std::string(FarmInitBinary()));
+    chmod(init_.c_str(), 0755);
+  }
+  // Runs init with `config`; returns its output, fed to `console`.
+  ::farm::testing::CommandResult Run(const std::string& config, ConsoleScanner& console) {
+    WriteFile(dir_ + "/init.conf", config);
+    auto r = Sh(Quote(init_) + " " + Quote(dir_ + "/init.conf") + " 2>&1");
+    console.Feed(r.output);
+    console.Finish();
+    return r;
+  }
+  std::string dir_, init_;
+  RemoveOnSuccess cleanup_;
+};
+
+TEST_F(FarmInitTest, ReportsTheExitStatus) {
+  ConsoleScanner console;
+  auto r = Run("timeout 30\narg /bin/sh\narg -c\narg echo from the test; exit 3\n", console);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(console.init_started()) << r.output;
+  EXPECT_EQ(console.exit_code(), 3) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("from the test"));
+  const std::string result = std::string(kResultMarker) + "3\n";
+  EXPECT_THAT(r.output, HasSubstr(result + result)) << "twice";
+  EXPECT_LT(r.output.find(std::string(kInitStartedMarker)), r.output.find("from the test"));
+}
+
+TEST_F(FarmInitTest, SignalIsStatusAbove128) {
+  ConsoleScanner console;
+  auto r = Run("arg /bin/sh\narg -c\narg kill -TERM $$\n", console);
+  EXPECT_EQ(console.exit_code(), 128 + 15) << r.output;
+}
+
+TEST_F(FarmInitTest, TimeoutKillsTheTestAndWhatItStarted) {
+  ConsoleScanner console;
+  // The background subshell keeps init's output open: Sh() returns once every process that could
+  // still print is gone, and one that escaped the kill would print SURVIVED first.
+  auto r = Run("timeout 1\narg /bin/sh\narg -c\narg (sleep 3; echo SURVIVED) & sleep 100\n",
+               console);
+  EXPECT_TRUE(console.test_timed_out()) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("the test ran longer than 1s"));
+  EXPECT_EQ(console.exit_code(), 128 + 9) << r.output;
+  EXPECT_THAT(r.output, Not(HasSubstr("SURVIVED"))) << "the test's process group is killed";
+}
+
+TEST_F(FarmInitTest, TestThatCannotRunIs127) {
+  ConsoleScanner console;
+  auto r = Run("arg /no/such/test\n", console);
+  EXPECT_EQ(console.exit_code(), 127) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("cannot run /no/such/test"));
+}
+
+TEST_F(FarmInitTest, BadConfigurationSaysWhy) {
+  ConsoleScanner console;
+  auto r = Run("timeout 5\n", console);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("names no test"));
+  EXPECT_FALSE(console.init_started());
 }
 
 TEST(InitramfsTest, RejectsBadInput) {
@@ -245,11 +416,6 @@ TEST(InitramfsTest, RejectsBadInput) {
   absl::Status st = BuildInitramfs(dynamic, work).status();
   EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
   EXPECT_THAT(std::string(st.message()), HasSubstr("-static"));
-}
-
-bool HaveStaticGcc() {
-  return Sh("printf 'int main(){return 0;}' | gcc -static -x c -o /dev/null - 2>/dev/null")
-             .exit_code == 0;
 }
 
 TEST(InitramfsTest, CompilesCStaticallyAndCachesIt) {
@@ -829,7 +995,7 @@ TEST(QemuCommandTest, DirectKernelBootOnTheSerialConsole) {
   EXPECT_TRUE(HasArgs(argv, "-smp", "2"));
   EXPECT_TRUE(
       HasArgs(argv, "-append",
-              "console=ttyS0 panic=-1 cryptomgr.notests loglevel=7 rdinit=/bin/sh -- /init"))
+              "console=ttyS0 panic=-1 cryptomgr.notests loglevel=7 rdinit=/init"))
       << all;
   EXPECT_TRUE(absl::EndsWith(all, "-device virtio-rng-pci")) << "the job's arguments come last";
   EXPECT_THAT(argv, Not(::testing::Contains("-cpu")));
@@ -952,6 +1118,48 @@ TEST_F(KvmProbeTest, GuestStuckMidBootIsNotUsable) {
   KvmProbe p = Probe("echo '[    0.000000] Linux version 6.1.0'\nexec sleep 100\n");
   EXPECT_FALSE(p.usable);
   EXPECT_THAT(p.reason, HasSubstr("did not finish booting"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// What an agent says about booting (Hello.capabilities)
+
+TEST(BootCapabilitiesTest, SaysWhichAcceleratorAndWhy) {
+  KvmProbe works{true, true, "a kernel booted under KVM in 0.40s", absl::Seconds(0.4)};
+  auto caps = BootCapabilities(std::string("7.2.22"), &works);
+  EXPECT_EQ(caps["accel"], "kvm");
+  EXPECT_EQ(caps["qemu"], "7.2.22");
+  EXPECT_EQ(caps.count("accel_note"), 0u);
+
+  KvmProbe hangs{false, true, "a KVM guest printed nothing within 3.00s", absl::Seconds(3)};
+  caps = BootCapabilities(std::string("7.2.22"), &hangs);
+  EXPECT_EQ(caps["accel"], "tcg");
+  EXPECT_THAT(caps["accel_note"], HasSubstr("printed nothing"));
+
+  KvmProbe unprobed{false, false, "KVM not probed: no kernel to boot", absl::ZeroDuration()};
+  caps = BootCapabilities(std::string("7.2.22"), &unprobed);
+  EXPECT_EQ(caps["accel"], "unknown");
+  EXPECT_THAT(caps["accel_note"], HasSubstr("no kernel"));
+
+  caps = BootCapabilities(absl::NotFoundError("qemu-system-x86_64 is not installed"), nullptr);
+  EXPECT_EQ(caps["accel"], "none (qemu-system-x86_64 missing)");
+  EXPECT_EQ(caps.count("qemu"), 0u);
+}
+
+TEST(BootCapabilitiesTest, QemuVersionFromItsBanner) {
+  const std::string dir = MakeTempDir("qemu-version");
+  RemoveOnSuccess cleanup{dir};
+  const std::string qemu = dir + "/qemu";
+  WriteFile(qemu,
+            "#!/bin/sh\necho 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)'\n"
+            "echo 'Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers'\n");
+  chmod(qemu.c_str(), 0755);
+  absl::StatusOr<std::string> v = QemuVersion(qemu);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, "7.2.22");
+  WriteFile(qemu, "#!/bin/sh\necho 'no such option' >&2\nexit 1\n");
+  EXPECT_FALSE(QemuVersion(qemu).ok());
+  absl::Status missing = QemuVersion(dir + "/no-such-qemu").status();
+  EXPECT_TRUE(absl::IsNotFound(missing)) << missing;
 }
 
 }  // namespace

@@ -124,14 +124,21 @@ void ExpectBrokenQemuWasInfrastructure(const TestFarm& farm, const std::string& 
        {Broken{"no-qemu-host", "qemu: cannot run 'qemu-system-x86_64': not found in PATH"},
         Broken{"segv-qemu-host", "qemu: qemu failed (killed by signal 11"}}) {
     ExpectNoVerdictFrom(status, b.agent);
-    EXPECT_GE(ExpectInfrastructureErrorsSay(farm, job, b.agent, absl::StrCat("farm: ", b.says)), 1)
-        << status;
-    std::string line = farm.AgentLine(b.agent);
-    EXPECT_TRUE(absl::StrContains(line, "quarantined")) << farm.Agents();
-    EXPECT_TRUE(absl::StrContains(line, b.says)) << line;
+    const int errors =
+        ExpectInfrastructureErrorsSay(farm, job, b.agent, absl::StrCat("farm: ", b.says));
+    EXPECT_GE(errors, 1) << status;
+    // The coordinator quarantines an agent at its third infrastructure error in a row (it never
+    // gives a verdict here). How many tasks reach it before the healthy agent ends the bisect is
+    // a race, so the quarantine is checked when the rule says it must have happened.
+    if (errors >= 3) {
+      std::string line = farm.AgentLine(b.agent);
+      EXPECT_TRUE(absl::StrContains(line, "quarantined")) << farm.Agents();
+      EXPECT_TRUE(absl::StrContains(line, b.says)) << line;
+      if (std::string(b.agent) == "no-qemu-host") {
+        EXPECT_TRUE(absl::StrContains(line, "(install qemu-system-x86)")) << line;
+      }
+    }
   }
-  EXPECT_TRUE(absl::StrContains(farm.AgentLine("no-qemu-host"), "(install qemu-system-x86)"))
-      << farm.Agents();
 }
 
 std::string PathWithFakeQemu(const std::string& dir, const std::string& name,
