@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--workdir", opts.workdir, "directory for mirrors, worktrees and build dirs")
       ->required();
+  app.add_option("--ccache-dir", opts.ccache_dir,
+                 "ccache for kernel builds (default: WORKDIR/ccache); agents on one host may "
+                 "share one");
   app.add_option("--slots", opts.slots, "tasks run at once (one worktree each)")
       ->capture_default_str();
   app.add_option("--id", opts.agent_id, "stable agent id (default: HOSTNAME:WORKDIR)");

@@ -456,6 +456,7 @@ int RunLocalBisect(BisectFlags& f) {
     AgentOptions aopts;
     aopts.coordinator = (*server)->address();
     aopts.workdir = absl::StrCat(state_dir, "/agents/", i);
+    aopts.ccache_dir = state_dir + "/ccache";  // one cache: one agent's compile is another's hit
     aopts.agent_id = absl::StrCat("local-", i);
     absl::StatusOr<std::unique_ptr<Agent>> a = Agent::Create(aopts);
     if (!a.ok()) return Fail(a.status(), kExitFailed);

@@ -41,6 +41,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
                                                    options.workdir, "': ", ec.message()));
   }
   options.workdir = std::filesystem::absolute(options.workdir).lexically_normal().string();
+  if (!options.ccache_dir.empty()) {
+    options.ccache_dir = std::filesystem::absolute(options.ccache_dir).lexically_normal().string();
+  }
   if (options.agent_id.empty()) options.agent_id = absl::StrCat(Hostname(), ":", options.workdir);
   struct utsname u;
   if (uname(&u) == 0) options.capabilities.emplace("arch", u.machine);
@@ -53,7 +56,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
 Agent::Agent(AgentOptions options, std::unique_ptr<Workspace> ws,
              std::shared_ptr<grpc::ChannelCredentials> creds)
     : options_(std::move(options)), workspace_(std::move(ws)) {
-  runner_ = std::make_unique<TaskRunner>(workspace_.get(), options_.workdir);
+  runner_ = std::make_unique<TaskRunner>(workspace_.get(), options_.workdir, options_.ccache_dir);
   channel_ = MakeCoordinatorChannel(options_.coordinator, std::move(creds));
   stub_ = v1::AgentLink::NewStub(channel_);
   slot_busy_.assign(options_.slots, false);

@@ -28,6 +28,7 @@ namespace farm {
 struct AgentOptions {
   std::string coordinator;  // address: host:port or unix:/path
   std::string workdir;      // worktrees, build directories, mirrors
+  std::string ccache_dir;   // kernel builds' ccache; empty: <workdir>/ccache
   std::string agent_id;     // empty: hostname:workdir
   int slots = 1;
   std::map<std::string, std::string> capabilities;

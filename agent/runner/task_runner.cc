@@ -188,8 +188,10 @@ void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
     KernelBuildPaths paths;
     paths.source_dir = co->worktree;
     paths.build_dir = co->build_dir;
-    paths.ccache_dir = scratch_dir_ + "/ccache";
-    paths.ccache_base_dir = scratch_dir_;
+    paths.ccache_dir = ccache_dir_;
+    // Paths under the base directory are hashed relative to the build directory: a directory
+    // holding every worktree that shares this cache lets hits cross slots and agents.
+    paths.ccache_base_dir = CommonAncestor(scratch_dir_, ccache_dir_);
     absl::Time start = absl::Now();
     absl::StatusOr<KernelBuildResult> built =
         BuildKernel(task.recipe().kernel(), paths, build_output, control, timeout);

@@ -52,9 +52,14 @@ class TaskRunner {
   using PhaseFn = std::function<void(farm::v1::Phase)>;
   using OutputFn = std::function<void(std::string_view)>;
 
-  // `workspace` holds the worktrees; `scratch_dir` receives shipped test scripts.
-  TaskRunner(Workspace* workspace, std::string scratch_dir)
-      : workspace_(workspace), scratch_dir_(std::move(scratch_dir)) {}
+  // `workspace` holds the worktrees; `scratch_dir` receives shipped test scripts. `ccache_dir`
+  // is the kernel builds' ccache (empty: <scratch_dir>/ccache); several agents on one host may
+  // share one (`farm bisect` gives its local agents one), so that one agent's compile is
+  // another's hit.
+  TaskRunner(Workspace* workspace, std::string scratch_dir, std::string ccache_dir = "")
+      : workspace_(workspace),
+        scratch_dir_(std::move(scratch_dir)),
+        ccache_dir_(ccache_dir.empty() ? scratch_dir_ + "/ccache" : std::move(ccache_dir)) {}
 
   // Runs the task on `slot`. Never fails: problems are reported in TaskResult.infra_error.
   // Thread-safe for different slots.
@@ -76,6 +81,7 @@ class TaskRunner {
 
   Workspace* workspace_;
   std::string scratch_dir_;
+  std::string ccache_dir_;
 };
 
 }  // namespace farm
