@@ -123,9 +123,13 @@ TEST(Faults, NetworkCutLongerThanTheLease) {
   ASSERT_TRUE(WaitFor([&] { return absl::StrContains(status(), "lost "); }, absl::Seconds(30)))
       << status();
   proxy.Restore();
+  // Bounded, so that a bisect that never ends fails here with the logs, not at ctest's timeout.
   CommandResult watch =
-      Sh(absl::StrCat(Farm(), " watch --coordinator ", listen, " ", job));
-  EXPECT_EQ(watch.exit_code, 0) << watch.output << agent.Output();
+      Sh(absl::StrCat("timeout 150 ", Farm(), " watch --coordinator ", listen, " ", job));
+  EXPECT_EQ(watch.exit_code, 0) << watch.output << "\nagent:\n"
+                                << agent.Output() << "\ncoordinator:\n"
+                                << coordinator.Output() << "\nstatus:\n"
+                                << status();
   EXPECT_EQ(ParseAnswer(watch.output).first_bad, repo.culprit) << watch.output;
   EXPECT_TRUE(absl::StrContains(agent.Output(), "reconnecting")) << agent.Output();
 }

@@ -241,8 +241,10 @@ TcpProxy::~TcpProxy() {
 }
 
 void TcpProxy::Cut() {
-  cut_ = true;
+  // Under the lock that AcceptLoop holds from its last look at cut_ to registering a new
+  // connection: no connection accepted just before the cut can slip through it.
   std::lock_guard<std::mutex> lock(mu_);
+  cut_ = true;
   for (int fd : open_) shutdown(fd, SHUT_RDWR);
 }
 
@@ -293,6 +295,11 @@ void TcpProxy::AcceptLoop() {
       continue;
     }
     std::lock_guard<std::mutex> lock(mu_);
+    if (cut_) {
+      close(c);
+      close(t);
+      continue;
+    }
     open_.push_back(c);
     open_.push_back(t);
     pumps_.emplace_back([this, c, t] { Pump(c, t); });
