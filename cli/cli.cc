@@ -551,6 +551,15 @@ void PrintJob(const v1::JobStatus& st) {
                            ? absl::StrCat(" [retried pristine: ", t.retry_reason(), "]")
                        : t.reused() ? absl::StrCat(" [reused from task ", t.reused_from(), "]")
                                     : "";
+    if (t.has_kernel_build() && t.kernel_build().ccache_hits() >= 0) {
+      const v1::KernelBuildStats& k = t.kernel_build();
+      absl::StrAppendFormat(&note, " [ccache %d/%d hits", k.ccache_hits(),
+                            k.ccache_hits() + k.ccache_misses());
+      if (!k.image_sha256().empty()) {
+        absl::StrAppend(&note, ", image ", k.image_sha256().substr(0, 12));
+      }
+      absl::StrAppend(&note, "]");
+    }
     std::printf("  %-11s %s %6.1fs on %s  %s%s\n", what.c_str(), Short(t.commit()).c_str(),
                 t.seconds(), t.agent().c_str(), t.subject().c_str(), note.c_str());
   }

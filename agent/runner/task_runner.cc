@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -103,6 +104,7 @@ struct TaskRunner::Attempt {
   std::string detail;
   absl::Duration checkout, build, test;
   uint64_t files_written = 0;
+  std::optional<v1::KernelBuildStats> kernel_build;
   // ENOSPC's message in what the checkout and the build said (not the test: a test of a
   // program's ENOSPC handling may well print it).
   NoSpaceScanner no_space;
@@ -206,6 +208,11 @@ void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
       out.Write(absl::StrCat("farm: ", a.detail, "\n"));
       return;
     }
+    v1::KernelBuildStats& stats = a.kernel_build.emplace();
+    stats.set_config_seconds(absl::ToDoubleSeconds(built->config_elapsed));
+    stats.set_ccache_hits(built->ccache_hits);
+    stats.set_ccache_misses(built->ccache_misses);
+    stats.set_image_sha256(built->image_sha256);
     out.Write(absl::StrFormat(
         "farm: kernel build: %s in %.1fs (ccache %d hits, %d misses)%s%s\n",
         built->built ? "ok" : "FAILED", Secs(a.build), built->ccache_hits, built->ccache_misses,
@@ -393,6 +400,7 @@ v1::TaskResult TaskRunner::Run(const v1::Assign& task, int slot, TaskControl* co
   result.set_build_seconds(Secs(build));
   result.set_test_seconds(Secs(test));
   result.set_files_written(files);
+  if (a.kernel_build) *result.mutable_kernel_build() = *a.kernel_build;
   result.set_detail(a.detail);
   switch (a.outcome) {
     case Outcome::kVerdict:

@@ -721,6 +721,7 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
   s.set_retried_pristine(result.retried_pristine());
   s.set_retry_reason(result.retry_reason());
   s.set_seconds(result.checkout_seconds() + result.build_seconds() + result.test_seconds());
+  if (result.has_kernel_build()) *s.mutable_kernel_build() = result.kernel_build();
   std::string what;
   AgentHealth& health = health_[task.agent_id];
   v1::TaskResult checked = result;

@@ -13,11 +13,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "coordinator/store/store.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
 
 namespace farm {
 namespace {
+
+namespace v1 = farm::v1;
 
 using testing::Quote;
 using testing::Sh;
@@ -80,6 +83,31 @@ TEST(KernelBisectTest, NamesThePlantedCommit) {
   EXPECT_EQ(answer.first_bad, fx["culprit"])
       << "farm answered " << testing::Describe(answer) << "; output:\n"
       << r.output;
+  // Every task that tested a kernel says what its build did: ccache's counts and the image's
+  // digest (the same commit always gives the same image: reproducible builds).
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(work + "/farm.db");
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::StatusOr<std::vector<Store::JobRow>> jobs = (*store)->LoadJobs(false);
+  ASSERT_TRUE(jobs.ok() && !jobs->empty());
+  absl::StatusOr<std::vector<v1::TaskSummary>> tasks = (*store)->LoadTasks(jobs->front().id);
+  ASSERT_TRUE(tasks.ok()) << tasks.status();
+  int with_verdict = 0;
+  int64_t compilations = 0;
+  std::map<std::string, std::string> image_of;
+  for (const v1::TaskSummary& t : *tasks) {
+    if (t.state() != v1::TASK_DONE || t.verdict() == v1::SKIP) continue;
+    ++with_verdict;
+    ASSERT_TRUE(t.has_kernel_build()) << t.DebugString();
+    // -1 would mean built without ccache; an incremental step may compile only a few files.
+    EXPECT_GE(t.kernel_build().ccache_hits(), 0) << t.DebugString();
+    EXPECT_GE(t.kernel_build().ccache_misses(), 0) << t.DebugString();
+    compilations += t.kernel_build().ccache_hits() + t.kernel_build().ccache_misses();
+    EXPECT_EQ(t.kernel_build().image_sha256().size(), 64u) << t.DebugString();
+    auto [it, added] = image_of.emplace(t.commit(), t.kernel_build().image_sha256());
+    EXPECT_EQ(it->second, t.kernel_build().image_sha256()) << t.commit();
+  }
+  EXPECT_GE(with_verdict, 2);
+  EXPECT_GT(compilations, 0);
   // Worktrees and build directories take ~1.5 GB per agent: kept only to debug a failure.
   if (!HasFailure()) std::filesystem::remove_all(work);
 }
