@@ -11,13 +11,19 @@
 #                      no ccache: it compiles everything again)
 #   boot-to-verdict    qemu under TCG until the verdict is known (the loop: until qemu exits after
 #                      grep saw the marker; the farm: until farm-boot-tool returns): the tinyconfig
-#                      kernel at a good and at a bad commit, and Debian's cloud kernel
+#                      kernel at a good and at a bad commit, and Debian's cloud kernel. The loop
+#                      boots the bzImage; the farm boots as an agent's task does: a kernel it built
+#                      through the PVH entry of the build directory's vmlinux, a prebuilt bzImage
+#                      through the PVH entry of its ELF, unpacked once per image ("first boot"
+#                      rows: unpacked at every boot)
 # Prints a Markdown table (bench/README.md keeps the figures).
 # Usage: bench/kernel_steps.sh [CMAKE_BUILD_DIR [boot]]   (default: ./build; needs
 #        farm-kernel-build and farm-boot-tool built there). JOBS=N overrides -j (default: nproc);
 #        BOOTS=N boots per boot row (default 5).
 #   boot   the boot-to-verdict rows only: the farm's images at the good and bad commits (built here,
-#          or GOOD_IMAGE=... BAD_IMAGE=... given) booted by both the loop and the farm.
+#          or GOOD_IMAGE=... BAD_IMAGE=... given: bzImages, in their build directories
+#          (DIR/arch/x86/boot/bzImage beside DIR/vmlinux) for the farm to find the ELF) booted by
+#          both the loop and the farm.
 #          CCACHE_REMOTE=URL gives the builds a ccache remote storage (e.g. the kernel bisect
 #          test's file:///var/cache/farm-test-kernels/ccache-shared).
 set -euo pipefail
@@ -47,6 +53,21 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/farm-kbench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 # The loop must not get ccache by accident (Debian's /usr/lib/ccache in PATH).
 plain_path=$(tr ':' '\n' <<<"$PATH" | grep -v ccache | paste -sd:)
+
+# The farm's image as its build left it: DIR/arch/x86/boot/bzImage and DIR/vmlinux (mtimes kept:
+# the farm boots vmlinux only when it is not newer than the bzImage).
+keep_farm_image() {  # BUILD_DIR_OR_BZIMAGE NAME
+  local src=$1 dir=$work/$2
+  mkdir -p "$dir/arch/x86/boot"
+  case "$src" in
+    */arch/x86/boot/bzImage)
+      cp -p "$src" "$dir/arch/x86/boot/bzImage"
+      [ -f "${src%/arch/x86/boot/bzImage}/vmlinux" ] && cp -p "${src%/arch/x86/boot/bzImage}/vmlinux" "$dir/vmlinux"
+      ;;
+    *) cp -p "$src" "$dir/arch/x86/boot/bzImage" ;;
+  esac
+  true
+}
 
 rows=()
 row() { rows+=("| $1 | $2 | $3 | $4 |"); printf '%-38s loop %-22s farm %-22s %s\n' "$1" "$2" "$3" "$4" >&2; }
@@ -102,19 +123,19 @@ if [ "$mode" = boot ]; then
   # The farm's images, booted by both: the loop's would be the same kernels (same tree, same
   # configuration; the boot rows compare what happens after the build).
   if [ -n "${GOOD_IMAGE:-}" ] && [ -n "${BAD_IMAGE:-}" ]; then
-    cp "$GOOD_IMAGE" "$work/farm-good.bzImage"
-    cp "$BAD_IMAGE" "$work/farm-bad.bzImage"
+    keep_farm_image "$GOOD_IMAGE" farm-good
+    keep_farm_image "$BAD_IMAGE" farm-bad
   else
     git clone -q --shared "$fx_repo" "$work/farm/slots/0/src"
     git -C "$work/farm/slots/0/src" checkout -q "$good"
     farm_build 0 farm-good
-    cp "$work/farm/slots/0/build/arch/x86/boot/bzImage" "$work/farm-good.bzImage"
+    keep_farm_image "$work/farm/slots/0/build/arch/x86/boot/bzImage" farm-good
     git -C "$work/farm/slots/0/src" checkout -q "$bad"
     farm_build 0 farm-bad
-    cp "$work/farm/slots/0/build/arch/x86/boot/bzImage" "$work/farm-bad.bzImage"
+    keep_farm_image "$work/farm/slots/0/build/arch/x86/boot/bzImage" farm-bad
   fi
-  cp "$work/farm-good.bzImage" "$work/loop-good.bzImage"
-  cp "$work/farm-bad.bzImage" "$work/loop-bad.bzImage"
+  cp "$work/farm-good/arch/x86/boot/bzImage" "$work/loop-good.bzImage"
+  cp "$work/farm-bad/arch/x86/boot/bzImage" "$work/loop-bad.bzImage"
   git -C "$fx_repo" show "$good:usr/gen_init_cpio.c" >"$work/gen_init_cpio.c"
   gcc -O2 -o "$work/gen_init_cpio" "$work/gen_init_cpio.c"
   gen_init_cpio=$work/gen_init_cpio
@@ -132,7 +153,7 @@ farm_build 0 farm-cold
 row "cold build (config + bzImage)" "$(fmt "$l_wall" "$l_cpu")" "$(fmt "$f_wall" "$f_cpu")" \
   "farm ccache (empty): $(hit_rate "$f_hits" "$f_misses")"
 cp "$work/loop/arch/x86/boot/bzImage" "$work/loop-good.bzImage"
-cp "$work/farm/slots/0/build/arch/x86/boot/bzImage" "$work/farm-good.bzImage"
+keep_farm_image "$work/farm/slots/0/build/arch/x86/boot/bzImage" farm-good
 
 # 2. One-file incremental step: good -> bad (kernel/sys.c).
 git -C "$work/loop" checkout -q "$bad"
@@ -143,7 +164,7 @@ farm_build 0 farm-incremental
 row "incremental step (one .c file)" "$(fmt "$l_wall" "$l_cpu")" "$(fmt "$f_wall" "$f_cpu")" \
   "farm ccache: $(hit_rate "$f_hits" "$f_misses")"
 cp "$work/loop/arch/x86/boot/bzImage" "$work/loop-bad.bzImage"
-cp "$work/farm/slots/0/build/arch/x86/boot/bzImage" "$work/farm-bad.bzImage"
+keep_farm_image "$work/farm/slots/0/build/arch/x86/boot/bzImage" farm-bad
 
 # 3. Clean build directory, warm ccache: a second slot (fresh worktree, empty build dir) at the
 # good commit; the loop starts again from mrproper.
@@ -157,7 +178,7 @@ loop_make
 farm_build 1 farm-warm
 row "warm clean build (fresh build dir)" "$(fmt "$l_wall" "$l_cpu")" "$(fmt "$f_wall" "$f_cpu")" \
   "farm ccache (warm, other slot): $(hit_rate "$f_hits" "$f_misses"); the loop has no ccache"
-same=$(cmp -s "$work/farm-good.bzImage" "$work/farm/slots/1/build/arch/x86/boot/bzImage" && echo yes || echo no)
+same=$(cmp -s "$work/farm-good/arch/x86/boot/bzImage" "$work/farm/slots/1/build/arch/x86/boot/bzImage" && echo yes || echo no)
 echo "farm: slot 1's image equals slot 0's at the same commit: $same" >&2
 gen_init_cpio=$work/loop/usr/gen_init_cpio
 fi
@@ -190,6 +211,8 @@ loop_boot() {  # kernel -> "wall cpu verdict"; until qemu exits (the test, as in
 }
 farm_boot() {  # kernel -> "wall cpu verdict"; until farm-boot-tool returns
   local rc=0 v
+  # A first boot of the image: nothing unpacked from it yet.
+  [ -n "${FIRST_BOOT:-}" ] && rm -rf "$work/boot-cache/kernels"
   boot_times "$work/farm.time" "$kboot" --kernel "$1" --test "$test_c" --accel tcg \
     --work-dir "$work/boot-cache" --console "$work/farm-console.log" \
     >"$work/farm-boot.log" 2>&1 || rc=$?
@@ -198,7 +221,7 @@ farm_boot() {  # kernel -> "wall cpu verdict"; until farm-boot-tool returns
 }
 median() { grep . | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 # Warm the farm's caches (the compiled test) once: an agent does it once too.
-farm_boot "$work/farm-good.bzImage" >/dev/null
+farm_boot "$work/farm-good/arch/x86/boot/bzImage" >/dev/null
 boots=${BOOTS:-5}
 boot_row() {  # label loop-kernel farm-kernel; BOOTS runs each, interleaved, medians
   local i l f lt="" lc="" ft="" fc="" lv fv
@@ -213,10 +236,13 @@ boot_row() {  # label loop-kernel farm-kernel; BOOTS runs each, interleaved, med
     "$(printf '%.2fs (CPU %.2fs) (%s)' "$(median <<<"$ft")" "$(median <<<"$fc")" "$fv")" \
     "TCG, median of $boots"
 }
-boot_row "boot-to-verdict, tinyconfig, good" "$work/loop-good.bzImage" "$work/farm-good.bzImage"
-boot_row "boot-to-verdict, tinyconfig, bad" "$work/loop-bad.bzImage" "$work/farm-bad.bzImage"
+boot_row "boot-to-verdict, tinyconfig, good" "$work/loop-good.bzImage" \
+  "$work/farm-good/arch/x86/boot/bzImage"
+boot_row "boot-to-verdict, tinyconfig, bad" "$work/loop-bad.bzImage" \
+  "$work/farm-bad/arch/x86/boot/bzImage"
 if cloud=$("$src_root/tests/e2e/fetch-kernel.sh" 2>/dev/null); then
   boot_row "boot-to-verdict, Debian cloud kernel" "$cloud" "$cloud"
+  FIRST_BOOT=1 boot_row "boot-to-verdict, Debian cloud kernel, first boot" "$cloud" "$cloud"
 else
   echo "no Debian cloud kernel (tests/e2e/fetch-kernel.sh failed): row left out" >&2
 fi

@@ -111,6 +111,9 @@ void AddBootFlags(CLI::App* cmd, BootFlags& f) {
                   "cache for the initramfs parts and compiled tests (default ~/.cache/farm/boot "
                   "or $FARM_BOOT_CACHE)");
   cmd->add_flag("--gzip", f.gzip, "gzip the initramfs (the kernel needs CONFIG_RD_GZIP)");
+  cmd->add_flag("--no-pvh", f.no_pvh,
+                "boot a bzImage through its own setup and decompressor (default: its ELF through "
+                "the kernel's PVH entry when it has one, faster under TCG)");
 }
 
 int RunBoot(const BootFlags& f) {
@@ -144,6 +147,7 @@ int RunBoot(const BootFlags& f) {
   spec.set_boot_timeout_seconds(f.boot_timeout);
   spec.set_test_timeout_seconds(f.timeout);
   spec.set_accel(f.accel);
+  spec.set_no_pvh(f.no_pvh);
   for (const std::string& name : f.bad_on) {
     v1::BootFailure failure;
     if (!ParseFailure(name, &failure)) {
@@ -201,6 +205,7 @@ int RunBoot(const BootFlags& f) {
   req.initramfs = *initramfs;
   req.spec = spec;
   req.control = control;
+  req.kernel_cache_dir = work_dir + "/kernels";
   req.on_console = [console](std::string_view chunk) {
     std::fwrite(chunk.data(), 1, chunk.size(), console);
     std::fflush(console);
@@ -234,6 +239,9 @@ int RunBoot(const BootFlags& f) {
               absl::ToDoubleMilliseconds(build_time),
               r.init_started ? Seconds(r.boot_time).c_str() : "-", Seconds(r.verdict_time).c_str(),
               Seconds(r.total_time).c_str());
+  if (!r.pvh && !r.entry_note.empty()) {
+    std::printf("  entry: the image as given, not PVH (%s)\n", r.entry_note.c_str());
+  }
   if (!r.accel_note.empty() && r.accel == "tcg") {
     std::printf("  accel: tcg (%s)\n", r.accel_note.c_str());
   }

@@ -42,6 +42,7 @@ struct BootFlags {
   std::string console_file;            // console to this file instead of stdout
   std::string work_dir;                // caches (initramfs archives, compiled tests)
   bool gzip = false;                   // gzip the initramfs
+  bool no_pvh = false;                 // boot a bzImage as it is, not its ELF through PVH
 };
 
 // Registers the flags of `farm boot` on `cmd`.

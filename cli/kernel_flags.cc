@@ -70,6 +70,9 @@ void AddKernelFlags(CLI::App* cmd, KernelFlags& f) {
       ->delimiter(',');
   cmd->add_option("--accel", f.accel, "auto (probe KVM, fall back to TCG), kvm or tcg")
       ->check(CLI::IsMember({"auto", "kvm", "tcg"}));
+  cmd->add_flag("--no-pvh", f.no_pvh,
+                "boot each bzImage through its own setup and decompressor (default: its ELF "
+                "through the kernel's PVH entry when it has one, faster under TCG)");
 }
 
 absl::Status ApplyKernelFlags(const KernelFlags& f, v1::Recipe* recipe) {
@@ -119,6 +122,7 @@ absl::Status ApplyKernelFlags(const KernelFlags& f, v1::Recipe* recipe) {
   b->set_boot_timeout_seconds(f.boot_timeout);
   b->set_test_timeout_seconds(f.test_timeout);
   b->set_accel(f.accel.empty() ? "auto" : f.accel);
+  b->set_no_pvh(f.no_pvh);
   for (const std::string& name : f.bad_on) {
     v1::BootFailure bf;
     std::string upper;

@@ -30,6 +30,7 @@ struct KernelFlags {
   int test_timeout = 0;
   std::vector<std::string> bad_on;     // panic, oops, bug, hang, no_init
   std::string accel;
+  bool no_pvh = false;
   bool any() const { return kernel || !kernels.empty(); }
 };
 

@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/boot/console.h"
 #include "agent/boot/cpio.h"
+#include "agent/boot/file_cache.h"
 #include "agent/boot/text.h"
 #include "common/status_macros.h"
 #include "common/subprocess/subprocess.h"
@@ -40,79 +41,6 @@ constexpr uint32_t kInitFirstInode = 1;
 constexpr uint32_t kTaskFirstInode = 1u << 19;
 constexpr uint32_t kBusyboxFirstInode = 1u << 20;
 constexpr size_t kMaxCompilerOutput = 16 << 10;
-
-uint64_t Fnv1a(std::string_view data, uint64_t h = 0xcbf29ce484222325ull) {
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
-std::string Digest(std::string_view data) {
-  // Two FNV-1a passes with different seeds: 128 bits, plenty for a local content cache.
-  return absl::StrFormat("%016x%016x", Fnv1a(data), Fnv1a(data, 0x84222325cbf29ce4ull));
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    return absl::NotFoundError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
-  }
-  std::string data;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) data.append(buf, n);
-  bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  if (failed) return absl::InternalError(absl::StrCat("cannot read ", path));
-  return data;
-}
-
-// "size mtime inode" of a file, or "-": changes when the file is replaced or rewritten.
-std::string FileIdentity(const std::string& path) {
-  struct stat st;
-  if (path.empty() || stat(path.c_str(), &st) != 0) return "-";
-  return absl::StrCat(st.st_size, " ", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, " ", st.st_ino);
-}
-
-// Writes through a temporary file and rename(), so concurrent writers and readers of the same
-// cache entry only ever see a complete file.
-absl::Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode) {
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp = absl::StrCat(path, ".tmp.", getpid(), ".", counter++);
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
-  }
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(err)));
-    }
-    off += static_cast<size_t>(n);
-  }
-  fchmod(fd, mode);
-  close(fd);
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    unlink(tmp.c_str());
-    return absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", std::strerror(err)));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status MakeDirs(const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
-  return absl::OkStatus();
-}
 
 // The ELF program interpreter ("/lib64/ld-linux-x86-64.so.2"); "" for a static executable;
 // nullopt if `data` is not ELF.
@@ -210,12 +138,12 @@ absl::StatusOr<std::shared_ptr<const BaseArchive>> GetBaseArchive(const std::str
 
   auto base = std::make_shared<BaseArchive>();
   base->key = key;
-  const std::string disk = absl::StrCat(work_dir, "/busybox-", Digest(key).substr(0, 16),
+  const std::string disk = absl::StrCat(work_dir, "/busybox-", CacheDigest(key).substr(0, 16),
                                         compress ? ".cpio.gz" : ".cpio");
-  if (absl::StatusOr<std::string> cached = ReadFile(disk); cached.ok()) {
+  if (absl::StatusOr<std::string> cached = ReadWholeFile(disk); cached.ok()) {
     base->data = *std::move(cached);
   } else {
-    FARM_ASSIGN_OR_RETURN(std::string binary, ReadFile(busybox));
+    FARM_ASSIGN_OR_RETURN(std::string binary, ReadWholeFile(busybox));
     std::optional<std::string> interp = ElfInterpreter(binary);
     if (!interp.has_value() || !interp->empty()) {
       return absl::FailedPreconditionError(
@@ -349,12 +277,15 @@ std::string InitConfig(const v1::BootSpec& spec, const std::vector<std::string>&
 
 absl::StatusOr<std::string> CompileStaticC(std::string_view source, const std::string& cache_dir) {
   FARM_RETURN_IF_ERROR(MakeDirs(cache_dir));
-  const std::string key = Digest(absl::StrCat("gcc -static -O2\n", text::Av(source)));
+  const std::string key = CacheDigest(absl::StrCat("gcc -static -O2\n", text::Av(source)));
   const std::string binary = absl::StrCat(cache_dir, "/", key);
   const std::string kept_source = binary + ".c";
   if (access(binary.c_str(), X_OK) == 0) {
-    absl::StatusOr<std::string> kept = ReadFile(kept_source);
-    if (kept.ok() && *kept == source) return binary;
+    absl::StatusOr<std::string> kept = ReadWholeFile(kept_source);
+    if (kept.ok() && *kept == source) {
+      TouchCacheEntry(binary);
+      return binary;
+    }
   }
   static std::atomic<uint64_t> counter{0};
   const std::string tmp = absl::StrCat(binary, ".tmp.", getpid(), ".", counter++);
@@ -390,6 +321,7 @@ absl::StatusOr<std::string> CompileStaticC(std::string_view source, const std::s
     unlink(tmp.c_str());
     return absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", std::strerror(errno)));
   }
+  PruneCacheEntries(cache_dir, "", kMaxCachedPayloads, ".c");
   return binary;
 }
 
@@ -414,10 +346,10 @@ absl::StatusOr<std::string> BuildInitramfs(const v1::BootSpec& spec, const std::
     absl::StrAppend(&inputs, "|module ", m, " ", FileIdentity(m));
   }
   absl::StrAppend(&inputs, "|payload ", spec.payload().size(), "\n", spec.payload());
-  const std::string path = absl::StrCat(work_dir, "/initramfs-", Digest(inputs),
+  const std::string path = absl::StrCat(work_dir, "/initramfs-", CacheDigest(inputs),
                                         options.compress ? ".cpio.gz" : ".cpio");
   if (access(path.c_str(), R_OK) == 0) {
-    utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // newest use: pruning keeps it
+    TouchCacheEntry(path);  // newest use: pruning keeps it
     return path;
   }
 
@@ -426,7 +358,7 @@ absl::StatusOr<std::string> BuildInitramfs(const v1::BootSpec& spec, const std::
     case v1::BootSpec::C_SOURCE: {
       FARM_ASSIGN_OR_RETURN(std::string path,
                             CompileStaticC(spec.payload(), work_dir + "/payloads"));
-      FARM_ASSIGN_OR_RETURN(test, ReadFile(path));
+      FARM_ASSIGN_OR_RETURN(test, ReadWholeFile(path));
       break;
     }
     case v1::BootSpec::BINARY: {
@@ -459,7 +391,7 @@ absl::StatusOr<std::string> BuildInitramfs(const v1::BootSpec& spec, const std::
   CpioWriter w(kTaskFirstInode);
   std::vector<std::string> guest_modules;
   for (size_t i = 0; i < options.modules.size(); ++i) {
-    FARM_ASSIGN_OR_RETURN(std::string ko, ReadFile(options.modules[i]));
+    FARM_ASSIGN_OR_RETURN(std::string ko, ReadWholeFile(options.modules[i]));
     std::string name = fs::path(options.modules[i]).filename().string();
     std::string guest = absl::StrFormat("/farm/modules/%02d-%s", i, name);
     w.AddFile(guest, ko, 0644);
@@ -488,29 +420,7 @@ absl::StatusOr<std::string> BuildInitramfs(const v1::BootSpec& spec, const std::
 }
 
 int PruneInitramfsCache(const std::string& work_dir, int keep) {
-  struct Entry {
-    struct timespec mtime;
-    std::string path;
-  };
-  std::vector<Entry> archives;
-  std::error_code ec;
-  for (const fs::directory_entry& e : fs::directory_iterator(work_dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("initramfs-", 0) != 0 || name.find(".tmp.") != std::string::npos) continue;
-    struct stat st;
-    if (stat(e.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    archives.push_back({st.st_mtim, e.path().string()});
-  }
-  if (static_cast<int>(archives.size()) <= keep) return 0;
-  std::sort(archives.begin(), archives.end(), [](const Entry& a, const Entry& b) {
-    if (a.mtime.tv_sec != b.mtime.tv_sec) return a.mtime.tv_sec > b.mtime.tv_sec;
-    return a.mtime.tv_nsec > b.mtime.tv_nsec;
-  });
-  int removed = 0;
-  for (size_t i = static_cast<size_t>(std::max(keep, 0)); i < archives.size(); ++i) {
-    if (unlink(archives[i].path.c_str()) == 0) ++removed;
-  }
-  return removed;
+  return PruneCacheEntries(work_dir, "initramfs-", keep);
 }
 
 }  // namespace farm::boot

@@ -73,7 +73,9 @@ inline constexpr int kMaxCachedInitramfs = 64;
 int PruneInitramfsCache(const std::string& work_dir, int keep = kMaxCachedInitramfs);
 
 // Compiles `source` with `gcc -static -O2`, cached in `cache_dir` by content; returns the binary's
-// path. Errors as BuildInitramfs.
+// path. Binaries beyond the newest kMaxCachedPayloads (by last use) are deleted with their sources.
+// Errors as BuildInitramfs.
+inline constexpr int kMaxCachedPayloads = 64;
 absl::StatusOr<std::string> CompileStaticC(std::string_view source, const std::string& cache_dir);
 
 // Effective defaults of a BootSpec.

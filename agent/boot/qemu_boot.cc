@@ -21,6 +21,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/boot/initramfs.h"
+#include "agent/boot/pvh.h"
 #include "agent/boot/text.h"
 #include "agent/runner/task_control.h"
 #include "common/subprocess/subprocess.h"
@@ -163,6 +164,7 @@ std::string BootResult::Summary() const {
   absl::StrAppend(&s, ": verdict after ", Seconds(verdict_time));
   if (init_started) absl::StrAppend(&s, ", init after ", Seconds(boot_time));
   if (!accel.empty()) absl::StrAppend(&s, ", ", accel);
+  if (pvh) absl::StrAppend(&s, ", pvh");
   return s;
 }
 
@@ -429,7 +431,16 @@ BootResult Boot(const BootRequest& req) {
     return fail(absl::StrCat("unknown accelerator \"", accel, "\": use auto, kvm or tcg"));
   }
   result.accel = accel;
-  result.command = QemuCommand(req, accel);
+  if (!spec.no_pvh()) {
+    PvhKernel k = PreparePvhKernel(req.kernel, req.kernel_cache_dir);
+    result.pvh = k.pvh;
+    result.entry_note = std::move(k.note);
+    BootRequest pvh_req = req;
+    pvh_req.kernel = k.path;
+    result.command = QemuCommand(pvh_req, accel);
+  } else {
+    result.command = QemuCommand(req, accel);
+  }
 
   Watch w;
   SubprocessOptions opts;

@@ -65,6 +65,10 @@ struct BootRequest {
   // Cancel() kills qemu; Boot() then returns kCancelled. May be null.
   TaskControl* control = nullptr;
   std::string qemu = "qemu-system-x86_64";
+  // Where a bzImage's ELF is unpacked for a PVH boot (agent/boot/pvh.h), kept between boots.
+  // Empty: only a bzImage in a build directory (beside its vmlinux) or an ELF boots through PVH.
+  // spec.no_pvh: the kernel is booted as given.
+  std::string kernel_cache_dir;
   // "pc" boots faster than "q35" under TCG and needs nothing q35 has.
   std::string machine = "pc";
 };
@@ -81,6 +85,8 @@ struct BootResult {
   std::vector<std::string> warnings;           // WARNING/UBSAN/hung task lines (first few)
   std::string accel;                           // "kvm" or "tcg"
   std::string accel_note;  // why TCG was used when KVM was not ("/dev/kvm: ...", "probe hung")
+  bool pvh = false;        // booted through the kernel's PVH entry (agent/boot/pvh.h)
+  std::string entry_note;  // why not, when a PVH boot was allowed but not possible
   bool init_started = false;
   absl::Duration boot_time;     // qemu started -> init started (if it did)
   absl::Duration verdict_time;  // qemu started -> outcome known
@@ -90,7 +96,7 @@ struct BootResult {
   std::string detail;
   std::vector<std::string> command;  // the qemu command line
 
-  // One line: "passed (exit 0): verdict after 1.62s, init after 1.41s, tcg".
+  // One line: "passed (exit 0): verdict after 1.62s, init after 1.41s, tcg, pvh".
   std::string Summary() const;
 };
 

@@ -302,9 +302,14 @@ void TaskRunner::RunBoot(const v1::Assign& task, const std::string& worktree,
   req.accel = spec.accel().empty() ? "auto" : spec.accel();
   req.on_console = [&out](std::string_view d) { out.Write(d); };
   req.control = control;
+  req.kernel_cache_dir = absl::StrCat(scratch_dir_, "/kernels");
   boot::BootResult result = boot::Boot(req);
   a.test = absl::Now() - start;
   out.Write(absl::StrCat("\nfarm: boot: ", result.Summary(), "\n"));
+  if (!result.pvh && !result.entry_note.empty()) {
+    out.Write(absl::StrCat("farm: boot: the image as given, not through PVH: ", result.entry_note,
+                           "\n"));
+  }
   // Why it did not pass (the crash report, the last console lines, qemu's errors), in the log.
   if (result.outcome != boot::BootOutcome::kPassed && !result.detail.empty()) {
     out.Write(absl::StrCat("farm: boot detail:\n", result.detail, "\n"));

@@ -57,7 +57,7 @@ const std::vector<std::string>& BootKeys() {
   static const auto* k = new std::vector<std::string>{
       "payload",      "payload_kind", "kernel_image", "cmdline",    "qemu_args",
       "memory_mb",    "cpus",         "disk_image",   "shared_dir", "result_file",
-      "boot_timeout", "test_timeout", "bad_failures", "accel"};
+      "boot_timeout", "test_timeout", "bad_failures", "accel", "pvh"};
   return *k;
 }
 
@@ -925,6 +925,9 @@ void Parser::Boot(const YAML::Node& n, v1::BootSpec& boot, bool has_kernel) {
   }
   if (const YAML::Node* v = get("accel")) {
     if (auto a = Choice(*v, "boot.accel", {"auto", "kvm", "tcg"})) boot.set_accel(*a);
+  }
+  if (const YAML::Node* v = get("pvh")) {
+    if (auto b = Bool(*v, "boot.pvh")) boot.set_no_pvh(!*b);
   }
 
   if (!get("payload") && boot.disk_image().empty()) {

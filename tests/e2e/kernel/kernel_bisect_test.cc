@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "coordinator/store/store.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
 
@@ -108,6 +109,13 @@ TEST(KernelBisectTest, NamesThePlantedCommit) {
   }
   EXPECT_GE(with_verdict, 2);
   EXPECT_GT(compilations, 0);
+  // The kernels the agents built were booted through their PVH entry (farm-tiny.config has
+  // CONFIG_PVH): the build directory's vmlinux, without the bzImage's decompressor.
+  testing::CommandResult log = Sh(absl::StrCat(Quote(testing::Bin("farm")), " log ",
+                                               jobs->front().id, " ", fx["culprit"], " --workdir ",
+                                               Quote(work)));
+  EXPECT_EQ(log.exit_code, 0) << log.output;
+  EXPECT_THAT(log.output, ::testing::HasSubstr(", pvh\n")) << log.output;
   // Worktrees and build directories take ~1.5 GB per agent: kept only to debug a failure.
   if (!HasFailure()) std::filesystem::remove_all(work);
 }

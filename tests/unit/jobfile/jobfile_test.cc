@@ -115,6 +115,7 @@ boot:
   test_timeout: 5m
   bad_failures: [panic, oops, bug, panic]
   accel: TCG
+  pvh: false
 )";
   absl::StatusOr<v1::BisectSpec> spec = Parse(yaml);
   ASSERT_TRUE(spec.ok()) << spec.status();
@@ -142,6 +143,7 @@ boot:
   EXPECT_EQ(b.test_timeout_seconds(), 300u);
   EXPECT_THAT(b.bad_failures(), ElementsAre(v1::PANIC, v1::OOPS, v1::BUG));
   EXPECT_EQ(b.accel(), "tcg");
+  EXPECT_TRUE(b.no_pvh());
   EXPECT_TRUE(spec->recipe().test_argv().empty());
   // What the parser produces survives the wire (string fields are UTF-8).
   v1::BisectSpec back;
