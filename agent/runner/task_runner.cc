@@ -330,7 +330,7 @@ void TaskRunner::RunBoot(const v1::Assign& task, const std::string& worktree,
   }
 }
 
-void TaskRunner::ClassifyDiskFull(int slot, OutputLimiter& out, Attempt& a) const {
+void TaskRunner::ClassifyDiskFull(int slot, OutputLimiter& out, Attempt& a) {
   using Outcome = Attempt::Outcome;
   std::string what;
   switch (a.outcome) {
@@ -353,6 +353,17 @@ void TaskRunner::ClassifyDiskFull(int slot, OutputLimiter& out, Attempt& a) cons
   a.outcome = Outcome::kInfra;
   a.verdict = v1::VERDICT_UNSPECIFIED;
   a.detail = std::string(full.message());
+  // What the step left in the slot's build directory is partial, and may be what filled the disk:
+  // without it this agent's next task can build, instead of failing the same way until the
+  // coordinator quarantines the agent. (Its worktree and mirror stay: they are whole.)
+  if (absl::Status emptied = workspace_->EmptyBuildDirectory(slot); emptied.ok()) {
+    absl::StatusOr<DiskSpace> now = MeasureDiskSpace(workspace_->build_path(slot));
+    absl::StrAppend(&a.detail, " (the slot's build directory was emptied",
+                    now.ok() ? absl::StrCat(": ", now->Describe(), " now") : std::string(), ")");
+  } else {
+    absl::StrAppend(&a.detail, " (emptying the slot's build directory failed too: ",
+                    emptied.message(), ")");
+  }
   out.Write(absl::StrCat("farm: ", a.detail, "\n"));
 }
 

@@ -73,7 +73,7 @@ class TaskRunner {
                OutputLimiter& out, Attempt& attempt);
   // Turns a failed attempt (or a bad or skip verdict) on a full disk into an infrastructure
   // error that says where the disk is full (agent/workspace/disk_space.h).
-  void ClassifyDiskFull(int slot, OutputLimiter& out, Attempt& attempt) const;
+  void ClassifyDiskFull(int slot, OutputLimiter& out, Attempt& attempt);
   // Boots the built (or named) kernel with the payload and reads the verdict.
   void RunBoot(const farm::v1::Assign& task, const std::string& worktree,
                const std::string& built_image, TaskControl* control, OutputLimiter& out,

@@ -283,6 +283,11 @@ std::string Workspace::build_path(int slot) const {
   return absl::StrCat(root_, "/slots/", slot, "/build");
 }
 
+absl::Status Workspace::EmptyBuildDirectory(int slot) {
+  if (slot < 0) return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " is negative"));
+  return EmptyDirectory(build_path(slot));
+}
+
 absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& url,
                                                    const std::string& sha, bool pristine) {
   const absl::Time start = absl::Now();

@@ -57,6 +57,11 @@ class Workspace {
   std::string worktree_path(int slot) const;
   std::string build_path(int slot) const;
 
+  // Removes everything in slot `slot`'s build directory: the next build there starts afresh.
+  // For the slot's own runner, between tasks. Errors: INVALID_ARGUMENT for a negative slot;
+  // INTERNAL for disk errors.
+  absl::Status EmptyBuildDirectory(int slot);
+
   // The mirrors this workspace keeps (thread-safe).
   RepoCache& repo_cache() { return cache_; }
 

@@ -221,7 +221,7 @@ TEST(Faults, FullDiskIsAnInfrastructureErrorNotASkip) {
       Sh(absl::StrCat(Farm(), " bisect ", Range(repo), " --workdir ", Quote(dir + "/alone"),
                       " --build ", Quote(kFillingBuild), " -- ", Quote(dir + "/test.sh")));
   EXPECT_EQ(alone.exit_code, 1) << alone.output;
-  // (The build's output stays behind, so later attempts may already fail at the checkout.)
+  // (Each attempt's partial build output is removed after it, so every attempt fails at its build.)
   EXPECT_TRUE(absl::StrContains(
       alone.output, "attempts failed with infrastructure errors (last: the disk is full: "))
       << alone.output;

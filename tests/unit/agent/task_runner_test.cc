@@ -5,6 +5,7 @@
 #include "agent/runner/task_runner.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -93,6 +94,22 @@ TEST_F(TaskRunnerDiskFullTest, SilentBuildOnAFullDiskIsAnInfrastructureError) {
   EXPECT_THAT(r.infra_error(), HasSubstr("the disk is full: build failed (exit 2)")) << output_;
   EXPECT_THAT(r.infra_error(), HasSubstr(absl::StrCat("'", root_, "/slots/0/build' has ")));
   EXPECT_THAT(r.infra_error(), HasSubstr("free of 4.0 MiB"));
+}
+
+// What the full build left is removed with the slot's build directory, so the agent's next task
+// builds and gives its verdict instead of failing the same way until the agent is quarantined.
+TEST_F(TaskRunnerDiskFullTest, NextTaskBuildsAfterTheFullBuildDirectoryIsEmptied) {
+  v1::TaskResult full =
+      Run(Task("cat /dev/zero > \"$FARM_BUILD_DIR/blob\" 2>/dev/null; exit 2", "exit 0"));
+  EXPECT_THAT(full.infra_error(), HasSubstr("the disk is full")) << output_;
+  EXPECT_THAT(full.infra_error(), HasSubstr("the slot's build directory was emptied: ")) << output_;
+  EXPECT_FALSE(std::filesystem::exists(ws_->build_path(0) + "/blob"));
+  EXPECT_TRUE(std::filesystem::is_directory(ws_->build_path(0)));
+  // The next build writes 1 MiB, which fits once the blob is gone.
+  v1::TaskResult next = Run(Task(
+      "head -c 1048576 /dev/zero > \"$FARM_BUILD_DIR/object\"", "test -s \"$FARM_BUILD_DIR/object\""));
+  EXPECT_EQ(next.infra_error(), "") << output_;
+  EXPECT_EQ(next.verdict(), v1::GOOD) << output_;
 }
 
 // The control: a build that fails on a disk with room is the commit's problem, a skip (after the
