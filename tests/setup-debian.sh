@@ -9,7 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   openssl libssl-dev zlib1g-dev libyaml-cpp-dev libcpp-httplib-dev
   qemu-system-x86 busybox-static cpio libc6-dev musl-tools lz4 xz-utils zstd
-  bc bison flex libelf-dev linux-source-6.1
+  bc bison flex libelf-dev linux-source-6.1 redis-server
 )
 # Installed without their recommended packages: ansible-core recommends the 260 MB `ansible`
 # collection bundle, which the roles (ansible/, ansible.builtin only) do not use.

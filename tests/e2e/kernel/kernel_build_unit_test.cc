@@ -12,6 +12,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "agent/build/config_flag.h"
 #include "agent/build/kernel_build.h"
 #include "agent/runner/task_control.h"
@@ -99,6 +101,65 @@ TEST(EnvTest, FixedIdentityCcacheAndPaths) {
   // Never "/".
   KernelBuildPaths apart{"/src", "/build", "/w/ccache", ""};
   EXPECT_EQ(Env(KernelBuildEnv(spec, apart, "m", "s", "", ""), "CCACHE_BASEDIR"), "<unset>");
+}
+
+// The lab's shared cache: two agents, each with its own local ccache, compile the same file in
+// their own slot directories with the environment BuildKernel gives make, and the remote storage
+// is a real redis-server on loopback. The second agent's compile is a hit from redis (its local
+// cache is empty), counted as a hit in its per-build stats log as farm status shows it; a file
+// neither compiled before is a miss for both.
+TEST(RemoteStorageTest, SecondAgentHitsWhatTheFirstStoredInRedis) {
+  testing::CommandResult server = testing::Sh("command -v redis-server");
+  if (server.exit_code != 0 || testing::Sh("command -v ccache && command -v gcc").exit_code != 0) {
+    GTEST_SKIP() << "redis-server, ccache or gcc is not installed "
+                    "(apt-get install redis-server ccache gcc)";
+  }
+  const std::string dir = testing::MakeTempDir("ccache-redis");
+  const int port = testing::FreePort();
+  testing::Background redis({std::string(absl::StripAsciiWhitespace(server.output)), "--port", std::to_string(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", dir},
+                            dir + "/redis.log");
+  ASSERT_TRUE(redis.WaitForOutput("Ready to accept connections", absl::Seconds(30)))
+      << redis.Output();
+  v1::KernelBuild spec;
+  spec.set_ccache_remote_storage(absl::StrCat("redis://127.0.0.1:", port));
+
+  // Compiles `file` (written into the agent's slot worktree) as a kernel build step would, in
+  // the slot's build directory; returns the counts of that build's stats log.
+  auto compile = [&](const std::string& agent, const std::string& file) {
+    const std::string slot = absl::StrCat(dir, "/", agent, "/slots/0");
+    KernelBuildPaths paths{slot + "/src", slot + "/build", dir + "/" + agent + "/ccache", ""};
+    fs::create_directories(paths.source_dir);
+    fs::create_directories(paths.build_dir + "/.farm");
+    std::ofstream(paths.source_dir + "/" + file)
+        << "int " << file.substr(0, file.find('.')) << "(int x) { return x * 3 + 1; }\n";
+    const std::string stats = paths.build_dir + "/.farm/stats";
+    std::string cmd = "cd " + testing::Quote(paths.build_dir) + " && env";
+    for (const auto& [k, v] : KernelBuildEnv(spec, paths, "", stats, "/usr/bin:/bin", "-O2")) {
+      absl::StrAppend(&cmd, " ", testing::Quote(absl::StrCat(k, "=", v)));
+    }
+    absl::StrAppend(&cmd, " ccache gcc -O2 -c ", testing::Quote(paths.source_dir + "/" + file),
+                    " -o ", testing::Quote(file + ".o"));
+    testing::CommandResult r = testing::Sh(cmd);
+    EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
+    std::ifstream in(stats);
+    std::stringstream log;
+    log << in.rdbuf();
+    fs::remove(stats);
+    return ParseCcacheStatsLog(log.str());
+  };
+  CcacheCounts first = compile("agent-a", "sys.c");
+  EXPECT_EQ(first.misses, 1);
+  EXPECT_EQ(first.hits, 0);
+  CcacheCounts second = compile("agent-b", "sys.c");
+  EXPECT_EQ(second.hits, 1) << "agent-b's local cache is empty: the hit came from redis";
+  EXPECT_EQ(second.misses, 0);
+  CcacheCounts other = compile("agent-b", "fork.c");
+  EXPECT_EQ(other.misses, 1);
+  testing::CommandResult keys = testing::Sh(absl::StrCat("redis-cli -p ", port, " dbsize"));
+  EXPECT_EQ(keys.exit_code, 0) << keys.output;
+  EXPECT_NE(absl::StripAsciiWhitespace(keys.output), "0") << "nothing was stored in redis";
+  if (!HasFailure()) fs::remove_all(dir);
 }
 
 TEST(EnvTest, CommonAncestor) {
