@@ -127,6 +127,10 @@ void TaskRunner::RunOnce(const v1::Assign& task, int slot, bool pristine,
     return;
   }
   a.files_written = co->files_written;
+  if (!co->mirror_repaired.empty()) {
+    out.Write(absl::StrCat("farm: the mirror of ", task.repo(), " was damaged (",
+                           co->mirror_repaired, "): it was cloned again\n"));
+  }
   out.Write(absl::StrFormat("farm: checked out %s%s in %s (%d files written, %d removed, %.2fs)\n",
                             task.commit(), pristine ? " pristine" : "", co->worktree,
                             co->files_written, co->files_removed, Secs(a.checkout)));

@@ -1,5 +1,7 @@
 #include "agent/workspace/workspace.h"
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -308,6 +310,8 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
     oid = *resolved;
   }
   const std::string objects_dir = source_path + "/objects";
+  struct stat source_st;
+  const ino_t mirror_inode = stat(source_path.c_str(), &source_st) == 0 ? source_st.st_ino : 0;
 
   // Reuse the slot's worktree if it is sound and holds the same repository.
   bool sound = false;
@@ -386,18 +390,32 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
     FARM_RETURN_IF_ERROR(SetAlternates(src, objects_dir));
     status = checkout();
   }
+  // The commit resolved, so NOT_FOUND means an object it needs is missing from the repository's
+  // object store. A mirror is ours: clone it again (same path, so the worktree's alternates stay
+  // right) and check out once more. A local repository is the user's to repair.
+  const bool mirror = source_path == cache_.MirrorPath(url);
+  std::string repaired;
+  if (absl::IsNotFound(status) && mirror) {
+    repaired = std::string(status.message());
+    if (absl::Status recloned = cache_.Reclone(url, mirror_inode); !recloned.ok()) {
+      return absl::Status(recloned.code(),
+                          absl::StrCat(status.message(), ": the mirror '", source_path,
+                                       "' is incomplete, and cloning it again failed: ",
+                                       recloned.message()));
+    }
+    status = checkout();
+  }
   if (absl::IsNotFound(status)) {
-    // The commit resolved, so an object it needs is missing from the repository's object store.
-    const bool mirror = source_path == cache_.MirrorPath(url);
-    return absl::NotFoundError(
-        absl::StrCat(status.message(), ": the objects of '", source_path,
-                     "' are incomplete (a damaged disk or an interrupted copy?): ",
-                     mirror ? "remove that mirror and the agent fetches it again"
-                            : "run `git fsck` there and repair the repository"));
+    return absl::NotFoundError(absl::StrCat(
+        status.message(), ": the objects of '", source_path,
+        "' are incomplete (a damaged disk or an interrupted copy?): ",
+        mirror ? "cloned again, the mirror still lacks it: the repository at the url lacks it too"
+               : "run `git fsck` there and repair the repository"));
   }
   FARM_RETURN_IF_ERROR(status);
 
   CheckoutResult result;
+  result.mirror_repaired = std::move(repaired);
   result.worktree = src;
   result.build_dir = build;
   result.files_written = counts.written;

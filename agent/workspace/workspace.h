@@ -18,6 +18,8 @@ struct CheckoutResult {
   std::string build_dir;     // Absolute path of the slot's build directory (exists).
   size_t files_written = 0;  // Tracked files created or rewritten.
   size_t files_removed = 0;  // Tracked files deleted, plus untracked/ignored ones when pristine.
+  // The mirror lacked an object the commit needs and was cloned again first: what was missing.
+  std::string mirror_repaired;
   absl::Duration elapsed;
 };
 

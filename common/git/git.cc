@@ -1,6 +1,7 @@
 #include "common/git/git.h"
 
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -596,6 +597,29 @@ absl::Mutex* RepoCache::UrlMutex(const std::string& url) {
   std::unique_ptr<absl::Mutex>& m = url_mutexes_[url];
   if (m == nullptr) m = std::make_unique<absl::Mutex>();
   return m.get();
+}
+
+absl::Status RepoCache::Reclone(const std::string& url, ino_t damaged_inode) {
+  GitLibrary::Ensure();
+  if (IsDirectory(url)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("repository '", url, "' is a local directory, not a mirror: repair it there"));
+  }
+  static std::atomic<int> counter{0};
+  absl::MutexLock lock(UrlMutex(url));
+  const std::string mirror = MirrorPath(url);
+  struct stat st;
+  if (stat(mirror.c_str(), &st) == 0 && st.st_ino != damaged_inode) return absl::OkStatus();
+  const std::string aside = absl::StrCat(mirror, ".damaged-", getpid(), "-", counter++);
+  if (IsDirectory(mirror) && rename(mirror.c_str(), aside.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot move the damaged mirror '", mirror,
+                                            "' aside: ", std::strerror(errno)));
+  }
+  absl::Status cloned = MkdirAll(cache_dir_);
+  if (cloned.ok()) cloned = CreateMirror(url, mirror);
+  std::error_code ec;
+  std::filesystem::remove_all(aside, ec);
+  return cloned;
 }
 
 absl::StatusOr<std::string> RepoCache::Prepare(const std::string& url,

@@ -8,6 +8,7 @@
 #define FARM_COMMON_GIT_GIT_H_
 
 #include <git2.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <memory>
@@ -132,6 +133,15 @@ class RepoCache {
 
   // Where the mirror of `url` is (or would be) kept.
   std::string MirrorPath(const std::string& url) const;
+
+  // Replaces the mirror of `url` with a fresh clone: for a mirror whose object store turned out
+  // incomplete (a damaged disk, an interrupted copy). The old mirror is moved aside first and
+  // removed once the clone is done, whether or not it succeeded (readers that still have its files
+  // open keep them). `damaged_inode` is the inode of the mirror directory found damaged: when the
+  // mirror is another directory by now (a concurrent caller cloned it again), nothing is done.
+  // Errors: INVALID_ARGUMENT if `url` is a local directory (used in place, never mirrored); clone
+  // failures as Prepare's; INTERNAL for disk errors.
+  absl::Status Reclone(const std::string& url, ino_t damaged_inode);
 
  private:
   absl::Mutex* UrlMutex(const std::string& url);

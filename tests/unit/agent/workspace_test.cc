@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -241,6 +242,51 @@ TEST_F(WorkspaceTest, RemoteUrlGoesThroughTheMirror) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(ReadFile(r->worktree + "/change.txt"), "version C\n");
   EXPECT_EQ(Head(0), c);
+}
+
+// Makes every object of the git directory `git_dir` loose and deletes the blob of `spec`
+// ("COMMIT:PATH"), as a damaged disk would; returns the blob's id.
+std::string LoseBlob(const std::string& git_dir, const std::string& spec) {
+  const std::string blob = RunGit(git_dir, {"rev-parse", spec});
+  const std::string packs = git_dir + "/../packs-" + std::filesystem::path(git_dir).filename().string();
+  std::filesystem::create_directories(packs);
+  for (const auto& e : std::filesystem::directory_iterator(git_dir + "/objects/pack")) {
+    std::filesystem::rename(e.path(), packs + "/" + e.path().filename().string());
+  }
+  for (const auto& e : std::filesystem::directory_iterator(packs)) {
+    if (e.path().extension() != ".pack") continue;
+    EXPECT_EQ(std::system(("git -C '" + git_dir + "' unpack-objects -q < '" + e.path().string() + "'").c_str()), 0);
+  }
+  std::filesystem::remove_all(packs);
+  EXPECT_TRUE(std::filesystem::remove(git_dir + "/objects/" + blob.substr(0, 2) + "/" + blob.substr(2)))
+      << blob;
+  return blob;
+}
+
+// A mirror is the agent's own: one that lacks an object is cloned again and the checkout goes on,
+// saying so. A local repository is the user's: the error names the object and says to repair it.
+TEST_F(WorkspaceTest, MirrorMissingAnObjectIsClonedAgain) {
+  const std::string url = "file://" + repo_->path();
+  ASSERT_TRUE(ws_->Checkout(0, url, a_, false).ok());
+  const std::string blob = LoseBlob(ws_->repo_cache().MirrorPath(url), b_ + ":new.txt");
+  auto r = ws_->Checkout(1, url, b_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(r->mirror_repaired, HasSubstr(blob));
+  EXPECT_EQ(ReadFile(r->worktree + "/new.txt"), "added in B\n");
+  EXPECT_EQ(Head(1), b_);
+  // The repaired mirror serves the next checkout without another clone.
+  auto again = ws_->Checkout(0, url, b_, false);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->mirror_repaired, "");
+}
+
+TEST_F(WorkspaceTest, LocalRepositoryMissingAnObjectIsNotFoundWithTheRemedy) {
+  const std::string blob = LoseBlob(repo_->path() + "/.git", b_ + ":new.txt");
+  auto r = ws_->Checkout(0, repo_->path(), b_, false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(absl::IsNotFound(r.status())) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr(blob));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("run `git fsck` there"));
 }
 
 TEST_F(WorkspaceTest, CorruptWorktreeIsRecreated) {
