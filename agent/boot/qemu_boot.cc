@@ -168,7 +168,8 @@ std::string BootResult::Summary() const {
   return s;
 }
 
-std::vector<std::string> QemuCommand(const BootRequest& req, std::string_view accel) {
+std::vector<std::string> QemuCommand(const BootRequest& req, std::string_view accel,
+                                     std::string_view kernel) {
   const v1::BootSpec& spec = req.spec;
   std::vector<std::string> argv = {req.qemu, "-nodefaults",     "-no-user-config", "-display",
                                    "none",   "-no-reboot",      "-machine",        req.machine,
@@ -179,7 +180,7 @@ std::vector<std::string> QemuCommand(const BootRequest& req, std::string_view ac
   }
   argv.insert(argv.end(), {"-m", absl::StrCat(spec.memory_mb() ? spec.memory_mb() : 512), "-smp",
                            absl::StrCat(spec.cpus() ? spec.cpus() : 1), "-serial", "stdio",
-                           "-kernel", req.kernel});
+                           "-kernel", kernel.empty() ? req.kernel : std::string(kernel)});
   std::string cmdline(kFarmCmdline);
   if (!spec.kernel_cmdline().empty()) absl::StrAppend(&cmdline, " ", spec.kernel_cmdline());
   if (!req.initramfs.empty()) {
@@ -431,16 +432,14 @@ BootResult Boot(const BootRequest& req) {
     return fail(absl::StrCat("unknown accelerator \"", accel, "\": use auto, kvm or tcg"));
   }
   result.accel = accel;
+  std::string kernel = req.kernel;
   if (!spec.no_pvh()) {
     PvhKernel k = PreparePvhKernel(req.kernel, req.kernel_cache_dir);
+    kernel = std::move(k.path);
     result.pvh = k.pvh;
     result.entry_note = std::move(k.note);
-    BootRequest pvh_req = req;
-    pvh_req.kernel = k.path;
-    result.command = QemuCommand(pvh_req, accel);
-  } else {
-    result.command = QemuCommand(req, accel);
   }
+  result.command = QemuCommand(req, accel, kernel);
 
   Watch w;
   SubprocessOptions opts;

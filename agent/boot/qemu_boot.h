@@ -113,8 +113,10 @@ inline constexpr std::string_view kFarmCmdline = "console=ttyS0 panic=-1 cryptom
 // Thread-safe: concurrent boots are independent (the KVM probe is shared, see ProbeKvm).
 BootResult Boot(const BootRequest& req);
 
-// The qemu command line for `req` with accelerator `accel` ("kvm" or "tcg").
-std::vector<std::string> QemuCommand(const BootRequest& req, std::string_view accel);
+// The qemu command line for `req` with accelerator `accel` ("kvm" or "tcg"), booting `kernel`
+// (empty: req.kernel; Boot() gives the ELF of a PVH boot).
+std::vector<std::string> QemuCommand(const BootRequest& req, std::string_view accel,
+                                     std::string_view kernel = {});
 
 // Why the host stopped qemu.
 enum class StopReason {
