@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 #include "cli/boot_cmd.h"
+#include "cli/exit_codes.h"
 #include "cli/kernel_flags.h"
 #include "cli/next_cmd.h"
 #include "common/jobfile/jobfile.h"
@@ -37,13 +38,6 @@ namespace {
 
 namespace v1 = farm::v1;
 namespace fs = std::filesystem;
-
-constexpr int kExitFound = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitBadInput = 2;
-constexpr int kExitAmbiguous = 3;
-constexpr int kExitCancelled = 4;
-constexpr int kExitUnreachable = 5;
 
 int Fail(const absl::Status& st, int code = kExitBadInput) {
   std::fprintf(stderr, "farm: %s\n", std::string(st.message()).c_str());

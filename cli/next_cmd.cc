@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/exit_codes.h"
 #include "common/git/git.h"
 #include "coordinator/frontier/frontier.h"
 #include "coordinator/graph/commit_graph.h"
@@ -19,11 +20,6 @@
 
 namespace farm {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitBadInput = 2;
-constexpr int kExitAmbiguous = 3;
 
 using Clock = std::chrono::steady_clock;
 
@@ -205,7 +201,7 @@ int RunNext(const NextFlags& f) {
     if (answer.size() == 1) {
       std::fprintf(stderr, "farm next: nothing to test: %s is the first bad commit\n",
                    (*graph)->Hex(answer[0]).c_str());
-      return kExitOk;
+      return kExitFound;
     }
     std::vector<std::string> shas;
     for (CommitId id : answer) shas.push_back((*graph)->Hex(id));
@@ -215,7 +211,7 @@ int RunNext(const NextFlags& f) {
                  absl::StrJoin(shas, "\n").c_str());
     return kExitAmbiguous;
   }
-  return kExitOk;
+  return kExitFound;
 }
 
 }  // namespace farm
