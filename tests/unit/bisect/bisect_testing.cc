@@ -49,6 +49,12 @@ std::vector<std::vector<bool>> AncestorSets(const Dag& dag) {
   return anc;
 }
 
+Dag LinearHistory(uint32_t n) {
+  Dag dag(n);
+  for (uint32_t i = 1; i < n; ++i) dag[i] = {i - 1};
+  return dag;
+}
+
 Dag RandomHistory(std::mt19937_64& rng, size_t n) {
   std::uniform_real_distribution<double> coin(0.0, 1.0);
   auto below = [&rng](size_t k) { return std::uniform_int_distribution<size_t>(0, k - 1)(rng); };

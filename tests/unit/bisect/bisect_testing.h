@@ -34,6 +34,9 @@ std::shared_ptr<const CommitGraph> GraphOf(const Dag& dag);
 // Ancestors-or-self sets by brute force: result[i][j] is true iff j is an ancestor of i or i.
 std::vector<std::vector<bool>> AncestorSets(const Dag& dag);
 
+// A linear history of `n` commits: commit i's parent is i - 1.
+Dag LinearHistory(uint32_t n);
+
 // A random merge-heavy history of about `n` commits with one root: a main line, topic branches
 // forked from recent main commits, merged back (2-parent merges), occasional back-merges of main
 // into a topic and topic-into-topic merges.

@@ -18,14 +18,9 @@ namespace {
 using bisect_testing::AncestorSets;
 using bisect_testing::Dag;
 using bisect_testing::GraphOf;
+using bisect_testing::LinearHistory;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
-
-Dag Linear(uint32_t n) {
-  Dag dag(n);
-  for (uint32_t i = 1; i < n; ++i) dag[i] = {i - 1};
-  return dag;
-}
 
 // Runs bisection to the end, testing BestMidpoint() each time: commit x is bad iff `culprit` is
 // an ancestor-or-self of x, and commits in `skip` are untestable. Returns the answer.
@@ -45,7 +40,7 @@ std::vector<CommitId> Bisect(Frontier f, const Dag& dag, CommitId culprit,
 }
 
 TEST(FrontierTest, LinearWeightsAndMidpoint) {
-  Frontier f(GraphOf(Linear(10)));
+  Frontier f(GraphOf(LinearHistory(10)));
   EXPECT_EQ(f.num_candidates(), 10u);
   EXPECT_EQ(f.num_testable(), 9u);
   EXPECT_EQ(f.bad(), 9u);
@@ -77,7 +72,7 @@ TEST(FrontierTest, LinearWeightsAndMidpoint) {
 }
 
 TEST(FrontierTest, LinearFindsEveryCulpritInLogSteps) {
-  const Dag dag = Linear(100);
+  const Dag dag = LinearHistory(100);
   for (CommitId culprit = 0; culprit < 100; ++culprit) {
     int steps = 0;
     EXPECT_THAT(Bisect(Frontier(GraphOf(dag)), dag, culprit, {}, &steps), ElementsAre(culprit));
@@ -86,7 +81,7 @@ TEST(FrontierTest, LinearFindsEveryCulpritInLogSteps) {
 }
 
 TEST(FrontierTest, StaleAndRedundantVerdictsAreIgnored) {
-  Frontier f(GraphOf(Linear(10)));
+  Frontier f(GraphOf(LinearHistory(10)));
   EXPECT_FALSE(f.Apply(9, Verdict::kBad));    // already the bad commit
   EXPECT_FALSE(f.Apply(9, Verdict::kGood));   // contradicts it: ignored
   EXPECT_FALSE(f.Apply(9, Verdict::kSkip));   // bad is never tested
@@ -167,7 +162,7 @@ TEST(FrontierTest, MultipleGoods) {
 }
 
 TEST(FrontierTest, SkipsGiveAnswerSets) {
-  const Dag dag = Linear(10);
+  const Dag dag = LinearHistory(10);
   // The culprit and its parent untestable: git's "could be any of 4 5 6".
   EXPECT_THAT(Bisect(Frontier(GraphOf(dag)), dag, 5, {4, 5}), ElementsAre(4, 5, 6));
   EXPECT_THAT(Bisect(Frontier(GraphOf(dag)), dag, 5, {5}), ElementsAre(5, 6));
@@ -178,7 +173,7 @@ TEST(FrontierTest, SkipsGiveAnswerSets) {
 }
 
 TEST(FrontierTest, SkippedCandidatesCountButAreNotChosen) {
-  Frontier f(GraphOf(Linear(10)));
+  Frontier f(GraphOf(LinearHistory(10)));
   ASSERT_EQ(f.BestMidpoint(), 4u);
   EXPECT_TRUE(f.Apply(4, Verdict::kSkip));
   EXPECT_TRUE(f.IsCandidate(4));
@@ -206,7 +201,7 @@ TEST(FrontierTest, SkippedCandidatesCountButAreNotChosen) {
 }
 
 TEST(FrontierTest, CopiesAreIndependent) {
-  Frontier a(GraphOf(Linear(8)));
+  Frontier a(GraphOf(LinearHistory(8)));
   EXPECT_EQ(a.Weight(7), 8u);
   Frontier b = a;
   EXPECT_TRUE(b.Apply(3, Verdict::kGood));
@@ -230,7 +225,7 @@ TEST(FrontierTest, TieBreakUsesObjectIdNotCommitId) {
   // Linear, N = 5: ids 1 (w = 2) and 2 (w = 3) tie at 2; give id 2 the smaller object id.
   std::vector<git_oid> oids = bisect_testing::OrderedOids(5);
   std::swap(oids[1], oids[2]);
-  Frontier f(CommitGraph::FromParents(oids, Linear(5)));
+  Frontier f(CommitGraph::FromParents(oids, LinearHistory(5)));
   EXPECT_EQ(f.BestMidpoint(), 2u);
 }
 

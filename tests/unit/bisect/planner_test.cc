@@ -17,20 +17,15 @@ namespace {
 using bisect_testing::AncestorSets;
 using bisect_testing::Dag;
 using bisect_testing::GraphOf;
+using bisect_testing::LinearHistory;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
-
-Dag Linear(uint32_t n) {
-  Dag dag(n);
-  for (uint32_t i = 1; i < n; ++i) dag[i] = {i - 1};
-  return dag;
-}
 
 TEST(PlannerTest, LinearRangeStartsRootThenChildMidpoints) {
   // 31 commits, bad = 30. Root midpoint: w = 15 and w = 16 tie at 15, the smaller oid is 14.
   // "14 good" (16 candidates left, probability 16/31) comes before "14 bad" (15/31): its
   // midpoint is 22 (w = 8 of 16); then "14 bad" with 15 candidates: 6 (w = 7 of 15).
-  Frontier f(GraphOf(Linear(31)));
+  Frontier f(GraphOf(LinearHistory(31)));
   EXPECT_THAT(PlanNext(f, {{}, 1}).start, ElementsAre(14));
   EXPECT_THAT(PlanNext(f, {{}, 3}).start, ElementsAre(14, 22, 6));
   // Next level, most likely first, ties breadth first: 14 good + 22 bad {15..22} -> 18;
@@ -42,7 +37,7 @@ TEST(PlannerTest, LinearRangeStartsRootThenChildMidpoints) {
 }
 
 TEST(PlannerTest, InFlightMidpointsAreNotStartedAgainButTheirSubtreesAre) {
-  Frontier f(GraphOf(Linear(31)));
+  Frontier f(GraphOf(LinearHistory(31)));
   Plan plan = PlanNext(f, {{14}, 2});
   EXPECT_THAT(plan.start, ElementsAre(22, 6));
   EXPECT_THAT(plan.cancel, IsEmpty());
@@ -51,7 +46,7 @@ TEST(PlannerTest, InFlightMidpointsAreNotStartedAgainButTheirSubtreesAre) {
 }
 
 TEST(PlannerTest, CancelListsCommitsThatNoLongerMatter) {
-  Frontier f(GraphOf(Linear(31)));
+  Frontier f(GraphOf(LinearHistory(31)));
   ASSERT_TRUE(f.Apply(14, Verdict::kGood));
   ASSERT_TRUE(f.Apply(25, Verdict::kSkip));
   ASSERT_TRUE(f.Apply(28, Verdict::kBad));
@@ -72,7 +67,7 @@ TEST(PlannerTest, CancelListsCommitsThatNoLongerMatter) {
 }
 
 TEST(PlannerTest, DoneFrontierStartsNothing) {
-  Frontier f(GraphOf(Linear(4)));
+  Frontier f(GraphOf(LinearHistory(4)));
   ASSERT_TRUE(f.Apply(2, Verdict::kBad));
   ASSERT_TRUE(f.Apply(1, Verdict::kGood));
   ASSERT_TRUE(f.Done());
@@ -83,7 +78,7 @@ TEST(PlannerTest, DoneFrontierStartsNothing) {
 
 TEST(PlannerTest, SmallRangeRunsOutOfUsefulCommits) {
   // Two testable commits: more slots do not invent work.
-  Frontier f(GraphOf(Linear(3)));
+  Frontier f(GraphOf(LinearHistory(3)));
   Plan plan = PlanNext(f, {{}, 5});
   std::vector<CommitId> start = plan.start;
   std::sort(start.begin(), start.end());
@@ -91,7 +86,7 @@ TEST(PlannerTest, SmallRangeRunsOutOfUsefulCommits) {
 }
 
 TEST(PlannerTest, SkippedCommitsAreNeverStarted) {
-  Frontier f(GraphOf(Linear(31)));
+  Frontier f(GraphOf(LinearHistory(31)));
   ASSERT_TRUE(f.Apply(14, Verdict::kSkip));
   Plan plan = PlanNext(f, {{}, 8});
   EXPECT_EQ(plan.start.size(), 8u);
@@ -159,7 +154,7 @@ int RoundsToFinish(const Dag& dag, CommitId culprit, size_t k) {
 }
 
 TEST(PlannerTest, ParallelRoundsBeatSequentialBisection) {
-  const Dag dag = Linear(1000);
+  const Dag dag = LinearHistory(1000);
   int worst1 = 0, worst3 = 0, worst7 = 0;
   for (CommitId culprit = 0; culprit < 1000; culprit += 37) {
     worst1 = std::max(worst1, RoundsToFinish(dag, culprit, 1));
@@ -173,7 +168,7 @@ TEST(PlannerTest, ParallelRoundsBeatSequentialBisection) {
 }
 
 TEST(PlannerTest, EstimateRoundsLeft) {
-  Frontier f(GraphOf(Linear(31)));  // 30 testable
+  Frontier f(GraphOf(LinearHistory(31)));  // 30 testable
   EXPECT_EQ(EstimateRoundsLeft(f, 1), 5);
   EXPECT_EQ(EstimateRoundsLeft(f, 0), 5);
   EXPECT_EQ(EstimateRoundsLeft(f, 3), 3);  // 4^2 = 16 < 31 <= 64
