@@ -1,10 +1,28 @@
 #include "tests/lib/shell_json.h"
 
+#include <sys/wait.h>
+
+#include <cstdio>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
 namespace farm::testing {
+
+CommandResult Sh(const std::string& command) {
+  CommandResult r;
+  std::string cmd = absl::StrCat("( ", command, " ) 2>&1");
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  int st = pclose(p);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
 
 std::string Quote(const std::string& s) {
   std::string out = "'";

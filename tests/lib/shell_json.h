@@ -1,5 +1,6 @@
-// Small helpers shared by the test library and the fuzz environment (which is built without
-// GoogleTest): shell quoting and the flat JSON that tests/lib/make_repo.py prints.
+// Small helpers shared by the test library, the bisection core's test library and the fuzz
+// environment (the last two are built without GoogleTest's test library): running and quoting
+// shell commands, and the flat JSON that tests/lib/make_repo.py prints.
 #ifndef FARM_TESTS_LIB_SHELL_JSON_H_
 #define FARM_TESTS_LIB_SHELL_JSON_H_
 
@@ -7,6 +8,13 @@
 #include <vector>
 
 namespace farm::testing {
+
+struct CommandResult {
+  int exit_code = -1;  // the shell's exit status; 128+N when killed by signal N
+  std::string output;  // stdout and stderr, merged
+};
+// Runs `command` with /bin/sh -c, capturing merged output.
+CommandResult Sh(const std::string& command);
 
 // Quotes one shell word.
 std::string Quote(const std::string& s);

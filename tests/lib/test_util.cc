@@ -41,19 +41,6 @@ std::string MakeTempDir(const std::string& name) {
   return dir ? dir : "";
 }
 
-CommandResult Sh(const std::string& command) {
-  CommandResult r;
-  std::string cmd = absl::StrCat("( ", command, " ) 2>&1");
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  int st = pclose(p);
-  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
-
 
 std::string Bin(const std::string& name) {
   const char* d = std::getenv("FARM_BIN_DIR");

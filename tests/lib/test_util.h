@@ -22,13 +22,6 @@ namespace farm::testing {
 // A fresh directory under the test's temp dir.
 std::string MakeTempDir(const std::string& name);
 
-struct CommandResult {
-  int exit_code = -1;  // the shell's exit status; 128+N when killed by signal N
-  std::string output;  // stdout and stderr, merged
-};
-// Runs `command` with /bin/sh -c, capturing merged output.
-CommandResult Sh(const std::string& command);
-
 // Path of a built binary (FARM_BIN_DIR) or a source file (FARM_SOURCE_DIR).
 std::string Bin(const std::string& name);
 std::string Source(const std::string& relative);

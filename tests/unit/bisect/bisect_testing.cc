@@ -210,32 +210,6 @@ Dag KernelShapedHistory(size_t n, uint64_t seed) {
   return dag;
 }
 
-CommandResult RunShell(const std::string& command) {
-  CommandResult result;
-  std::string wrapped = absl::StrCat("( ", command, " ) 2>&1");
-  FILE* pipe = popen(wrapped.c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[4096];
-  size_t got;
-  while ((got = fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, got);
-  int status = pclose(pipe);
-  if (status != -1 && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  return result;
-}
-
-std::string ShellQuote(absl::string_view s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  out += "'";
-  return out;
-}
-
 void IsolateGitConfig() {
   setenv("GIT_CONFIG_NOSYSTEM", "1", 1);
   setenv("GIT_CONFIG_GLOBAL", "/dev/null", 1);
@@ -245,7 +219,7 @@ void IsolateGitConfig() {
   unsetenv("GIT_OBJECT_DIRECTORY");
 }
 
-bool GitAvailable() { return RunShell("git --version").exit_code == 0; }
+bool GitAvailable() { return Sh("git --version").exit_code == 0; }
 
 absl::StatusOr<std::vector<std::string>> CreateRepository(const std::string& dir, const Dag& dag) {
   const std::string stream_path = dir + ".fi";
@@ -264,10 +238,10 @@ absl::StatusOr<std::vector<std::string>> CreateRepository(const std::string& dir
     }
     if (!stream) return absl::InternalError("cannot write " + stream_path);
   }
-  CommandResult r = RunShell(absl::StrCat(
-      "git init -q ", ShellQuote(dir), " && cd ", ShellQuote(dir),
+  CommandResult r = Sh(absl::StrCat(
+      "git init -q ", Quote(dir), " && cd ", Quote(dir),
       " && git symbolic-ref HEAD refs/heads/main && git fast-import --quiet --export-marks=",
-      ShellQuote(marks_path), " < ", ShellQuote(stream_path)));
+      Quote(marks_path), " < ", Quote(stream_path)));
   if (r.exit_code != 0) {
     return absl::InternalError(absl::StrCat("git fast-import failed: ", r.output));
   }

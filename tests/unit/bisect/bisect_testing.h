@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "coordinator/graph/commit_graph.h"
+#include "tests/lib/shell_json.h"
 
 namespace farm::bisect_testing {
 
@@ -53,17 +54,10 @@ Dag RandomHistory(std::mt19937_64& rng, size_t n);
 // Deterministic for a given (n, seed).
 Dag KernelShapedHistory(size_t n, uint64_t seed);
 
-// Output and exit status of a shell command.
-struct CommandResult {
-  int exit_code = -1;  // -1 when it did not exit normally
-  std::string output;  // stdout and stderr, interleaved
-};
-
-// Runs `command` with /bin/sh -c, capturing stdout and stderr.
-CommandResult RunShell(const std::string& command);
-
-// `s` single-quoted for /bin/sh.
-std::string ShellQuote(absl::string_view s);
+// Running and quoting shell commands (tests/lib/shell_json.h).
+using ::farm::testing::CommandResult;
+using ::farm::testing::Quote;
+using ::farm::testing::Sh;
 
 // Points git at no system or global configuration, so the user's settings cannot change the
 // tests. Call once before running git.

@@ -45,18 +45,18 @@ class CommitGraphLoadTest : public ::testing::TestWithParam<Mode> {
   }
   void TearDown() override {
     if (repo_ != nullptr) git_repository_free(repo_);
-    if (!dir_.empty()) bisect_testing::RunShell("rm -rf " + bisect_testing::ShellQuote(dir_));
+    if (!dir_.empty()) bisect_testing::Sh("rm -rf " + bisect_testing::Quote(dir_));
   }
 
   // Creates a repository holding `dag` and opens it; shas_[i] is commit i.
   void Create(const Dag& dag) {
     static std::atomic<int> counter{0};
     dir_ = absl::StrCat(::testing::TempDir(), "commit_graph_test_", getpid(), "_", counter++);
-    bisect_testing::RunShell("rm -rf " + bisect_testing::ShellQuote(dir_));
+    bisect_testing::Sh("rm -rf " + bisect_testing::Quote(dir_));
     absl::StatusOr<std::vector<std::string>> shas = bisect_testing::CreateRepository(dir_, dag);
     ASSERT_TRUE(shas.ok()) << shas.status();
     shas_ = *shas;
-    const std::string in_repo = "cd " + bisect_testing::ShellQuote(dir_) + " && ";
+    const std::string in_repo = "cd " + bisect_testing::Quote(dir_) + " && ";
     std::string write;
     switch (GetParam()) {
       case Mode::kRevwalk:
@@ -77,7 +77,7 @@ class CommitGraphLoadTest : public ::testing::TestWithParam<Mode> {
         break;
     }
     if (!write.empty()) {
-      bisect_testing::CommandResult r = bisect_testing::RunShell(in_repo + write);
+      bisect_testing::CommandResult r = bisect_testing::Sh(in_repo + write);
       ASSERT_EQ(r.exit_code, 0) << r.output;
     }
     ASSERT_EQ(git_repository_open(&repo_, dir_.c_str()), 0);

@@ -40,8 +40,8 @@ using bisect_testing::AncestorSets;
 using bisect_testing::CommandResult;
 using bisect_testing::Dag;
 using bisect_testing::OidFromHex;
-using bisect_testing::RunShell;
-using bisect_testing::ShellQuote;
+using bisect_testing::Sh;
+using bisect_testing::Quote;
 
 constexpr uint64_t kSeed = 0x5eedb15ec7;
 constexpr int kCases = 100;
@@ -223,7 +223,7 @@ void GitPropertyTest::RunCase(int index) {
                             " commits, bad ", bad, ", goods ", absl::StrJoin(goods, ","),
                             first_parent ? ", --first-parent" : "", ", culprit ", culprit,
                             ", skips {", absl::StrJoin(skips, ","), "}, repo ", dir));
-  RunShell("rm -rf " + ShellQuote(dir));
+  Sh("rm -rf " + Quote(dir));
   absl::StatusOr<std::vector<std::string>> created = bisect_testing::CreateRepository(dir, dag);
   ASSERT_TRUE(created.ok()) << created.status();
   const std::vector<std::string>& shas = *created;
@@ -236,7 +236,7 @@ void GitPropertyTest::RunCase(int index) {
     absl::StrAppend(&bisect_revs, " ", shas[g]);
   }
   const std::string fp = first_parent ? " --first-parent" : "";
-  const std::string in_repo = "cd " + ShellQuote(dir) + " && ";
+  const std::string in_repo = "cd " + Quote(dir) + " && ";
 
   // (a) Load == rev-list, and == the model, parents included. Three cases in four read a
   // commit-graph file: one file, a split chain, or a file of only half the commits (the rest,
@@ -250,7 +250,7 @@ void GitPropertyTest::RunCase(int index) {
       for (uint32_t i = 0; i < n / 2; ++i) absl::StrAppend(&write, " ", shas[i]);
       write += " | git commit-graph write --stdin-commits";
     }
-    CommandResult written = RunShell(in_repo + write);
+    CommandResult written = Sh(in_repo + write);
     ASSERT_EQ(written.exit_code, 0) << written.output;
   }
   git_repository* repo = nullptr;
@@ -270,7 +270,7 @@ void GitPropertyTest::RunCase(int index) {
   std::set<std::string> ours, model;
   for (CommitId id = 0; id < graph->size(); ++id) ours.insert(graph->Hex(id));
   for (uint32_t i : range) model.insert(shas[i]);
-  CommandResult rev_list = RunShell(in_repo + "git rev-list" + fp + " " + revs);
+  CommandResult rev_list = Sh(in_repo + "git rev-list" + fp + " " + revs);
   ASSERT_EQ(rev_list.exit_code, 0) << rev_list.output;
   std::vector<std::string> git_range_lines =
       absl::StrSplit(rev_list.output, '\n', absl::SkipEmpty());
@@ -295,7 +295,7 @@ void GitPropertyTest::RunCase(int index) {
   // (b) Weights: every dist= of `git rev-list --bisect-all`, and its first line.
   {
     Frontier f(graph);
-    CommandResult all = RunShell(in_repo + "git rev-list --bisect-all" + fp + " " + revs);
+    CommandResult all = Sh(in_repo + "git rev-list --bisect-all" + fp + " " + revs);
     ASSERT_EQ(all.exit_code, 0) << all.output;
     std::vector<std::string> lines = absl::StrSplit(all.output, '\n', absl::SkipEmpty());
     ASSERT_EQ(lines.size(), f.num_candidates());
@@ -324,11 +324,11 @@ void GitPropertyTest::RunCase(int index) {
   }
   absl::StrAppend(&script, "git merge-base --is-ancestor ", shas[culprit],
                   " $h; r=$?; [ $r -eq 0 ] && exit 1; [ $r -eq 1 ] && exit 0; exit 200");
-  CommandResult run = RunShell(in_repo + "git bisect start --no-checkout" + fp + " " + bisect_revs +
-                               " && git bisect run sh -c " + ShellQuote(script));
+  CommandResult run = Sh(in_repo + "git bisect start --no-checkout" + fp + " " + bisect_revs +
+                               " && git bisect run sh -c " + Quote(script));
   const std::set<std::string> git_answer = ParseBisectAnswer(run.output);
   ASSERT_FALSE(git_answer.empty()) << run.output;
-  CommandResult log = RunShell(in_repo + "git bisect log");
+  CommandResult log = Sh(in_repo + "git bisect log");
   ASSERT_EQ(log.exit_code, 0) << log.output;
   const std::vector<LoggedVerdict> verdicts = ParseBisectLog(log.output);
 
@@ -402,7 +402,7 @@ void GitPropertyTest::RunCase(int index) {
   totals.ambiguous += git_answer.size() > 1;
   totals.git_steps += static_cast<int>(verdicts.size());
   totals.our_steps += steps;
-  if (!HasFailure()) RunShell("rm -rf " + ShellQuote(dir));
+  if (!HasFailure()) Sh("rm -rf " + Quote(dir));
 }
 
 TEST_P(GitPropertyTest, MatchesGit) {

@@ -26,8 +26,8 @@ namespace farm {
 namespace {
 
 using bisect_testing::CommandResult;
-using bisect_testing::RunShell;
-using bisect_testing::ShellQuote;
+using bisect_testing::Sh;
+using bisect_testing::Quote;
 using ::testing::HasSubstr;
 
 struct Line {
@@ -59,20 +59,20 @@ class NextCmdTest : public ::testing::Test {
 
   void SetUp() override {
     if (!bisect_testing::GitAvailable()) GTEST_SKIP() << "git is not installed";
-    if (RunShell("python3 --version").exit_code != 0) GTEST_SKIP() << "python3 is not installed";
+    if (Sh("python3 --version").exit_code != 0) GTEST_SKIP() << "python3 is not installed";
     static std::atomic<int> counter{0};
     dir_ = absl::StrCat(::testing::TempDir(), "next_cmd_test_", getpid(), "_", counter++);
-    RunShell("rm -rf " + ShellQuote(dir_));
-    CommandResult made = RunShell(absl::StrCat(
-        "python3 ", ShellQuote(FARM_SOURCE_DIR "/tests/lib/make_repo.py"), " ", ShellQuote(dir_),
+    Sh("rm -rf " + Quote(dir_));
+    CommandResult made = Sh(absl::StrCat(
+        "python3 ", Quote(FARM_SOURCE_DIR "/tests/lib/make_repo.py"), " ", Quote(dir_),
         " --shape merges --commits 400 --seed 3 --culprit 0.3 > /dev/null && git -C ",
-        ShellQuote(dir_), " rev-list --max-parents=0 main"));
+        Quote(dir_), " rev-list --max-parents=0 main"));
     ASSERT_EQ(made.exit_code, 0) << made.output;
     root_ = std::string(absl::StripAsciiWhitespace(made.output));
     ASSERT_EQ(root_.size(), 40u) << made.output;
   }
   void TearDown() override {
-    if (!dir_.empty()) RunShell("rm -rf " + ShellQuote(dir_));
+    if (!dir_.empty()) Sh("rm -rf " + Quote(dir_));
   }
 
   // RunNext with its stdout captured.
@@ -95,7 +95,7 @@ class NextCmdTest : public ::testing::Test {
   // dist of every commit per `git rev-list --bisect-all`, and its first line.
   std::map<std::string, int> GitDistances(std::string* first) {
     CommandResult git =
-        RunShell(absl::StrCat("git -C ", ShellQuote(dir_), " rev-list --bisect-all main ^", root_));
+        Sh(absl::StrCat("git -C ", Quote(dir_), " rev-list --bisect-all main ^", root_));
     EXPECT_EQ(git.exit_code, 0) << git.output;
     std::vector<Line> lines = ParseLines(git.output);
     EXPECT_FALSE(lines.empty()) << git.output;
@@ -143,7 +143,7 @@ TEST_F(NextCmdTest, SameAnswerWithACommitGraphFile) {
   std::string before, after;
   ASSERT_EQ(Next(Flags(4), &before), 0);
   CommandResult written =
-      RunShell(absl::StrCat("git -C ", ShellQuote(dir_), " commit-graph write --reachable"));
+      Sh(absl::StrCat("git -C ", Quote(dir_), " commit-graph write --reachable"));
   ASSERT_EQ(written.exit_code, 0) << written.output;
   ASSERT_EQ(Next(Flags(4), &after), 0);
   EXPECT_EQ(after, before);

@@ -130,7 +130,7 @@ TEST_F(TreeDiffCostTest, CountsChangedFilesAsGitDiffDoes) {
   static std::atomic<int> counter{0};
   const std::string dir =
       absl::StrCat(::testing::TempDir(), "placement_test_", getpid(), "_", counter++);
-  const std::string q = bisect_testing::ShellQuote(dir);
+  const std::string q = bisect_testing::Quote(dir);
   // A line of 12 commits, commit i adding file f<i> and rewriting `common`.
   std::string script = absl::StrCat("rm -rf ", q, " && git init -q ", q, " && cd ", q,
                                     " && git config user.email t@e && git config user.name t");
@@ -139,7 +139,7 @@ TEST_F(TreeDiffCostTest, CountsChangedFilesAsGitDiffDoes) {
                     " > common && git add -A && git commit -qm c", i);
   }
   absl::StrAppend(&script, " && git rev-list --reverse HEAD");
-  bisect_testing::CommandResult made = bisect_testing::RunShell(script);
+  bisect_testing::CommandResult made = bisect_testing::Sh(script);
   ASSERT_EQ(made.exit_code, 0) << made.output;
   std::vector<std::string> shas = absl::StrSplit(made.output, '\n', absl::SkipEmpty());
   ASSERT_EQ(shas.size(), 12u);
@@ -164,7 +164,7 @@ TEST_F(TreeDiffCostTest, CountsChangedFilesAsGitDiffDoes) {
   const git_oid missing = bisect_testing::OidFromHex("0123456789abcdef0123456789abcdef01234567");
   EXPECT_EQ(ChangedFileCount(repo, missing, oids[1]).status().code(), absl::StatusCode::kNotFound);
   git_repository_free(repo);
-  bisect_testing::RunShell("rm -rf " + q);
+  bisect_testing::Sh("rm -rf " + q);
 }
 
 }  // namespace
