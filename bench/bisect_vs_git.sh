@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build}
 commits=${2:-10000}
 farm=$build/bin/farm
-work=$(mktemp -d /tmp/farm-bench.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/farm-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 python3 "$here/../tests/lib/make_repo.py" "$work/repo" --shape merges --commits "$commits" \

@@ -362,6 +362,9 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
     git_checkout_options opts;
     git_checkout_options_init(&opts, GIT_CHECKOUT_OPTIONS_VERSION);
     opts.checkout_strategy = GIT_CHECKOUT_FORCE;
+    // Without line-ending or ident conversion to do, the same files are written without looking
+    // up every file's attributes (agent/workspace/checkout_filters.h).
+    opts.disable_filters = !filters_.MayNeed(repo.get(), *git_commit_tree_id(commit.get()));
     opts.notify_flags = GIT_CHECKOUT_NOTIFY_UPDATED;
     if (pristine) {
       opts.checkout_strategy |= GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/workspace/checkout_filters.h"
 #include "common/git/git.h"
 
 namespace farm {
@@ -72,6 +73,7 @@ class Workspace {
 
   const std::string root_;
   RepoCache cache_;
+  CheckoutFilters filters_;  // whether a checkout can skip libgit2's attribute lookups
 };
 
 }  // namespace farm

@@ -1,5 +1,7 @@
 #include "agent/workspace/workspace.h"
 
+#include "agent/workspace/checkout_filters.h"
+
 #include <sys/stat.h>
 #include <sys/time.h>
 
@@ -287,6 +289,39 @@ TEST_F(WorkspaceTest, LocalRepositoryMissingAnObjectIsNotFoundWithTheRemedy) {
   EXPECT_TRUE(absl::IsNotFound(r.status())) << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr(blob));
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("run `git fsck` there"));
+}
+
+TEST(CheckoutFiltersTest, AttributesThatMayAskForAFilter) {
+  EXPECT_FALSE(CheckoutFilters::AttributesMayNeed(""));
+  EXPECT_FALSE(CheckoutFilters::AttributesMayNeed("*.c diff=cpp\n*.h   diff=cpp\n"));
+  EXPECT_FALSE(CheckoutFilters::AttributesMayNeed("# text eol=crlf\n*.png binary\n"));
+  EXPECT_FALSE(CheckoutFilters::AttributesMayNeed("text.txt linguist-vendored\n"));  // a pattern
+  EXPECT_TRUE(CheckoutFilters::AttributesMayNeed("*.sh text eol=lf\n"));
+  EXPECT_TRUE(CheckoutFilters::AttributesMayNeed("*.bat -crlf\n"));
+  EXPECT_TRUE(CheckoutFilters::AttributesMayNeed("*.c diff=cpp\nversion.h ident\n"));
+  EXPECT_TRUE(CheckoutFilters::AttributesMayNeed("*.bin filter=lfs diff=lfs"));
+  EXPECT_TRUE(CheckoutFilters::AttributesMayNeed("[attr]raw -text -diff\n"));
+  EXPECT_TRUE(CheckoutFilters::AttributesMayNeed("* !eol\n"));
+}
+
+// Checkouts skip libgit2's filters only where none applies: a commit whose .gitattributes asks
+// for CRLF line endings or $Id$ expansion (here in a subdirectory, added by a later commit) gets
+// them, as `git checkout` would; the files of a commit without them are written as stored.
+TEST_F(WorkspaceTest, LineEndingAndIdentAttributesAreStillApplied) {
+  repo_->Write("sub/.gitattributes", "*.txt eol=crlf\nid.c ident\n");
+  repo_->Write("sub/a.txt", "one\ntwo\n");
+  repo_->Write("sub/id.c", "/* $Id$ */\n");
+  repo_->Write("plain.txt", "one\ntwo\n");
+  const std::string c = repo_->Commit("C: attributes");
+  auto r = ws_->Checkout(0, repo_->path(), c, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(r->worktree + "/sub/a.txt"), "one\r\ntwo\r\n");
+  EXPECT_THAT(ReadFile(r->worktree + "/sub/id.c"), HasSubstr("$Id: "));
+  EXPECT_EQ(ReadFile(r->worktree + "/plain.txt"), "one\ntwo\n");
+  // Back to a commit without attributes: files as stored.
+  r = ws_->Checkout(0, repo_->path(), b_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(r->worktree + "/change.txt"), "version B\n");
 }
 
 TEST_F(WorkspaceTest, CorruptWorktreeIsRecreated) {
