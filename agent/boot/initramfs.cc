@@ -51,17 +51,8 @@ std::optional<std::string> ElfInterpreter(std::string_view data) {
     return std::nullopt;
   const bool is64 = data[4] == 2;
   if (data[5] != 1) return std::string();  // big-endian: not for this machine; let it fail there
-  auto u16 = [&](size_t off) -> uint64_t {
-    if (off + 2 > data.size()) return 0;
-    return static_cast<uint8_t>(data[off]) |
-           (static_cast<uint64_t>(static_cast<uint8_t>(data[off + 1])) << 8);
-  };
-  auto uN = [&](size_t off, int bytes) -> uint64_t {
-    uint64_t v = 0;
-    if (off + bytes > data.size()) return 0;
-    for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(data[off + i]);
-    return v;
-  };
+  auto u16 = [&](size_t off) { return text::LittleEndian(data, off, 2); };
+  auto uN = [&](size_t off, int bytes) { return text::LittleEndian(data, off, bytes); };
   const uint64_t phoff = is64 ? uN(32, 8) : uN(28, 4);
   const uint64_t phentsize = is64 ? u16(54) : u16(42);
   const uint64_t phnum = is64 ? u16(56) : u16(44);

@@ -28,13 +28,6 @@ std::string Normalize(std::string_view name) {
   return n;
 }
 
-uint64_t Le(std::string_view d, size_t off, int bytes) {
-  uint64_t v = 0;
-  if (off + bytes > d.size()) return 0;
-  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(d[off + i]);
-  return v;
-}
-
 }  // namespace
 
 absl::StatusOr<std::vector<std::string>> ModuleDependencies(std::string_view ko) {
@@ -45,15 +38,15 @@ absl::StatusOr<std::vector<std::string>> ModuleDependencies(std::string_view ko)
       ko[4] != 2 || ko[5] != 1) {
     return absl::InvalidArgumentError("not a 64-bit little-endian ELF module");
   }
-  const uint64_t shoff = Le(ko, 0x28, 8);
-  const uint64_t shentsize = Le(ko, 0x3a, 2);
-  const uint64_t shnum = Le(ko, 0x3c, 2);
-  const uint64_t shstrndx = Le(ko, 0x3e, 2);
+  const uint64_t shoff = text::LittleEndian(ko, 0x28, 8);
+  const uint64_t shentsize = text::LittleEndian(ko, 0x3a, 2);
+  const uint64_t shnum = text::LittleEndian(ko, 0x3c, 2);
+  const uint64_t shstrndx = text::LittleEndian(ko, 0x3e, 2);
   if (shentsize < 64 || shstrndx >= shnum || shoff + shnum * shentsize > ko.size()) {
     return absl::InvalidArgumentError("malformed ELF section table");
   }
   auto section = [&](uint64_t i, uint64_t field, int bytes) {
-    return Le(ko, shoff + i * shentsize + field, bytes);
+    return text::LittleEndian(ko, shoff + i * shentsize + field, bytes);
   };
   const uint64_t strtab = section(shstrndx, 0x18, 8);
   for (uint64_t i = 0; i < shnum; ++i) {

@@ -33,19 +33,13 @@ constexpr uint32_t kXenElfNotePhys32Entry = 18;
 constexpr uint32_t kPtNote = 4;
 constexpr uint16_t kEmX86_64 = 62;
 
-uint64_t Le(std::string_view d, size_t off, int bytes) {
-  uint64_t v = 0;
-  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(d[off + i]);
-  return v;
-}
-
 // A gzip stream (the kernel appends its uncompressed size after it: inflate stops at the end).
 absl::StatusOr<std::string> Gunzip(std::string_view in) {
   z_stream zs{};
   if (inflateInit2(&zs, 15 + 16) != Z_OK) return absl::InternalError("zlib inflateInit2 failed");
   std::string out;
   // The kernel appends the uncompressed size (32-bit little-endian) to every payload.
-  if (in.size() >= 4) out.reserve(std::min<uint64_t>(Le(in, in.size() - 4, 4), 1u << 30));
+  if (in.size() >= 4) out.reserve(std::min<uint64_t>(text::LittleEndian(in, in.size() - 4, 4), 1u << 30));
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   zs.avail_in = static_cast<uInt>(in.size());
   char buf[1 << 16];
@@ -125,20 +119,20 @@ namespace {
 bool ScanForPvhEntry(const std::function<std::string(uint64_t, uint64_t)>& read) {
   const std::string eh = read(0, 64);
   if (eh.size() < 64 || eh.substr(0, 4) != std::string_view("\x7f" "ELF", 4)) return false;
-  if (eh[4] != 2 || eh[5] != 1 || Le(eh, 18, 2) != kEmX86_64) return false;  // ELF64 LE x86-64
-  const uint64_t phoff = Le(eh, 32, 8), phentsize = Le(eh, 54, 2), phnum = Le(eh, 56, 2);
+  if (eh[4] != 2 || eh[5] != 1 || text::LittleEndian(eh, 18, 2) != kEmX86_64) return false;  // ELF64 LE x86-64
+  const uint64_t phoff = text::LittleEndian(eh, 32, 8), phentsize = text::LittleEndian(eh, 54, 2), phnum = text::LittleEndian(eh, 56, 2);
   if (phentsize < 56 || phnum > 256) return false;
   const std::string ph = read(phoff, phentsize * phnum);
   if (ph.size() < phentsize * phnum) return false;
   for (uint64_t i = 0; i < phnum; ++i) {
     const uint64_t h = i * phentsize;
-    if (Le(ph, h, 4) != kPtNote) continue;
-    const uint64_t size = Le(ph, h + 32, 8);
+    if (text::LittleEndian(ph, h, 4) != kPtNote) continue;
+    const uint64_t size = text::LittleEndian(ph, h + 32, 8);
     if (size > (1u << 20)) continue;
-    const std::string notes = read(Le(ph, h + 8, 8), size);
+    const std::string notes = read(text::LittleEndian(ph, h + 8, 8), size);
     for (uint64_t p = 0; p + 12 <= notes.size();) {
-      const uint64_t namesz = Le(notes, p, 4), descsz = Le(notes, p + 4, 4);
-      const uint64_t type = Le(notes, p + 8, 4);
+      const uint64_t namesz = text::LittleEndian(notes, p, 4), descsz = text::LittleEndian(notes, p + 4, 4);
+      const uint64_t type = text::LittleEndian(notes, p + 8, 4);
       if (namesz > notes.size() || descsz > notes.size()) break;
       const uint64_t name = p + 12, desc = name + ((namesz + 3) & ~3ull);
       const uint64_t next = desc + ((descsz + 3) & ~3ull);
@@ -188,13 +182,13 @@ absl::StatusOr<BzImagePayload> PayloadOfBzImage(std::string_view image) {
   if (image.size() < 0x260 || image.substr(0x202, 4) != "HdrS") {
     return absl::InvalidArgumentError("not a bzImage (no \"HdrS\" setup header)");
   }
-  if (Le(image, 0x206, 2) < 0x208) {
+  if (text::LittleEndian(image, 0x206, 2) < 0x208) {
     return absl::InvalidArgumentError("boot protocol older than 2.08: no payload fields");
   }
   uint64_t setup_sects = static_cast<uint8_t>(image[0x1f1]);
   if (setup_sects == 0) setup_sects = 4;
-  const uint64_t start = (setup_sects + 1) * 512 + Le(image, 0x248, 4);
-  const uint64_t length = Le(image, 0x24c, 4);
+  const uint64_t start = (setup_sects + 1) * 512 + text::LittleEndian(image, 0x248, 4);
+  const uint64_t length = text::LittleEndian(image, 0x24c, 4);
   if (start > image.size() || length > image.size() - start || length < 8) {
     return absl::InvalidArgumentError("the bzImage's payload lies outside the file");
   }

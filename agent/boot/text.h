@@ -4,6 +4,8 @@
 #define FARM_AGENT_BOOT_TEXT_H_
 
 #include <cctype>
+#include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 #include "absl/strings/string_view.h"
@@ -11,6 +13,15 @@
 namespace farm::boot::text {
 
 inline absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+// The unsigned little-endian integer of `bytes` bytes (at most 8) at `off` in `d` (ELF headers,
+// bzImage setup headers); 0 when it lies outside `d`.
+inline uint64_t LittleEndian(std::string_view d, size_t off, int bytes) {
+  uint64_t v = 0;
+  if (off > d.size() || static_cast<size_t>(bytes) > d.size() - off) return 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(d[off + i]);
+  return v;
+}
 
 inline bool Contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
