@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git ccache python3
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libgit2-dev libabsl-dev libsqlite3-dev libcli11-dev
+  libgit2-dev libabsl-dev libsqlite3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   openssl libssl-dev zlib1g-dev libyaml-cpp-dev libcpp-httplib-dev
   qemu-system-x86 busybox-static cpio libc6-dev musl-tools lz4 xz-utils zstd
