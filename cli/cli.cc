@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -810,8 +811,15 @@ int FarmMain(int argc, char** argv) {
       if (!cap("accel").empty()) boot = absl::StrCat(" accel=", cap("accel"));
       if (!cap("qemu").empty()) absl::StrAppend(&boot, " qemu=", cap("qemu"));
       if (!cap("accel_note").empty()) absl::StrAppend(&boot, " (", cap("accel_note"), ")");
+      for (const auto& [k, v] : std::map<std::string, std::string>(a.labels().begin(),
+                                                                     a.labels().end())) {
+        absl::StrAppend(&boot, " ", k, "=", v);
+      }
       std::printf("%-30s %-11s slots=%u running=%d %s%s%s\n", a.agent_id().c_str(),
-                  a.quarantined() ? "quarantined" : a.connected() ? "connected" : "gone",
+                  a.quarantined() ? "quarantined"
+                  : a.draining()  ? "draining"
+                  : a.connected() ? "connected"
+                                  : "gone",
                   a.slots(), a.running_tasks_size(),
                   absl::StrJoin(a.running_tasks(), ",").c_str(), boot.c_str(),
                   a.quarantined() ? absl::StrFormat(" (%.0fs left: %s)",

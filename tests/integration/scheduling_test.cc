@@ -55,6 +55,7 @@ TEST(Scheduling, DrainLetsTheRunningTaskFinishAndGivesNoNewOne) {
   ASSERT_EQ(drain.exit_code, 0) << drain.output;
   EXPECT_TRUE(absl::StrContains(drain.output, "a: draining (no new tasks), 1 task(s) running"))
       << drain.output;
+  EXPECT_TRUE(absl::StrContains(farm.AgentLine("a"), " draining ")) << farm.Agents();
   CommandResult unknown = Sh(absl::StrCat(Farm(), " drain nobody --coordinator ", farm.listen()));
   EXPECT_EQ(unknown.exit_code, 2) << unknown.output;
   EXPECT_TRUE(absl::StrContains(unknown.output, "no connected agent 'nobody'")) << unknown.output;
@@ -86,6 +87,7 @@ TEST(Scheduling, RequiredLabelRunsOnlyOnTheAgentWithIt) {
   farm.AddAgent("plain", dir + "/plain", {}, {"--slots", "2", "--label", "gpu=none"});
   farm.AddAgent("gpu-host", dir + "/gpu-host", {}, {"--label", "gpu=a100", "--label", "rack=3"});
   ASSERT_TRUE(farm.WaitForAgents()) << farm.Agents();
+  EXPECT_TRUE(absl::StrContains(farm.AgentLine("gpu-host"), " gpu=a100 rack=3")) << farm.Agents();
   std::string job =
       farm.Submit(absl::StrCat(Range(repo), " --require gpu=a100 -- ", Quote(dir + "/test.sh")));
   ASSERT_FALSE(job.empty());
