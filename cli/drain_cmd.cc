@@ -7,8 +7,6 @@
 
 namespace farm {
 
-namespace v1 = farm::v1;
-
 bool DrainCommands::parsed() const { return drain->parsed() || undrain->parsed(); }
 
 void AddDrainCommands(CLI::App& app, DrainCommands& d, std::string& coordinator) {
