@@ -29,10 +29,14 @@ std::string TermNew(const v1::BisectSpec& spec) {
   return spec.term_new().empty() ? "bad" : spec.term_new();
 }
 
-std::string EndedWithoutAnswer(const JobText& job) {
-  if (job.state == v1::FAILED) return absl::StrCat("bisect failed: ", job.error, "\n");
-  if (job.state == v1::CANCELLED) return "bisect cancelled\n";
+std::string EndedWithoutAnswer(v1::JobState state, const std::string& error) {
+  if (state == v1::FAILED) return absl::StrCat("bisect failed: ", error, "\n");
+  if (state == v1::CANCELLED) return "bisect cancelled\n";
   return "";
+}
+
+std::string EndedWithoutAnswer(const JobText& job) {
+  return EndedWithoutAnswer(job.state, job.error);
 }
 
 void AppendTaskNotes(const JobText& job, std::string* report) {

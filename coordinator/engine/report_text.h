@@ -20,6 +20,7 @@ std::string TermNew(const farm::v1::BisectSpec& spec);
 
 // "bisect failed: ...\n" or "bisect cancelled\n" for a job that ended that way, else "".
 std::string EndedWithoutAnswer(const JobText& job);
+std::string EndedWithoutAnswer(farm::v1::JobState state, const std::string& error);
 
 // The report's notes on finished tasks: commits retried in a pristine worktree, reused verdicts.
 void AppendTaskNotes(const JobText& job, std::string* report);

@@ -24,10 +24,16 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOpti
   }
   c->lease_thread_ = std::thread([cp = c.get()] {
     absl::MutexLock lock(&cp->mu_);
+    // Wakes every second for the leases, and at once when a follow-up job waits to be loaded.
+    auto wake = [cp] {
+      cp->mu_.AssertHeld();
+      return cp->stopping_ || !cp->pending_loads_.empty();
+    };
     while (!cp->stopping_) {
-      cp->mu_.AwaitWithTimeout(absl::Condition(&cp->stopping_), absl::Seconds(1));
+      cp->mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Seconds(1));
       if (cp->stopping_) break;
       cp->mu_.Unlock();
+      cp->LoadPendingJobs();
       cp->ExpireLeases();
 #ifdef __GLIBC__
       // Ended jobs freed their graphs: hand the memory back to the system, outside the lock.

@@ -121,6 +121,8 @@ class Coordinator {
   void CheckDoneLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // When the first bad commit is a merge: explain, and with spec.descend start the follow-up job.
   void ExplainMergeLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Loads the follow-up jobs ExplainMergeLocked queued, outside the lock, and starts them.
+  void LoadPendingJobs() ABSL_LOCKS_EXCLUDED(mu_);
   void EndJobLocked(Job& job, farm::v1::JobState state, const std::string& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Frees what an ended job no longer needs (graph, engine, repository, caches); its record,
@@ -180,7 +182,8 @@ class Coordinator {
   // The job table.
   std::map<int64_t, Job> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Task> tasks_ ABSL_GUARDED_BY(mu_);
-  std::set<int64_t> running_jobs_ ABSL_GUARDED_BY(mu_);  // ids of RUNNING jobs, loaded
+  std::set<int64_t> running_jobs_ ABSL_GUARDED_BY(mu_);      // ids of RUNNING jobs, loaded
+  std::vector<int64_t> pending_loads_ ABSL_GUARDED_BY(mu_);  // RUNNING, not loaded yet
   // The dispatcher's rotation: the next deal starts after this job.
   int64_t dealt_last_ ABSL_GUARDED_BY(mu_) = 0;
   AgentRegistry agents_ ABSL_GUARDED_BY(mu_);

@@ -266,8 +266,8 @@ void Coordinator::ExplainMergeLocked(Job& job) {
                                   ShortSha(parent_hex[0]), "..", ShortSha(m), ").\n");
     return;
   }
-  // The follow-up job: the branch the merge brought in, every parent followed. It is loaded
-  // under the lock (a rare event, and the range is one branch).
+  // The follow-up job: the branch the merge brought in, every parent followed. Its id is taken
+  // now (the parent's last event names it); LoadPendingJobs loads it outside the lock.
   v1::BisectSpec spec = job.spec;
   spec.clear_good();
   spec.add_good(parent_hex[0]);
@@ -279,22 +279,48 @@ void Coordinator::ExplainMergeLocked(Job& job) {
   child.created_unix = absl::ToUnixSeconds(Now());
   child.started = Now();
   child.parent_job = job.id;
-  absl::StatusOr<LoadedJob> loaded = LoadJob(spec, repo_cache_);
-  absl::StatusOr<int64_t> id =
-      loaded.ok() ? store_->InsertJob(spec, child.created_unix) : loaded.status();
+  absl::StatusOr<int64_t> id = store_->InsertJob(spec, child.created_unix);
   if (!id.ok()) {
     job.merge_note = absl::StrCat(
         ShortSha(m), " is a merge; descending into it failed: ", id.status().message(), "\n");
     return;
   }
-  AttachLoaded(std::move(*loaded), child);
   child.id = *id;
   job.descended_job = child.id;
   job.merge_note =
       absl::StrCat(ShortSha(m), " is a merge: descending into the branch it merged (",
                    ShortSha(parent_hex[0]), "..", ShortSha(m), ") as job ", child.id, ".\n");
-  CheckDoneLocked(AddJobLocked(std::move(child)));
-  // Scheduling happens when the caller's ScheduleLocked runs.
+  jobs_[child.id] = std::move(child);  // running once loaded
+  pending_loads_.push_back(*id);
+}
+
+void Coordinator::LoadPendingJobs() {
+  std::vector<std::pair<int64_t, v1::BisectSpec>> todo;
+  {
+    absl::MutexLock lock(&mu_);
+    for (int64_t id : pending_loads_) todo.emplace_back(id, jobs_[id].spec);
+    pending_loads_.clear();
+  }
+  for (auto& [id, spec] : todo) {
+    absl::StatusOr<LoadedJob> loaded = LoadJob(spec, repo_cache_);
+    const absl::Time arrived = Now();
+    absl::MutexLock lock(&mu_);
+    metrics_.Arrived(Trigger::kSubmit, arrived);
+    Store::Batch batch(*store_);
+    Job& job = jobs_[id];
+    if (job.state != v1::RUNNING) continue;  // cancelled while it loaded
+    if (!loaded.ok()) {
+      EndJobLocked(job, v1::FAILED,
+                   absl::StrCat("cannot load the follow-up job: ", loaded.status().message()));
+      continue;
+    }
+    AttachLoaded(std::move(*loaded), job);
+    running_jobs_.insert(id);
+    EmitLocked(job, absl::StrCat("job ", id, " started: ", job.engine->Progress(1).candidates,
+                                 " candidates"));
+    CheckDoneLocked(job);
+    ScheduleLocked();
+  }
 }
 
 void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& error) {
@@ -312,7 +338,7 @@ void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& 
   }
   // The report first: every event from here on (the cancellations too) is terminal and a watcher
   // stops at the first one it sees.
-  if (job.engine) job.report = ReportLocked(job);
+  job.report = job.engine ? ReportLocked(job) : EndedWithoutAnswer(state, error);
   PersistJobLocked(job);
   std::vector<std::string> ids(job.running.begin(), job.running.end());
   for (const std::string& id : ids) {
