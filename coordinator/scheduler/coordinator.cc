@@ -724,20 +724,35 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
   if (result.has_kernel_build()) *s.mutable_kernel_build() = result.kernel_build();
   std::string what;
   AgentHealth& health = health_[task.agent_id];
-  v1::TaskResult checked = result;
-  if (checked.infra_error().empty() && checked.verdict() != v1::GOOD &&
-      checked.verdict() != v1::BAD && checked.verdict() != v1::SKIP) {
-    checked.set_infra_error("the agent's result has neither a verdict nor an error");
+  if (result.outcome_case() == v1::TaskResult::kJobError) {
+    // The job's own input cannot run (farm.proto): no agent would do better, and this one is
+    // not at fault, so its health is untouched. The task is kept for `farm log`.
+    s.set_state(v1::TASK_INFRA_ERROR);
+    s.set_detail(result.job_error());
+    PersistTaskLocked(job, s, 0);
+    job.finished.push_back(s);
+    tasks_.erase(it);
+    EndJobLocked(job, v1::FAILED,
+                 absl::StrCat("the test cannot run: ", s.detail(), " (commit ", Short(s.commit()),
+                              " on ", s.agent(), "); fix the test and submit again"));
+    ScheduleLocked();
+    return;
   }
-  const v1::TaskResult& result_ok = checked;
-  if (!result_ok.infra_error().empty()) {
+  std::string infra_error = result.infra_error();
+  bool verdict = result.outcome_case() == v1::TaskResult::kVerdict &&
+                 (result.verdict() == v1::GOOD || result.verdict() == v1::BAD ||
+                  result.verdict() == v1::SKIP);
+  if (!verdict && infra_error.empty()) {
+    infra_error = "the agent's result has neither a verdict nor an error";
+  }
+  if (!infra_error.empty()) {
     if (++health.consecutive_infra_errors >= options_.quarantine_after) {
       if (health.quarantined_until == absl::InfinitePast()) ++quarantined_;
       ++counters_.quarantines;
       health.quarantined_until = absl::Now() + options_.quarantine;
       health.reason =
           absl::StrCat(health.consecutive_infra_errors,
-                       " infrastructure errors in a row, the last: ", result_ok.infra_error());
+                       " infrastructure errors in a row, the last: ", infra_error);
       health.consecutive_infra_errors = 0;
       std::fprintf(stderr, "farm-coordinator: agent %s quarantined for %s: %s\n",
                    task.agent_id.c_str(), absl::FormatDuration(options_.quarantine).c_str(),
@@ -745,19 +760,19 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
     }
     s.set_state(v1::TASK_INFRA_ERROR);
     ++counters_.infra_errors;
-    s.set_detail(result_ok.infra_error());
+    s.set_detail(infra_error);
     int failures = ++job.infra_failures[task.commit];
     job.infra_agents[task.commit].insert(task.agent_id);
     PersistTaskLocked(job, s, 0);
     job.finished.push_back(s);
     what = absl::StrCat(Short(s.commit()), " could not be tested on ", task.agent_id, ": ",
-                        result_ok.infra_error(), " (attempt ", failures, " of ",
+                        infra_error, " (attempt ", failures, " of ",
                         options_.max_infra_attempts, ")");
     if (failures >= options_.max_infra_attempts) {
       EndJobLocked(job, v1::FAILED,
                    absl::StrCat("commit ", s.commit(), " could not be tested: ", failures,
                                 " attempts failed with infrastructure errors (last: ",
-                                result_ok.infra_error(), "); see `farm log ", job.id, " ",
+                                infra_error, "); see `farm log ", job.id, " ",
                                 Short(s.commit()), "`"));
     }
   } else {
