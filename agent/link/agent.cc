@@ -185,9 +185,8 @@ bool Agent::Session() {
   grpc::Status st = stream->Finish();
   absl::MutexLock lock(&mu_);
   if (!stopping_) {
-    FARM_LOG(Warning) << "agent " << options_.agent_id << ": connection to "
-                      << options_.coordinator << " lost (" << st.error_message()
-                      << "); reconnecting";
+    FARM_LOG(Warning) << "agent " << options_.agent_id << ": connection to " << options_.coordinator
+                      << " lost (" << st.error_message() << "); reconnecting";
   }
   return welcomed;
 }

@@ -739,9 +739,9 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
     return;
   }
   std::string infra_error = result.infra_error();
-  bool verdict = result.outcome_case() == v1::TaskResult::kVerdict &&
-                 (result.verdict() == v1::GOOD || result.verdict() == v1::BAD ||
-                  result.verdict() == v1::SKIP);
+  bool verdict =
+      result.outcome_case() == v1::TaskResult::kVerdict &&
+      (result.verdict() == v1::GOOD || result.verdict() == v1::BAD || result.verdict() == v1::SKIP);
   if (!verdict && infra_error.empty()) {
     infra_error = "the agent's result has neither a verdict nor an error";
   }
@@ -750,9 +750,8 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
       if (health.quarantined_until == absl::InfinitePast()) ++quarantined_;
       ++counters_.quarantines;
       health.quarantined_until = absl::Now() + options_.quarantine;
-      health.reason =
-          absl::StrCat(health.consecutive_infra_errors,
-                       " infrastructure errors in a row, the last: ", infra_error);
+      health.reason = absl::StrCat(health.consecutive_infra_errors,
+                                   " infrastructure errors in a row, the last: ", infra_error);
       health.consecutive_infra_errors = 0;
       std::fprintf(stderr, "farm-coordinator: agent %s quarantined for %s: %s\n",
                    task.agent_id.c_str(), absl::FormatDuration(options_.quarantine).c_str(),
@@ -765,15 +764,14 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
     job.infra_agents[task.commit].insert(task.agent_id);
     PersistTaskLocked(job, s, 0);
     job.finished.push_back(s);
-    what = absl::StrCat(Short(s.commit()), " could not be tested on ", task.agent_id, ": ",
-                        infra_error, " (attempt ", failures, " of ",
-                        options_.max_infra_attempts, ")");
+    what =
+        absl::StrCat(Short(s.commit()), " could not be tested on ", task.agent_id, ": ",
+                     infra_error, " (attempt ", failures, " of ", options_.max_infra_attempts, ")");
     if (failures >= options_.max_infra_attempts) {
       EndJobLocked(job, v1::FAILED,
                    absl::StrCat("commit ", s.commit(), " could not be tested: ", failures,
-                                " attempts failed with infrastructure errors (last: ",
-                                infra_error, "); see `farm log ", job.id, " ",
-                                Short(s.commit()), "`"));
+                                " attempts failed with infrastructure errors (last: ", infra_error,
+                                "); see `farm log ", job.id, " ", Short(s.commit()), "`"));
     }
   } else {
     health.consecutive_infra_errors = 0;

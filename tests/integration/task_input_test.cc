@@ -1,11 +1,13 @@
-// A job's own test, with the real binaries: what `git bisect run` accepts the farm runs the same
-// way, and a test that cannot start is the job's error (the job fails at once, saying why), never
-// an infrastructure error that quarantines the agents that tried it.
+// A job's own test and tree, with the real binaries: what `git bisect run` accepts the farm runs
+// the same way (a script without #!, a superproject with a submodule), and a test that cannot
+// start is the job's error (the job fails at once, saying why), never an infrastructure error
+// that quarantines the agents that tried it.
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "tests/integration/test_farm.h"
 #include "tests/lib/test_util.h"
@@ -67,6 +69,51 @@ TEST(TaskInput, MissingInterpreterFailsTheJobAndQuarantinesNoAgent) {
   CommandResult watch = farm.Watch(job);
   EXPECT_EQ(watch.exit_code, 0) << watch.output;
   EXPECT_EQ(ParseAnswer(watch.output).first_bad, repo.culprit) << watch.output;
+}
+
+// A superproject whose culprit bumps a submodule to a broken commit. `git bisect run` finds it
+// when its test runs `git submodule update`; the farm's agents check the submodule out at the
+// commit each superproject commit records (mirrored like the superproject, its url relative to
+// the superproject's), so the same test without the update finds the same culprit.
+TEST(TaskInput, SubmoduleBumpIsFoundAsGitFindsIt) {
+  std::string dir = MakeTempDir("submodule");
+  const std::string git =
+      "git -c user.name=Farm -c user.email=farm@example.com -c protocol.file.allow=always";
+  CommandResult made = Sh(absl::StrCat(
+      "set -e; cd ", Quote(dir), "; mkdir lib super; cd lib; git init -q -b main;",
+      "for i in 1 2 3 4 5 6; do echo $i > lib.txt; if [ $i -ge 4 ]; then echo $i > bug; fi;", git,
+      " add -A; ", git, " commit -qm \"lib $i\"; git tag t$i; done;",
+      "cd ../super; git init -q -b main; echo 0 > main.txt; ", git, " add -A; ", git,
+      " commit -qm root; ", git, " submodule add -q ../lib lib; git -C lib checkout -q t1; ", git,
+      " add -A; ", git, " commit -qm 'add lib at t1';",
+      "for i in $(seq 1 20); do echo $i > main.txt; msg=\"step $i\";",
+      "case $i in 5) t=t2;; 12) t=t4;; 16) t=t6;; *) t=;; esac;",
+      "if [ -n \"$t\" ]; then git -C lib checkout -q $t; msg=\"$msg: lib to $t\"; fi;", git,
+      " add -A; ", git, " commit -qm \"$msg\"; done"));
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  const std::string super = dir + "/super";
+  auto rev = [&](const std::string& args) {
+    return std::string(
+        absl::StripAsciiWhitespace(Sh(absl::StrCat("git -C ", Quote(super), " ", args)).output));
+  };
+  const std::string root = rev("rev-list --max-parents=0 HEAD");
+  const std::string bad = rev("rev-parse HEAD");
+  const std::string culprit = rev("log --format=%H --grep='lib to t4'");
+  ASSERT_EQ(culprit.size(), 40u) << culprit;
+
+  WriteScript(dir + "/git-test.sh", absl::StrCat("#!/bin/sh\n", git,
+                                                 " submodule update --init -q || exit 125\n"
+                                                 "test -f lib/bug && exit 1\nexit 0\n"));
+  std::string git_out;
+  BisectAnswer expected = GitBisectRun(super, bad, {root}, dir + "/git-test.sh", &git_out);
+  ASSERT_EQ(expected.first_bad, culprit) << git_out;
+
+  WriteScript(dir + "/test.sh", "#!/bin/sh\ntest -f lib/bug && exit 1\nexit 0\n");
+  CommandResult farm = Sh(absl::StrCat(Farm(), " bisect --repo ", Quote(super), " --good ", root,
+                                       " --bad ", bad, " --agents 2 --workdir ",
+                                       Quote(dir + "/state"), " -- ", Quote(dir + "/test.sh")));
+  EXPECT_EQ(farm.exit_code, 0) << farm.output;
+  EXPECT_EQ(ParseAnswer(farm.output).first_bad, culprit) << farm.output;
 }
 
 }  // namespace

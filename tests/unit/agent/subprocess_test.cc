@@ -383,8 +383,8 @@ TEST(SubprocessTest, ScriptWithoutShebangRunsWithSh) {
 // A script whose #! interpreter does not exist: the message names the interpreter (execve says
 // only ENOENT, as if the script were missing), and it is the program's error.
 TEST(SubprocessTest, MissingInterpreterIsNamed) {
-  std::string script = WriteFile(TestDir("nointerp"), "test.py",
-                                 "#!/nonexistent/farm-python9 -u\nprint(1)\n", 0755);
+  std::string script =
+      WriteFile(TestDir("nointerp"), "test.py", "#!/nonexistent/farm-python9 -u\nprint(1)\n", 0755);
   auto sp = Subprocess::Start(Args({script}));
   ASSERT_FALSE(sp.ok());
   EXPECT_EQ(sp.status().code(), absl::StatusCode::kNotFound);
@@ -434,10 +434,10 @@ TEST_P(ContainmentTest, ProcessThatLeftTheGroupIsKilledAndReported) {
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   // The daemon tells its pid through the fifo once it is in its own session; the leader exits
   // as soon as it has read it.
-  SubprocessOptions opts = Args(
-      {"sh", "-c",
-       absl::StrCat("setsid sh -c 'echo $$ > ", fifo, "; exec sleep 775' & read pid < ", fifo,
-                    "; echo $pid")});
+  SubprocessOptions opts =
+      Args({"sh", "-c",
+            absl::StrCat("setsid sh -c 'echo $$ > ", fifo, "; exec sleep 775' & read pid < ", fifo,
+                         "; echo $pid")});
   opts.container = container.get();
   RunOutcome run = RunToEnd(std::move(opts));
   EXPECT_EQ(run.result.exit_code, 0) << run.output;
@@ -451,12 +451,12 @@ TEST_P(ContainmentTest, ProcessThatLeftTheGroupIsKilledAndReported) {
   EXPECT_TRUE(container->Members().empty()) << absl::StrJoin(container->Members(), ", ");
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Ways, ContainmentTest,
-    ::testing::Values(ContainmentCase{"cgroup_kill", {true, true}, true},
-                      ContainmentCase{"cgroup_procs", {true, false}, true},
-                      ContainmentCase{"process_group_and_cookie", {false, false}, false}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Ways, ContainmentTest,
+                         ::testing::Values(ContainmentCase{"cgroup_kill", {true, true}, true},
+                                           ContainmentCase{"cgroup_procs", {true, false}, true},
+                                           ContainmentCase{
+                                               "process_group_and_cookie", {false, false}, false}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 TEST(SubprocessTest, EmptyArgv) {
   auto sp = Subprocess::Start(SubprocessOptions());

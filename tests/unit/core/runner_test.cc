@@ -184,8 +184,7 @@ TEST_F(TaskRunnerTest, CancelKillsTheWholeProcessGroup) {
   EXPECT_TRUE(result.infra_error().empty());
   // The backgrounded sleep (a grandchild) is gone too, not just the script. It was reparented,
   // so it may linger as a zombie only until init reaps it.
-  EXPECT_TRUE(DiesSoon(pid))
-      << "pid " << pid << " survived the cancel";
+  EXPECT_TRUE(DiesSoon(pid)) << "pid " << pid << " survived the cancel";
 }
 
 // A test that daemonizes (`setsid sleep 775 &`) leaves its process group; the task's container
@@ -206,25 +205,22 @@ TEST_P(TaskContainmentTest, DaemonOfTheTestDiesWithTheTask) {
   unlink(fifo.c_str());
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   std::string pidfile = dir_ + "/daemon.pid";
-  v1::TaskResult r = Run(Task(
-      repo_.bad, absl::StrCat("#!/bin/sh\nsetsid sh -c 'echo $$ > ", fifo,
-                              "; exec sleep 775' &\nread pid < ", fifo, "\necho $pid > ", pidfile,
-                              "\nexit 0\n")));
+  v1::TaskResult r = Run(Task(repo_.bad, absl::StrCat("#!/bin/sh\nsetsid sh -c 'echo $$ > ", fifo,
+                                                      "; exec sleep 775' &\nread pid < ", fifo,
+                                                      "\necho $pid > ", pidfile, "\nexit 0\n")));
   EXPECT_EQ(r.verdict(), v1::GOOD) << r.DebugString() << output_;
   int pid = 0;
   std::ifstream(pidfile) >> pid;
   ASSERT_GT(pid, 0) << output_;
-  EXPECT_TRUE(absl::StrContains(output_, absl::StrCat("1 process outlived the test and was killed: pid ",
-                                                      pid, " (")))
+  EXPECT_TRUE(absl::StrContains(
+      output_, absl::StrCat("1 process outlived the test and was killed: pid ", pid, " (")))
       << output_;
-  EXPECT_TRUE(DiesSoon(pid))
-      << "pid " << pid << " (setsid sleep 775) outlived its task";
+  EXPECT_TRUE(DiesSoon(pid)) << "pid " << pid << " (setsid sleep 775) outlived its task";
 }
 
-INSTANTIATE_TEST_SUITE_P(Ways, TaskContainmentTest, ::testing::Bool(),
-                         [](const auto& info) {
-                           return info.param ? "Cgroup" : "ProcessGroupFallback";
-                         });
+INSTANTIATE_TEST_SUITE_P(Ways, TaskContainmentTest, ::testing::Bool(), [](const auto& info) {
+  return info.param ? "Cgroup" : "ProcessGroupFallback";
+});
 
 }  // namespace
 }  // namespace farm
