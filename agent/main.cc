@@ -1,7 +1,9 @@
 // farm-agent: one per test host. Dials the coordinator and runs the tasks it is given.
 #include <atomic>
 #include <cstdlib>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
@@ -10,6 +12,7 @@
 #include "agent/link/agent.h"
 #include "common/log/log.h"
 #include "common/signals.h"
+#include "common/spec/spec.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"farm-agent: runs bisect tasks for a farm coordinator"};
@@ -27,6 +30,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-ca", opts.tls.ca, "CA that signed the coordinator's certificate (TLS)");
   app.add_option("--tls-cert", opts.tls.cert, "this agent's client certificate (mTLS)");
   app.add_option("--tls-key", opts.tls.key, "private key of --tls-cert");
+  std::vector<std::string> labels;
+  app.add_option("--label", labels,
+                 "KEY=VALUE this agent offers (repeatable); a job that requires labels (farm "
+                 "bisect --require) runs only on agents that have them all");
   std::string probe_kernel = farm::boot::DefaultProbeKernel();
   app.add_option("--kvm-probe-kernel", probe_kernel,
                  "a kernel known to boot, booted once under KVM at start-up to tell whether KVM "
@@ -44,6 +51,15 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   farm::log::SetProgramName("farm-agent");
   if (log_level_flag->count() > 0) farm::log::SetLevel(*farm::log::ParseLevel(log_level));
+  for (const std::string& label : labels) {
+    std::string key, value;
+    absl::Status st = farm::spec::ParseLabel(label, "--label", &key, &value);
+    if (!st.ok()) {
+      FARM_LOG(Error) << st.message();
+      return 2;
+    }
+    opts.labels[key] = value;
+  }
   // Before the first Hello, which carries the result: at most ~10 s, about 3 s where KVM guests
   // hang, nothing without /dev/kvm. Tasks use the same (per-process) result.
   if (!probe_kernel.empty()) setenv("FARM_KVM_PROBE_KERNEL", probe_kernel.c_str(), 1);
