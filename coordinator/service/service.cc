@@ -7,6 +7,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/rpc/grpc_status.h"
+#include "common/rpc/listen_check.h"
+#include "common/status_macros.h"
 
 namespace farm {
 namespace {
@@ -330,7 +332,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     return absl::InvalidArgumentError(
         "tokens need TLS (--tls-cert/--tls-key): they must not cross the network in clear");
   }
+  // Refused before the database is touched: the port, then the database, held by another
+  // coordinator (gRPC alone would say neither; with SO_REUSEPORT it would even share the port).
+  FARM_RETURN_IF_ERROR(CheckPortFree(listen));
   auto s = std::make_unique<CoordinatorServer>();
+  FARM_ASSIGN_OR_RETURN(s->db_lock_, DatabaseLock::Acquire(options.db_path));
   absl::StatusOr<std::unique_ptr<Coordinator>> core = Coordinator::Create(std::move(options));
   if (!core.ok()) return core.status();
   s->core_ = std::move(*core);
@@ -347,8 +353,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // gRPC sets SO_REUSEPORT by default: a second coordinator would share the port and take half
+  // of the connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || (port == 0 && !absl::StartsWith(listen, "unix:"))) {
+    FARM_RETURN_IF_ERROR(CheckPortFree(listen));  // taken since the check above
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on '", listen, "': is the address in use or malformed? "
         "(use HOST:PORT, or unix:/path)"));
@@ -360,6 +370,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
     s->address_ = absl::StrCat(host, ":", port);
   }
+  s->db_lock_->SetAddress(s->address_);
   return s;
 }
 
