@@ -57,9 +57,9 @@ absl::StatusOr<std::string> ReadCertificates(const std::string& path, const std:
         "the ", what, " file '", path, "' holds a private key, not a certificate: give the ",
         "certificate (the file with -----BEGIN CERTIFICATE-----, e.g. ca.pem, not ca.key)"));
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "the ", what, " file '", path,
-      "' holds no readable certificate (expected -----BEGIN CERTIFICATE-----)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("the ", what, " file '", path,
+                   "' holds no readable certificate (expected -----BEGIN CERTIFICATE-----)"));
 }
 
 absl::StatusOr<std::string> ReadPrivateKey(const std::string& path, const std::string& what) {
@@ -97,12 +97,14 @@ absl::StatusOr<KeyPair> ReadKeyPair(const TlsFiles& tls) {
   X509Ptr cert(PEM_read_bio_X509(cert_bio.get(), nullptr, NoPassphrase, nullptr), &X509_free);
   KeyPtr key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, NoPassphrase, nullptr),
              &EVP_PKEY_free);
-  const bool match = cert != nullptr && key != nullptr && X509_check_private_key(cert.get(), key.get()) == 1;
+  const bool match =
+      cert != nullptr && key != nullptr && X509_check_private_key(cert.get(), key.get()) == 1;
   ERR_clear_error();
   if (!match) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the private key '", tls.key, "' (--tls-key) does not belong to the certificate '",
-        tls.cert, "' (--tls-cert): their public keys differ; give the key that was made with "
+        tls.cert,
+        "' (--tls-cert): their public keys differ; give the key that was made with "
         "this certificate (`openssl x509 -noout -pubkey -in CERT` and `openssl pkey -pubout -in "
         "KEY` print the same key when they match)"));
   }
@@ -130,9 +132,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   if (tls.cert.empty() || tls.key.empty()) {
     return absl::InvalidArgumentError("TLS needs both --tls-cert and --tls-key");
   }
-  grpc::SslServerCredentialsOptions opts(
-      tls.ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                     : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions opts(tls.ca.empty()
+                                             ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                             : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   FARM_ASSIGN_OR_RETURN(KeyPair pair, ReadKeyPair(tls));
   opts.pem_key_cert_pairs.push_back({pair.key, pair.cert});
   if (!tls.ca.empty()) {
@@ -179,9 +181,9 @@ absl::StatusOr<std::set<std::string>> ReadTokens(const std::string& path) {
     std::string t(absl::StripAsciiWhitespace(line));
     if (t.empty() || t[0] == '#') continue;
     if (t.size() < 16) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tokens file '", path, "': a token (fingerprint ", Fingerprint(t),
-          ") is shorter than 16 characters; use e.g. `openssl rand -hex 32`"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tokens file '", path, "': a token (fingerprint ", Fingerprint(t),
+                       ") is shorter than 16 characters; use e.g. `openssl rand -hex 32`"));
     }
     tokens.insert(t);
   }
@@ -197,7 +199,8 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   std::string t(absl::StripAsciiWhitespace(ss.str()));
-  if (t.empty()) return absl::InvalidArgumentError(absl::StrCat("token file '", path, "' is empty"));
+  if (t.empty())
+    return absl::InvalidArgumentError(absl::StrCat("token file '", path, "' is empty"));
   return t;
 }
 

@@ -30,8 +30,7 @@ struct TlsFiles {
 // without key; a certificate or CA file holds no certificate (e.g. a private key); a key file holds
 // no unencrypted private key; the key is not the certificate's own. All checked with OpenSSL here,
 // before gRPC sees them.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const TlsFiles& tls);
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const TlsFiles& tls);
 
 // Channel credentials for an agent or a client: plaintext without `ca`; TLS verifying the server
 // against `ca` (and presenting cert/key when given); plus the bearer token when non-empty (a

@@ -240,10 +240,10 @@ absl::Status FarmService::Authorize(grpc::CallbackServerContext* ctx) const {
       "admin for one)");
 }
 
-#define FARM_AUTHORIZE(ctx)                              \
-  do {                                                   \
-    absl::Status auth_ = Authorize(ctx);                 \
-    if (!auth_.ok()) return Done(ctx, auth_);            \
+#define FARM_AUTHORIZE(ctx)                   \
+  do {                                        \
+    absl::Status auth_ = Authorize(ctx);      \
+    if (!auth_.ok()) return Done(ctx, auth_); \
   } while (0)
 
 grpc::ServerUnaryReactor* FarmService::SubmitBisect(grpc::CallbackServerContext* ctx,
@@ -315,10 +315,10 @@ grpc::ServerUnaryReactor* FarmService::GetTaskLog(grpc::CallbackServerContext* c
 grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentLinkService::Connect(
     grpc::CallbackServerContext* ctx) {
   if (require_cert_ && !ctx->auth_context()->IsPeerAuthenticated()) {
-    return new RefusedAgent(grpc::Status(
-        grpc::StatusCode::UNAUTHENTICATED,
-        "agents must present a client certificate signed by the farm's agent CA "
-        "(farm-agent --tls-cert/--tls-key)"));
+    return new RefusedAgent(
+        grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                     "agents must present a client certificate signed by the farm's agent CA "
+                     "(farm-agent --tls-cert/--tls-key)"));
   }
   return new AgentReactor(core_);
 }
@@ -340,8 +340,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   absl::StatusOr<std::unique_ptr<Coordinator>> core = Coordinator::Create(std::move(options));
   if (!core.ok()) return core.status();
   s->core_ = std::move(*core);
-  s->farm_ = std::make_unique<FarmService>(
-      s->core_.get(), AccessPolicy{security.tokens, !security.tls.ca.empty()});
+  s->farm_ = std::make_unique<FarmService>(s->core_.get(),
+                                           AccessPolicy{security.tokens, !security.tls.ca.empty()});
   s->link_ = std::make_unique<AgentLinkService>(s->core_.get(), !security.tls.ca.empty());
   grpc::ServerBuilder builder;
   int port = 0;
@@ -359,9 +359,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || (port == 0 && !absl::StartsWith(listen, "unix:"))) {
     FARM_RETURN_IF_ERROR(CheckPortFree(listen));  // taken since the check above
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on '", listen, "': is the address in use or malformed? "
-        "(use HOST:PORT, or unix:/path)"));
+    return absl::UnavailableError(absl::StrCat("cannot listen on '", listen,
+                                               "': is the address in use or malformed? "
+                                               "(use HOST:PORT, or unix:/path)"));
   }
   if (absl::StartsWith(listen, "unix:")) {
     s->address_ = listen;

@@ -62,7 +62,8 @@ class FarmService final : public farm::v1::Farm::CallbackService {
 
 class AgentLinkService final : public farm::v1::AgentLink::CallbackService {
  public:
-  AgentLinkService(Coordinator* core, bool require_cert) : core_(core), require_cert_(require_cert) {}
+  AgentLinkService(Coordinator* core, bool require_cert)
+      : core_(core), require_cert_(require_cert) {}
   grpc::ServerBidiReactor<farm::v1::AgentMessage, farm::v1::CoordinatorMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
 
@@ -72,7 +73,7 @@ class AgentLinkService final : public farm::v1::AgentLink::CallbackService {
 };
 
 struct ServerSecurity {
-  TlsFiles tls;          // cert/key: TLS; ca: client certificates verified (agents must have one)
+  TlsFiles tls;  // cert/key: TLS; ca: client certificates verified (agents must have one)
   std::set<std::string> tokens;  // users' bearer tokens (needs TLS)
 };
 

@@ -59,10 +59,10 @@ absl::StatusOr<std::unique_ptr<DatabaseLock>> DatabaseLock::Acquire(const std::s
     if (err != EWOULDBLOCK) {
       return absl::UnavailableError(absl::StrCat("cannot lock '", path, "': ", std::strerror(err)));
     }
-    return absl::AlreadyExistsError(
-        absl::StrCat("database '", db_path, "' is in use by another coordinator",
-                     holder.empty() ? "" : absl::StrCat(" (", holder, ")"),
-                     ": stop that one first, or give this one its own database with --db FILE"));
+    return absl::AlreadyExistsError(absl::StrCat(
+        "database '", db_path, "' is in use by another coordinator",
+        holder.empty() ? "" : absl::StrCat(" (", holder, ")"),
+        ": stop that one first, or give this one another database (farm-coordinator --db FILE)"));
   }
   WriteHolder(fd, "");
   return std::unique_ptr<DatabaseLock>(new DatabaseLock(fd, path));

@@ -136,10 +136,13 @@ CREATE TABLE IF NOT EXISTS logs (
 
 // What a user whose database is damaged can do, for the messages that say so.
 std::string DamagedAdvice(const std::string& path) {
-  return absl::StrCat("stop every coordinator using it, then restore it from a backup, or salvage "
-                      "what is readable with `sqlite3 ", path, " .recover | sqlite3 NEW.db` and "
-                      "start on NEW.db, or move it aside to start with an empty database (its jobs "
-                      "are lost)");
+  return absl::StrCat(
+      "stop every coordinator using it, then restore it from a backup, or salvage "
+      "what is readable with `sqlite3 ",
+      path,
+      " .recover | sqlite3 NEW.db` and "
+      "start on NEW.db, or move it aside to start with an empty database (its jobs "
+      "are lost)");
 }
 
 // A database file that exists but holds nothing is what truncation leaves: SQLite would take it
@@ -153,7 +156,8 @@ absl::Status CheckNotTruncated(const std::string& path) {
   }
   if (stat((path + "-wal").c_str(), &wal) == 0 && wal.st_size > 0) return absl::OkStatus();
   return absl::DataLossError(absl::StrCat(
-      "database '", path, "' is empty (0 bytes): it was probably truncated, and the coordinator "
+      "database '", path,
+      "' is empty (0 bytes): it was probably truncated, and the coordinator "
       "will not start on it as if it were new (every job would be forgotten). Restore it from a "
       "backup; or, to start a new farm with no jobs, delete it"));
 }
