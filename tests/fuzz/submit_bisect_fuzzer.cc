@@ -3,8 +3,8 @@
 // Coordinator::SubmitBisect, with an in-memory store and a small real repository made once.
 //
 // The repository is named "R" in inputs (replaced by its path) and has the tags `good` and `bad`,
-// so that mutations reach past validation. Repository URLs (anything with ':') are dropped: a
-// fuzzer must not clone from the network. Other local paths are used as given.
+// so that mutations reach past validation. Repositories that are not absolute paths are dropped:
+// the coordinator fetches them as URLs, and a fuzzer must not clone from the network.
 //
 // Properties: no crash, leak or hang; an error has a message and one of the codes farm.proto
 // lists for SubmitBisect (a finding otherwise); an accepted job can be read back
@@ -81,8 +81,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   v1::BisectSpec spec = req.spec();
   if (spec.repo() == "R") {
     spec.set_repo(env.repo.path);
-  } else if (spec.repo().find(':') != std::string::npos) {
-    return 0;
+  } else if (!spec.repo().empty() && spec.repo()[0] != '/') {
+    return 0;  // anything but an absolute path is fetched as a URL
   }
   absl::StatusOr<v1::JobStatus> st = env.core->SubmitBisect(spec);
   if (std::getenv("FARM_FUZZ_VERBOSE") != nullptr) {
