@@ -1,9 +1,11 @@
 #include "cli/cli.h"
 #include "cli/boot_cmd.h"
+#include "cli/drain_cmd.h"
 #include "cli/exit_codes.h"
 #include "cli/kernel_flags.h"
 #include "cli/next_cmd.h"
 #include "common/jobfile/jobfile.h"
+#include "common/spec/spec.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -116,6 +118,7 @@ struct BisectFlags {
   double confidence = 0;
   int max_runs = 0;
   std::string job_file;
+  std::vector<std::string> require;  // KEY=VALUE labels an agent must have
   KernelFlags kernel;
   std::vector<std::string> command;
 };
@@ -163,7 +166,7 @@ absl::Status ResolveTestCommand(const std::vector<std::string>& command, v1::Rec
     return absl::InvalidArgumentError(
         absl::StrCat("test command '", prog, "' is not executable: run `chmod +x ", prog, "`"));
   }
-  absl::StatusOr<std::string> content = ReadFile(prog, 1 << 20);
+  absl::StatusOr<std::string> content = ReadFile(prog, spec::kMaxTestScriptBytes);
   if (content.ok()) {
     recipe->set_test_script(*content);
   } else {
@@ -173,7 +176,7 @@ absl::Status ResolveTestCommand(const std::vector<std::string>& command, v1::Rec
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::BisectSpec> MakeSpec(BisectFlags f, bool repo_must_be_local) {
+absl::StatusOr<v1::BisectSpec> BuildSpec(BisectFlags f, bool repo_must_be_local) {
   v1::BisectSpec spec;
   if (!f.job_file.empty()) {
     // A job file (docs/jobfile.md) describes the whole job; flags may not also describe it.
@@ -382,6 +385,22 @@ void PrintReport(const v1::JobStatus& st, const std::string& log_file) {
   std::fflush(stdout);
 }
 
+// The spec the flags describe, checked against the request schema (common/spec) before anything
+// is sent: the same words the coordinator and a job file would use.
+absl::StatusOr<v1::BisectSpec> MakeSpec(const BisectFlags& f, bool repo_must_be_local) {
+  FARM_ASSIGN_OR_RETURN(v1::BisectSpec spec, BuildSpec(f, repo_must_be_local));
+  for (const std::string& r : f.require) {
+    size_t eq = r.find('=');
+    if (eq == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--require '", r, "': expected KEY=VALUE (e.g. gpu=a100)"));
+    }
+    (*spec.mutable_require())[r.substr(0, eq)] = r.substr(eq + 1);
+  }
+  FARM_RETURN_IF_ERROR(ValidateBisectSpec(spec));
+  return spec;
+}
+
 void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
   cmd->add_option("--repo", f.repo, "git repository (path; a URL with --coordinator)")
       ->capture_default_str();
@@ -411,6 +430,9 @@ void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
                 "when the first bad commit is a merge, bisect the branch it merged");
   cmd->add_flag("--no-reuse", f.no_reuse,
                 "retest commits whose tree was already tested under the same recipe");
+  cmd->add_option("--require", f.require,
+                  "KEY=VALUE an agent must have (its --label, or a capability such as "
+                  "accel=kvm); repeatable");
   cmd->add_option("--job", f.job_file,
                   "a job file (YAML, docs/jobfile.md) describing everything the flags do");
   AddKernelFlags(cmd, f.kernel);
@@ -678,6 +700,9 @@ int FarmMain(int argc, char** argv) {
   CLI::App* agents = app.add_subcommand("agents", "list the coordinator's agents");
   agents->add_option("--coordinator", coordinator, "coordinator address (env FARM_COORDINATOR)");
 
+  DrainCommands drain;
+  AddDrainCommands(app, drain, coordinator);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -707,6 +732,7 @@ int FarmMain(int argc, char** argv) {
   auto channel = MakeCoordinatorChannel(coordinator, *creds);
   auto stub = v1::Farm::NewStub(channel);
 
+  if (drain.parsed()) return RunDrain(stub.get(), drain);
   if (bisect->parsed() || submit->parsed()) {
     BisectFlags& f = bisect->parsed() ? bf : sf;
     absl::StatusOr<v1::BisectSpec> spec = MakeSpec(f, /*repo_must_be_local=*/false);
