@@ -6,8 +6,10 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/log/log.h"
 #include "common/rpc/channel.h"
+#include "common/subprocess/containment.h"
 #include "common/status_macros.h"
 
 namespace farm {
@@ -56,6 +58,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
   FARM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
                         MakeChannelCredentials(options.tls, ""));
   FARM_ASSIGN_OR_RETURN(std::unique_ptr<Workspace> ws, Workspace::Open(options.workdir));
+  if (std::vector<std::string> killed = ProcessContainer::KillOrphans(); !killed.empty()) {
+    FARM_LOG(Warning) << "killed " << absl::StrJoin(killed, ", ")
+                      << ": left running by a farm-agent that died in the middle of a task";
+  }
   return std::unique_ptr<Agent>(new Agent(std::move(options), std::move(ws), std::move(creds)));
 }
 

@@ -71,7 +71,8 @@ class Agent {
   void TaskThread(Running* r);
   // Sends now if connected. Results are kept for resending when not delivered.
   void Send(const farm::v1::AgentMessage& msg);
-  std::vector<std::string> RunningIds();
+  // The ids of the tasks running now.
+  std::vector<std::string> RunningIds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReapFinished();
 
   AgentOptions options_;

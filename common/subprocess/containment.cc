@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -107,7 +108,43 @@ std::string RandomHex() {
 
 std::atomic<int> next_container{0};
 
+// Where this process's containers' cgroups go ("" without cgroup2), and its path under the mount.
+std::pair<std::string, std::string> CgroupParent() {
+  std::string mount = Cgroup2Mount();
+  std::string own = OwnCgroup();
+  if (mount.empty() || own.empty()) return {"", ""};
+  return {own == "/" ? mount : absl::StrCat(mount, own), own == "/" ? "" : own};
+}
+
 }  // namespace
+
+std::vector<std::string> ProcessContainer::KillOrphans() {
+  std::vector<std::string> killed;
+  auto [parent, parent_rel] = CgroupParent();
+  if (parent.empty()) return killed;
+  DIR* dir = opendir(parent.c_str());
+  if (dir == nullptr) return killed;
+  std::vector<std::string> names;
+  while (dirent* d = readdir(dir)) {
+    if (absl::StartsWith(d->d_name, "farm-")) names.push_back(d->d_name);
+  }
+  closedir(dir);
+  for (const std::string& name : names) {
+    // "farm-<name>-<agent pid>-<n>": the agent's pid is the next to last field.
+    std::vector<std::string> fields = absl::StrSplit(name, '-');
+    int pid;
+    if (fields.size() < 4 || !absl::SimpleAtoi(fields[fields.size() - 2], &pid)) continue;
+    if (pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH) continue;
+    std::unique_ptr<ProcessContainer> orphan(new ProcessContainer());
+    orphan->cgroup_ = absl::StrCat(parent, "/", name);
+    orphan->cgroup_rel_ = absl::StrCat(parent_rel, "/", name);
+    struct stat st;
+    orphan->use_cgroup_kill_ =
+        stat(absl::StrCat(orphan->cgroup_, "/cgroup.kill").c_str(), &st) == 0;
+    for (std::string& p : orphan->KillAll()) killed.push_back(std::move(p));
+  }  // each orphan's destructor removes its cgroup
+  return killed;
+}
 
 std::unique_ptr<ProcessContainer> ProcessContainer::Create(const std::string& name,
                                                            ContainmentOptions options) {
@@ -117,17 +154,15 @@ std::unique_ptr<ProcessContainer> ProcessContainer::Create(const std::string& na
     c->fallback_reason_ = "cgroups are turned off";
     return c;
   }
-  std::string mount = Cgroup2Mount();
-  if (mount.empty()) {
+  if (Cgroup2Mount().empty()) {
     c->fallback_reason_ = "no cgroup2 filesystem is mounted (/sys/fs/cgroup is cgroup v1)";
     return c;
   }
-  std::string own = OwnCgroup();
-  if (own.empty()) {
+  auto [parent, parent_rel] = CgroupParent();
+  if (parent.empty()) {
     c->fallback_reason_ = "this process has no cgroup v2 path in /proc/self/cgroup";
     return c;
   }
-  std::string parent = own == "/" ? mount : absl::StrCat(mount, own);
   std::string dir = absl::StrCat(parent, "/farm-", Sanitize(name), "-", getpid(), "-",
                                  next_container.fetch_add(1));
   if (mkdir(dir.c_str(), 0755) != 0) {
@@ -143,7 +178,7 @@ std::unique_ptr<ProcessContainer> ProcessContainer::Create(const std::string& na
     return c;
   }
   c->cgroup_ = dir;
-  c->cgroup_rel_ = dir.substr(mount.size());
+  c->cgroup_rel_ = dir.substr(parent.size() - parent_rel.size());
   struct stat st;
   c->use_cgroup_kill_ =
       options.use_cgroup_kill && stat(absl::StrCat(dir, "/cgroup.kill").c_str(), &st) == 0;

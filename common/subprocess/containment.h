@@ -38,6 +38,11 @@ class ProcessContainer {
 
   // Kills whatever is left in it and removes its cgroup.
   ~ProcessContainer();
+
+  // The cgroups of containers whose agent process is gone (killed mid-task: nothing removed its
+  // cgroups), next to where Create makes this process's: kills what still runs in them and
+  // removes them. Returns the processes it killed, as Members() does. For an agent starting up.
+  static std::vector<std::string> KillOrphans();
   ProcessContainer(const ProcessContainer&) = delete;
   ProcessContainer& operator=(const ProcessContainer&) = delete;
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -464,6 +465,35 @@ INSTANTIATE_TEST_SUITE_P(Ways, ContainmentTest,
                                            ContainmentCase{
                                                "process_group_and_cookie", {false, false}, false}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// An agent killed mid-task leaves its task's cgroup, with the task's processes running in it. The
+// next agent to start finds it (its agent's pid is dead), kills what runs there and removes it.
+TEST(ContainmentOrphans, CgroupOfADeadAgentIsCleanedUp) {
+  std::unique_ptr<ProcessContainer> probe = ProcessContainer::Create("probe");
+  if (!probe->is_cgroup()) {
+    GTEST_SKIP() << "no cgroup can be created here: " << probe->fallback_reason();
+  }
+  pid_t dead = fork();  // a pid that is certainly no agent's: exited and reaped
+  if (dead == 0) _exit(0);
+  ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
+  const std::string orphan =
+      absl::StrCat(std::filesystem::path(probe->cgroup()).parent_path().string(), "/farm-1.2-",
+                   dead, "-0");
+  ASSERT_EQ(mkdir(orphan.c_str(), 0755), 0) << orphan;
+  auto sp = Subprocess::Start(Args({"sleep", "775"}));
+  ASSERT_TRUE(sp.ok()) << sp.status();
+  {
+    std::ofstream procs(orphan + "/cgroup.procs");
+    procs << (*sp)->pid();
+  }
+  std::vector<std::string> killed = ProcessContainer::KillOrphans();
+  EXPECT_THAT(killed, ::testing::Contains(absl::StrCat("pid ", (*sp)->pid(), " (sleep)")));
+  SubprocessResult r = (*sp)->Wait();
+  EXPECT_EQ(r.kind, Kind::kSignaled);
+  EXPECT_EQ(r.signal, SIGKILL);
+  EXPECT_FALSE(std::filesystem::exists(orphan));
+  EXPECT_TRUE(std::filesystem::exists(probe->cgroup())) << "a live agent's cgroup is left alone";
+}
 
 TEST(SubprocessTest, EmptyArgv) {
   auto sp = Subprocess::Start(SubprocessOptions());
