@@ -16,6 +16,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
+#include "common/git/commit_graph_write.h"
+#include "common/log/log.h"
 #include "common/status_macros.h"
 
 namespace farm {
@@ -342,6 +344,10 @@ absl::Status FetchMirror(git_repository* repo, const std::string& url) {
   }
   git_buf_dispose(&head);
   git_error_clear();
+  // So that loading a range of a big history reads no commit object (CommitGraph::Load).
+  if (absl::Status graph = WriteCommitGraph(git_repository_path(repo)); !graph.ok()) {
+    FARM_LOG(Warning) << "mirror of " << url << ": " << graph.message();
+  }
   return absl::OkStatus();
 }
 

@@ -97,6 +97,10 @@ class CoordinatorServer {
   // The address clients dial ("127.0.0.1:43211").
   const std::string& address() const { return address_; }
   Coordinator* core() { return core_.get(); }
+  // A channel to this server that bypasses the network (tests and fuzz targets).
+  std::shared_ptr<grpc::Channel> InProcessChannel() {
+    return server_->InProcessChannel(grpc::ChannelArguments());
+  }
   void Wait() { server_->Wait(); }
   // Stops accepting, ends every stream, waits up to `grace` for calls in progress.
   void Shutdown(absl::Duration grace = absl::Seconds(2));
