@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/log/log.h"
 #include "coordinator/frontier/frontier.h"
 #include "tests/unit/bisect/bisect_testing.h"
 #include "tests/unit/bisect/round_sim.h"
@@ -48,7 +49,7 @@ Stats Run(const Dag& dag, const std::vector<std::vector<bool>>& anc,
         bisect_testing::GraphOf(dag),
         [&](CommitId c) { return static_cast<bool>(anc[c][culprit]); }, k, planner, arrival);
     if (r.answer != std::vector<CommitId>{culprit}) {
-      std::fprintf(stderr, "rounds_sim: wrong answer for culprit %u\n", culprit);
+      FARM_LOG(Error) << "wrong answer for culprit " << culprit;
       std::exit(1);
     }
     s.mean += r.rounds;
@@ -107,4 +108,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace farm
 
-int main(int argc, char** argv) { return farm::Main(argc, argv); }
+int main(int argc, char** argv) {
+  farm::log::SetProgramName("rounds_sim");
+  return farm::Main(argc, argv);
+}

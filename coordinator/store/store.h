@@ -38,10 +38,10 @@ class Store {
   };
 
   // Opens (creating if needed) the database at `path` and checks every page of it (PRAGMA
-  // quick_check: about a second per GB). Errors: DATA_LOSS, naming the file and what to do, when
-  // it is damaged, is not a database, or is empty (0 bytes: truncated; a new database is only
-  // created where no file is); UNAVAILABLE when the file cannot be opened, with SQLite's message.
-  // Later calls return DATA_LOSS when they meet a damaged page.
+  // quick_check: 0.7 s for 184 MB, cached, on 2 busy cores). Errors: DATA_LOSS, naming the file and
+  // what to do, when it is damaged, is not a database, or is empty (0 bytes: truncated; a new
+  // database is only created where no file is); UNAVAILABLE when the file cannot be opened, with
+  // SQLite's message. Later calls return DATA_LOSS when they meet a damaged page.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
   ~Store();
 

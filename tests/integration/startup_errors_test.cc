@@ -102,6 +102,17 @@ void MakeDatabase(const std::string& path, int jobs) {
   for (int i = 0; i < jobs; ++i) ASSERT_TRUE((*store)->InsertJob(spec, 1700000000 + i).ok());
 }
 
+TEST(StartupErrors, UnknownLogLevelIsNamed) {
+  std::string dir = MakeTempDir("loglevel");
+  CommandResult r =
+      StartRefused("--listen 127.0.0.1:0 --log-level chatty --db " + Quote(dir + "/farm.db"));
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "unknown log level 'chatty'")) << r.output;
+  // A known level is taken, and the coordinator then serves.
+  RunningCoordinator quiet(dir, dir + "/farm.db", {"--log-level", "warning"});
+  EXPECT_FALSE(quiet.address().empty()) << quiet.process().Output();
+}
+
 TEST(StartupErrors, DatabaseDamagedInTheMiddleIsRefused) {
   std::string dir = MakeTempDir("damaged");
   const std::string db = dir + "/farm.db";
