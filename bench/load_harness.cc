@@ -34,6 +34,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/log/log.h"
 #include "coordinator/metrics/metrics.h"
 #include "coordinator/service/service.h"
 #include "farm/v1/farm.grpc.pb.h"
@@ -990,15 +991,15 @@ absl::StatusOr<LoadReport> Harness::Run() {
         }
         std::lock_guard<std::mutex> lock(mu_);
         ProcStats p = ReadProc(o_.mode == LoadOptions::Mode::kChild ? child_.pid() : 0);
-        std::fprintf(stderr,
-                     "[%6.1fs] submitted %zu, ended %d; assigns %lld, results %lld, cancels %lld; "
-                     "coordinator cpu %.1fs rss %lld MB\n",
-                     Ms(Clock::now() - load_start) / 1000, nw, ended,
-                     static_cast<long long>(report_.assigns),
-                     static_cast<long long>(report_.results_sent),
-                     static_cast<long long>(report_.cancel_confirmations),
-                     p.user_s + p.sys_s - before.user_s - before.sys_s,
-                     static_cast<long long>(p.rss_kb / 1024));
+        FARM_LOG(Info) << absl::StrFormat(
+            "[%6.1fs] submitted %zu, ended %d; assigns %lld, results %lld, cancels %lld; "
+            "coordinator cpu %.1fs rss %lld MB",
+            Ms(Clock::now() - load_start) / 1000, nw, ended,
+            static_cast<long long>(report_.assigns),
+            static_cast<long long>(report_.results_sent),
+            static_cast<long long>(report_.cancel_confirmations),
+            p.user_s + p.sys_s - before.user_s - before.sys_s,
+            static_cast<long long>(p.rss_kb / 1024));
       }
     });
   }

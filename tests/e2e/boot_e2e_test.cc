@@ -23,7 +23,7 @@
 #include "agent/boot/initramfs.h"
 #include "agent/boot/modules.h"
 #include "agent/boot/qemu_boot.h"
-#include "agent/runner/task_control.h"
+#include "common/task_control/task_control.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_kernel.h"
