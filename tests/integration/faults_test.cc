@@ -33,10 +33,9 @@ constexpr char kSlowTest[] =
 // fault is injected, however fast or slow the machine. Runs append to <dir>/gate.started.
 std::string GatedTest(const std::string& dir, int free_runs) {
   const std::string gate = Quote(dir + "/gate");
-  return absl::StrCat("#!/bin/sh\necho run >> ", gate, ".started\n",
-                      "if [ \"$(wc -l < ", gate, ".started)\" -gt ", free_runs, " ]; then\n",
-                      "  n=0; while [ ! -e ", gate, ".open ] && [ $n -lt 2400 ]; do sleep 0.05; ",
-                      "n=$((n+1)); done\nfi\n",
+  return absl::StrCat("#!/bin/sh\necho run >> ", gate, ".started\n", "if [ \"$(wc -l < ", gate,
+                      ".started)\" -gt ", free_runs, " ]; then\n", "  n=0; while [ ! -e ", gate,
+                      ".open ] && [ $n -lt 2400 ]; do sleep 0.05; ", "n=$((n+1)); done\nfi\n",
                       "test -f bug && exit 1\nexit 0\n");
 }
 // Runs of GatedTest started so far.
@@ -64,8 +63,9 @@ TEST(Faults, CoordinatorKilledMidBisectResumes) {
   std::string dir = MakeTempDir("coordkill");
   Repo repo = MakeRepo(dir + "/repo", "--shape merges --commits 200 --seed 41");
   WriteScript(dir + "/test.sh", GatedTest(dir, 2));
-  std::vector<std::string> coord_argv = {Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db",
-                                         dir + "/farm.db", "--lease", "3", "--heartbeat", "1"};
+  std::vector<std::string> coord_argv = {
+      Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db", dir + "/farm.db", "--lease", "3",
+      "--heartbeat",           "1"};
   auto coordinator = std::make_unique<Background>(coord_argv, dir + "/coord1.log");
   const std::string listen = WaitForListenAddress(*coordinator, absl::Seconds(20));
   ASSERT_FALSE(listen.empty()) << coordinator->Output();
@@ -405,11 +405,11 @@ TEST(Faults, TlsClientCertificatesAndTokens) {
   if (certs.exit_code != 0) GTEST_SKIP() << "openssl cannot make certificates: " << certs.output;
   Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 30 --seed 53");
   WriteScript(dir + "/test.sh", "#!/bin/sh\ntest -f bug && exit 1\nexit 0\n");
-  Background coordinator({Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db",
-                          dir + "/farm.db", "--tls-cert", dir + "/server.pem", "--tls-key",
-                          dir + "/server.key", "--tls-client-ca", dir + "/ca.pem", "--tokens",
-                          dir + "/tokens"},
-                         dir + "/coord.log");
+  Background coordinator(
+      {Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db", dir + "/farm.db", "--tls-cert",
+       dir + "/server.pem", "--tls-key", dir + "/server.key", "--tls-client-ca", dir + "/ca.pem",
+       "--tokens", dir + "/tokens"},
+      dir + "/coord.log");
   const std::string listen = WaitForListenAddress(coordinator, absl::Seconds(20));
   ASSERT_FALSE(listen.empty()) << coordinator.Output();
   std::string ca = " --tls-ca " + Quote(dir + "/ca.pem");

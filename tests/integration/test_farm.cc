@@ -22,8 +22,7 @@ const char kQemuExits1[] =
 
 std::string Farm() { return Quote(Bin("farm")); }
 
-TestFarm::TestFarm(const std::string& dir)
-    : dir_(dir) {
+TestFarm::TestFarm(const std::string& dir) : dir_(dir) {
   coordinator_ = std::make_unique<Background>(
       std::vector<std::string>{Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db",
                                dir + "/farm.db"},

@@ -176,9 +176,10 @@ TEST_F(TaskRunnerDiskFullTest, TestScriptThatCannotBeWrittenIsAnInfrastructureEr
 // in a pristine worktree (FARM_PRISTINE), as the README promises. A build that fails unless
 // pristine makes the runner retry, so both values of FARM_PRISTINE are seen.
 TEST_F(TaskRunnerDiskFullTest, BuildAndTestSeeFarmJobAndFarmPristine) {
-  v1::Assign task = Task("echo \"build job=$FARM_JOB pristine=$FARM_PRISTINE\"; "
-                         "[ \"$FARM_PRISTINE\" = 1 ]",
-                         "echo \"test job=$FARM_JOB pristine=$FARM_PRISTINE\"");
+  v1::Assign task = Task(
+      "echo \"build job=$FARM_JOB pristine=$FARM_PRISTINE\"; "
+      "[ \"$FARM_PRISTINE\" = 1 ]",
+      "echo \"test job=$FARM_JOB pristine=$FARM_PRISTINE\"");
   task.set_job_id("42");
   v1::TaskResult r = Run(task);
   EXPECT_EQ(r.verdict(), v1::GOOD) << r.infra_error() << output_;

@@ -132,7 +132,8 @@ class CoordinatorTest : public ::testing::Test {
   }
 
   // Connects each agent (1 slot) under its id, submits Spec() and delivers the assignments.
-  std::string SubmitTo(Coordinator& c, const std::vector<std::pair<FakeAgent*, std::string>>& agents) {
+  std::string SubmitTo(Coordinator& c,
+                       const std::vector<std::pair<FakeAgent*, std::string>>& agents) {
     for (auto& [agent, id] : agents) agent->Connect(c, id);
     auto job = c.SubmitBisect(Spec());
     EXPECT_TRUE(job.ok()) << job.status();
