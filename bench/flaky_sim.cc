@@ -1,5 +1,6 @@
 // flaky_sim: simulated bisections with a flaky test, side by side: plain bisection, a fixed
-// number of runs per commit, and the Bayesian engine (FlakyBisect). See bench/FLAKY.md.
+// number of runs per commit, and the Bayesian engine (FlakyBisect). See bench/README.md, "Flaky
+// tests".
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

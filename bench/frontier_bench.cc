@@ -6,7 +6,7 @@
 //   BM_WeightsByWalks        the same with the previous method (paint walks + sweeps)
 //   BM_PlanNext              PlanNext for k free agents (weights of the root cached)
 //   BM_UpdateAfterVerdict    Apply(midpoint, good|bad) + the next BestMidpoint
-// Figures and how to run it: bench/ENGINE.md.
+// Figures and how to run it: bench/README.md, "Bisection engine".
 #include <benchmark/benchmark.h>
 
 #include <map>

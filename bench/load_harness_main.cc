@@ -1,6 +1,6 @@
 // load_harness: 1,000 simulated agents and 200 concurrent bisects against one coordinator on
 // loopback; prints correctness, assignment latency and the coordinator's CPU and memory.
-// See bench/LOAD.md for the figures and how they were taken.
+// See bench/README.md, "Load", for the figures and how they were taken.
 #include <cstdio>
 
 #include "CLI/CLI.hpp"

@@ -147,9 +147,9 @@ class FlakyBisect {
   // distinct pending commits, m ancestry walks, one ancestor-mass pass per cell of their
   // truth patterns (m + 1 cells on linear histories), and the exact gains (O(cells x outcomes)
   // each) of only the commits whose upper bound beats the best so far. For k = 1 with nothing
-  // in flight, O(size()). Measured (diffuse posterior, see bench/FLAKY.md): 10,000 commits:
-  // 0.1 ms for k = 1, 13-22 ms for k = 8; 80,000 commits: 1-4 ms for k = 1, 105-215 ms for
-  // k = 8.
+  // in flight, O(size()). Measured (diffuse posterior, see bench/README.md, "Coordinator cost"):
+  // 10,000 commits: 0.1 ms for k = 1, 13-22 ms for k = 8; 80,000 commits: 1-4 ms for k = 1, 105-215
+  // ms for k = 8.
   std::vector<CommitId> NextProbes(size_t k, const std::vector<CommitId>& in_flight) const;
 
   // The expected information gain, in bits, of one more run at `x` with nothing in flight.

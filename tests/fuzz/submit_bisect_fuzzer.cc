@@ -99,12 +99,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     absl::StatusCode code = st.status().code();
     if (code != absl::StatusCode::kInvalidArgument && code != absl::StatusCode::kNotFound) {
-      farm::fuzz::Finding(absl::StrCat("undocumented-code-", absl::StatusCodeToString(code)),
-                          absl::StrCat("SubmitBisect answered ", st.status().ToString(),
-                                       " (farm.proto lists INVALID_ARGUMENT and NOT_FOUND) for "
-                                       "spec:\n",
-                                       spec.DebugString()),
-                          data, size);
+      farm::fuzz::Finding(
+          absl::StrCat("undocumented-code-", absl::StatusCodeToString(code)),
+          absl::StrCat("SubmitBisect answered ", st.status().ToString(),
+                       " (farm.proto lists INVALID_ARGUMENT and NOT_FOUND for a local "
+                       "repository) for "
+                       "spec:\n",
+                       spec.DebugString()),
+          data, size);
     }
     return 0;
   }

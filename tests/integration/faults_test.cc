@@ -28,6 +28,25 @@ constexpr char kSlowTest[] =
     "test -f bug && exit 1\n"
     "exit 0\n";
 
+// A test that lets its first `free_runs` runs through and holds every later one until the test
+// releases it (ReleaseGate; at most 120 s): the bisect is then certainly still running when a
+// fault is injected, however fast or slow the machine. Runs append to <dir>/gate.started.
+std::string GatedTest(const std::string& dir, int free_runs) {
+  const std::string gate = Quote(dir + "/gate");
+  return absl::StrCat("#!/bin/sh\necho run >> ", gate, ".started\n", "if [ \"$(wc -l < ", gate,
+                      ".started)\" -gt ", free_runs, " ]; then\n", "  n=0; while [ ! -e ", gate,
+                      ".open ] && [ $n -lt 2400 ]; do sleep 0.05; ", "n=$((n+1)); done\nfi\n",
+                      "test -f bug && exit 1\nexit 0\n");
+}
+// Runs of GatedTest started so far.
+int GateStarted(const std::string& dir) {
+  std::ifstream in(dir + "/gate.started");
+  int n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+void ReleaseGate(const std::string& dir) { std::ofstream(dir + "/gate.open").put('\n'); }
+
 int CountVerdicts(const std::string& status) {
   int n = 0;
   for (absl::string_view line : absl::StrSplit(status, '\n')) {
@@ -43,13 +62,14 @@ int CountVerdicts(const std::string& status) {
 TEST(Faults, CoordinatorKilledMidBisectResumes) {
   std::string dir = MakeTempDir("coordkill");
   Repo repo = MakeRepo(dir + "/repo", "--shape merges --commits 200 --seed 41");
-  WriteScript(dir + "/test.sh", kSlowTest);
-  std::string listen = absl::StrCat("127.0.0.1:", FreePort());
-  std::vector<std::string> coord_argv = {Bin("farm-coordinator"), "--listen", listen, "--db",
-                                         dir + "/farm.db", "--lease", "3", "--heartbeat", "1"};
+  WriteScript(dir + "/test.sh", GatedTest(dir, 2));
+  std::vector<std::string> coord_argv = {
+      Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db", dir + "/farm.db", "--lease", "3",
+      "--heartbeat",           "1"};
   auto coordinator = std::make_unique<Background>(coord_argv, dir + "/coord1.log");
-  ASSERT_TRUE(coordinator->WaitForOutput("listening on ", absl::Seconds(20)))
-      << coordinator->Output();
+  const std::string listen = WaitForListenAddress(*coordinator, absl::Seconds(20));
+  ASSERT_FALSE(listen.empty()) << coordinator->Output();
+  coord_argv[2] = listen;  // the restart listens where the agents and the watcher reconnect
   Background a1({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/a1", "--id",
                  "a1"},
                 dir + "/a1.log");
@@ -67,13 +87,16 @@ TEST(Faults, CoordinatorKilledMidBisectResumes) {
   auto status = [&] {
     return Sh(absl::StrCat(Farm(), " status --coordinator ", listen, " ", job)).output;
   };
-  ASSERT_TRUE(WaitFor([&] { return CountVerdicts(status()) >= 2; }, absl::Seconds(60)))
+  // Two verdicts in, and a test held at the gate: the bisect is mid-way.
+  ASSERT_TRUE(WaitFor([&] { return CountVerdicts(status()) >= 2 && GateStarted(dir) > 2; },
+                      absl::Seconds(60)))
       << status();
   coordinator->Kill(SIGKILL);
   coordinator->Wait();
   coordinator = std::make_unique<Background>(coord_argv, dir + "/coord2.log");
   ASSERT_TRUE(coordinator->WaitForOutput("listening on ", absl::Seconds(20)))
       << coordinator->Output();
+  ReleaseGate(dir);
   EXPECT_EQ(watcher.Wait(), 0) << watcher.Output() << coordinator->Output();
   EXPECT_EQ(ParseAnswer(watcher.Output()).first_bad, repo.culprit) << watcher.Output();
   EXPECT_TRUE(absl::StrContains(watcher.Output(), "reattached")) << watcher.Output();
@@ -98,13 +121,14 @@ TEST(Faults, CoordinatorKilledMidBisectResumes) {
 TEST(Faults, NetworkCutLongerThanTheLease) {
   std::string dir = MakeTempDir("netcut");
   Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 64 --seed 43");
-  WriteScript(dir + "/test.sh", kSlowTest);
-  int port = FreePort();
-  std::string listen = absl::StrCat("127.0.0.1:", port);
-  Background coordinator({Bin("farm-coordinator"), "--listen", listen, "--db", dir + "/farm.db",
-                          "--lease", "2", "--heartbeat", "1"},
+  WriteScript(dir + "/test.sh", GatedTest(dir, 1));
+  Background coordinator({Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db",
+                          dir + "/farm.db", "--lease", "2", "--heartbeat", "1"},
                          dir + "/coord.log");
-  ASSERT_TRUE(coordinator.WaitForOutput("listening on ", absl::Seconds(20)));
+  const std::string listen = WaitForListenAddress(coordinator, absl::Seconds(20));
+  ASSERT_FALSE(listen.empty()) << coordinator.Output();
+  int port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(listen.substr(listen.rfind(':') + 1), &port)) << listen;
   TcpProxy proxy(port);
   Background agent({Bin("farm-agent"), "--coordinator", absl::StrCat("127.0.0.1:", proxy.port()),
                     "--workdir", dir + "/agent", "--id", "behind-proxy"},
@@ -117,12 +141,16 @@ TEST(Faults, NetworkCutLongerThanTheLease) {
   auto status = [&] {
     return Sh(absl::StrCat(Farm(), " status --coordinator ", listen, " ", job)).output;
   };
-  ASSERT_TRUE(WaitFor([&] { return CountVerdicts(status()) >= 1; }, absl::Seconds(30)));
+  // A verdict in, and the next test held at the gate: the cut comes mid-bisect.
+  ASSERT_TRUE(WaitFor([&] { return CountVerdicts(status()) >= 1 && GateStarted(dir) > 1; },
+                      absl::Seconds(30)))
+      << status();
   proxy.Cut();
   // Longer than the lease: the coordinator gives the agent's task up.
   ASSERT_TRUE(WaitFor([&] { return absl::StrContains(status(), "lost "); }, absl::Seconds(30)))
       << status();
   proxy.Restore();
+  ReleaseGate(dir);
   // Bounded, so that a bisect that never ends fails here with the logs, not at ctest's timeout.
   CommandResult watch =
       Sh(absl::StrCat("timeout 150 ", Farm(), " watch --coordinator ", listen, " ", job));
@@ -377,13 +405,13 @@ TEST(Faults, TlsClientCertificatesAndTokens) {
   if (certs.exit_code != 0) GTEST_SKIP() << "openssl cannot make certificates: " << certs.output;
   Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 30 --seed 53");
   WriteScript(dir + "/test.sh", "#!/bin/sh\ntest -f bug && exit 1\nexit 0\n");
-  std::string listen = absl::StrCat("127.0.0.1:", FreePort());
-  Background coordinator({Bin("farm-coordinator"), "--listen", listen, "--db", dir + "/farm.db",
-                          "--tls-cert", dir + "/server.pem", "--tls-key", dir + "/server.key",
-                          "--tls-client-ca", dir + "/ca.pem", "--tokens", dir + "/tokens"},
-                         dir + "/coord.log");
-  ASSERT_TRUE(coordinator.WaitForOutput("listening on ", absl::Seconds(20)))
-      << coordinator.Output();
+  Background coordinator(
+      {Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db", dir + "/farm.db", "--tls-cert",
+       dir + "/server.pem", "--tls-key", dir + "/server.key", "--tls-client-ca", dir + "/ca.pem",
+       "--tokens", dir + "/tokens"},
+      dir + "/coord.log");
+  const std::string listen = WaitForListenAddress(coordinator, absl::Seconds(20));
+  ASSERT_FALSE(listen.empty()) << coordinator.Output();
   std::string ca = " --tls-ca " + Quote(dir + "/ca.pem");
   std::string token = " --token-file " + Quote(dir + "/token");
   std::string submit_args = absl::StrCat(" submit --coordinator ", listen, " --repo ",
@@ -401,6 +429,8 @@ TEST(Faults, TlsClientCertificatesAndTokens) {
   CommandResult wrong_ca =
       Sh(Farm() + " --tls-ca " + Quote(dir + "/other.pem") + token + submit_args);
   EXPECT_NE(wrong_ca.exit_code, 0) << wrong_ca.output;
+  // Refused because the client could not verify the coordinator's certificate, and it says so.
+  EXPECT_TRUE(absl::StrContains(wrong_ca.output, "certificate verify failed")) << wrong_ca.output;
   CommandResult listing = Sh(absl::StrCat(Farm(), ca, token, " status --coordinator ", listen));
   EXPECT_EQ(listing.exit_code, 0) << listing.output;
   EXPECT_FALSE(absl::StrContains(listing.output, repo.path)) << "a refused job was stored";
@@ -417,6 +447,11 @@ TEST(Faults, TlsClientCertificatesAndTokens) {
                     "agent-1", "--tls-ca", dir + "/ca.pem", "--tls-cert", dir + "/agent.pem",
                     "--tls-key", dir + "/agent.key"},
                    dir + "/agent.log");
+  // The refusals themselves: the first is told it needs a certificate; the second's TLS handshake
+  // is rejected (the agent sees only the connection closed; it is not listed below either).
+  EXPECT_TRUE(stranger.WaitForOutput("must present a client certificate", absl::Seconds(30)))
+      << stranger.Output();
+  EXPECT_TRUE(forger.WaitForOutput("lost (", absl::Seconds(30))) << forger.Output();
   CommandResult sub = Sh(Farm() + ca + token + submit_args);
   ASSERT_EQ(sub.exit_code, 0) << sub.output;
   std::string job(absl::StripAsciiWhitespace(sub.output));

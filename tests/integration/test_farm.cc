@@ -22,13 +22,13 @@ const char kQemuExits1[] =
 
 std::string Farm() { return Quote(Bin("farm")); }
 
-TestFarm::TestFarm(const std::string& dir)
-    : dir_(dir), listen_(absl::StrCat("127.0.0.1:", FreePort())) {
-  coordinator_ =
-      std::make_unique<Background>(std::vector<std::string>{Bin("farm-coordinator"), "--listen",
-                                                            listen_, "--db", dir + "/farm.db"},
-                                   dir + "/coord.log");
-  started_ = coordinator_->WaitForOutput("listening on ", absl::Seconds(20));
+TestFarm::TestFarm(const std::string& dir) : dir_(dir) {
+  coordinator_ = std::make_unique<Background>(
+      std::vector<std::string>{Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db",
+                               dir + "/farm.db"},
+      dir + "/coord.log");
+  listen_ = WaitForListenAddress(*coordinator_, absl::Seconds(20));
+  started_ = !listen_.empty();
 }
 
 Background& TestFarm::AddAgent(const std::string& id, const std::string& workdir,

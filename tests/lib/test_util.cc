@@ -1,18 +1,19 @@
 #include "tests/lib/test_util.h"
 
-#include <signal.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
-#include <arpa/inet.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -210,8 +211,16 @@ int Listen(int port) {
 
 // One thread accepts; two threads per connection copy bytes with blocking I/O. Cut() shuts every
 // connected socket down (which wakes the copying threads) and stops listening.
-TcpProxy::TcpProxy(int target_port) : target_port_(target_port), port_(FreePort()) {
-  acceptor_ = std::thread([this] { AcceptLoop(); });
+TcpProxy::TcpProxy(int target_port) : target_port_(target_port) {
+  int lfd = Listen(0);
+  sockaddr_in addr{};
+  socklen_t len = sizeof(addr);
+  if (lfd >= 0 && getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port_ = ntohs(addr.sin_port);
+  } else {
+    ADD_FAILURE() << "TcpProxy cannot listen on 127.0.0.1: " << strerror(errno);
+  }
+  acceptor_ = std::thread([this, lfd] { AcceptLoop(lfd); });
 }
 
 TcpProxy::~TcpProxy() {
@@ -254,23 +263,18 @@ void TcpProxy::Pump(int from, int to) {
   shutdown(to, SHUT_RDWR);
 }
 
-void TcpProxy::AcceptLoop() {
-  int lfd = -1;
-  while (!stop_) {
-    if (cut_ && lfd >= 0) {
-      close(lfd);
-      lfd = -1;
-    }
-    if (!cut_ && lfd < 0) lfd = Listen(port_);
-    if (lfd < 0) {
-      // Cut, or the port is briefly unavailable: look again shortly.
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      continue;
-    }
+void TcpProxy::AcceptLoop(int lfd) {
+  // The listening socket stays open for the proxy's whole life (a cut closes what it accepts), so
+  // its port is never given up and bound again.
+  while (!stop_ && lfd >= 0) {
     pollfd pfd{lfd, POLLIN, 0};
     if (poll(&pfd, 1, 50) <= 0) continue;
     int c = accept(lfd, nullptr, nullptr);
     if (c < 0) continue;
+    if (cut_) {
+      close(c);
+      continue;
+    }
     int t = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -293,6 +297,25 @@ void TcpProxy::AcceptLoop() {
     pumps_.emplace_back([this, c, t] { Pump(t, c); });
   }
   if (lfd >= 0) close(lfd);
+}
+
+std::string WaitForListenAddress(Background& process, absl::Duration timeout) {
+  const std::string kSays = "listening on ";
+  std::string address;
+  WaitFor(
+      [&] {
+        const std::string out = process.Output();
+        const size_t at = out.find(kSays);
+        const size_t eol = at == std::string::npos ? at : out.find('\n', at);
+        if (eol != std::string::npos) {
+          const std::string rest = out.substr(at + kSays.size(), eol - at - kSays.size());
+          address = rest.substr(0, rest.find(' '));
+          return true;
+        }
+        return !process.Alive();
+      },
+      timeout);
+  return address;
 }
 
 bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout) {

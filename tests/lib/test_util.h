@@ -74,11 +74,19 @@ class Background {
   bool reaped_ = false;
 };
 
-// A TCP port on 127.0.0.1 that was free a moment ago.
+// A TCP port on 127.0.0.1 that was free a moment ago. Racy (another process may take it before
+// it is bound again): prefer listening on port 0 and reading the address back
+// (WaitForListenAddress).
 int FreePort();
 
+// Waits until `process` (a farm-coordinator started with --listen 127.0.0.1:0) prints the
+// complete line "... listening on ADDRESS ..."; returns ADDRESS ("127.0.0.1:41234"), or "" when
+// the process died or `timeout` passed first.
+std::string WaitForListenAddress(Background& process, absl::Duration timeout);
+
 // A TCP proxy on 127.0.0.1 in front of `target_port`, whose link can be cut: Cut() drops every
-// connection and refuses new ones (the listening socket is closed) until Restore().
+// connection and closes new ones as soon as they are accepted, until Restore(). It listens from
+// construction to destruction on a port the kernel chose (port()).
 class TcpProxy {
  public:
   explicit TcpProxy(int target_port);
@@ -88,7 +96,7 @@ class TcpProxy {
   void Restore();
 
  private:
-  void AcceptLoop();
+  void AcceptLoop(int lfd);  // owns lfd, the listening socket
   void Pump(int from, int to);
   int target_port_;
   int port_ = 0;

@@ -172,6 +172,23 @@ TEST_F(TaskRunnerDiskFullTest, TestScriptThatCannotBeWrittenIsAnInfrastructureEr
   EXPECT_EQ(after.verdict(), v1::GOOD) << after.infra_error() << output_;
 }
 
+// The build and the test see which job they belong to (FARM_JOB) and whether this is the retry
+// in a pristine worktree (FARM_PRISTINE), as the README promises. A build that fails unless
+// pristine makes the runner retry, so both values of FARM_PRISTINE are seen.
+TEST_F(TaskRunnerDiskFullTest, BuildAndTestSeeFarmJobAndFarmPristine) {
+  v1::Assign task = Task(
+      "echo \"build job=$FARM_JOB pristine=$FARM_PRISTINE\"; "
+      "[ \"$FARM_PRISTINE\" = 1 ]",
+      "echo \"test job=$FARM_JOB pristine=$FARM_PRISTINE\"");
+  task.set_job_id("42");
+  v1::TaskResult r = Run(task);
+  EXPECT_EQ(r.verdict(), v1::GOOD) << r.infra_error() << output_;
+  EXPECT_TRUE(r.retried_pristine()) << output_;
+  EXPECT_THAT(output_, HasSubstr("build job=42 pristine=0")) << output_;
+  EXPECT_THAT(output_, HasSubstr("build job=42 pristine=1")) << output_;
+  EXPECT_THAT(output_, HasSubstr("test job=42 pristine=1")) << output_;
+}
+
 TEST(NoSpaceScanner, FindsTheMessageAcrossChunks) {
   std::string text = "ld: final link failed: No space left on device\n";
   for (size_t cut = 0; cut <= text.size(); ++cut) {

@@ -131,6 +131,24 @@ class CoordinatorTest : public ::testing::Test {
     return *c.GetJob(job);
   }
 
+  // Connects each agent (1 slot) under its id, submits Spec() and delivers the assignments.
+  std::string SubmitTo(Coordinator& c,
+                       const std::vector<std::pair<FakeAgent*, std::string>>& agents) {
+    for (auto& [agent, id] : agents) agent->Connect(c, id);
+    auto job = c.SubmitBisect(Spec());
+    EXPECT_TRUE(job.ok()) << job.status();
+    for (auto& [agent, id] : agents) agent->Drain();
+    return job.ok() ? job->job_id() : "";
+  }
+  // Whether `tasks` has `commit` on `agent`.
+  static bool Has(const google::protobuf::RepeatedPtrField<v1::TaskSummary>& tasks,
+                  const std::string& commit, const std::string& agent) {
+    for (const auto& t : tasks) {
+      if (t.commit() == commit && t.agent() == agent) return true;
+    }
+    return false;
+  }
+
   std::string dir_;
   Repo repo_;
 };
@@ -552,6 +570,131 @@ TEST_F(CoordinatorTest, BadSubmissionsAreRejectedAndNotStored) {
   auto jobs = (*c)->ListJobs(10);
   ASSERT_TRUE(jobs.ok());
   EXPECT_TRUE(jobs->empty());
+}
+
+// Only the agent a task was given to may report it: a result from another agent counts nothing,
+// ends nothing and frees no slot; the owner's own result then counts.
+TEST_F(CoordinatorTest, ResultFromTheWrongAgentIsIgnored) {
+  auto c = Coordinator::Create(Options());
+  ASSERT_TRUE(c.ok()) << c.status();
+  FakeAgent owner, other;
+  const std::string job = SubmitTo(**c, {{&owner, "owner"}, {&other, "other"}});
+  ASSERT_EQ(owner.running.size(), 1u);
+  auto [task, commit] = *owner.running.begin();
+  // `other` lies about the owner's task, with the opposite of the truth.
+  v1::AgentMessage forged;
+  forged.mutable_result()->set_task_id(task);
+  forged.mutable_result()->set_verdict(Truth(commit) == v1::BAD ? v1::GOOD : v1::BAD);
+  (*c)->OnAgentMessage(other.session, forged);
+  auto st = (*c)->GetJob(job);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->finished_size(), 0) << st->DebugString();
+  EXPECT_TRUE(Has(st->running(), commit, "owner")) << st->DebugString();
+  owner.Drain();
+  EXPECT_EQ(owner.running.size(), 1u) << "the owner's slot was not freed by another's result";
+  owner.Report(**c, task, Truth(commit));
+  st = (*c)->GetJob(job);
+  ASSERT_TRUE(st.ok());
+  int counted = 0;
+  for (const auto& t : st->finished()) {
+    counted += t.commit() == commit && t.agent() == "owner" && t.state() == v1::TASK_DONE;
+  }
+  EXPECT_EQ(counted, 1) << st->DebugString();
+  v1::JobStatus end = Finish(**c, job, {&owner, &other});
+  ASSERT_EQ(end.state(), v1::FOUND) << end.DebugString();
+  EXPECT_EQ(end.first_bad(0), repo_.culprit);
+}
+
+// An agent whose stream broke comes back listing the task it still runs: the coordinator keeps
+// that task on it (no Cancel, no second agent on the commit) and counts its result.
+TEST_F(CoordinatorTest, ReconnectingAgentKeepsItsRunningTask) {
+  auto c = Coordinator::Create(Options());
+  ASSERT_TRUE(c.ok()) << c.status();
+  FakeAgent a;
+  const std::string job = SubmitTo(**c, {{&a, "a"}});
+  ASSERT_EQ(a.running.size(), 1u);
+  auto [task, commit] = *a.running.begin();
+  (*c)->Disconnect(a.session);
+  v1::Hello again;
+  again.set_agent_id("a");
+  again.set_slots(1);
+  again.add_running(task);
+  auto s = (*c)->Connect(again, a.channel);
+  ASSERT_TRUE(s.ok()) << s.status();
+  a.session = *s;
+  // A second agent must not be given the re-adopted commit.
+  FakeAgent b;
+  b.Connect(**c, "b");
+  b.Drain();
+  for (const auto& [t, cm] : b.running) EXPECT_NE(cm, commit) << "re-adopted commit given twice";
+  a.Drain();
+  EXPECT_TRUE(a.cancelled.empty()) << "the re-adopted task was cancelled";
+  EXPECT_EQ(a.running.size(), 1u) << "a 1-slot agent got a second task";
+  auto st = (*c)->GetJob(job);
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(Has(st->running(), commit, "a")) << st->DebugString();
+  a.Report(**c, task, Truth(commit));
+  st = (*c)->GetJob(job);
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(Has(st->finished(), commit, "a")) << st->DebugString();
+}
+
+// Two jobs and two 1-slot agents: the second job gets a slot as soon as one frees, instead of
+// waiting for the first job to end (max-min fair share).
+TEST_F(CoordinatorTest, SecondJobGetsItsShareOfTheAgents) {
+  auto c = Coordinator::Create(Options());
+  ASSERT_TRUE(c.ok()) << c.status();
+  FakeAgent a1, a2;
+  const std::string first = SubmitTo(**c, {{&a1, "a1"}, {&a2, "a2"}});
+  ASSERT_EQ(a1.running.size() + a2.running.size(), 2u) << "the first job takes both idle agents";
+  auto second = (*c)->SubmitBisect(Spec());
+  ASSERT_TRUE(second.ok()) << second.status();
+  // a1 finishes its task: the freed slot goes to the second job, which has none.
+  auto [task, commit] = *a1.running.begin();
+  a1.Report(**c, task, Truth(commit));
+  a1.Drain();
+  a2.Drain();
+  auto st = (*c)->GetJob(second->job_id());
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->running_size(), 1) << st->DebugString();
+  v1::JobStatus end1 = Finish(**c, first, {&a1, &a2});
+  v1::JobStatus end2 = Finish(**c, second->job_id(), {&a1, &a2});
+  EXPECT_EQ(end1.state(), v1::FOUND);
+  EXPECT_EQ(end2.state(), v1::FOUND);
+}
+
+// --retention-days: an ended job is kept for the retention, then deleted (the store and the
+// coordinator forget it); a running job is never deleted.
+TEST_F(CoordinatorTest, RetentionDeletesEndedJobsAfterItsTime) {
+  // Starts at the real time: the store stamps a job's end with SQLite's clock, not the injected
+  // one.
+  auto clock = std::make_shared<FakeClock>(absl::Now());
+  CoordinatorOptions o = Options();
+  o.clock = clock;
+  o.retention = absl::Hours(24 * 2);
+  auto c = Coordinator::Create(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto ended = (*c)->SubmitBisect(Spec());
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  ASSERT_TRUE((*c)->CancelJob(ended->job_id()).ok());
+  auto running = (*c)->SubmitBisect(Spec());
+  ASSERT_TRUE(running.ok()) << running.status();
+  clock->Advance(absl::Hours(24 * 2) - absl::Hours(2));
+  (*c)->ExpireLeases();
+  EXPECT_TRUE((*c)->GetJob(ended->job_id()).ok()) << "deleted before its retention ended";
+  clock->Advance(absl::Hours(3));
+  (*c)->ExpireLeases();
+  EXPECT_TRUE(absl::IsNotFound((*c)->GetJob(ended->job_id()).status()))
+      << "kept after its retention ended";
+  auto st = (*c)->GetJob(running->job_id());
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->state(), v1::RUNNING);
+  // A restart on the same database does not bring it back.
+  c->reset();
+  auto again = Coordinator::Create(o);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(absl::IsNotFound((*again)->GetJob(ended->job_id()).status()));
+  EXPECT_TRUE((*again)->GetJob(running->job_id()).ok());
 }
 
 }  // namespace
