@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "agent/boot/qemu_boot.h"
 #include "agent/link/agent.h"
+#include "cli/exit_codes.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"farm-agent: runs bisect tasks for a farm coordinator"};
@@ -32,7 +33,12 @@ int main(int argc, char** argv) {
                  "a kernel known to boot, booted once under KVM at start-up to tell whether KVM "
                  "works here (env FARM_KVM_PROBE_KERNEL; default /boot/vmlinuz-$(uname -r))")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11's own codes (e.g. 104 for a bad number) are not in the farm's table.
+    return app.exit(e) == 0 ? 0 : farm::kExitBadInput;
+  }
   // Before the first Hello, which carries the result: at most ~10 s, about 3 s where KVM guests
   // hang, nothing without /dev/kvm. Tasks use the same (per-process) result.
   if (!probe_kernel.empty()) setenv("FARM_KVM_PROBE_KERNEL", probe_kernel.c_str(), 1);
@@ -51,7 +57,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<farm::Agent>> agent = farm::Agent::Create(opts);
   if (!agent.ok()) {
     std::fprintf(stderr, "farm-agent: %s\n", std::string(agent.status().message()).c_str());
-    return 2;
+    return farm::kExitBadInput;
   }
   agent_ptr = agent->get();
   stop_target.store(agent_ptr);

@@ -9,6 +9,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cli/exit_codes.h"
 #include "common/rpc/credentials.h"
 #include "common/signals.h"
 #include "coordinator/service/service.h"
@@ -49,7 +50,12 @@ int main(int argc, char** argv) {
   std::string metrics_listen;
   app.add_option("--metrics-listen", metrics_listen,
                  "serve Prometheus metrics at http://HOST:PORT/metrics (default: off)");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11's own codes (e.g. 104 for a bad number) are not in the farm's table.
+    return app.exit(e) == 0 ? 0 : farm::kExitBadInput;
+  }
   std::string metrics_host;
   int metrics_port = 0;
   if (!metrics_listen.empty()) {
@@ -61,7 +67,7 @@ int main(int argc, char** argv) {
                    "farm-coordinator: --metrics-listen '%s' is not HOST:PORT (e.g. "
                    "0.0.0.0:9411, or 127.0.0.1:0 for any free port)\n",
                    metrics_listen.c_str());
-      return 2;
+      return farm::kExitBadInput;
     }
     metrics_host = metrics_listen.substr(0, colon);
     if (metrics_host.size() > 2 && metrics_host.front() == '[') {
@@ -69,11 +75,13 @@ int main(int argc, char** argv) {
     }
   }
   if (!tokens_file.empty()) {
+    std::string warning = farm::PermissionWarning(tokens_file);
+    if (!warning.empty()) std::fprintf(stderr, "farm-coordinator: warning: %s\n", warning.c_str());
     absl::StatusOr<std::set<std::string>> tokens = farm::ReadTokens(tokens_file);
     if (!tokens.ok()) {
       std::fprintf(stderr, "farm-coordinator: %s\n",
                    std::string(tokens.status().message()).c_str());
-      return 2;
+      return farm::kExitBadInput;
     }
     security.tokens = *tokens;
   }
@@ -85,7 +93,7 @@ int main(int argc, char** argv) {
   if (heartbeat_s >= lease_s) {
     std::fprintf(stderr, "farm-coordinator: --heartbeat (%d) must be shorter than --lease (%d)\n",
                  heartbeat_s, lease_s);
-    return 2;
+    return farm::kExitBadInput;
   }
   opts.lease = absl::Seconds(lease_s);
   opts.heartbeat = absl::Seconds(heartbeat_s);
@@ -97,7 +105,7 @@ int main(int argc, char** argv) {
       farm::CoordinatorServer::Start(opts, listen, security);
   if (!server.ok()) {
     std::fprintf(stderr, "farm-coordinator: %s\n", std::string(server.status().message()).c_str());
-    return 2;
+    return farm::kExitBadInput;
   }
   stop_target.store(server->get());
   // Prometheus metrics over plain HTTP (read-only, no job data: counts and latencies).
@@ -115,7 +123,7 @@ int main(int argc, char** argv) {
     if (port < 0) {
       std::fprintf(stderr, "farm-coordinator: cannot serve metrics on %s: %s\n",
                    metrics_listen.c_str(), std::strerror(errno));
-      return 2;
+      return farm::kExitBadInput;
     }
     metrics_address = absl::StrCat(metrics_host, ":", port);
     metrics_thread = std::thread([&metrics] { metrics.listen_after_bind(); });

@@ -1,9 +1,12 @@
 #include "common/rpc/credentials.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -123,6 +126,14 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
   std::string t(absl::StripAsciiWhitespace(ss.str()));
   if (t.empty()) return absl::InvalidArgumentError(absl::StrCat("token file '", path, "' is empty"));
   return t;
+}
+
+std::string PermissionWarning(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || (st.st_mode & 077) == 0) return "";
+  return absl::StrFormat(
+      "%s is accessible by others (mode %04o): it holds a secret; run `chmod 600 %s`", path,
+      st.st_mode & 07777, path);
 }
 
 }  // namespace farm
