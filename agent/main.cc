@@ -2,7 +2,9 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "common/signals.h"
 
@@ -11,6 +13,7 @@
 #include "agent/boot/qemu_boot.h"
 #include "agent/link/agent.h"
 #include "cli/exit_codes.h"
+#include "common/spec/spec.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"farm-agent: runs bisect tasks for a farm coordinator"};
@@ -28,6 +31,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-ca", opts.tls.ca, "CA that signed the coordinator's certificate (TLS)");
   app.add_option("--tls-cert", opts.tls.cert, "this agent's client certificate (mTLS)");
   app.add_option("--tls-key", opts.tls.key, "private key of --tls-cert");
+  std::vector<std::string> labels;
+  app.add_option("--label", labels,
+                 "KEY=VALUE this agent offers (repeatable); a job that requires labels (farm "
+                 "bisect --require) runs only on agents that have them all");
   std::string probe_kernel = farm::boot::DefaultProbeKernel();
   app.add_option("--kvm-probe-kernel", probe_kernel,
                  "a kernel known to boot, booted once under KVM at start-up to tell whether KVM "
@@ -38,6 +45,15 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // CLI11's own codes (e.g. 104 for a bad number) are not in the farm's table.
     return app.exit(e) == 0 ? 0 : farm::kExitBadInput;
+  }
+  for (const std::string& label : labels) {
+    std::string key, value;
+    absl::Status st = farm::spec::ParseLabel(label, "--label", &key, &value);
+    if (!st.ok()) {
+      std::fprintf(stderr, "farm-agent: %s\n", std::string(st.message()).c_str());
+      return farm::kExitBadInput;
+    }
+    opts.labels[key] = value;
   }
   // Before the first Hello, which carries the result: at most ~10 s, about 3 s where KVM guests
   // hang, nothing without /dev/kvm. Tasks use the same (per-process) result.

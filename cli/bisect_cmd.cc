@@ -2,6 +2,7 @@
 // on --coordinator; farm submit: the same job handed to a coordinator, watched with --watch.
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -49,6 +50,13 @@ class Interrupts {
         fn = std::move(on_signal_);
       }
       if (fn) fn();
+      // A second signal: the user does not want to wait for the tests to be stopped.
+      int again = 0;
+      while (sigwait(&set, &again) != 0) {
+      }
+      std::fprintf(stderr, "farm: %s again: exiting without waiting for the tests to stop\n",
+                   strsignal(again));
+      _exit(kExitSignalBase + again);
     }).detach();
   }
   // The signal that arrived, or 0.

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/jobfile/jobfile.h"
+#include "common/spec/spec.h"
 #include "common/status_macros.h"
 
 namespace farm {
@@ -58,7 +59,7 @@ absl::Status ResolveTestCommand(const std::vector<std::string>& command, v1::Rec
     return absl::InvalidArgumentError(
         absl::StrCat("test command '", prog, "' is not executable: run `chmod +x ", prog, "`"));
   }
-  if (static_cast<uint64_t>(st.st_size) > kMaxTestScriptBytes) {
+  if (static_cast<uint64_t>(st.st_size) > spec::kMaxTestScriptBytes) {
     // Shipping is what makes remote agents run the same bytes: a test too large to ship is
     // refused rather than run from a path that only this machine has.
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -66,7 +67,7 @@ absl::Status ResolveTestCommand(const std::vector<std::string>& command, v1::Rec
         "at most %d MiB: install it on every agent and name it without a path (found through "
         "PATH), or keep it in the repository and run it from the worktree, e.g. -- sh -c "
         "./tests/check.sh",
-        prog, st.st_size / 1048576.0, static_cast<int>(kMaxTestScriptBytes >> 20)));
+        prog, st.st_size / 1048576.0, static_cast<int>(spec::kMaxTestScriptBytes >> 20)));
   }
   std::ifstream f(prog, std::ios::binary);
   std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -143,6 +144,9 @@ void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
                 "when the first bad commit is a merge, bisect the branch it merged");
   cmd->add_flag("--no-reuse", f.no_reuse,
                 "retest commits whose tree was already tested under the same recipe");
+  cmd->add_option("--require", f.require,
+                  "KEY=VALUE an agent must have (its --label, or a capability such as "
+                  "accel=kvm); repeatable");
   cmd->add_option("--job", f.job_file,
                   "a job file (YAML, docs/jobfile.md) describing everything the flags do");
   AddKernelFlags(cmd, f.kernel);
@@ -162,7 +166,10 @@ absl::Status CheckWritable(const std::string& path, const std::string& flag) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::BisectSpec> MakeSpec(BisectFlags f, bool repo_must_be_local) {
+namespace {
+
+// The spec of the flags (or of the job file), before the labels and the schema's check.
+absl::StatusOr<v1::BisectSpec> BuildSpec(BisectFlags f, bool repo_must_be_local) {
   v1::BisectSpec spec;
   if (!f.job_file.empty()) {
     // A job file (docs/jobfile.md) describes the whole job; flags may not also describe it.
@@ -246,6 +253,23 @@ absl::StatusOr<v1::BisectSpec> MakeSpec(BisectFlags f, bool repo_must_be_local) 
         "test command after --");
   }
   FARM_RETURN_IF_ERROR(ResolveTestCommand(f.command, r));
+  return spec;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::BisectSpec> MakeSpec(const BisectFlags& f, bool repo_must_be_local) {
+  FARM_ASSIGN_OR_RETURN(v1::BisectSpec spec, BuildSpec(f, repo_must_be_local));
+  for (const std::string& r : f.require) {
+    // The key's syntax is the schema's to judge (below), in the words every entry point uses.
+    size_t eq = r.find('=');
+    if (eq == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--require '", r, "': expected KEY=VALUE (e.g. gpu=a100)"));
+    }
+    (*spec.mutable_require())[r.substr(0, eq)] = r.substr(eq + 1);
+  }
+  FARM_RETURN_IF_ERROR(ValidateBisectSpec(spec));
   return spec;
 }
 

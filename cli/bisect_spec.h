@@ -36,6 +36,7 @@ struct BisectFlags {
   double confidence = 0;
   int max_runs = 0;
   std::string job_file;
+  std::vector<std::string> require;  // KEY=VALUE labels an agent must have
   KernelFlags kernel;
   std::vector<std::string> command;
 };
@@ -43,11 +44,12 @@ struct BisectFlags {
 // Declares the flags shared by `farm bisect` and `farm submit` on `cmd`, bound to `f`.
 void AddBisectFlags(CLI::App* cmd, BisectFlags& f);
 
-// The job `f` describes, checked as far as the client can. A repository path is made absolute;
-// with `repo_must_be_local` it must be an existing path even if it looks like a URL. A test script
-// given by path is read and carried in the spec. Errors (INVALID_ARGUMENT, NOT_FOUND) say what was
-// wrong and what to do.
-absl::StatusOr<farm::v1::BisectSpec> MakeSpec(BisectFlags f, bool repo_must_be_local);
+// The job `f` describes, checked as far as the client can, and against the request schema
+// (common/spec: the same words the coordinator and a job file would use). A repository path is made
+// absolute; with `repo_must_be_local` it must be an existing path even if it looks like a URL. A
+// test script given by path is read and carried in the spec. Errors (INVALID_ARGUMENT, NOT_FOUND)
+// say what was wrong and what to do.
+absl::StatusOr<farm::v1::BisectSpec> MakeSpec(const BisectFlags& f, bool repo_must_be_local);
 
 // OK when `path` can be written (created if missing, then removed again), so that a bisect log
 // is not found unwritable only at the end. INVALID_ARGUMENT names the path and the reason.

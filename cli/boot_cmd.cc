@@ -18,6 +18,7 @@
 #include "agent/boot/qemu_boot.h"
 #include "agent/runner/task_control.h"
 #include "common/signals.h"
+#include "common/spec/spec.h"
 
 namespace farm {
 namespace {
@@ -76,7 +77,7 @@ void AddBootFlags(CLI::App* cmd, BootFlags& f) {
       ->check(CLI::IsMember({"auto", "kvm", "tcg"}))
       ->capture_default_str();
   cmd->add_option("--memory", f.memory_mb, "guest memory, MB")
-      ->check(CLI::Range(64, 1 << 20))
+      ->check(CLI::Range(spec::kMinMemoryMb, spec::kMaxMemoryMb))
       ->capture_default_str();
   cmd->add_option("--cpus", f.cpus, "guest CPUs")->check(CLI::Range(1, 256))->capture_default_str();
   cmd->add_option("--append", f.append, "extra kernel command line");

@@ -54,6 +54,8 @@ int FarmMain(int argc, char** argv) {
   AddBootFlags(boot, boot_flags);
 
   CLI::App* agents = AddAgentsCommand(app, client);
+  DrainCommand drain;
+  AddDrainCommands(app, drain, client);
 
   try {
     app.parse(argc, argv);
@@ -71,6 +73,7 @@ int FarmMain(int argc, char** argv) {
   if (status->parsed()) return RunStatus(status_cmd, client);
   if (log->parsed()) return RunLog(log_cmd, client);
   if (agents->parsed()) return RunAgents(client);
+  if (drain.parsed()) return RunDrain(drain, client);
   return kExitBadInput;
 }
 

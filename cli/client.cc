@@ -109,6 +109,19 @@ absl::StatusOr<std::vector<v1::TaskLog>> FarmClient::GetTaskLog(const std::strin
   return std::vector<v1::TaskLog>(resp.logs().begin(), resp.logs().end());
 }
 
+absl::StatusOr<v1::AgentInfo> FarmClient::DrainAgent(const std::string& agent_id, bool undrain) {
+  v1::DrainAgentRequest req;
+  req.set_agent_id(agent_id);
+  req.set_undrain(undrain);
+  v1::DrainAgentResponse resp;
+  // DrainAgent is idempotent: retrying it is safe.
+  absl::Status st = Call(absl::Seconds(30), [&](grpc::ClientContext* ctx) {
+    return stub_->DrainAgent(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp.agent();
+}
+
 absl::StatusOr<v1::JobStatus> FarmClient::WatchUntilDone(const std::string& first_job_id,
                                                          const WatchCallbacks& callbacks) {
   std::string job_id = first_job_id;

@@ -41,6 +41,8 @@ class FarmClient {
   absl::StatusOr<std::vector<farm::v1::AgentInfo>> ListAgents();
   absl::StatusOr<std::vector<farm::v1::TaskLog>> GetTaskLog(const std::string& job_id,
                                                             const std::string& commit);
+  // Drains (or with `undrain`, undrains) an agent; returns its state.
+  absl::StatusOr<farm::v1::AgentInfo> DrainAgent(const std::string& agent_id, bool undrain);
 
   // Called with every event of a watched job, and with the report of a job that descends into a
   // merged branch (`descended` then names the follow-up job).

@@ -98,6 +98,16 @@ int RunLog(const LogCommand& cmd, const ClientFlags& client);
 CLI::App* AddAgentsCommand(CLI::App& app, ClientFlags& client);
 int RunAgents(const ClientFlags& client);
 
+// farm drain AGENT and farm undrain AGENT.
+struct DrainCommand {
+  CLI::App* drain = nullptr;
+  CLI::App* undrain = nullptr;
+  std::string agent_id;
+  bool parsed() const;
+};
+void AddDrainCommands(CLI::App& app, DrainCommand& cmd, ClientFlags& client);
+int RunDrain(const DrainCommand& cmd, const ClientFlags& client);
+
 }  // namespace farm
 
 #endif  // FARM_CLI_COMMANDS_H_

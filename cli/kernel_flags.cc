@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "agent/build/config_flag.h"
 #include "common/git/git.h"
+#include "common/spec/spec.h"
 #include "common/status_macros.h"
 
 namespace farm {
@@ -47,23 +48,25 @@ void AddKernelFlags(CLI::App* cmd, KernelFlags& f) {
   cmd->add_flag("--modules", f.modules, "also build modules");
   cmd->add_option("--ccache-remote", f.ccache_remote,
                   "ccache remote storage shared by the lab (redis://HOST:PORT or http://...)");
-  cmd->add_option("--jobs", f.jobs, "make -j (default: the agent's CPUs)")->check(CLI::Range(0, 4096));
+  cmd->add_option("--jobs", f.jobs, "make -j (default: the agent's CPUs)")
+      ->check(CLI::Range(0u, spec::kMaxMakeJobs));
   cmd->add_option("--test", f.test,
                   "the test run inside the booted kernel: a shell script, a C file (compiled "
                   "statically) or a static binary; exit codes as git bisect run");
   cmd->add_option("--append", f.append, "extra kernel command line");
   cmd->add_option("--qemu-arg", f.qemu_args, "extra qemu argument (repeatable)");
   cmd->add_option("--memory", f.memory_mb, "guest memory in MiB (default 512)")
-      ->check(CLI::Range(64, 1 << 20));
-  cmd->add_option("--cpus", f.cpus, "guest CPUs (default 1)")->check(CLI::Range(1, 256));
+      ->check(CLI::Range(spec::kMinMemoryMb, spec::kMaxMemoryMb));
+  cmd->add_option("--cpus", f.cpus, "guest CPUs (default 1)")
+      ->check(CLI::Range(spec::kMinCpus, spec::kMaxCpus));
   cmd->add_option("--disk", f.disk, "disk image attached with -snapshot (never modified)");
   cmd->add_option("--share", f.share, "host directory shared with the guest over 9p");
   cmd->add_option("--result-file", f.result_file,
                   "read the verdict (an exit code) from this file in --share");
   cmd->add_option("--boot-timeout", f.boot_timeout, "seconds until init runs (default 60)")
-      ->check(CLI::Range(1, 86400));
+      ->check(CLI::Range(1u, spec::kMaxBootTimeoutSeconds));
   cmd->add_option("--test-timeout", f.test_timeout, "seconds for the test (default 300)")
-      ->check(CLI::Range(1, 86400));
+      ->check(CLI::Range(1u, spec::kMaxTestTimeoutSeconds));
   cmd->add_option("--bad-on", f.bad_on,
                   "boot failures that count as bad: panic, oops, bug, hang, no_init "
                   "(default: none; they are skips)")
@@ -94,7 +97,7 @@ absl::Status ApplyKernelFlags(const KernelFlags& f, v1::Recipe* recipe) {
     k->set_jobs(f.jobs);
   }
   v1::BootSpec* b = recipe->mutable_boot();
-  FARM_ASSIGN_OR_RETURN(std::string payload, Slurp(f.test, "--test", 64 << 20));
+  FARM_ASSIGN_OR_RETURN(std::string payload, Slurp(f.test, "--test", spec::kMaxPayloadBytes));
   b->set_payload(payload);
   if (absl::EndsWith(f.test, ".c")) b->set_payload_kind(v1::BootSpec::C_SOURCE);
   if (!f.kernels.empty()) b->set_kernel_image("bzImage");  // in the worktree of the image list

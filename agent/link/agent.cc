@@ -47,6 +47,12 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
   if (options.agent_id.empty()) options.agent_id = absl::StrCat(Hostname(), ":", options.workdir);
   struct utsname u;
   if (uname(&u) == 0) options.capabilities.emplace("arch", u.machine);
+  // What a job may require besides the operator's labels (BisectSpec.require).
+  options.capabilities.emplace("cores", absl::StrCat(std::thread::hardware_concurrency()));
+  if (long pages = sysconf(_SC_PHYS_PAGES); pages > 0) {
+    options.capabilities.emplace(
+        "memory_mb", absl::StrCat(static_cast<int64_t>(pages) * sysconf(_SC_PAGESIZE) >> 20));
+  }
   FARM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
                         MakeChannelCredentials(options.tls, ""));
   FARM_ASSIGN_OR_RETURN(std::unique_ptr<Workspace> ws, Workspace::Open(options.workdir));
@@ -129,6 +135,7 @@ bool Agent::Session() {
     h->set_hostname(Hostname());
     h->set_slots(options_.slots);
     for (const auto& [k, v] : options_.capabilities) (*h->mutable_capabilities())[k] = v;
+    for (const auto& [k, v] : options_.labels) (*h->mutable_labels())[k] = v;
     for (const std::string& id : RunningIds()) h->add_running(id);
   }
   bool ok;
@@ -230,9 +237,17 @@ void Agent::OnMessage(const v1::CoordinatorMessage& msg) {
       }
       break;
     }
-    case v1::CoordinatorMessage::kDrain:
-      Stop();
+    case v1::CoordinatorMessage::kDrain: {
+      // As farm.proto says: running tasks finish, no new ones start; the stream stays.
+      absl::MutexLock lock(&mu_);
+      draining_ = true;
       break;
+    }
+    case v1::CoordinatorMessage::kUndrain: {
+      absl::MutexLock lock(&mu_);
+      draining_ = false;
+      break;
+    }
     default:
       break;
   }
@@ -253,6 +268,14 @@ void Agent::StartTask(const v1::Assign& assign) {
   ReapFinished();
   absl::MutexLock lock(&mu_);
   if (stopping_ || running_.count(assign.task_id())) return;
+  if (draining_) {
+    v1::AgentMessage r;
+    r.mutable_result()->set_task_id(assign.task_id());
+    r.mutable_result()->set_infra_error(
+        "agent is drained: it takes no new tasks (`farm undrain AGENT` to resume)");
+    undelivered_.push_back(r);
+    return;
+  }
   int slot = -1;
   for (int i = 0; i < options_.slots; ++i) {
     if (!slot_busy_[i]) {

@@ -32,6 +32,8 @@ struct AgentOptions {
   std::string agent_id;     // empty: hostname:workdir
   int slots = 1;
   std::map<std::string, std::string> capabilities;
+  // Operator's labels (`--label k=v`), sent in Hello.labels; jobs may require them.
+  std::map<std::string, std::string> labels;
   absl::Duration max_backoff = absl::Seconds(5);
   TlsFiles tls;  // ca: verify the coordinator; cert/key: this agent's client certificate
 };
@@ -80,6 +82,7 @@ class Agent {
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;  // the coordinator sent Drain: no new tasks
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;

@@ -31,13 +31,12 @@ namespace {
 namespace v1 = farm::v1;
 
 constexpr size_t kMaxErrors = 20;
-constexpr size_t kMaxDescriptionBytes = 4096;
 
 // Keys allowed at each level; the order is the order of the schema (used in messages).
 const std::vector<std::string>& TopKeys() {
   static const auto* k = new std::vector<std::string>{
       "repo",        "good",  "bad",     "skip", "first_parent", "terms",  "max_parallel",
-      "description", "build", "timeout", "env",  "test",         "kernel", "boot"};
+      "description", "build", "timeout", "env",  "test",         "kernel", "boot", "require"};
   return *k;
 }
 const std::vector<std::string>& TermsKeys() {
@@ -212,6 +211,7 @@ class Parser {
 
   void Terms(const YAML::Node& n, v1::BisectSpec& spec);
   void Env(const YAML::Node& n, v1::Recipe& recipe);
+  void Require(const YAML::Node& n, v1::BisectSpec& spec);
   void Test(const YAML::Node& n, v1::Recipe& recipe);
   std::optional<std::vector<std::string>> Argv(const YAML::Node& n, absl::string_view field);
   void Kernel(const YAML::Node& n, v1::KernelBuild& kernel);
@@ -563,6 +563,23 @@ void Parser::Env(const YAML::Node& n, v1::Recipe& recipe) {
   }
 }
 
+void Parser::Require(const YAML::Node& n, v1::BisectSpec& spec) {
+  if (!n.IsMap()) {
+    Error(&n, "require", absl::StrCat("expected a mapping of LABEL: value, got ", Got(n)));
+    return;
+  }
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    if (!it->first.IsScalar()) {
+      Error(&it->first, "require", absl::StrCat("labels must be words, got ", Got(it->first)));
+      continue;
+    }
+    const std::string field = absl::StrCat("require.", it->first.Scalar());
+    if (std::optional<std::string> value = String(it->second, field, "a value", true)) {
+      (*spec.mutable_require())[it->first.Scalar()] = *value;
+    }
+  }
+}
+
 std::optional<std::vector<std::string>> Parser::Argv(const YAML::Node& n, absl::string_view field) {
   if (n.IsScalar()) {
     std::optional<std::string> s = String(n, field, "a command");
@@ -793,7 +810,8 @@ void Parser::Kernel(const YAML::Node& n, v1::KernelBuild& kernel) {
   }
   if (auto it = f.find("jobs"); it != f.end()) {
     if (auto v = Number(it->second, "kernel.jobs",
-                        "a number of parallel make jobs, 0 for one per CPU", 0, 1024)) {
+                        "a number of parallel make jobs, 0 for one per CPU", 0,
+                        spec::kMaxMakeJobs)) {
       kernel.set_jobs(static_cast<uint32_t>(*v));
     }
   }
@@ -888,20 +906,22 @@ void Parser::Boot(const YAML::Node& n, v1::BootSpec& boot, bool has_kernel) {
     }
   }
   if (const YAML::Node* v = get("memory_mb")) {
-    if (auto m = Number(*v, "boot.memory_mb", "a whole number of megabytes", 64, 65536)) {
+    if (auto m = Number(*v, "boot.memory_mb", "a whole number of megabytes", spec::kMinMemoryMb,
+                        spec::kMaxMemoryMb)) {
       boot.set_memory_mb(static_cast<uint32_t>(*m));
     }
   }
   if (const YAML::Node* v = get("cpus")) {
-    if (auto m = Number(*v, "boot.cpus", "a whole number of virtual CPUs", 1, 256)) {
+    if (auto m = Number(*v, "boot.cpus", "a whole number of virtual CPUs", spec::kMinCpus,
+                        spec::kMaxCpus)) {
       boot.set_cpus(static_cast<uint32_t>(*m));
     }
   }
   if (const YAML::Node* v = get("boot_timeout")) {
-    if (auto d = Duration(*v, "boot.boot_timeout", 86400, "1d")) boot.set_boot_timeout_seconds(*d);
+    if (auto d = Duration(*v, "boot.boot_timeout", spec::kMaxBootTimeoutSeconds, "1d")) boot.set_boot_timeout_seconds(*d);
   }
   if (const YAML::Node* v = get("test_timeout")) {
-    if (auto d = Duration(*v, "boot.test_timeout", 86400, "1d")) boot.set_test_timeout_seconds(*d);
+    if (auto d = Duration(*v, "boot.test_timeout", spec::kMaxTestTimeoutSeconds, "1d")) boot.set_test_timeout_seconds(*d);
   }
   if (const YAML::Node* v = get("bad_failures")) {
     static const std::vector<std::string> kNames = {"panic", "oops", "bug", "hang", "no_init"};
@@ -1003,20 +1023,14 @@ void Parser::Run(const YAML::Node& root, v1::BisectSpec& spec) {
   }
   if (const YAML::Node* v = get("terms")) Terms(*v, spec);
   if (const YAML::Node* v = get("max_parallel")) {
-    if (auto m = Number(*v, "max_parallel", "a whole number of tasks, 0 for no limit", 0, 65536)) {
+    if (auto m = Number(*v, "max_parallel", "a whole number of tasks, 0 for no limit", 0,
+                        spec::kMaxParallel)) {
       spec.set_max_parallel(static_cast<uint32_t>(*m));
     }
   }
   if (const YAML::Node* v = get("description")) {
-    if (auto s = String(*v, "description", "text", true)) {
-      if (s->size() > kMaxDescriptionBytes) {
-        Error(v, "description",
-              absl::StrCat("is ", s->size(), " bytes; at most ", kMaxDescriptionBytes,
-                           " are allowed"));
-      } else {
-        spec.set_description(*s);
-      }
-    }
+    // Its length is the request schema's to check (common/spec).
+    if (auto s = String(*v, "description", "text", true)) spec.set_description(*s);
   }
   if (const YAML::Node* v = get("build")) {
     if (auto s = String(*v, "build", "a shell command (run with /bin/sh -c)")) {
@@ -1024,9 +1038,10 @@ void Parser::Run(const YAML::Node& root, v1::BisectSpec& spec) {
     }
   }
   if (const YAML::Node* v = get("timeout")) {
-    if (auto d = Duration(*v, "timeout", 7 * 86400, "7d")) recipe.set_timeout_seconds(*d);
+    if (auto d = Duration(*v, "timeout", spec::kMaxStepTimeoutSeconds, "7d")) recipe.set_timeout_seconds(*d);
   }
   if (const YAML::Node* v = get("env")) Env(*v, recipe);
+  if (const YAML::Node* v = get("require")) Require(*v, spec);
 
   const YAML::Node* test = get("test");
   const YAML::Node* kernel = get("kernel");
@@ -1169,6 +1184,9 @@ absl::StatusOr<v1::BisectSpec> ParseJobFile(std::string_view yaml_text,
     if (parser.dropped() > 0) absl::StrAppend(&msg, "\n... and ", parser.dropped(), " more");
     return absl::InvalidArgumentError(msg);
   }
+  // The YAML is translated; what the request itself must satisfy is the schema's to say, in the
+  // same words as the CLI and the coordinator.
+  if (absl::Status st = ValidateBisectSpec(spec); !st.ok()) return st;
   return spec;
 }
 

@@ -13,6 +13,7 @@
 //   build: make -j8            # shell command run in the worktree before the test
 //   timeout: 10m               # per step: seconds (600) or 90s / 10m / 2h; 1s..7d
 //   env: {CC: gcc-12}          # environment for build and test; FARM_* is reserved
+//   require: {gpu: a100}       # labels an agent must have (its --label and capabilities)
 //   test:                      # the test (exit 0 good, 125 skip, 1..127 bad), one of:
 //     command: [./t.sh, --x]   #   an argv list, or a string run by /bin/sh -c
 //     script: t.sh             #   a file (relative to the job file) shipped to every agent;
@@ -54,15 +55,17 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "common/spec/spec.h"
 #include "farm/v1/farm.pb.h"
 
 namespace farm {
 
-// Limits on what a job file may hold or name.
-inline constexpr size_t kMaxJobFileBytes = 1 << 20;       // the YAML text itself
-inline constexpr size_t kMaxTestScriptBytes = 1 << 20;    // as farm.proto's Recipe.test_script
-inline constexpr size_t kMaxPayloadBytes = 32 << 20;      // boot.payload
-inline constexpr size_t kMaxKernelConfigBytes = 4 << 20;  // kernel.config / a fragment file
+// Limits on what a job file may hold or name: the request schema's (common/spec/spec.h), and
+// the size of the YAML text itself.
+inline constexpr size_t kMaxJobFileBytes = 1 << 20;
+inline constexpr size_t kMaxTestScriptBytes = spec::kMaxTestScriptBytes;
+inline constexpr size_t kMaxPayloadBytes = spec::kMaxPayloadBytes;
+inline constexpr size_t kMaxKernelConfigBytes = spec::kMaxKernelConfigBytes;
 
 // Parses a job file into the spec SubmitBisect takes. Files the job names (test.script,
 // boot.payload, kernel.config, fragment files) are read now, relative to `base_dir` (usually the
@@ -75,7 +78,8 @@ inline constexpr size_t kMaxKernelConfigBytes = 4 << 20;  // kernel.config / a f
 // the field and what is allowed, with its line and column:
 //   boot.memory_mb: expected a whole number of megabytes (64..65536), got "lots" (line 12, column
 //   14) unknown key 'tset' in job file; did you mean 'test'? (line 4, column 1)
-// A YAML syntax error gives its line and column. No exceptions escape.
+// A YAML syntax error gives its line and column. A spec that translates but breaks the request
+// schema gets ValidateBisectSpec's message (common/spec). No exceptions escape.
 absl::StatusOr<farm::v1::BisectSpec> ParseJobFile(std::string_view yaml_text,
                                                   const std::string& base_dir);
 

@@ -310,6 +310,19 @@ grpc::ServerUnaryReactor* FarmService::GetTaskLog(grpc::CallbackServerContext* c
   return Done(ctx, st.status());
 }
 
+grpc::ServerUnaryReactor* FarmService::DrainAgent(grpc::CallbackServerContext* ctx,
+                                                  const v1::DrainAgentRequest* req,
+                                                  v1::DrainAgentResponse* resp) {
+  FARM_AUTHORIZE(ctx);
+  absl::Status st = core_->DrainAgent(req->agent_id(), !req->undrain());
+  if (st.ok()) {
+    for (auto& a : core_->ListAgents()) {
+      if (a.agent_id() == req->agent_id() && a.connected()) *resp->mutable_agent() = std::move(a);
+    }
+  }
+  return Done(ctx, st);
+}
+
 grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentLinkService::Connect(
     grpc::CallbackServerContext* ctx) {
   if (require_cert_ && !ctx->auth_context()->IsPeerAuthenticated()) {

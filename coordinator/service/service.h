@@ -51,6 +51,9 @@ class FarmService final : public farm::v1::Farm::CallbackService {
   grpc::ServerUnaryReactor* GetTaskLog(grpc::CallbackServerContext* ctx,
                                        const farm::v1::GetTaskLogRequest* req,
                                        farm::v1::GetTaskLogResponse* resp) override;
+  grpc::ServerUnaryReactor* DrainAgent(grpc::CallbackServerContext* ctx,
+                                       const farm::v1::DrainAgentRequest* req,
+                                       farm::v1::DrainAgentResponse* resp) override;
 
  private:
   // UNAUTHENTICATED unless the call carries a valid token (when tokens are configured).

@@ -32,11 +32,13 @@ TestFarm::TestFarm(const std::string& dir)
 }
 
 Background& TestFarm::AddAgent(const std::string& id, const std::string& workdir,
-                               const std::vector<std::string>& env) {
+                               const std::vector<std::string>& env,
+                               const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"/usr/bin/env"};
   argv.insert(argv.end(), env.begin(), env.end());
   argv.insert(argv.end(),
               {Bin("farm-agent"), "--coordinator", listen_, "--workdir", workdir, "--id", id});
+  argv.insert(argv.end(), args.begin(), args.end());
   agents_.push_back(std::make_unique<Background>(argv, absl::StrCat(dir_, "/", id, ".log")));
   return *agents_.back();
 }

@@ -25,9 +25,11 @@ class TestFarm {
   Background& coordinator() { return *coordinator_; }
 
   // Starts farm-agent `id` working in `workdir` (log: <dir>/<id>.log), with `env` (NAME=VALUE,
-  // e.g. a PATH without qemu) added to its environment.
+  // e.g. a PATH without qemu) added to its environment and `args` (e.g. --label k=v) to its
+  // command line.
   Background& AddAgent(const std::string& id, const std::string& workdir,
-                       const std::vector<std::string>& env = {});
+                       const std::vector<std::string>& env = {},
+                       const std::vector<std::string>& args = {});
   // Waits until every agent started is connected (and none is quarantined yet).
   bool WaitForAgents() const;
 

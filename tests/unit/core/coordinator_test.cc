@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
+#include "coordinator/clock/clock.h"
 #include "tests/lib/test_util.h"
 
 namespace farm {
@@ -46,11 +47,14 @@ struct FakeAgent {
   uint64_t session = 0;
   std::map<std::string, std::string> running;  // task id -> commit
   std::vector<std::string> cancelled;
+  int drains = 0, undrains = 0;
 
-  void Connect(Coordinator& c, const std::string& id, int slots = 1) {
+  void Connect(Coordinator& c, const std::string& id, int slots = 1,
+               const std::map<std::string, std::string>& labels = {}) {
     v1::Hello h;
     h.set_agent_id(id);
     h.set_slots(slots);
+    for (const auto& [k, v] : labels) (*h.mutable_labels())[k] = v;
     auto s = c.Connect(h, channel);
     ASSERT_TRUE(s.ok()) << s.status();
     session = *s;
@@ -61,6 +65,8 @@ struct FakeAgent {
       if (m.has_cancel()) {
         cancelled.push_back(m.cancel().task_id());
       }
+      drains += m.has_drain();
+      undrains += m.has_undrain();
     }
   }
   void Report(Coordinator& c, const std::string& task, v1::Verdict v) {
@@ -359,6 +365,166 @@ TEST_F(CoordinatorTest, MetricsCountWhatHappened) {
   EXPECT_EQ(observed, assigns);
   // The submission started the first tasks, the agents' results all the others.
   EXPECT_EQ(value("farm_assign_latency_seconds_count{trigger=\"submit\"}"), 3);
+}
+
+// Leases on a fake clock: nothing expires while the agent heartbeats or before the lease is
+// over; one tick past it the task is LOST and its commit goes to the next agent. No sleeps.
+TEST_F(CoordinatorTest, LeaseExpiresOnVirtualTime) {
+  auto clock = std::make_shared<FakeClock>();
+  CoordinatorOptions o = Options();
+  o.clock = clock;
+  o.lease = absl::Seconds(30);
+  auto c = Coordinator::Create(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  FakeAgent a;
+  a.Connect(**c, "silent");
+  auto job = (*c)->SubmitBisect(Spec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  a.Drain();
+  ASSERT_EQ(a.running.size(), 1u);
+  auto [task, commit] = *a.running.begin();
+  auto lost = [&] {
+    auto st = (*c)->GetJob(job->job_id());
+    EXPECT_TRUE(st.ok());
+    for (const auto& t : st->finished()) {
+      if (t.state() == v1::TASK_LOST && t.commit() == commit) return true;
+    }
+    return false;
+  };
+  // A heartbeat at 20 s renews the lease to 50 s.
+  clock->Advance(absl::Seconds(20));
+  v1::AgentMessage hb;
+  hb.mutable_heartbeat()->add_running(task);
+  (*c)->OnAgentMessage(a.session, hb);
+  clock->Advance(absl::Seconds(29));  // 49 s: still leased
+  (*c)->ExpireLeases();
+  EXPECT_FALSE(lost());
+  clock->Advance(absl::Seconds(2));  // 51 s: silent for 31 s
+  (*c)->ExpireLeases();
+  EXPECT_TRUE(lost());
+  a.Drain();
+  EXPECT_EQ(a.cancelled, std::vector<std::string>{task}) << "the stuck agent is told to stop";
+  // The slot stays busy until the agent confirms; another agent gets the commit.
+  FakeAgent b;
+  b.Connect(**c, "b");
+  b.Drain();
+  ASSERT_EQ(b.running.size(), 1u);
+  EXPECT_EQ(b.running.begin()->second, commit);
+}
+
+// Quarantine on a fake clock: an agent that fails gets no task for the quarantine's length, and
+// gets one again as soon as it is over.
+TEST_F(CoordinatorTest, QuarantineEndsOnVirtualTime) {
+  auto clock = std::make_shared<FakeClock>();
+  CoordinatorOptions o = Options();
+  o.clock = clock;
+  o.quarantine_after = 2;
+  o.quarantine = absl::Minutes(10);
+  o.lease = absl::Hours(1);
+  auto c = Coordinator::Create(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  FakeAgent a;
+  a.Connect(**c, "flaky-host");
+  auto job = (*c)->SubmitBisect(Spec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto fail = [&] {
+    a.Drain();
+    ASSERT_EQ(a.running.size(), 1u);
+    v1::AgentMessage m;
+    m.mutable_result()->set_task_id(a.running.begin()->first);
+    m.mutable_result()->set_infra_error("disk on fire");
+    (*c)->OnAgentMessage(a.session, m);
+    a.running.clear();
+  };
+  fail();
+  fail();  // the second error in a row quarantines it
+  a.Drain();
+  EXPECT_TRUE(a.running.empty()) << "a quarantined agent got a task";
+  auto agents = (*c)->ListAgents();
+  ASSERT_EQ(agents.size(), 1u);
+  EXPECT_TRUE(agents[0].quarantined());
+  EXPECT_DOUBLE_EQ(agents[0].quarantined_for_seconds(), 600);
+  clock->Advance(absl::Minutes(10) - absl::Seconds(1));
+  (*c)->ExpireLeases();
+  a.Drain();
+  EXPECT_TRUE(a.running.empty()) << "quarantine ended a second early";
+  clock->Advance(absl::Seconds(1));
+  (*c)->ExpireLeases();
+  a.Drain();
+  EXPECT_EQ(a.running.size(), 1u) << "the agent works again once the quarantine is over";
+  EXPECT_FALSE((*c)->ListAgents()[0].quarantined());
+}
+
+// Drain: the agent is told, its running task finishes and counts, it gets nothing new until
+// undrained (also after it reconnects).
+TEST_F(CoordinatorTest, DrainedAgentFinishesItsTaskAndGetsNoNewOne) {
+  auto c = Coordinator::Create(Options());
+  ASSERT_TRUE(c.ok()) << c.status();
+  FakeAgent a;
+  a.Connect(**c, "a");
+  auto job = (*c)->SubmitBisect(Spec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  a.Drain();
+  ASSERT_EQ(a.running.size(), 1u);
+  EXPECT_EQ((*c)->DrainAgent("nobody", true).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE((*c)->DrainAgent("a", true).ok());
+  a.Drain();
+  EXPECT_EQ(a.drains, 1);
+  EXPECT_TRUE(a.cancelled.empty()) << "drain must not cancel running tasks";
+  auto [task, commit] = *a.running.begin();
+  a.Report(**c, task, Truth(commit));
+  a.Drain();
+  EXPECT_TRUE(a.running.empty()) << "a drained agent got a new task";
+  auto st = (*c)->GetJob(job->job_id());
+  int verdicts = 0;
+  for (const auto& t : st->finished()) verdicts += t.state() == v1::TASK_DONE;
+  EXPECT_EQ(verdicts, 1) << "the running task's verdict counts";
+  EXPECT_TRUE((*c)->ListAgents()[0].draining());
+  // Reconnecting does not undrain it.
+  a.Connect(**c, "a");
+  a.Drain();
+  EXPECT_EQ(a.drains, 2);
+  EXPECT_TRUE(a.running.empty());
+  ASSERT_TRUE((*c)->DrainAgent("a", false).ok());
+  a.Drain();
+  EXPECT_EQ(a.undrains, 1);
+  EXPECT_EQ(a.running.size(), 1u) << "an undrained agent takes tasks again";
+}
+
+// Labels: a job that requires gpu=a100 runs only on the agent that has it; with no such agent
+// connected its watchers are told, once, what it needs.
+TEST_F(CoordinatorTest, RequiredLabelsChooseTheAgentOrSayWhatIsMissing) {
+  auto c = Coordinator::Create(Options());
+  ASSERT_TRUE(c.ok()) << c.status();
+  FakeAgent plain;
+  plain.Connect(**c, "plain", 2, {{"gpu", "none"}});
+  v1::BisectSpec spec = Spec();
+  (*spec.mutable_require())["gpu"] = "a100";
+  auto job = (*c)->SubmitBisect(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  std::vector<std::string> messages;
+  auto watch = (*c)->Watch(job->job_id(), [&](const v1::JobEvent& ev) {
+    messages.push_back(ev.message());
+  });
+  ASSERT_TRUE(watch.ok());
+  (*c)->ExpireLeases();
+  (*c)->ExpireLeases();
+  plain.Drain();
+  EXPECT_TRUE(plain.running.empty()) << "an agent without the label got a task";
+  int notes = 0;
+  for (const std::string& m : messages) {
+    if (absl::StrContains(m, "no connected agent has the labels this job requires (gpu=a100)")) {
+      ++notes;
+    }
+  }
+  EXPECT_EQ(notes, 1) << absl::StrJoin(messages, "\n");
+  FakeAgent gpu;
+  gpu.Connect(**c, "gpu-host", 1, {{"gpu", "a100"}});
+  v1::JobStatus st = Finish(**c, job->job_id(), {&plain, &gpu});
+  ASSERT_EQ(st.state(), v1::FOUND) << st.DebugString();
+  EXPECT_EQ(st.first_bad(0), repo_.culprit);
+  for (const auto& t : st.finished()) EXPECT_EQ(t.agent(), "gpu-host") << t.DebugString();
+  (*c)->Unwatch(*watch);
 }
 
 TEST_F(CoordinatorTest, BadSubmissionsAreRejectedAndNotStored) {

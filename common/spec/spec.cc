@@ -1,0 +1,158 @@
+#include "common/spec/spec.h"
+
+#include <algorithm>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace farm {
+
+namespace spec {
+
+bool ValidTerm(const std::string& t) {
+  if (t.empty() || t == "skip" || t == "start" || t == "run" || t == "log" || t == "reset") {
+    return false;
+  }
+  return std::all_of(t.begin(), t.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+  });
+}
+
+bool ValidLabelKey(const std::string& k) {
+  return !k.empty() && std::all_of(k.begin(), k.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '/';
+  });
+}
+
+absl::Status ParseLabel(const std::string& text, const std::string& what, std::string* key,
+                        std::string* value) {
+  size_t eq = text.find('=');
+  std::string k = text.substr(0, eq);
+  if (eq == std::string::npos || !ValidLabelKey(k)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " '", text,
+        "': expected KEY=VALUE with a key of letters, digits, '.', '-', '_' or '/' (e.g. "
+        "gpu=a100)"));
+  }
+  *key = k;
+  *value = text.substr(eq + 1);
+  return absl::OkStatus();
+}
+
+}  // namespace spec
+
+namespace {
+
+std::string MiB(size_t bytes) { return absl::StrCat(bytes >> 20, " MiB"); }
+
+absl::Status TooBig(const char* field, size_t size, size_t limit) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " is ", size, " bytes; at most ", MiB(limit), " is allowed"));
+}
+
+// A number that is 0 (the default) or in [lo, hi].
+absl::Status InRange(const char* field, uint32_t v, uint32_t lo, uint32_t hi, const char* unit,
+                     const char* default_text) {
+  if (v == 0 || (v >= lo && v <= hi)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, " is ", v, ": give ", lo, "..", hi, " (",
+                                                 unit, "), or 0 for the default", default_text));
+}
+
+absl::Status ValidateBoot(const v1::BootSpec& b) {
+  if (b.payload().empty() && b.disk_image().empty()) {
+    return absl::InvalidArgumentError(
+        "spec.recipe.boot.payload is empty: give the test to run in the booted kernel");
+  }
+  if (b.payload().size() > spec::kMaxPayloadBytes) {
+    return TooBig("spec.recipe.boot.payload", b.payload().size(), spec::kMaxPayloadBytes);
+  }
+  absl::Status st = InRange("spec.recipe.boot.memory_mb", b.memory_mb(), spec::kMinMemoryMb,
+                            spec::kMaxMemoryMb, "MiB", " (512)");
+  if (st.ok()) {
+    st = InRange("spec.recipe.boot.cpus", b.cpus(), spec::kMinCpus, spec::kMaxCpus, "CPUs", " (1)");
+  }
+  if (st.ok()) {
+    st = InRange("spec.recipe.boot.boot_timeout_seconds", b.boot_timeout_seconds(), 1,
+                 spec::kMaxBootTimeoutSeconds, "seconds", " (60)");
+  }
+  if (st.ok()) {
+    st = InRange("spec.recipe.boot.test_timeout_seconds", b.test_timeout_seconds(), 1,
+                 spec::kMaxTestTimeoutSeconds, "seconds", " (300)");
+  }
+  if (st.ok() && !b.result_file().empty() && b.shared_dir().empty()) {
+    st = absl::InvalidArgumentError(
+        "spec.recipe.boot.result_file needs spec.recipe.boot.shared_dir (the directory it is "
+        "read from)");
+  }
+  return st;
+}
+
+}  // namespace
+
+absl::Status ValidateBisectSpec(const v1::BisectSpec& spec) {
+  if (spec.repo().empty()) {
+    return absl::InvalidArgumentError("spec.repo is empty: give the repository path or URL");
+  }
+  if (spec.bad().empty()) {
+    return absl::InvalidArgumentError("spec.bad is empty: give the known-bad revision (--bad)");
+  }
+  if (spec.good().empty()) {
+    return absl::InvalidArgumentError(
+        "spec.good is empty: give at least one known-good revision (--good)");
+  }
+  const v1::Recipe& r = spec.recipe();
+  if (r.has_boot()) {
+    if (absl::Status st = ValidateBoot(r.boot()); !st.ok()) return st;
+  } else if (r.test_argv().empty() || r.test_argv(0).empty()) {
+    return absl::InvalidArgumentError(
+        "spec.recipe.test_argv is empty: give the test command after `--`");
+  }
+  if (r.test_script().size() > spec::kMaxTestScriptBytes) {
+    return TooBig("spec.recipe.test_script", r.test_script().size(), spec::kMaxTestScriptBytes);
+  }
+  if (r.has_kernel()) {
+    if (r.kernel().config().size() > spec::kMaxKernelConfigBytes) {
+      return TooBig("spec.recipe.kernel.config", r.kernel().config().size(),
+                    spec::kMaxKernelConfigBytes);
+    }
+    if (r.kernel().jobs() > spec::kMaxMakeJobs) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.recipe.kernel.jobs is ",
+                                                     r.kernel().jobs(), ": give 0..",
+                                                     spec::kMaxMakeJobs, " (0: one per CPU)"));
+    }
+  }
+  if (r.timeout_seconds() > spec::kMaxStepTimeoutSeconds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.recipe.timeout_seconds is ", r.timeout_seconds(), ": give 1..",
+                     spec::kMaxStepTimeoutSeconds, " (7 days), or 0 for the default"));
+  }
+  if (spec.max_parallel() > spec::kMaxParallel) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.max_parallel is ", spec.max_parallel(),
+                                                   ": give 0..", spec::kMaxParallel,
+                                                   " (0: no limit)"));
+  }
+  if (spec.description().size() > spec::kMaxDescriptionBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.description is ",
+                                                   spec.description().size(), " bytes; at most ",
+                                                   spec::kMaxDescriptionBytes, " are allowed"));
+  }
+  for (const auto& [k, v] : spec.require()) {
+    if (!spec::ValidLabelKey(k)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.require has the key '", k,
+                       "': give keys of letters, digits, '.', '-', '_' or '/' (e.g. gpu=a100)"));
+    }
+  }
+  bool has_terms = !spec.term_old().empty() || !spec.term_new().empty();
+  if (has_terms && (!spec::ValidTerm(spec.term_old()) || !spec::ValidTerm(spec.term_new()) ||
+                    spec.term_old() == spec.term_new())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.term_old/term_new ('", spec.term_old(), "', '", spec.term_new(),
+        "') must be two different words of letters, digits, '-' or '_' (e.g. old/new)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace farm

@@ -1,0 +1,104 @@
+// BisectEngine: what a job kind decides, behind one interface.
+//
+// The dispatcher (coordinator/scheduler) owns agents, tasks, leases, retries, placement and fair
+// share; it knows no job kind. An engine owns the search: which probes (commits of the job's
+// graph) to start given what is in flight, what a verdict means, which running probes a verdict
+// made pointless, when the search is over and what it found, and how the job's bisect log and
+// report read. Today's kinds: git-exact (Frontier + PlanNext, git_engine.h) and flaky
+// (FlakyBisect, flaky_engine.h). A new kind is a new implementation plus one line in
+// engine_factory.cc; see docs/ARCHITECTURE.md "Adding a job kind".
+//
+// Thread safety: none; the coordinator calls an engine under its lock.
+#ifndef FARM_COORDINATOR_ENGINE_ENGINE_H_
+#define FARM_COORDINATOR_ENGINE_ENGINE_H_
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "coordinator/frontier/frontier.h"
+#include "coordinator/graph/commit_graph.h"
+#include "farm/v1/farm.pb.h"
+
+namespace farm {
+
+// Why a running probe is no longer worth finishing.
+enum class CancelReason {
+  kRuledOut,  // a newer verdict decided the commit's side
+  kSkipped,   // the commit was skipped meanwhile
+};
+
+// What a finished search found.
+struct EngineAnswer {
+  farm::v1::JobState state = farm::v1::RUNNING;  // FOUND or AMBIGUOUS once Done()
+  std::vector<CommitId> commits;  // FOUND: the culprit; AMBIGUOUS: the possible culprits
+  // The answer is exact in git's sense, so a merge found first-bad may be descended into.
+  bool may_descend_merges = false;
+};
+
+// Progress figures shown in a job's status.
+struct EngineProgress {
+  size_t candidates = 0;  // commits that may still be the answer
+  size_t testable = 0;    // of those, the ones worth testing
+  int rounds_left = 0;    // estimated rounds of `k` parallel probes
+};
+
+// Commit descriptions an engine may need for its texts; the caller caches them.
+class CommitTexts {
+ public:
+  virtual ~CommitTexts() = default;
+  // The commit's subject line, "" when it cannot be read.
+  virtual const std::string& Subject(CommitId id) = 0;
+  // `git show --stat --summary` of the commit, nullopt when it cannot be read.
+  virtual std::optional<std::string> Show(CommitId id) = 0;
+};
+
+// What an engine sees of its job when it writes the bisect log or the report.
+struct JobText {
+  const farm::v1::BisectSpec& spec;
+  farm::v1::JobState state;
+  const std::vector<std::string>& first_bad;  // hex, as stored
+  const std::string& error;
+  const std::string& merge_note;  // the dispatcher's note about a merge found first-bad
+  const std::vector<farm::v1::TaskSummary>& finished;
+  CommitTexts& commits;
+};
+
+class BisectEngine {
+ public:
+  virtual ~BisectEngine() = default;
+
+  // Records a verdict for a probe of `commit`. True when it was applied (it changed what the
+  // engine believes); false when the commit was already decided (the verdict is still stored).
+  virtual bool Observe(CommitId commit, Verdict verdict) = 0;
+
+  // Up to `k` commits to start now, most useful first, none of them in `in_flight` unless the
+  // engine wants repeated runs. Fewer than `k` means nothing more is worth starting until
+  // something changes. Empty once Done().
+  virtual std::vector<CommitId> Plan(size_t k, const std::vector<CommitId>& in_flight) = 0;
+
+  // Whether a running probe of `commit` should be cancelled, and why; nullopt to let it run.
+  virtual std::optional<CancelReason> ShouldCancel(CommitId commit) const = 0;
+
+  // True when the search is over; Answer() then says what it found.
+  virtual bool Done() const = 0;
+  virtual EngineAnswer Answer() const = 0;
+
+  // How sure the engine is of its answer, in [0, 1]; 0 when it does not say (git-exact).
+  virtual double Confidence() const = 0;
+
+  virtual EngineProgress Progress(size_t k) const = 0;
+
+  // Whether a verdict known for the same tree under the same recipe may stand for a run (false
+  // where every run is evidence, as in flaky mode).
+  virtual bool ReusesVerdicts() const = 0;
+
+  // The job's log (`git bisect replay` input where the kind allows it) and its report text.
+  virtual std::string BisectLog(const JobText& job) const = 0;
+  virtual std::string Report(const JobText& job) const = 0;
+};
+
+}  // namespace farm
+
+#endif  // FARM_COORDINATOR_ENGINE_ENGINE_H_

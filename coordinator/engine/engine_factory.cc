@@ -1,0 +1,36 @@
+#include "coordinator/engine/engine_factory.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "coordinator/engine/flaky_engine.h"
+#include "coordinator/engine/git_engine.h"
+
+namespace farm {
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<BisectEngine>> CreateFlakyEngine(
+    const farm::v1::BisectSpec& spec, std::shared_ptr<const CommitGraph> graph,
+    const std::vector<CommitId>& skipped) {
+  FlakyOptions fo;
+  absl::Status st = ParseFlakyFlag(spec.flaky(), fo);
+  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("spec.flaky: ", st.message()));
+  if (spec.confidence() != 0) fo.confidence = spec.confidence();
+  fo.max_probes = spec.max_runs();
+  FARM_RETURN_IF_ERROR(ValidateFlakyOptions(fo, graph.get()));
+  FARM_ASSIGN_OR_RETURN(FlakyBisect bisect, FlakyBisect::Create(graph, fo));
+  return std::make_unique<FlakyEngine>(std::move(bisect), std::move(graph), skipped,
+                                       spec.flaky().rfind("learn", 0) == 0);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BisectEngine>> CreateEngine(const farm::v1::BisectSpec& spec,
+                                                           std::shared_ptr<const CommitGraph> graph,
+                                                           const std::vector<CommitId>& skipped) {
+  // One line per job kind; the first whose spec field is set wins.
+  if (!spec.flaky().empty()) return CreateFlakyEngine(spec, std::move(graph), skipped);
+  return std::make_unique<GitEngine>(std::move(graph), skipped);
+}
+
+}  // namespace farm

@@ -1,0 +1,22 @@
+// Which engine a job gets.
+#ifndef FARM_COORDINATOR_ENGINE_ENGINE_FACTORY_H_
+#define FARM_COORDINATOR_ENGINE_ENGINE_FACTORY_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "coordinator/engine/engine.h"
+
+namespace farm {
+
+// The engine for a resolved `spec` over `graph`, with `skipped` (the spec's skip revisions found
+// in the graph) already marked. Errors: INVALID_ARGUMENT naming the spec field for options the
+// engine rejects (e.g. "spec.flaky: ...").
+absl::StatusOr<std::unique_ptr<BisectEngine>> CreateEngine(const farm::v1::BisectSpec& spec,
+                                                           std::shared_ptr<const CommitGraph> graph,
+                                                           const std::vector<CommitId>& skipped);
+
+}  // namespace farm
+
+#endif  // FARM_COORDINATOR_ENGINE_ENGINE_FACTORY_H_

@@ -1,0 +1,257 @@
+// Agent streams: connections, messages, leases, drain. The registry (agent_registry.h) holds the
+// sessions and their health; this file ties them to tasks and jobs.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/log/log.h"
+#include "coordinator/engine/report_text.h"
+#include "coordinator/scheduler/coordinator.h"
+
+namespace farm {
+
+namespace {
+
+constexpr int64_t kMaxLogBytesPerTask = 64 << 20;  // agents bound their output well below this
+
+}  // namespace
+
+absl::StatusOr<uint64_t> Coordinator::Connect(const v1::Hello& hello,
+                                              std::shared_ptr<AgentChannel> channel) {
+  const absl::Time arrived = Now();
+  if (hello.agent_id().empty()) {
+    return absl::InvalidArgumentError("hello.agent_id is empty: every agent needs a stable id");
+  }
+  if (hello.slots() == 0 || hello.slots() > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hello.slots is ", hello.slots(), ": give 1 to 1024"));
+  }
+  absl::MutexLock lock(&mu_);
+  metrics_.Arrived(Trigger::kConnect, arrived);
+  Store::Batch batch(*store_);
+  Session& session = agents_.Connect(hello, std::move(channel), Now());
+  const uint64_t sid = session.id;
+  v1::CoordinatorMessage welcome;
+  welcome.mutable_welcome()->set_heartbeat_seconds(
+      std::max<int64_t>(1, absl::ToInt64Seconds(options_.heartbeat)));
+  welcome.mutable_welcome()->set_lease_seconds(
+      std::max<int64_t>(1, absl::ToInt64Seconds(options_.lease)));
+  session.channel->Send(welcome);
+  if (session.draining) {
+    v1::CoordinatorMessage drain;
+    drain.mutable_drain();
+    session.channel->Send(drain);
+  }
+  // Re-adopt the tasks it still runs, if they are still wanted; cancel the rest.
+  for (const std::string& tid : hello.running()) {
+    auto it = tasks_.find(tid);
+    bool wanted = false;
+    if (it != tasks_.end()) {
+      Task& t = it->second;
+      Job& job = jobs_[t.job_id];
+      wanted = job.state == v1::RUNNING &&
+               (t.state == v1::TASK_RUNNING ||
+                (t.state == v1::TASK_LOST && !job.engine->ShouldCancel(t.commit)));
+      if (wanted) {
+        Session* old = agents_.Find(t.session);
+        if (old != nullptr && old->id != sid) {
+          old->tasks.erase(tid);
+          agents_.RefreshFree(*old);
+        }
+        t.session = sid;
+        t.state = v1::TASK_RUNNING;
+        t.lease_expiry = Now() + options_.lease;
+        job.running.insert(tid);
+        ++job.plan_epoch;  // in flight again: the job's plan must not start it twice
+      }
+    }
+    session.tasks.insert(tid);  // its slot is busy until the agent reports
+    if (!wanted) {
+      v1::CoordinatorMessage msg;
+      msg.mutable_cancel()->set_task_id(tid);
+      session.channel->Send(msg);
+    }
+  }
+  agents_.RefreshFree(session);
+  ScheduleLocked();
+  return sid;
+}
+
+void Coordinator::OnAgentMessage(uint64_t sid, const v1::AgentMessage& msg) {
+  const absl::Time arrived = Now();
+  absl::MutexLock lock(&mu_);
+  metrics_.Arrived(Trigger::kAgentMessage, arrived);
+  Store::Batch batch(*store_);  // a result's writes (verdict, cancellations, new tasks) commit once
+  Session* found = agents_.Find(sid);
+  if (found == nullptr || !found->connected) return;
+  Session& session = *found;
+  session.last_seen = Now();
+  auto renew = [&](const std::string& tid) -> Task* {
+    mu_.AssertHeld();
+    auto it = tasks_.find(tid);
+    if (it == tasks_.end() || it->second.session != sid) return nullptr;
+    it->second.lease_expiry = Now() + options_.lease;
+    return &it->second;
+  };
+  switch (msg.kind_case()) {
+    case v1::AgentMessage::kHeartbeat:
+      for (const std::string& tid : msg.heartbeat().running()) renew(tid);
+      break;
+    case v1::AgentMessage::kProgress:
+      if (Task* t = renew(msg.progress().task_id())) {
+        t->phase = msg.progress().phase();
+        Job& job = jobs_[t->job_id];
+        if (t->state == v1::TASK_RUNNING && job.state == v1::RUNNING) {
+          EmitLocked(job, "");
+        }
+      }
+      break;
+    case v1::AgentMessage::kLog:
+      if (Task* t = renew(msg.log().task_id())) {
+        if (t->log_bytes < kMaxLogBytesPerTask) {
+          t->log_bytes += msg.log().data().size();
+          absl::Status st = store_->AppendLog(t->id, msg.log().data());
+          if (!st.ok()) {
+            FARM_LOG(Error) << "cannot store output of " << t->id << ": " << st.message();
+          }
+        }
+      }
+      break;
+    case v1::AgentMessage::kResult:
+      OnResultLocked(session, msg.result());
+      break;
+    default:
+      break;
+  }
+}
+
+void Coordinator::Disconnect(uint64_t sid) {
+  const absl::Time arrived = Now();
+  absl::MutexLock lock(&mu_);
+  metrics_.Arrived(Trigger::kDisconnect, arrived);
+  Store::Batch batch(*store_);
+  Session* s = agents_.Find(sid);
+  if (s == nullptr) return;
+  // Its tasks keep their leases: the agent may come back with them. ExpireLeases requeues them
+  // if it does not.
+  agents_.SetDisconnected(*s);
+  if (s->tasks.empty()) agents_.sessions().erase(sid);
+  ScheduleLocked();
+}
+
+bool Coordinator::AwaitAgents(size_t n, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto enough = [this, n] {
+    mu_.AssertHeld();
+    return agents_.connected_agents() >= n;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+}
+
+std::vector<v1::AgentInfo> Coordinator::ListAgents() {
+  absl::MutexLock lock(&mu_);
+  return agents_.List(Now());
+}
+
+absl::Status Coordinator::DrainAgent(const std::string& agent_id, bool drain) {
+  absl::MutexLock lock(&mu_);
+  if (!agents_.SetDraining(agent_id, drain)) {
+    return absl::NotFoundError(absl::StrCat("no connected agent '", agent_id,
+                                            "': see `farm agents` for the connected ones"));
+  }
+  v1::CoordinatorMessage msg;
+  if (drain) {
+    msg.mutable_drain();
+  } else {
+    msg.mutable_undrain();
+  }
+  for (auto& [id, s] : agents_.sessions()) {
+    if (s.connected && s.hello.agent_id() == agent_id) s.channel->Send(msg);
+  }
+  FARM_LOG(Info) << "agent " << agent_id << (drain ? " drained" : " undrained");
+  if (!drain) ScheduleLocked();
+  return absl::OkStatus();
+}
+
+void Coordinator::ApplyRetentionLocked(absl::Time now) {
+  if (options_.retention <= absl::ZeroDuration() || now < next_retention_) return;
+  next_retention_ = now + absl::Hours(1);
+  absl::StatusOr<int> deleted =
+      store_->DeleteEndedBefore(absl::ToUnixSeconds(now - options_.retention));
+  if (!deleted.ok()) {
+    FARM_LOG(Error) << "retention: " << deleted.status().message();
+    return;
+  }
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    // Forget ended jobs loaded from an earlier run once the store no longer has them.
+    it = (it->second.state != v1::RUNNING && !it->second.engine && !store_->LoadJob(it->first).ok())
+             ? jobs_.erase(it)
+             : std::next(it);
+  }
+}
+
+void Coordinator::RequeueExpiredLocked(absl::Time now, bool& changed) {
+  for (auto& [tid, t] : tasks_) {
+    if (t.state != v1::TASK_RUNNING || t.lease_expiry > now) continue;
+    Job& job = jobs_[t.job_id];
+    t.state = v1::TASK_LOST;
+    Session* s = agents_.Find(t.session);
+    if (s != nullptr && s->connected) {
+      // Silent but connected (a stuck agent): stop the task there; its slot stays busy until the
+      // agent confirms, so it is not given a second task meanwhile.
+      v1::CoordinatorMessage msg;
+      msg.mutable_cancel()->set_task_id(t.id);
+      s->channel->Send(msg);
+      job.running.erase(t.id);
+    } else {
+      ReleaseTaskLocked(t);
+    }
+    ++metrics_.leases_expired;
+    v1::TaskSummary summary = SummaryLocked(job, t);
+    summary.set_detail(absl::StrCat("agent ", t.agent_id, " went silent for ",
+                                    absl::FormatDuration(options_.lease), "; requeued"));
+    PersistTaskLocked(job, summary, 0);
+    job.finished.push_back(summary);
+    EmitLocked(job, absl::StrCat(ShortSha(summary.commit()), ": ", summary.detail()));
+    changed = true;
+  }
+}
+
+void Coordinator::ForgetDisconnectedLocked() {
+  // Disconnected sessions: drop what they can no longer report on, then forget empty ones.
+  auto& sessions = agents_.sessions();
+  for (auto it = sessions.begin(); it != sessions.end();) {
+    Session& s = it->second;
+    if (!s.connected) {
+      for (auto t = s.tasks.begin(); t != s.tasks.end();) {
+        auto tt = tasks_.find(*t);
+        if (tt != tasks_.end() && tt->second.session == it->first &&
+            tt->second.state == v1::TASK_RUNNING) {
+          ++t;
+          continue;
+        }
+        if (tt != tasks_.end() && tt->second.session == it->first &&
+            tt->second.state == v1::TASK_CANCELLED) {
+          tasks_.erase(tt);
+        }
+        t = s.tasks.erase(t);
+      }
+    }
+    it = (!s.connected && s.tasks.empty()) ? sessions.erase(it) : std::next(it);
+  }
+}
+
+void Coordinator::ExpireLeases() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = Now();
+  metrics_.Arrived(Trigger::kLeaseCheck, now);
+  ApplyRetentionLocked(now);
+  Store::Batch batch(*store_);  // after the retention, which runs its own transaction
+  // A quarantine that ran out lets the agent work again.
+  bool changed = agents_.EndQuarantines(now);
+  RequeueExpiredLocked(now, changed);
+  ForgetDisconnectedLocked();
+  if (changed) ScheduleLocked();
+  NoteWaitingLocked(now);
+}
+
+}  // namespace farm

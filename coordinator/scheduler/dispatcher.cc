@@ -1,0 +1,293 @@
+// The dispatcher: which job's planned commit goes to which free slot. It knows no job kind: the
+// job's engine plans and decides what is pointless; the dispatcher deals slots (max-min fair
+// share), keeps each job's plan, checks eligibility (labels, failed-here) and places commits
+// near agents' worktrees.
+#include <algorithm>
+#include <functional>
+#include <queue>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "coordinator/engine/report_text.h"
+#include "coordinator/scheduler/coordinator.h"
+
+namespace farm {
+
+// The free slots of one ScheduleLocked call: one entry per free slot (an agent with two free
+// slots is there twice).
+struct Coordinator::FreeSlots {
+  std::vector<Session*> slots;
+  std::vector<bool> used;
+  size_t left = 0;
+  absl::Time now;
+  // Agents that can take work now; computed the first time a commit that failed somewhere needs
+  // it.
+  std::set<std::string> usable;
+  bool usable_known = false;
+};
+
+bool Coordinator::Eligible(const Job& job, const Session& session) {
+  for (const auto& [key, value] : job.spec.require()) {
+    auto it = session.labels.find(key);
+    if (it == session.labels.end() || it->second != value) return false;
+  }
+  return true;
+}
+
+void Coordinator::ScheduleLocked() {
+  if (stopping_ || running_jobs_.empty()) return;
+  FreeSlots free;
+  free.now = Now();
+  for (uint64_t id : agents_.free_sessions()) {
+    Session& s = *agents_.Find(id);
+    if (QuarantinedLocked(s.hello.agent_id(), free.now)) continue;
+    for (size_t i = s.tasks.size(); i < s.hello.slots(); ++i) free.slots.push_back(&s);
+  }
+  if (free.slots.empty()) return;
+  free.used.assign(free.slots.size(), false);
+  free.left = free.slots.size();
+  // Max-min fair share: each free slot goes to the job with the fewest tasks running, ties to the
+  // job after the one dealt last. A job whose verdict just came in (its tasks pruned) is served
+  // first, and no job can hold more than one slot over another's share while the other waits. A
+  // job plans only when its turn comes, and keeps its plan until a finished task changes what is
+  // worth testing: a freed slot costs at most one plan of one job, not a plan of every job.
+  using Turn = std::tuple<size_t, size_t, int64_t>;  // running tasks, rotation rank, job id
+  std::vector<Turn> turns;
+  turns.reserve(running_jobs_.size());
+  auto pivot = running_jobs_.upper_bound(dealt_last_);
+  size_t rank = 0;
+  for (auto it = pivot; it != running_jobs_.end(); ++it) {
+    turns.emplace_back(jobs_[*it].running.size(), rank++, *it);
+  }
+  for (auto it = running_jobs_.begin(); it != pivot; ++it) {
+    turns.emplace_back(jobs_[*it].running.size(), rank++, *it);
+  }
+  std::priority_queue<Turn, std::vector<Turn>, std::greater<Turn>> queue(std::greater<Turn>(),
+                                                                         std::move(turns));
+  while (free.left > 0 && !queue.empty()) {
+    auto [running, order, id] = queue.top();
+    queue.pop();
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || it->second.state != v1::RUNNING) continue;
+    size_t share = (free.left + queue.size()) / (queue.size() + 1);
+    if (DealOneLocked(it->second, free, std::max<size_t>(1, share))) {
+      dealt_last_ = id;
+      queue.emplace(it->second.running.size(), order, id);
+    }
+  }
+}
+
+int Coordinator::PickSlotLocked(Job& job, FreeSlots& free, CommitId c) {
+  // A commit that failed infrastructure-wise on an agent goes to another agent when one is free;
+  // only when every usable agent has failed it does it go back to one of them (so a lone agent
+  // still reaches the attempt limit).
+  const std::set<std::string>* failed = nullptr;
+  if (auto f = job.infra_agents.find(c); f != job.infra_agents.end()) failed = &f->second;
+  bool everyone_failed = false;
+  if (failed != nullptr) {
+    if (!free.usable_known) {
+      free.usable_known = true;
+      for (auto& [id, s] : agents_.sessions()) {
+        if (s.connected && !s.draining && !QuarantinedLocked(s.hello.agent_id(), free.now) &&
+            Eligible(job, s)) {
+          free.usable.insert(s.hello.agent_id());
+        }
+      }
+    }
+    everyone_failed =
+        std::includes(failed->begin(), failed->end(), free.usable.begin(), free.usable.end());
+  }
+  const bool any_requirement = !job.spec.require().empty();
+  std::vector<size_t> eligible;
+  for (size_t i = 0; i < free.slots.size(); ++i) {
+    if (free.used[i]) continue;
+    if (failed && !everyone_failed && failed->count(free.slots[i]->hello.agent_id())) continue;
+    if (any_requirement && !Eligible(job, *free.slots[i])) continue;
+    eligible.push_back(i);
+  }
+  if (eligible.size() <= 1 || !job.move_cost) {
+    return eligible.empty() ? -1 : static_cast<int>(eligible[0]);
+  }
+  // Cost-aware placement: the agent whose worktree is nearest (fewest files to change, so the
+  // cheapest incremental build); an agent that last tested another job starts afresh.
+  int best = -1;
+  double best_cost = 0;
+  double fresh_cost = -1;
+  for (size_t i : eligible) {
+    Session* s = free.slots[i];
+    double cost = 0;
+    if (s->last_job == job.id && s->last_commit) {
+      cost = job.move_cost(s->last_commit, c);
+    } else {
+      if (fresh_cost < 0) fresh_cost = job.move_cost(std::nullopt, c);
+      cost = fresh_cost;
+    }
+    if (best < 0 || cost < best_cost) {
+      best = static_cast<int>(i);
+      best_cost = cost;
+      if (cost == 0) break;
+    }
+  }
+  return best;
+}
+
+bool Coordinator::DealOneLocked(Job& job, FreeSlots& free, size_t share) {
+  const size_t cap = job.spec.max_parallel();
+  while (job.state == v1::RUNNING && job.engine) {
+    if (cap > 0 && job.running.size() >= cap) return false;
+    if (job.plan_key != job.PlanKey()) {
+      job.plan.clear();
+      job.plan_exhausted = false;
+      job.plan_key = job.PlanKey();
+    }
+    if (job.plan.empty()) {
+      if (job.plan_exhausted) return false;
+      // Ask for a few more than the share, so that a commit some agent cannot take (it failed
+      // there) leaves room for the next one.
+      size_t want = share + std::min<size_t>(job.infra_agents.size(), share);
+      if (cap > 0) want = std::min(want, cap - job.running.size());
+      std::vector<CommitId> in_flight;
+      for (const std::string& tid : job.running) {
+        if (auto t = tasks_.find(tid); t != tasks_.end()) in_flight.push_back(t->second.commit);
+      }
+      job.plan = job.engine->Plan(want, in_flight);
+      if (job.plan.size() > want) job.plan.resize(want);
+      job.plan_exhausted = job.plan.size() < want;
+      if (job.plan.empty()) return false;
+    }
+    bool reused = false;
+    for (size_t i = 0; i < job.plan.size(); ++i) {
+      CommitId c = job.plan[i];
+      if (job.engine->ReusesVerdicts() && ReuseLocked(job, c)) {
+        reused = true;  // the engine's state moved: plan again
+        break;
+      }
+      int slot = PickSlotLocked(job, free, c);
+      if (slot < 0) continue;
+      job.plan.erase(job.plan.begin() + i);
+      free.used[slot] = true;
+      --free.left;
+      StartTaskLocked(job, c, *free.slots[slot]);
+      return true;
+    }
+    if (!reused) return false;  // no free slot can take any planned commit
+  }
+  return false;
+}
+
+bool Coordinator::ReuseLocked(Job& job, CommitId commit) {
+  if (job.spec.no_reuse()) return false;
+  const std::string& tree = JobTree(job, commit);
+  if (tree.empty()) return false;
+  absl::StatusOr<std::optional<Store::TreeVerdict>> known =
+      store_->GetTreeVerdict(tree, job.recipe_digest);
+  if (!known.ok() || !known->has_value()) return false;
+  v1::TaskSummary s;
+  s.set_task_id(absl::StrCat(job.id, ".", ++job.task_counter));
+  s.set_commit(job.graph->Hex(commit));
+  s.set_subject(JobSubject(job, commit));
+  s.set_agent("reused");
+  s.set_state(v1::TASK_DONE);
+  s.set_verdict((*known)->verdict);
+  s.set_reused(true);
+  s.set_reused_from((*known)->task_id);
+  s.set_detail(absl::StrCat("same tree as task ", (*known)->task_id));
+  ++metrics_.reused;
+  bool applied = job.engine->Observe(commit, VerdictFromProto(s.verdict()));
+  s.set_applied(applied);
+  PersistTaskLocked(job, s, ++job.verdict_seq);
+  job.finished.push_back(s);
+  EmitLocked(job, absl::StrCat(ShortSha(s.commit()), " reused verdict of task ", s.reused_from(),
+                               " (same tree, same recipe)"));
+  PruneLocked(job);
+  CheckDoneLocked(job);
+  return true;
+}
+
+void Coordinator::StartTaskLocked(Job& job, CommitId commit, Session& session) {
+  std::string id = absl::StrCat(job.id, ".", ++job.task_counter);
+  Task& t = tasks_[id];
+  t.id = id;
+  t.job_id = job.id;
+  t.commit = commit;
+  t.session = session.id;
+  t.agent_id = session.hello.agent_id();
+  t.started = Now();
+  t.lease_expiry = t.started + options_.lease;
+  session.tasks.insert(id);
+  agents_.RefreshFree(session);
+  session.last_job = job.id;
+  session.last_commit = commit;
+  job.running.insert(id);
+  PersistTaskLocked(job, SummaryLocked(job, t), 0);
+
+  v1::CoordinatorMessage msg;
+  v1::Assign* a = msg.mutable_assign();
+  a->set_task_id(id);
+  a->set_job_id(absl::StrCat(job.id));
+  a->set_repo(job.spec.repo());
+  a->set_commit(job.graph->Hex(commit));
+  *a->mutable_recipe() = job.spec.recipe();
+  session.channel->Send(msg);
+  metrics_.Assigned(Now());
+  EmitLocked(job, absl::StrCat("testing ", ShortSha(job.graph->Hex(commit)), " on ", t.agent_id));
+}
+
+void Coordinator::PruneLocked(Job& job) {
+  std::vector<std::string> ids(job.running.begin(), job.running.end());
+  // One event for all of them: a verdict can rule out a hundred speculative tasks at once.
+  std::vector<std::string> ruled_out;
+  for (const std::string& id : ids) {
+    Task& t = tasks_[id];
+    std::optional<CancelReason> why = job.engine->ShouldCancel(t.commit);
+    if (!why) continue;
+    if (*why == CancelReason::kRuledOut) {
+      CancelTaskLocked(t, "a newer verdict ruled this commit out", /*emit=*/false);
+      ruled_out.push_back(ShortSha(job.graph->Hex(t.commit)));
+    } else {
+      CancelTaskLocked(t, "this commit was skipped");
+    }
+  }
+  if (ruled_out.size() == 1) {
+    EmitLocked(job,
+               absl::StrCat("cancelled ", ruled_out[0], ": a newer verdict ruled this commit out"));
+  } else if (ruled_out.size() > 1) {
+    size_t shown = std::min<size_t>(ruled_out.size(), 8);
+    EmitLocked(job, absl::StrCat("cancelled ", ruled_out.size(), " tasks (",
+                                 absl::StrJoin(ruled_out.begin(), ruled_out.begin() + shown, " "),
+                                 shown < ruled_out.size() ? " ..." : "",
+                                 "): a newer verdict ruled these commits out"));
+  }
+}
+
+void Coordinator::CancelTaskLocked(Task& task, const std::string& why, bool emit) {
+  Job& job = jobs_[task.job_id];
+  Session* s = agents_.Find(task.session);
+  if (s != nullptr && s->connected) {
+    v1::CoordinatorMessage msg;
+    msg.mutable_cancel()->set_task_id(task.id);
+    s->channel->Send(msg);
+  }
+  task.state = v1::TASK_CANCELLED;
+  ++metrics_.cancelled;
+  v1::TaskSummary summary = SummaryLocked(job, task);
+  summary.set_detail(why);
+  PersistTaskLocked(job, summary, 0);
+  job.finished.push_back(summary);
+  // The slot stays taken until the agent confirms the process group is gone.
+  job.running.erase(task.id);
+  if (emit) {
+    EmitLocked(job, absl::StrCat("cancelled ", ShortSha(job.graph->Hex(task.commit)), ": ", why));
+  }
+}
+
+void Coordinator::ReleaseTaskLocked(Task& task) {
+  if (Session* s = agents_.Find(task.session)) {
+    s->tasks.erase(task.id);
+    agents_.RefreshFree(*s);
+  }
+  jobs_[task.job_id].running.erase(task.id);
+}
+
+}  // namespace farm
