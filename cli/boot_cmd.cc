@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -14,9 +15,10 @@
 #include "absl/time/clock.h"
 #include "agent/boot/boot_verdict.h"
 #include "agent/boot/initramfs.h"
+#include "agent/boot/kvm_probe_memory.h"
 #include "agent/boot/modules.h"
 #include "agent/boot/qemu_boot.h"
-#include "agent/runner/task_control.h"
+#include "common/task_control/task_control.h"
 #include "common/signals.h"
 #include "common/spec/spec.h"
 
@@ -202,6 +204,13 @@ int RunBoot(const BootFlags& f) {
   HandleTerminationSignals([](int) { control->Cancel(); });
 
   boot::BootRequest req;
+  // A KVM probe that failed in an earlier run is not repeated (boot::RememberKvmProbe).
+  const std::string probe_file = work_dir + "/kvm-probe";
+  const bool auto_accel = f.accel.empty() || f.accel == "auto";
+  const std::string probe_key = auto_accel ? boot::KvmProbeKey() : "";
+  std::optional<std::string> recalled;
+  if (auto_accel) recalled = boot::RecallFailedKvmProbe(probe_file, probe_key);
+  if (recalled) req.accel = "tcg";
   req.kernel = f.kernel;
   req.initramfs = *initramfs;
   req.spec = spec;
@@ -213,6 +222,14 @@ int RunBoot(const BootFlags& f) {
   };
   boot::BootResult r = boot::Boot(req);
   if (console != stdout) std::fclose(console);
+  if (auto_accel && !recalled && r.accel == "tcg") {
+    // Boot probed (once per process): the same answer again, at no cost.
+    if (absl::Status st = boot::RememberKvmProbe(probe_file, probe_key, boot::ProbeKvm(f.kernel));
+        !st.ok()) {
+      std::fprintf(stderr, "farm boot: %s (the next run probes KVM again)\n",
+                   std::string(st.message()).c_str());
+    }
+  }
   boot::BootVerdict v = boot::DecideVerdict(r, spec);
 
   std::string word;
@@ -245,6 +262,10 @@ int RunBoot(const BootFlags& f) {
   }
   if (!r.accel_note.empty() && r.accel == "tcg") {
     std::printf("  accel: tcg (%s)\n", r.accel_note.c_str());
+  } else if (recalled) {
+    std::printf("  accel: tcg (KVM not usable: %s; remembered in %s until the host reboots or "
+                "qemu changes)\n",
+                recalled->c_str(), probe_file.c_str());
   }
   if (!r.detail.empty() && code != kExitGood) {
     std::printf("  detail:\n");

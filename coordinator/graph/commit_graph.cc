@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -13,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/log/log.h"
 #include "coordinator/graph/commit_graph_file.h"
 
 namespace farm {
@@ -55,7 +55,7 @@ struct OdbObjectFree {
 };
 
 [[noreturn]] void Die(const char* what) {
-  std::fprintf(stderr, "CommitGraph::FromParents: %s\n", what);
+  FARM_LOG(Error) << "CommitGraph::FromParents: " << what;
   std::abort();
 }
 
@@ -140,6 +140,107 @@ absl::Status ReadParents(git_odb* odb, const git_oid& oid, std::vector<git_oid>&
   return absl::OkStatus();
 }
 
+// Reads the parents of commits without keeping them. libgit2 caches every commit object it
+// reads in the reading odb's cache (up to GIT_OPT_SET_CACHE_MAX_SIZE, 256 MB by default), so a
+// whole big history read through the repository's odb would fill it; this reads through a
+// private odb on the same objects directory and reopens it every kReopenEvery commits, which
+// drops the cache (the packs themselves are shared by libgit2, not reloaded).
+class CommitReader {
+ public:
+  explicit CommitReader(git_repository* repo) : repo_(repo) {}
+
+  absl::Status Read(const git_oid& oid, std::vector<git_oid>& parents) {
+    if (odb_ == nullptr || (private_ && reads_ % kReopenEvery == 0)) {
+      if (absl::Status st = Open(); !st.ok()) return st;
+    }
+    ++reads_;
+    return ReadParents(odb_.get(), oid, parents);
+  }
+
+ private:
+  static constexpr size_t kReopenEvery = 65536;
+
+  absl::Status Open() {
+    odb_.reset();
+    git_odb* raw = nullptr;
+    const char* common = git_repository_commondir(repo_);
+    if (common != nullptr && git_odb_open(&raw, absl::StrCat(common, "/objects").c_str()) == 0) {
+      private_ = true;
+    } else if (int rc = git_repository_odb(&raw, repo_); rc < 0) {
+      return GitError(rc, "cannot open the object database");
+    }
+    odb_.reset(raw);
+    return absl::OkStatus();
+  }
+
+  git_repository* repo_;
+  std::unique_ptr<git_odb, OdbFree> odb_;
+  bool private_ = false;  // false: the repository's own odb, kept
+  size_t reads_ = 0;
+};
+
+// Commits read from the object database, numbered 0, 1, ... in reading order, with an index by
+// object id. Flat arrays, about 60 bytes a commit with its parents and its index slot, because
+// without a commit-graph file every commit of the history comes through here (a node per commit
+// with a vector of parents and a string-keyed map cost 3-4 times that).
+class LooseCommits {
+ public:
+  size_t size() const { return oids_.size(); }
+  const git_oid& oid(uint32_t i) const { return oids_[i]; }
+  uint8_t& mark(uint32_t i) { return marks_[i]; }
+  size_t parent_count(uint32_t i) const { return begin_[i + 1] - begin_[i]; }
+  // Returned by value: Add may move the array.
+  git_oid parent(uint32_t i, size_t k) const { return parents_[begin_[i] + k]; }
+
+  std::optional<uint32_t> Find(const git_oid& oid) const {
+    if (slots_.empty()) return std::nullopt;
+    for (size_t at = Hash(oid) & (slots_.size() - 1);; at = (at + 1) & (slots_.size() - 1)) {
+      const uint32_t i = slots_[at];
+      if (i == kEmpty) return std::nullopt;
+      if (git_oid_equal(&oids_[i], &oid)) return i;
+    }
+  }
+
+  // Adds a commit that Find does not know; false if the arrays would overflow their indices.
+  bool Add(const git_oid& oid, const std::vector<git_oid>& parents) {
+    if (oids_.size() >= UINT32_MAX / 4 || parents_.size() + parents.size() >= UINT32_MAX) {
+      return false;
+    }
+    if (2 * (oids_.size() + 1) > slots_.size()) Rehash(std::max<size_t>(1024, 2 * slots_.size()));
+    const uint32_t i = static_cast<uint32_t>(oids_.size());
+    oids_.push_back(oid);
+    marks_.push_back(0);
+    parents_.insert(parents_.end(), parents.begin(), parents.end());
+    begin_.push_back(static_cast<uint32_t>(parents_.size()));
+    Insert(i);
+    return true;
+  }
+
+ private:
+  static constexpr uint32_t kEmpty = UINT32_MAX;
+  // Object ids are uniformly distributed: their first bytes are a hash already.
+  static size_t Hash(const git_oid& oid) {
+    uint32_t h;
+    std::memcpy(&h, oid.id, sizeof h);
+    return h;
+  }
+  void Insert(uint32_t i) {
+    size_t at = Hash(oids_[i]) & (slots_.size() - 1);
+    while (slots_[at] != kEmpty) at = (at + 1) & (slots_.size() - 1);
+    slots_[at] = i;
+  }
+  void Rehash(size_t capacity) {
+    slots_.assign(capacity, kEmpty);
+    for (uint32_t i = 0; i < oids_.size(); ++i) Insert(i);
+  }
+
+  std::vector<git_oid> oids_;
+  std::vector<uint8_t> marks_;
+  std::vector<uint32_t> begin_{0};  // parents of i: parents_[begin_[i], begin_[i + 1])
+  std::vector<git_oid> parents_;
+  std::vector<uint32_t> slots_;  // open addressing, at most half full
+};
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const CommitGraph>> CommitGraph::Load(
@@ -157,11 +258,14 @@ absl::StatusOr<std::shared_ptr<const CommitGraph>> CommitGraph::Load(
     const char* common = git_repository_commondir(repo);
     absl::StatusOr<std::unique_ptr<CommitGraphFile>> file =
         CommitGraphFile::Open(absl::StrCat(common != nullptr ? common : "", "/objects"));
-    // A missing or unreadable file only costs speed: fall back to the revision walk.
     if (file.ok()) {
       info->used_commit_graph_file = true;
       return LoadWithFile(repo, **file, bad, good, first_parent, info);
     }
+    // A missing or unreadable file only costs speed: every commit is read from the objects by
+    // the same walk, which holds ~60 bytes a commit; libgit2's revision walk held ~640 (and its
+    // object cache up to 256 MB more) on a 1M-commit history.
+    return LoadWithFile(repo, *CommitGraphFile::Empty(), bad, good, first_parent, info);
   }
   return LoadWithRevwalk(repo, bad, good, first_parent, info);
 }
@@ -171,36 +275,22 @@ absl::StatusOr<std::shared_ptr<const CommitGraph>> CommitGraph::LoadWithFile(
     const std::vector<git_oid>& good, bool first_parent, GraphLoadInfo* info) {
   // Nodes: [0, F) are the file's positions, F + i the i-th commit read from the objects.
   const uint32_t f = file.size();
-  git_odb* raw_odb = nullptr;
-  if (int rc = git_repository_odb(&raw_odb, repo); rc < 0) {
-    return GitError(rc, "cannot open the object database");
-  }
-  std::unique_ptr<git_odb, OdbFree> odb(raw_odb);
+  CommitReader reader(repo);
   constexpr uint8_t kHidden = 1, kOnStack = 2, kDone = 4;
   std::vector<uint8_t> file_mark(f, 0);
-  struct Loose {
-    git_oid oid;
-    std::vector<git_oid> parents;
-    uint8_t mark = 0;
-  };
-  std::vector<Loose> loose;
-  absl::flat_hash_map<std::string, uint32_t> loose_index;
+  LooseCommits loose;
+  std::vector<git_oid> read_parents;
   auto mark = [&](uint32_t node) -> uint8_t& {
-    return node < f ? file_mark[node] : loose[node - f].mark;
+    return node < f ? file_mark[node] : loose.mark(node - f);
   };
   auto node_of = [&](const git_oid& oid) -> absl::StatusOr<uint32_t> {
     if (std::optional<uint32_t> pos = file.Find(oid)) return *pos;
-    const std::string key(reinterpret_cast<const char*>(oid.id), GIT_OID_RAWSZ);
-    auto it = loose_index.find(key);
-    if (it != loose_index.end()) return f + it->second;
-    Loose l;
-    l.oid = oid;
-    if (absl::Status st = ReadParents(odb.get(), oid, l.parents); !st.ok()) return st;
+    if (std::optional<uint32_t> i = loose.Find(oid)) return f + *i;
+    if (absl::Status st = reader.Read(oid, read_parents); !st.ok()) return st;
     ++info->commits_from_objects;
-    if (f + loose.size() >= UINT32_MAX - 1)
+    if (f + loose.size() >= UINT32_MAX - 1 || !loose.Add(oid, read_parents)) {
       return absl::ResourceExhaustedError("history too large");
-    loose.push_back(std::move(l));
-    loose_index.emplace(key, static_cast<uint32_t>(loose.size() - 1));
+    }
     return f + static_cast<uint32_t>(loose.size() - 1);
   };
   auto parents_of = [&](uint32_t node, bool first_only,
@@ -210,9 +300,9 @@ absl::StatusOr<std::shared_ptr<const CommitGraph>> CommitGraph::LoadWithFile(
       file.Parents(node, first_only, out);
       return absl::OkStatus();
     }
-    const size_t count = loose[node - f].parents.size();
+    const size_t count = loose.parent_count(node - f);
     for (size_t k = 0; k < count && !(first_only && k > 0); ++k) {
-      const git_oid parent = loose[node - f].parents[k];  // node_of may grow `loose`
+      const git_oid parent = loose.parent(node - f, k);  // node_of may grow `loose`
       absl::StatusOr<uint32_t> p = node_of(parent);
       if (!p.ok()) return p.status();
       out.push_back(*p);
@@ -352,7 +442,7 @@ absl::StatusOr<std::shared_ptr<const CommitGraph>> CommitGraph::LoadWithFile(
   for (size_t i = 0; i < n; ++i) {
     const uint32_t node = order[i];
     all_in_file = all_in_file && node < f;
-    graph->oids_[i] = node < f ? file.Oid(node) : loose[node - f].oid;
+    graph->oids_[i] = node < f ? file.Oid(node) : loose.oid(node - f);
     if (absl::Status s = parents_of(node, first_parent, parents); !s.ok()) return s;
     for (uint32_t p : parents) {
       const CommitId id = id_slot(p);

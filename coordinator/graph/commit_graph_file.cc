@@ -35,6 +35,10 @@ CommitGraphFile::~CommitGraphFile() {
   }
 }
 
+std::unique_ptr<CommitGraphFile> CommitGraphFile::Empty() {
+  return std::unique_ptr<CommitGraphFile>(new CommitGraphFile());
+}
+
 absl::StatusOr<std::unique_ptr<CommitGraphFile>> CommitGraphFile::Open(
     const std::string& objects_dir) {
   std::unique_ptr<CommitGraphFile> file(new CommitGraphFile());

@@ -28,6 +28,10 @@ class CommitGraphFile {
   // version, hash, chunk table or parent positions); INTERNAL for I/O errors.
   static absl::StatusOr<std::unique_ptr<CommitGraphFile>> Open(const std::string& objects_dir);
 
+  // A file with no commits, for reading every commit from the object database through the same
+  // code (CommitGraph::Load without a commit-graph file).
+  static std::unique_ptr<CommitGraphFile> Empty();
+
   ~CommitGraphFile();
   CommitGraphFile(const CommitGraphFile&) = delete;
   CommitGraphFile& operator=(const CommitGraphFile&) = delete;

@@ -48,6 +48,29 @@ inline constexpr int kPlanNodeBudget = 256;
 // the same lock they use for Frontier::Apply.
 Plan PlanNext(const Frontier& frontier, const PlanRequest& req);
 
+// Plans the next tests for `frontier` by k-section: the commits to start now are chosen so that,
+// together with the in_flight commits that still matter, the k = in_flight + free_slots probes
+// split the candidates into k + 1 parts of (as nearly as the history allows) equal weight, so
+// that one round of k tests leaves about N / (k + 1) candidates whatever the culprit is.
+//
+// Method: a probe p with weight w splits the state into "p bad" (w candidates) and "p good"
+// (N - w); given m probes to place in a state, the first is the p and the share a of the other
+// m - 1 that go to its bad side minimising w^2 / (a + 1) + (N - w)^2 / (m - a) (the expected
+// candidates left if each side is then split evenly), and the two sides are planned the same
+// way, recursively, with their exact weights (a good side recomputes them). Running commits are
+// placed first (the one nearest the state's middle splits it) and the free slots go to the sides
+// where they reduce that cost most. So on a linear history with no running commits it starts
+// the k commits at weights N/(k+1), 2N/(k+1), ...; with one slot it is git's midpoint
+// (BestMidpoint, ties to the smallest object id). When a verdict arrives mid-round, calling it
+// again with what is still running re-plans the rest around those commits.
+//
+// Same contract for start and cancel as PlanNext (distinct, never running, bad or skipped; at
+// most free_slots, fewer only when fewer testable commits are left). Which commits are probed
+// never changes the answer: the Frontier applies each verdict exactly as git would.
+// Cost: two Frontier copies and one weight pass per probe placed or running, i.e.
+// O((in_flight + free_slots) * size()). Thread safety: as PlanNext.
+Plan PlanKSection(const Frontier& frontier, const PlanRequest& req);
+
 // Estimated test rounds left with k parallel agents (k = 0 counts as 1): the smallest r with
 // (k + 1)^r >= num_testable() + 1, since each round of k well-placed tests splits the remaining
 // possibilities into k + 1 parts. 0 when Done(). Skips can make the real number larger.

@@ -58,13 +58,15 @@ TEST(Spec, SameBadSpecSameMessageThroughCliJobFileAndGrpc) {
   }
   for (BadSpec& c : cases) {
     SCOPED_TRACE(c.what);
-    // The CLI refuses before sending: exit 2, and the coordinator has no job.
-    CommandResult cli = Sh(absl::StrCat(Farm(), " submit --coordinator ", farm.listen(), " --repo ",
-                                        Quote(repo.path), " --good ", repo.root, " --bad ",
-                                        repo.bad, " ", c.cli_args, " -- true"));
+    // The CLI refuses before sending: it is pointed at a port nobody listens on, so a spec it
+    // sent would fail as "unreachable" (exit 5), not as a bad spec (exit 2).
+    CommandResult cli = Sh(absl::StrCat(Farm(), " submit --coordinator 127.0.0.1:", FreePort(),
+                                        " --repo ", Quote(repo.path), " --good ", repo.root,
+                                        " --bad ", repo.bad, " ", c.cli_args, " -- true"));
     EXPECT_EQ(cli.exit_code, 2) << cli.output;
-    std::string cli_message(absl::StripAsciiWhitespace(cli.output));
-    EXPECT_TRUE(absl::ConsumePrefix(&cli_message, "farm: ")) << cli.output;
+    absl::string_view cli_text = absl::StripAsciiWhitespace(cli.output);
+    EXPECT_TRUE(absl::ConsumePrefix(&cli_text, "farm: ")) << cli.output;
+    const std::string cli_message(cli_text);
 
     std::string yaml = absl::StrCat("repo: ", repo.path, "\ngood: ", repo.root, "\nbad: ", repo.bad,
                                     "\ntest: \"true\"\n", c.yaml);
@@ -88,7 +90,7 @@ TEST(Spec, SameBadSpecSameMessageThroughCliJobFileAndGrpc) {
     EXPECT_EQ(jobfile_message, cli_message);
     EXPECT_EQ(st.error_message(), cli_message);
   }
-  // Nothing was stored: the CLI sent nothing, the coordinator refused the rest.
+  // Nothing was stored: the coordinator refused every direct submission.
   CommandResult status = Sh(absl::StrCat(Farm(), " status --coordinator ", farm.listen()));
   EXPECT_EQ(status.exit_code, 0) << status.output;
   EXPECT_FALSE(absl::StrContains(status.output, "running")) << status.output;

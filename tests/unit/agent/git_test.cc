@@ -3,6 +3,9 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -300,6 +303,47 @@ TEST_F(GitTest, RepoCacheMirrorsAndFetchesMissingCommits) {
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(missing.status().message(), HasSubstr(url));
+}
+
+// The raw bytes of every commit-graph file of the repository at git_dir (one file or a chain).
+std::string CommitGraphBytes(const std::string& git_dir) {
+  std::string bytes;
+  std::vector<std::string> files = {git_dir + "/objects/info/commit-graph"};
+  const std::string chain_dir = git_dir + "/objects/info/commit-graphs";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(chain_dir, ec)) {
+    files.push_back(e.path().string());
+  }
+  for (const std::string& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    bytes.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return bytes;
+}
+
+// A mirror gets git's commit-graph file when it is cloned and again when it is fetched, so that
+// CommitGraph::Load reads no commit object.
+TEST_F(GitTest, RepoCacheMirrorsCarryACommitGraphOfEveryCommit) {
+  TestRepo origin("origin");
+  origin.Write("a", "1");
+  const std::string c1 = origin.Commit("one");
+  RepoCache cache(FreshTempDir("cache"));
+  const std::string url = "file://" + origin.path();
+  auto path = cache.Prepare(url, c1);
+  ASSERT_TRUE(path.ok()) << path.status();
+  auto raw = [](const std::string& hex) {
+    const git_oid oid = Oid(hex);
+    return std::string(reinterpret_cast<const char*>(oid.id), GIT_OID_RAWSZ);
+  };
+  EXPECT_NE(CommitGraphBytes(*path).find(raw(c1)), std::string::npos) << "after the clone";
+
+  origin.Write("a", "2");
+  const std::string c2 = origin.Commit("two");
+  ASSERT_TRUE(cache.Prepare(url, c2).ok());
+  const std::string after_fetch = CommitGraphBytes(*path);
+  EXPECT_NE(after_fetch.find(raw(c2)), std::string::npos) << "after the fetch";
+  EXPECT_NE(after_fetch.find(raw(c1)), std::string::npos) << "after the fetch";
+  RunGit(*path, {"commit-graph", "verify"});  // fails the test unless git accepts the files
 }
 
 TEST_F(GitTest, RepoCacheCloneFailureNamesTheUrl) {

@@ -1,6 +1,6 @@
 // CommitGraph::Load on real repositories built with git fast-import, read by a libgit2 revision
-// walk and from git's commit-graph files (one file, a split chain, a file that lacks the newer
-// commits).
+// walk, from git's commit-graph files (one file, a split chain, a file that lacks the newer
+// commits) and, without a file, straight from the object database.
 #include "coordinator/graph/commit_graph.h"
 
 #include <git2.h>
@@ -88,8 +88,12 @@ class CommitGraphLoadTest : public ::testing::TestWithParam<Mode> {
     std::vector<git_oid> good_oids;
     for (uint32_t g : goods) good_oids.push_back(OidFromHex(shas_[g]));
     GraphLoadInfo info;
+    GraphLoadOptions options;
+    // Without a file the objects are read directly (CommitGraphObjectsTest); this mode is the
+    // revision walk that grafts, replace refs and shallow clones still use.
+    options.use_commit_graph_file = GetParam() != Mode::kRevwalk;
     absl::StatusOr<std::shared_ptr<const CommitGraph>> graph = CommitGraph::Load(
-        repo_, OidFromHex(shas_[bad]), good_oids, first_parent, GraphLoadOptions(), &info);
+        repo_, OidFromHex(shas_[bad]), good_oids, first_parent, options, &info);
     EXPECT_TRUE(graph.ok()) << graph.status();
     EXPECT_EQ(info.used_commit_graph_file, GetParam() != Mode::kRevwalk);
     last_info_ = info;
@@ -254,6 +258,85 @@ TEST_P(CommitGraphLoadTest, EightyThousandCommits) {
   for (CommitId id = 0; id < graph->size(); ++id) {
     for (CommitId p : graph->parents(id)) ASSERT_LT(p, id);
   }
+}
+
+// Without a commit-graph file every commit is read from the object database: the same range,
+// parents and ancestry answers as the revision walk and the model, and libgit2's object cache
+// is left as it was (the revision walk leaves every commit of the range in it).
+TEST(CommitGraphObjectsTest, MatchesTheRevisionWalkAndLeavesNoCache) {
+  git_libgit2_init();
+  bisect_testing::IsolateGitConfig();
+  if (!bisect_testing::GitAvailable()) {
+    git_libgit2_shutdown();
+    GTEST_SKIP() << "git is not installed";
+  }
+  std::mt19937_64 rng(31);
+  const Dag dag = bisect_testing::RandomHistory(rng, 3000);
+  const auto anc = bisect_testing::AncestorSets(dag);
+  const std::string dir = absl::StrCat(::testing::TempDir(), "commit_graph_objects_", getpid());
+  bisect_testing::Sh("rm -rf " + bisect_testing::Quote(dir));
+  absl::StatusOr<std::vector<std::string>> shas = bisect_testing::CreateRepository(dir, dag);
+  ASSERT_TRUE(shas.ok()) << shas.status();
+  git_repository* repo = nullptr;
+  ASSERT_EQ(git_repository_open(&repo, dir.c_str()), 0);
+  auto cached = [] {
+    ssize_t current = 0, allowed = 0;
+    git_libgit2_opts(GIT_OPT_GET_CACHED_MEMORY, &current, &allowed);
+    return current;
+  };
+  const uint32_t bad = static_cast<uint32_t>(dag.size() - 1);
+  for (int round = 0; round < 6; ++round) {
+    std::vector<uint32_t> goods;
+    for (int g = 0; g < 1 + round % 3; ++g) {
+      goods.push_back(std::uniform_int_distribution<uint32_t>(0, bad - 1)(rng));
+    }
+    std::vector<git_oid> good_oids;
+    for (uint32_t g : goods) good_oids.push_back(OidFromHex((*shas)[g]));
+    const bool first_parent = round % 2 == 1;
+    SCOPED_TRACE(absl::StrCat("round ", round, first_parent ? ", --first-parent" : ""));
+
+    const ssize_t before = cached();
+    GraphLoadInfo info;
+    absl::StatusOr<std::shared_ptr<const CommitGraph>> direct = CommitGraph::Load(
+        repo, OidFromHex((*shas)[bad]), good_oids, first_parent, GraphLoadOptions(), &info);
+    ASSERT_TRUE(direct.ok()) << direct.status();
+    const ssize_t after_direct = cached();
+    EXPECT_FALSE(info.used_commit_graph_file);
+    EXPECT_GE(info.commits_from_objects, (*direct)->size());
+    ASSERT_EQ(info.good_is_ancestor.size(), goods.size());
+    for (size_t g = 0; g < goods.size(); ++g) {
+      EXPECT_EQ(info.good_is_ancestor[g], static_cast<bool>(anc[bad][goods[g]])) << goods[g];
+    }
+    EXPECT_LE(after_direct, before + 4096) << "commits left in libgit2's object cache";
+
+    GraphLoadOptions walk_options;
+    walk_options.use_commit_graph_file = false;
+    absl::StatusOr<std::shared_ptr<const CommitGraph>> walked = CommitGraph::Load(
+        repo, OidFromHex((*shas)[bad]), good_oids, first_parent, walk_options, nullptr);
+    ASSERT_TRUE(walked.ok()) << walked.status();
+    if (round == 0) {
+      std::printf("%zu commits: object cache +%zd bytes after the direct read, +%zd after the "
+                  "revision walk\n",
+                  (*direct)->size(), after_direct - before, cached() - after_direct);
+    }
+    const CommitGraph& a = **direct;
+    const CommitGraph& b = **walked;
+    ASSERT_EQ(a.size(), b.size());
+    for (CommitId id = 0; id < a.size(); ++id) {
+      std::optional<CommitId> same = b.Find(a.oid(id));
+      ASSERT_TRUE(same.has_value()) << a.Hex(id);
+      std::vector<std::string> pa, pb;
+      for (CommitId p : a.parents(id)) pa.push_back(a.Hex(p));
+      for (CommitId p : b.parents(*same)) pb.push_back(b.Hex(p));
+      ASSERT_EQ(pa, pb) << a.Hex(id);
+    }
+    if (a.size() > 0) {
+      EXPECT_EQ(a.Hex(a.bad()), (*shas)[bad]);
+    }
+  }
+  git_repository_free(repo);
+  bisect_testing::Sh("rm -rf " + bisect_testing::Quote(dir));
+  git_libgit2_shutdown();
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, CommitGraphLoadTest,
