@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "agent/boot/qemu_boot.h"
 #include "agent/link/agent.h"
+#include "cli/exit_codes.h"
 #include "common/log/log.h"
 #include "common/signals.h"
 #include "common/spec/spec.h"
@@ -48,7 +49,12 @@ int main(int argc, char** argv) {
             absl::StatusOr<farm::log::Level> level = farm::log::ParseLevel(text);
             return level.ok() ? std::string() : std::string(level.status().message());
           });
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11's own codes (e.g. 104 for a bad number) are not in the farm's table.
+    return app.exit(e) == 0 ? 0 : farm::kExitBadInput;
+  }
   farm::log::SetProgramName("farm-agent");
   if (log_level_flag->count() > 0) farm::log::SetLevel(*farm::log::ParseLevel(log_level));
   for (const std::string& label : labels) {
@@ -56,7 +62,7 @@ int main(int argc, char** argv) {
     absl::Status st = farm::spec::ParseLabel(label, "--label", &key, &value);
     if (!st.ok()) {
       FARM_LOG(Error) << st.message();
-      return 2;
+      return farm::kExitBadInput;
     }
     opts.labels[key] = value;
   }
@@ -80,7 +86,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<farm::Agent>> agent = farm::Agent::Create(opts);
   if (!agent.ok()) {
     FARM_LOG(Error) << agent.status().message();
-    return 2;
+    return farm::kExitBadInput;
   }
   agent_ptr = agent->get();
   stop_target.store(agent_ptr);

@@ -1,13 +1,7 @@
 // The `farm` command: local bisects with an embedded coordinator and agents, and a client for a
-// remote coordinator (submit, watch, cancel, status, log, agents).
+// remote coordinator (submit, watch, cancel, status, log, agents, drain).
 //
-// Exit codes of `farm bisect` and `farm watch` (documented in README.md):
-//   0  the first bad commit was found
-//   1  the bisect failed (e.g. every attempt at a commit hit an infrastructure error)
-//   2  bad input: the message says what was wrong and what to do
-//   3  only skipped commits are left: the report lists every possible first bad commit
-//   4  the bisect was cancelled
-//   5  the coordinator could not be reached
+// Exit codes: cli/exit_codes.h (one table for farm, farm-agent and farm-coordinator).
 #ifndef FARM_CLI_CLI_H_
 #define FARM_CLI_CLI_H_
 

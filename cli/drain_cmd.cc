@@ -1,44 +1,34 @@
-#include "cli/drain_cmd.h"
-
+// farm drain AGENT / farm undrain AGENT: stop giving an agent new tasks (its running ones
+// finish), or give it tasks again. Exit codes: 0 done; 2 no connected agent has that id (the
+// message says how to list them); 5 the coordinator is unreachable.
 #include <cstdio>
 
-#include "CLI/CLI.hpp"
-#include "cli/exit_codes.h"
+#include "cli/commands.h"
+#include "cli/render.h"
 
 namespace farm {
 
-bool DrainCommands::parsed() const { return drain->parsed() || undrain->parsed(); }
+bool DrainCommand::parsed() const { return drain->parsed() || undrain->parsed(); }
 
-void AddDrainCommands(CLI::App& app, DrainCommands& d, std::string& coordinator) {
-  d.drain =
+void AddDrainCommands(CLI::App& app, DrainCommand& cmd, ClientFlags& client) {
+  cmd.drain =
       app.add_subcommand("drain", "let an agent finish its running tasks and give it no new ones");
-  d.undrain = app.add_subcommand("undrain", "give a drained agent tasks again");
-  for (CLI::App* cmd : {d.drain, d.undrain}) {
-    cmd->add_option("agent", d.agent_id, "agent id (see `farm agents`)")->required();
-    cmd->add_option("--coordinator", coordinator, "coordinator address (env FARM_COORDINATOR)");
+  cmd.undrain = app.add_subcommand("undrain", "give a drained agent tasks again");
+  for (CLI::App* sub : {cmd.drain, cmd.undrain}) {
+    sub->add_option("agent", cmd.agent_id, "agent id (see `farm agents`)")->required();
+    AddCoordinatorFlag(sub, client);
   }
 }
 
-int RunDrain(v1::Farm::StubInterface* stub, const DrainCommands& d) {
-  v1::DrainAgentRequest req;
-  req.set_agent_id(d.agent_id);
-  req.set_undrain(d.undrain->parsed());
-  v1::DrainAgentResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  grpc::Status st = stub->DrainAgent(&ctx, req, &resp);
-  if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
-      st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    std::fprintf(stderr, "farm: the coordinator is unreachable: %s\n", st.error_message().c_str());
-    return kExitUnreachable;
-  }
-  if (!st.ok()) {
-    std::fprintf(stderr, "farm: %s\n", st.error_message().c_str());
-    return kExitBadInput;
-  }
-  std::printf("%s: %s, %d task(s) running\n", resp.agent().agent_id().c_str(),
-              resp.agent().draining() ? "draining (no new tasks)" : "taking tasks",
-              resp.agent().running_tasks_size());
+int RunDrain(const DrainCommand& cmd, const ClientFlags& client) {
+  absl::StatusOr<Connection> c = Connect(client, nullptr);
+  if (!c.ok()) return Fail(c.status());
+  absl::StatusOr<farm::v1::AgentInfo> agent =
+      c->client->DrainAgent(cmd.agent_id, cmd.undrain->parsed());
+  if (!agent.ok()) return Fail(agent.status());
+  std::printf("%s: %s, %d task(s) running\n", Printable(agent->agent_id()).c_str(),
+              agent->draining() ? "draining (no new tasks)" : "taking tasks",
+              agent->running_tasks_size());
   return 0;
 }
 

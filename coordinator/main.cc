@@ -1,8 +1,6 @@
 // farm-coordinator: owns jobs, the frontier, scheduling and the store; serves Farm and AgentLink.
 //
-// Exit codes: 0 stopped by SIGINT/SIGTERM; 1 another failure; 2 bad usage or input (flags, TLS
-// files, tokens); 3 the address cannot be bound (the port is in use); 4 another coordinator holds
-// the database; 5 the database is damaged or truncated. Each failure's message names its cause.
+// Exit codes: cli/exit_codes.h (the farm's one table). Each failure's message names its cause.
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -13,6 +11,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cli/exit_codes.h"
 #include "common/log/log.h"
 #include "common/rpc/credentials.h"
 #include "common/signals.h"
@@ -21,11 +20,11 @@
 
 namespace {
 
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitAddressInUse = 3;
-constexpr int kExitDatabaseInUse = 4;
-constexpr int kExitDatabaseDamaged = 5;
+using farm::kExitAddressInUse;
+using farm::kExitDatabaseDamaged;
+using farm::kExitDatabaseInUse;
+using farm::kExitFailed;
+constexpr int kExitUsage = farm::kExitBadInput;
 
 int ExitCodeFor(const absl::Status& st) {
   switch (st.code()) {
@@ -84,7 +83,12 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level,
                  "lowest level logged: debug, info, warning, error or off (default: info, or "
                  "FARM_LOG_LEVEL)");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11's own codes (e.g. 104 for a bad number) are not in the farm's table.
+    return app.exit(e) == 0 ? 0 : farm::kExitBadInput;
+  }
   if (!log_level.empty()) {
     absl::StatusOr<farm::log::Level> level = farm::log::ParseLevel(log_level);
     if (!level.ok()) {
@@ -111,6 +115,10 @@ int main(int argc, char** argv) {
     }
   }
   if (!tokens_file.empty()) {
+    std::string warning = farm::PermissionWarning(tokens_file);
+    if (!warning.empty()) {
+      FARM_LOG(Warning) << warning;
+    }
     absl::StatusOr<std::set<std::string>> tokens = farm::ReadTokens(tokens_file);
     if (!tokens.ok()) {
       FARM_LOG(Error) << tokens.status().message();

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <memory>
@@ -11,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
@@ -202,6 +204,14 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
   if (t.empty())
     return absl::InvalidArgumentError(absl::StrCat("token file '", path, "' is empty"));
   return t;
+}
+
+std::string PermissionWarning(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || (st.st_mode & 077) == 0) return "";
+  return absl::StrFormat(
+      "%s is accessible by others (mode %04o): it holds a secret; run `chmod 600 %s`", path,
+      st.st_mode & 07777, path);
 }
 
 }  // namespace farm

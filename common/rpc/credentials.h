@@ -45,6 +45,11 @@ absl::StatusOr<std::set<std::string>> ReadTokens(const std::string& path);
 // Reads a file holding one token (surrounding white space removed).
 absl::StatusOr<std::string> ReadToken(const std::string& path);
 
+// What ssh says of a private key that others may read: a warning when users other than the owner
+// of the file at `path` (a token or tokens file) may read or write it, naming its mode and the
+// chmod that fixes it; empty when they may not, or when the file cannot be examined.
+std::string PermissionWarning(const std::string& path);
+
 // A short fingerprint of a secret, safe to log.
 std::string Fingerprint(const std::string& secret);
 

@@ -1,0 +1,276 @@
+#include "cli/bisect_spec.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/jobfile/jobfile.h"
+#include "common/spec/spec.h"
+#include "common/status_macros.h"
+
+namespace farm {
+
+namespace v1 = farm::v1;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Checks the test command the way a user expects: it exists and is executable. A script given
+// by path is shipped with the job so that every agent, on any host, runs the same script.
+absl::Status ResolveTestCommand(const std::vector<std::string>& command, v1::Recipe* recipe) {
+  if (command.empty()) {
+    return absl::InvalidArgumentError(
+        "no test command: give it after `--`, e.g. farm bisect --good v1 --bad main -- ./test.sh");
+  }
+  for (const std::string& a : command) recipe->add_test_argv(a);
+  const std::string& prog = command[0];
+  if (prog.find('/') == std::string::npos) {
+    // A command from PATH (e.g. `make check`, `sh -c ...`).
+    const char* path = std::getenv("PATH");
+    for (absl::string_view dir : absl::StrSplit(path ? path : "/usr/bin:/bin", ':')) {
+      std::string cand = absl::StrCat(dir.empty() ? "." : dir, "/", prog);
+      if (access(cand.c_str(), X_OK) == 0) return absl::OkStatus();
+    }
+    std::string hint = access(prog.c_str(), F_OK) == 0 ? absl::StrCat(" (there is a file './", prog,
+                                                                      "' here: use ./", prog, ")")
+                                                       : "";
+    return absl::InvalidArgumentError(
+        absl::StrCat("test command '", prog, "' is not found in PATH", hint));
+  }
+  struct stat st;
+  if (stat(prog.c_str(), &st) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "test command '", prog, "' does not exist (paths are relative to the current directory, ",
+        fs::current_path().string(), ")"));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("test command '", prog, "' is not a file"));
+  }
+  if (access(prog.c_str(), X_OK) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("test command '", prog, "' is not executable: run `chmod +x ", prog, "`"));
+  }
+  if (static_cast<uint64_t>(st.st_size) > spec::kMaxTestScriptBytes) {
+    // Shipping is what makes remote agents run the same bytes: a test too large to ship is
+    // refused rather than run from a path that only this machine has.
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "test command '%s' is %.1f MiB; a test given by path is shipped with the job and may be "
+        "at most %d MiB: install it on every agent and name it without a path (found through "
+        "PATH), or keep it in the repository and run it from the worktree, e.g. -- sh -c "
+        "./tests/check.sh",
+        prog, st.st_size / 1048576.0, static_cast<int>(spec::kMaxTestScriptBytes >> 20)));
+  }
+  std::ifstream f(prog, std::ios::binary);
+  std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (!f.good() && !f.eof()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read the test command '", prog, "'"));
+  }
+  recipe->set_test_script(content);
+  return absl::OkStatus();
+}
+
+// git's rules for --term-old/--term-new (builtin/bisect.c, check_term_format): a subcommand of
+// git bisect cannot be a term, and "bad"/"new" and "good"/"old" keep their meaning.
+absl::Status CheckTerm(const std::string& term, bool is_new) {
+  static const char* const kCommands[] = {"help", "start",  "skip", "next", "reset", "visualize",
+                                          "view", "replay", "log",  "run",  "terms"};
+  for (const char* c : kCommands) {
+    if (term == c) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("can't use the builtin command '", term,
+                       "' as a term (as git bisect refuses it): choose another word"));
+    }
+  }
+  bool means_new = term == "bad" || term == "new";
+  bool means_old = term == "good" || term == "old";
+  if ((means_new && !is_new) || (means_old && is_new)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "can't change the meaning of term '", term, "' (as git bisect refuses it): --term-old ",
+        "names the state before the change (e.g. fast), --term-new the state after (e.g. slow)"));
+  }
+  return absl::OkStatus();
+}
+
+// Flag combinations the coordinator would accept but not do what the user meant.
+absl::Status CheckSpec(const v1::BisectSpec& spec) {
+  if (!spec.term_old().empty()) FARM_RETURN_IF_ERROR(CheckTerm(spec.term_old(), false));
+  if (!spec.term_new().empty()) FARM_RETURN_IF_ERROR(CheckTerm(spec.term_new(), true));
+  if (spec.flaky().empty() && (spec.confidence() > 0 || spec.max_runs() > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        spec.confidence() > 0 ? "--confidence" : "--max-runs",
+        " only applies to flaky mode: add --flaky FP,FF (e.g. 0.3,0) or --flaky learn, or drop "
+        "it"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
+  cmd->add_option("--repo", f.repo, "git repository (path; a URL with --coordinator)")
+      ->capture_default_str();
+  cmd->add_option("--good,--old", f.good, "known-good revision (repeatable)")->take_all();
+  cmd->add_option("--bad,--new", f.bad, "known-bad revision");
+  cmd->add_option("--skip", f.skip, "revision known to be untestable (repeatable)");
+  cmd->add_flag("--first-parent", f.first_parent, "follow only the first parent of merges");
+  cmd->add_option("--build", f.build,
+                  "build command run with sh -c in the worktree before the test; "
+                  "a failed build makes the commit a skip");
+  cmd->add_option("--timeout", f.timeout, "seconds per build and per test (default 3600)")
+      ->check(CLI::Range(1, 7 * 86400));
+  cmd->add_option("--term-old", f.term_old, "word for good commits, e.g. old or fast");
+  cmd->add_option("--term-new", f.term_new, "word for bad commits, e.g. new or slow");
+  cmd->add_option("--max-parallel", f.max_parallel, "at most this many tasks at once")
+      ->check(CLI::Range(0, 100000));
+  cmd->add_option("--log", f.log_file, "write the bisect log (git bisect replay format) here");
+  cmd->add_option("--description", f.description, "free text shown in listings");
+  cmd->add_option("--flaky", f.flaky,
+                  "the test is flaky: FP,FF false-pass/false-fail rates (e.g. 0.3,0), or learn; "
+                  "bisect on a Bayesian posterior and repeat where it pays");
+  cmd->add_option("--confidence", f.confidence, "flaky mode: stop at this confidence (0.95)")
+      ->check(CLI::Range(0.5, 0.999999));
+  cmd->add_option("--max-runs", f.max_runs, "flaky mode: give up after this many runs")
+      ->check(CLI::Range(0, 100000));
+  cmd->add_flag("--descend", f.descend,
+                "when the first bad commit is a merge, bisect the branch it merged");
+  cmd->add_flag("--no-reuse", f.no_reuse,
+                "retest commits whose tree was already tested under the same recipe");
+  cmd->add_option("--require", f.require,
+                  "KEY=VALUE an agent must have (its --label, or a capability such as "
+                  "accel=kvm); repeatable");
+  cmd->add_option("--job", f.job_file,
+                  "a job file (YAML, docs/jobfile.md) describing everything the flags do");
+  AddKernelFlags(cmd, f.kernel);
+  cmd->add_option("command", f.command, "the test command and its arguments (after --)");
+}
+
+absl::Status CheckWritable(const std::string& path, const std::string& flag) {
+  bool existed = access(path.c_str(), F_OK) == 0;
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": cannot write there (",
+                                                   std::strerror(errno),
+                                                   "): give a path in a writable directory"));
+  }
+  close(fd);
+  if (!existed) unlink(path.c_str());
+  return absl::OkStatus();
+}
+
+namespace {
+
+// The spec of the flags (or of the job file), before the labels and the schema's check.
+absl::StatusOr<v1::BisectSpec> BuildSpec(BisectFlags f, bool repo_must_be_local) {
+  v1::BisectSpec spec;
+  if (!f.job_file.empty()) {
+    // A job file (docs/jobfile.md) describes the whole job; flags may not also describe it.
+    if (!f.good.empty() || !f.bad.empty() || !f.command.empty() || f.kernel.any()) {
+      return absl::InvalidArgumentError(
+          "--job describes the whole job: give --good/--bad/--kernel/the test in the file, not "
+          "as flags too");
+    }
+    absl::StatusOr<v1::BisectSpec> loaded = LoadJobFile(f.job_file);
+    if (!loaded.ok()) return loaded.status();
+    if (!loaded->repo().empty() && loaded->repo().find("://") == std::string::npos &&
+        !fs::exists(loaded->repo())) {
+      return absl::NotFoundError(
+          absl::StrCat(f.job_file, ": repo: '", loaded->repo(), "' does not exist"));
+    }
+    FARM_RETURN_IF_ERROR(CheckSpec(*loaded));
+    return *loaded;
+  }
+  if (!f.kernel.kernels.empty()) {
+    // Prebuilt images: bisect a repository with one commit per image, made here.
+    if (!f.good.empty() || !f.bad.empty()) {
+      return absl::InvalidArgumentError(
+          "--kernels replaces --good/--bad: the first image is the good one, the last the bad");
+    }
+    const char* cache = std::getenv("XDG_CACHE_HOME");
+    const char* home = std::getenv("HOME");
+    std::string base = cache ? cache : home ? absl::StrCat(home, "/.cache") : "/tmp";
+    std::string key;
+    for (const auto& k : f.kernel.kernels) absl::StrAppend(&key, fs::absolute(k).string(), "\n");
+    std::string dir =
+        absl::StrFormat("%s/farm/kernel-lists/%016x.git", base, std::hash<std::string>{}(key));
+    absl::StatusOr<KernelListRepo> list = MakeKernelListRepo(f.kernel.kernels, dir);
+    if (!list.ok()) return list.status();
+    f.repo = list->path;
+    f.good = {list->first};
+    f.bad = list->last;
+  }
+  bool looks_remote = f.repo.find("://") != std::string::npos;
+  if (!looks_remote || repo_must_be_local) {
+    if (!fs::exists(f.repo)) {
+      return absl::NotFoundError(absl::StrCat("repository path '", f.repo, "' does not exist"));
+    }
+    spec.set_repo(fs::absolute(f.repo).lexically_normal().string());
+    if (spec.repo().size() > 1 && spec.repo().back() == '/') spec.mutable_repo()->pop_back();
+  } else {
+    spec.set_repo(f.repo);
+  }
+  if (f.bad.empty()) return absl::InvalidArgumentError("--bad is required: the known-bad revision");
+  if (f.good.empty()) {
+    return absl::InvalidArgumentError("--good is required: at least one known-good revision");
+  }
+  for (const auto& g : f.good) spec.add_good(g);
+  spec.set_bad(f.bad);
+  for (const auto& s : f.skip) spec.add_skip(s);
+  spec.set_first_parent(f.first_parent);
+  spec.set_term_old(f.term_old);
+  spec.set_term_new(f.term_new);
+  spec.set_max_parallel(f.max_parallel);
+  spec.set_description(f.description);
+  spec.set_descend(f.descend);
+  spec.set_no_reuse(f.no_reuse);
+  spec.set_flaky(f.flaky);
+  spec.set_confidence(f.confidence);
+  spec.set_max_runs(f.max_runs);
+  FARM_RETURN_IF_ERROR(CheckSpec(spec));
+  v1::Recipe* r = spec.mutable_recipe();
+  r->set_build_command(f.build);
+  r->set_timeout_seconds(f.timeout);
+  if (f.kernel.any()) {
+    if (!f.command.empty()) {
+      return absl::InvalidArgumentError(
+          "a kernel bisect runs its test inside the booted kernel: give it with --test FILE, "
+          "not after --");
+    }
+    FARM_RETURN_IF_ERROR(ApplyKernelFlags(f.kernel, r));
+    return spec;
+  }
+  if (!f.kernel.test.empty()) {
+    return absl::InvalidArgumentError(
+        "--test is the payload of a kernel bisect: add --kernel (or --kernels), or give a host "
+        "test command after --");
+  }
+  FARM_RETURN_IF_ERROR(ResolveTestCommand(f.command, r));
+  return spec;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::BisectSpec> MakeSpec(const BisectFlags& f, bool repo_must_be_local) {
+  FARM_ASSIGN_OR_RETURN(v1::BisectSpec spec, BuildSpec(f, repo_must_be_local));
+  for (const std::string& r : f.require) {
+    // The key's syntax is the schema's to judge (below), in the words every entry point uses.
+    size_t eq = r.find('=');
+    if (eq == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--require '", r, "': expected KEY=VALUE (e.g. gpu=a100)"));
+    }
+    (*spec.mutable_require())[r.substr(0, eq)] = r.substr(eq + 1);
+  }
+  FARM_RETURN_IF_ERROR(ValidateBisectSpec(spec));
+  return spec;
+}
+
+}  // namespace farm

@@ -1,0 +1,60 @@
+// The flags of `farm bisect` and `farm submit`, and the BisectSpec they make: everything the
+// client checks before a job is sent (the test command exists and is executable, a script fits
+// the job, the terms are usable, flaky-only flags come with --flaky, the log can be written).
+#ifndef FARM_CLI_BISECT_SPEC_H_
+#define FARM_CLI_BISECT_SPEC_H_
+
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cli/kernel_flags.h"
+#include "farm/v1/farm.pb.h"
+
+namespace farm {
+
+// What the user typed for a bisect.
+struct BisectFlags {
+  std::string repo = ".";
+  std::vector<std::string> good;
+  std::string bad;
+  std::vector<std::string> skip;
+  bool first_parent = false;
+  std::string build;
+  int timeout = 0;
+  std::string term_old, term_new;
+  int agents = 0;
+  int max_parallel = 0;
+  std::string log_file;
+  std::string workdir;
+  std::string description;
+  bool descend = false;
+  bool no_reuse = false;
+  std::string flaky;
+  double confidence = 0;
+  int max_runs = 0;
+  std::string job_file;
+  std::vector<std::string> require;  // KEY=VALUE labels an agent must have
+  KernelFlags kernel;
+  std::vector<std::string> command;
+};
+
+// Declares the flags shared by `farm bisect` and `farm submit` on `cmd`, bound to `f`.
+void AddBisectFlags(CLI::App* cmd, BisectFlags& f);
+
+// The job `f` describes, checked as far as the client can, and against the request schema
+// (common/spec: the same words the coordinator and a job file would use). A repository path is made
+// absolute; with `repo_must_be_local` it must be an existing path even if it looks like a URL. A
+// test script given by path is read and carried in the spec. Errors (INVALID_ARGUMENT, NOT_FOUND)
+// say what was wrong and what to do.
+absl::StatusOr<farm::v1::BisectSpec> MakeSpec(const BisectFlags& f, bool repo_must_be_local);
+
+// OK when `path` can be written (created if missing, then removed again), so that a bisect log
+// is not found unwritable only at the end. INVALID_ARGUMENT names the path and the reason.
+absl::Status CheckWritable(const std::string& path, const std::string& flag);
+
+}  // namespace farm
+
+#endif  // FARM_CLI_BISECT_SPEC_H_

@@ -1,0 +1,177 @@
+#include "cli/client.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "cli/exit_codes.h"
+#include "common/rpc/channel.h"
+#include "common/rpc/grpc_status.h"
+
+namespace farm {
+
+namespace v1 = farm::v1;
+
+namespace {
+
+absl::Status FromRpc(const grpc::Status& st) {
+  if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                        absl::StrCat("the coordinator is unreachable: ", st.error_message()));
+  }
+  return FromGrpcStatus(st);
+}
+
+}  // namespace
+
+FarmClient::FarmClient(const std::string& address, std::shared_ptr<grpc::ChannelCredentials> creds,
+                       absl::Duration retry_for)
+    : address_(address),
+      retry_for_(retry_for),
+      stub_(v1::Farm::NewStub(MakeCoordinatorChannel(address, std::move(creds)))) {}
+
+absl::Status FarmClient::Call(absl::Duration timeout,
+                              const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+  return FromRpc(CallWithRetry(
+      [&] {
+        grpc::ClientContext ctx;
+        SetDeadline(ctx, timeout);
+        return call(&ctx);
+      },
+      retry_for_));
+}
+
+absl::StatusOr<v1::SubmitBisectResponse> FarmClient::Submit(const v1::BisectSpec& spec) {
+  v1::SubmitBisectRequest req;
+  *req.mutable_spec() = spec;
+  v1::SubmitBisectResponse resp;
+  // Submission loads the repository's graph: a large one takes a while.
+  absl::Status st = Call(absl::Minutes(10), [&](grpc::ClientContext* ctx) {
+    return stub_->SubmitBisect(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<v1::JobStatus> FarmClient::GetJob(const std::string& job_id) {
+  v1::GetJobRequest req;
+  req.set_job_id(job_id);
+  v1::JobStatus resp;
+  absl::Status st = Call(absl::Seconds(30),
+                         [&](grpc::ClientContext* ctx) { return stub_->GetJob(ctx, req, &resp); });
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<std::vector<v1::JobStatus>> FarmClient::ListJobs() {
+  v1::ListJobsRequest req;
+  v1::ListJobsResponse resp;
+  absl::Status st = Call(absl::Seconds(30), [&](grpc::ClientContext* ctx) {
+    return stub_->ListJobs(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return std::vector<v1::JobStatus>(resp.jobs().begin(), resp.jobs().end());
+}
+
+absl::StatusOr<v1::JobStatus> FarmClient::Cancel(const std::string& job_id) {
+  v1::CancelJobRequest req;
+  req.set_job_id(job_id);
+  v1::CancelJobResponse resp;
+  // CancelJob is idempotent: retrying it is safe.
+  absl::Status st = Call(absl::Seconds(30), [&](grpc::ClientContext* ctx) {
+    return stub_->CancelJob(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp.status();
+}
+
+absl::StatusOr<std::vector<v1::AgentInfo>> FarmClient::ListAgents() {
+  v1::ListAgentsRequest req;
+  v1::ListAgentsResponse resp;
+  absl::Status st = Call(absl::Seconds(30), [&](grpc::ClientContext* ctx) {
+    return stub_->ListAgents(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return std::vector<v1::AgentInfo>(resp.agents().begin(), resp.agents().end());
+}
+
+absl::StatusOr<std::vector<v1::TaskLog>> FarmClient::GetTaskLog(const std::string& job_id,
+                                                                const std::string& commit) {
+  v1::GetTaskLogRequest req;
+  req.set_job_id(job_id);
+  req.set_commit(commit);
+  v1::GetTaskLogResponse resp;
+  absl::Status st = Call(absl::Seconds(60), [&](grpc::ClientContext* ctx) {
+    return stub_->GetTaskLog(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return std::vector<v1::TaskLog>(resp.logs().begin(), resp.logs().end());
+}
+
+absl::StatusOr<v1::AgentInfo> FarmClient::DrainAgent(const std::string& agent_id, bool undrain) {
+  v1::DrainAgentRequest req;
+  req.set_agent_id(agent_id);
+  req.set_undrain(undrain);
+  v1::DrainAgentResponse resp;
+  // DrainAgent is idempotent: retrying it is safe.
+  absl::Status st = Call(absl::Seconds(30), [&](grpc::ClientContext* ctx) {
+    return stub_->DrainAgent(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp.agent();
+}
+
+absl::StatusOr<v1::JobStatus> FarmClient::WatchUntilDone(const std::string& first_job_id,
+                                                         const WatchCallbacks& callbacks) {
+  std::string job_id = first_job_id;
+  absl::Duration backoff = absl::Milliseconds(100);
+  bool lost = false;
+  while (true) {
+    grpc::ClientContext ctx;
+    v1::WatchJobRequest req;
+    req.set_job_id(job_id);
+    std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader = stub_->WatchJob(&ctx, req);
+    v1::JobEvent ev;
+    bool got = false;
+    bool follow = false;
+    while (reader->Read(&ev)) {
+      got = true;
+      if (lost) {
+        lost = false;
+        if (callbacks.on_connection) callbacks.on_connection(false, job_id, "");
+      }
+      if (callbacks.on_event) callbacks.on_event(ev);
+      if (ev.status().state() == v1::RUNNING) continue;
+      ctx.TryCancel();
+      reader->Finish().IgnoreError();
+      if (ev.status().descended_job().empty()) return ev.status();
+      // --descend: this job's report, then the branch's bisect.
+      if (callbacks.on_descend) callbacks.on_descend(ev.status(), ev.status().descended_job());
+      job_id = ev.status().descended_job();
+      follow = true;
+      break;
+    }
+    if (follow) continue;
+    grpc::Status st = reader->Finish();
+    if (st.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        st.error_code() != grpc::StatusCode::CANCELLED && !st.ok()) {
+      return FromRpc(st);
+    }
+    if (got) backoff = absl::Milliseconds(100);
+    if (!lost) {
+      lost = true;
+      if (callbacks.on_connection) callbacks.on_connection(true, job_id, st.error_message());
+    }
+    // Backoff before reconnecting to an unreachable coordinator, not a synchronisation.
+    std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff));
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+}
+
+int ExitCodeForError(const absl::Status& error) {
+  if (absl::IsUnavailable(error) || absl::IsDeadlineExceeded(error)) return kExitUnreachable;
+  return kExitBadInput;
+}
+
+}  // namespace farm
