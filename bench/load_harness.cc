@@ -995,8 +995,7 @@ absl::StatusOr<LoadReport> Harness::Run() {
             "[%6.1fs] submitted %zu, ended %d; assigns %lld, results %lld, cancels %lld; "
             "coordinator cpu %.1fs rss %lld MB",
             Ms(Clock::now() - load_start) / 1000, nw, ended,
-            static_cast<long long>(report_.assigns),
-            static_cast<long long>(report_.results_sent),
+            static_cast<long long>(report_.assigns), static_cast<long long>(report_.results_sent),
             static_cast<long long>(report_.cancel_confirmations),
             p.user_s + p.sys_s - before.user_s - before.sys_s,
             static_cast<long long>(p.rss_kb / 1024));

@@ -86,8 +86,8 @@ struct LoadReport {
   uint64_t coordinator_assigns = 0;
   double coordinator_assign_p50_ms = 0, coordinator_assign_p99_ms = 0,
          coordinator_assign_mean_ms = 0;
-  Latency submit;            // SubmitBisect round trip
-  Latency job_elapsed;       // each bisect, submitted to ended (JobStatus.elapsed_seconds)
+  Latency submit;       // SubmitBisect round trip
+  Latency job_elapsed;  // each bisect, submitted to ended (JobStatus.elapsed_seconds)
   // Median time to end of the bisects submitted first (lower half of job ids) and last: far
   // apart when the scheduler serves jobs in id order instead of sharing the agents.
   double first_half_median_s = 0, second_half_median_s = 0;

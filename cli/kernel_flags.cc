@@ -85,13 +85,13 @@ absl::Status ApplyKernelFlags(const KernelFlags& f, v1::Recipe* recipe) {
         "inside the booted kernel");
   }
   if (f.kernel && !f.kernels.empty()) {
-    return absl::InvalidArgumentError("give --kernel (build at each commit) or --kernels "
-                                      "(prebuilt images), not both");
+    return absl::InvalidArgumentError(
+        "give --kernel (build at each commit) or --kernels "
+        "(prebuilt images), not both");
   }
   if (f.kernel) {
     v1::KernelBuild* k = recipe->mutable_kernel();
-    FARM_RETURN_IF_ERROR(
-        ParseKernelConfigFlag(f.config.empty() ? "tinyconfig" : f.config, k));
+    FARM_RETURN_IF_ERROR(ParseKernelConfigFlag(f.config.empty() ? "tinyconfig" : f.config, k));
     k->set_modules(f.modules);
     k->set_ccache_remote_storage(f.ccache_remote);
     k->set_jobs(f.jobs);
@@ -113,13 +113,13 @@ absl::Status ApplyKernelFlags(const KernelFlags& f, v1::Recipe* recipe) {
   }
   if (!f.share.empty()) {
     if (!fs::is_directory(f.share)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--share '", f.share, "' is not a directory"));
+      return absl::InvalidArgumentError(absl::StrCat("--share '", f.share, "' is not a directory"));
     }
     b->set_shared_dir(fs::absolute(f.share).string());
   }
   if (!f.result_file.empty() && f.share.empty()) {
-    return absl::InvalidArgumentError("--result-file needs --share (the directory it is read from)");
+    return absl::InvalidArgumentError(
+        "--result-file needs --share (the directory it is read from)");
   }
   b->set_result_file(f.result_file);
   b->set_boot_timeout_seconds(f.boot_timeout);
@@ -182,8 +182,8 @@ absl::StatusOr<KernelListRepo> MakeKernelListRepo(const std::vector<std::string>
     git_oid commit;
     std::string msg = absl::StrCat(fs::path(images[i]).filename().string(), "\n\n", name, "\n");
     if (!rc) {
-      rc = git_commit_create(&commit, repo.get(), "refs/heads/main", sig, sig, nullptr,
-                             msg.c_str(), t, has_parent ? 1 : 0, parents);
+      rc = git_commit_create(&commit, repo.get(), "refs/heads/main", sig, sig, nullptr, msg.c_str(),
+                             t, has_parent ? 1 : 0, parents);
     }
     git_tree_free(t);
     git_commit_free(p);

@@ -12,13 +12,13 @@
 namespace farm {
 
 struct KernelFlags {
-  bool kernel = false;                 // build a kernel at each commit and boot it
-  std::vector<std::string> kernels;    // or: bisect these prebuilt images, oldest (good) first
-  std::string config;                  // FILE, or TARGET[+FRAGMENT...]
+  bool kernel = false;               // build a kernel at each commit and boot it
+  std::vector<std::string> kernels;  // or: bisect these prebuilt images, oldest (good) first
+  std::string config;                // FILE, or TARGET[+FRAGMENT...]
   bool modules = false;
   std::string ccache_remote;
   int jobs = 0;
-  std::string test;                    // the payload: a shell script, a C file or a static binary
+  std::string test;  // the payload: a shell script, a C file or a static binary
   std::string append;
   std::vector<std::string> qemu_args;
   int memory_mb = 0;
@@ -28,7 +28,7 @@ struct KernelFlags {
   std::string result_file;
   int boot_timeout = 0;
   int test_timeout = 0;
-  std::vector<std::string> bad_on;     // panic, oops, bug, hang, no_init
+  std::vector<std::string> bad_on;  // panic, oops, bug, hang, no_init
   std::string accel;
   bool no_pvh = false;
   bool any() const { return kernel || !kernels.empty(); }

@@ -9,10 +9,10 @@
 #define FARM_CONCAT_(a, b) FARM_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function when `expr` (an absl::Status) is not OK.
-#define FARM_RETURN_IF_ERROR(expr)                   \
-  do {                                               \
-    ::absl::Status farm_status_ = (expr);            \
-    if (!farm_status_.ok()) return farm_status_;     \
+#define FARM_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status farm_status_ = (expr);        \
+    if (!farm_status_.ok()) return farm_status_; \
   } while (0)
 
 // FARM_ASSIGN_OR_RETURN(auto x, MakeX()); declares/assigns x or returns the error.

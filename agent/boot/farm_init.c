@@ -153,7 +153,8 @@ static void LoopbackUp(void) {
   strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
   if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
     ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) Say("farm-init: cannot bring lo up: %s", strerror(errno));
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0)
+      Say("farm-init: cannot bring lo up: %s", strerror(errno));
   }
   close(s);
 }

@@ -328,11 +328,11 @@ absl::StatusOr<std::string> BuildInitramfs(const v1::BootSpec& spec, const std::
   // no copy of the test, init and busybox, no hash of megabytes).
   const v1::BootSpec::PayloadKind kind = ResolvePayloadKind(spec);
   absl::StatusOr<std::string> busybox = FindBusybox(options);
-  std::string inputs = absl::StrCat(text::Av(kFormatVersion), "|init ",
-                                    text::Av(FarmInitBinaryDigest()), "|gz ", options.compress,
-                                    "|busybox ", FileIdentity(busybox.ok() ? *busybox : ""));
-  absl::StrAppend(&inputs, "|kind ", static_cast<int>(kind), "|timeout ", TestTimeoutSeconds(spec), "|share ",
-                  !spec.shared_dir().empty(), "|result ", spec.result_file());
+  std::string inputs =
+      absl::StrCat(text::Av(kFormatVersion), "|init ", text::Av(FarmInitBinaryDigest()), "|gz ",
+                   options.compress, "|busybox ", FileIdentity(busybox.ok() ? *busybox : ""));
+  absl::StrAppend(&inputs, "|kind ", static_cast<int>(kind), "|timeout ", TestTimeoutSeconds(spec),
+                  "|share ", !spec.shared_dir().empty(), "|result ", spec.result_file());
   for (const std::string& m : options.modules) {
     absl::StrAppend(&inputs, "|module ", m, " ", FileIdentity(m));
   }

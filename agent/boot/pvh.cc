@@ -39,7 +39,8 @@ absl::StatusOr<std::string> Gunzip(std::string_view in) {
   if (inflateInit2(&zs, 15 + 16) != Z_OK) return absl::InternalError("zlib inflateInit2 failed");
   std::string out;
   // The kernel appends the uncompressed size (32-bit little-endian) to every payload.
-  if (in.size() >= 4) out.reserve(std::min<uint64_t>(text::LittleEndian(in, in.size() - 4, 4), 1u << 30));
+  if (in.size() >= 4)
+    out.reserve(std::min<uint64_t>(text::LittleEndian(in, in.size() - 4, 4), 1u << 30));
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   zs.avail_in = static_cast<uInt>(in.size());
   char buf[1 << 16];
@@ -50,7 +51,8 @@ absl::StatusOr<std::string> Gunzip(std::string_view in) {
     rc = inflate(&zs, Z_NO_FLUSH);
     if (rc != Z_OK && rc != Z_STREAM_END) {
       inflateEnd(&zs);
-      return absl::InvalidArgumentError(absl::StrCat("the gzip payload is damaged (zlib ", rc, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the gzip payload is damaged (zlib ", rc, ")"));
     }
     out.append(buf, sizeof(buf) - zs.avail_out);
   } while (rc != Z_STREAM_END && (zs.avail_in > 0 || zs.avail_out == 0));
@@ -76,10 +78,13 @@ absl::StatusOr<std::string> UnpackWithTool(std::string_view payload, const std::
   const std::string in = base + ".in", out = base + ".out";
   FARM_RETURN_IF_ERROR(WriteFileAtomic(in, payload, 0600));
   SubprocessOptions opts;
-  opts.argv = {"sh", "-c",
+  opts.argv = {"sh",
+               "-c",
                "in=$1 out=$2; shift 2; command -v \"$1\" >/dev/null || exit 127; "
                "exec \"$@\" <\"$in\" >\"$out\" 2>/dev/null",
-               "sh", in, out};
+               "sh",
+               in,
+               out};
   opts.argv.insert(opts.argv.end(), tool.begin(), tool.end());
   opts.timeout = absl::Minutes(2);
   absl::StatusOr<std::unique_ptr<Subprocess>> proc = Subprocess::Start(std::move(opts));
@@ -118,9 +123,14 @@ namespace {
 // the file: so a vmlinux of tens of MB is not read whole to find a note of a few bytes.
 bool ScanForPvhEntry(const std::function<std::string(uint64_t, uint64_t)>& read) {
   const std::string eh = read(0, 64);
-  if (eh.size() < 64 || eh.substr(0, 4) != std::string_view("\x7f" "ELF", 4)) return false;
-  if (eh[4] != 2 || eh[5] != 1 || text::LittleEndian(eh, 18, 2) != kEmX86_64) return false;  // ELF64 LE x86-64
-  const uint64_t phoff = text::LittleEndian(eh, 32, 8), phentsize = text::LittleEndian(eh, 54, 2), phnum = text::LittleEndian(eh, 56, 2);
+  if (eh.size() < 64 || eh.substr(0, 4) != std::string_view("\x7f"
+                                                            "ELF",
+                                                            4))
+    return false;
+  if (eh[4] != 2 || eh[5] != 1 || text::LittleEndian(eh, 18, 2) != kEmX86_64)
+    return false;  // ELF64 LE x86-64
+  const uint64_t phoff = text::LittleEndian(eh, 32, 8), phentsize = text::LittleEndian(eh, 54, 2),
+                 phnum = text::LittleEndian(eh, 56, 2);
   if (phentsize < 56 || phnum > 256) return false;
   const std::string ph = read(phoff, phentsize * phnum);
   if (ph.size() < phentsize * phnum) return false;
@@ -131,7 +141,8 @@ bool ScanForPvhEntry(const std::function<std::string(uint64_t, uint64_t)>& read)
     if (size > (1u << 20)) continue;
     const std::string notes = read(text::LittleEndian(ph, h + 8, 8), size);
     for (uint64_t p = 0; p + 12 <= notes.size();) {
-      const uint64_t namesz = text::LittleEndian(notes, p, 4), descsz = text::LittleEndian(notes, p + 4, 4);
+      const uint64_t namesz = text::LittleEndian(notes, p, 4),
+                     descsz = text::LittleEndian(notes, p + 4, 4);
       const uint64_t type = text::LittleEndian(notes, p + 8, 4);
       if (namesz > notes.size() || descsz > notes.size()) break;
       const uint64_t name = p + 12, desc = name + ((namesz + 3) & ~3ull);
@@ -166,7 +177,10 @@ bool StartsWithElfMagic(const std::string& path) {
   char magic[4] = {};
   ssize_t n = pread(fd, magic, 4, 0);
   close(fd);
-  return n == 4 && std::string_view(magic, 4) == std::string_view("\x7f" "ELF", 4);
+  return n == 4 && std::string_view(magic, 4) == std::string_view(
+                                                     "\x7f"
+                                                     "ELF",
+                                                     4);
 }
 
 }  // namespace
@@ -194,14 +208,24 @@ absl::StatusOr<BzImagePayload> PayloadOfBzImage(std::string_view image) {
   }
   BzImagePayload p{image.substr(start, length), ""};
   const std::string_view d = p.data;
-  if (d.substr(0, 2) == "\x1f\x8b") p.format = "gzip";
-  else if (d.substr(0, 6) == std::string_view("\xfd" "7zXZ\0", 6)) p.format = "xz";
-  else if (d.substr(0, 4) == std::string_view("\x02\x21\x4c\x18", 4)) p.format = "lz4";
-  else if (d.substr(0, 4) == std::string_view("\x28\xb5\x2f\xfd", 4)) p.format = "zstd";
-  else if (d.substr(0, 3) == std::string_view("\x5d\0\0", 3)) p.format = "lzma";
-  else if (d.substr(0, 3) == "BZh") p.format = "bzip2";
-  else if (d.substr(0, 4) == std::string_view("\x89LZO", 4)) p.format = "lzo";
-  else return absl::InvalidArgumentError("the bzImage's payload is in no known compression format");
+  if (d.substr(0, 2) == "\x1f\x8b")
+    p.format = "gzip";
+  else if (d.substr(0, 6) == std::string_view("\xfd"
+                                              "7zXZ\0",
+                                              6))
+    p.format = "xz";
+  else if (d.substr(0, 4) == std::string_view("\x02\x21\x4c\x18", 4))
+    p.format = "lz4";
+  else if (d.substr(0, 4) == std::string_view("\x28\xb5\x2f\xfd", 4))
+    p.format = "zstd";
+  else if (d.substr(0, 3) == std::string_view("\x5d\0\0", 3))
+    p.format = "lzma";
+  else if (d.substr(0, 3) == "BZh")
+    p.format = "bzip2";
+  else if (d.substr(0, 4) == std::string_view("\x89LZO", 4))
+    p.format = "lzo";
+  else
+    return absl::InvalidArgumentError("the bzImage's payload is in no known compression format");
   return p;
 }
 
@@ -219,9 +243,8 @@ PvhKernel PreparePvhKernel(const std::string& kernel, const std::string& cache_d
   // A bzImage in a kernel build directory (O=DIR: DIR/arch/x86/boot/bzImage) has the ELF it was
   // made from beside it: DIR/vmlinux, unless that was rebuilt after the bzImage (make vmlinux).
   if (std::string_view suffix = "/arch/x86/boot/bzImage";
-      kernel.size() > suffix.size() &&
-      kernel.compare(kernel.size() - suffix.size(), suffix.size(), suffix.data(), suffix.size()) ==
-          0) {
+      kernel.size() > suffix.size() && kernel.compare(kernel.size() - suffix.size(), suffix.size(),
+                                                      suffix.data(), suffix.size()) == 0) {
     const std::string vmlinux =
         absl::StrCat(kernel.substr(0, kernel.size() - suffix.size()), "/vmlinux");
     struct stat image_st, elf_st;
@@ -283,7 +306,9 @@ PvhKernel PreparePvhKernel(const std::string& kernel, const std::string& cache_d
     return remember_none(std::string(elf.status().message()));
   }
   if (!HasPvhEntry(*elf)) {
-    return remember_none(elf->substr(0, 4) == std::string_view("\x7f" "ELF", 4)
+    return remember_none(elf->substr(0, 4) == std::string_view("\x7f"
+                                                               "ELF",
+                                                               4)
                              ? "no PVH entry (the kernel lacks CONFIG_PVH)"
                              : absl::StrCat("the ", payload->format, " payload is not an ELF"));
   }

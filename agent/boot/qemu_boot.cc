@@ -23,8 +23,8 @@
 #include "agent/boot/initramfs.h"
 #include "agent/boot/pvh.h"
 #include "agent/boot/text.h"
-#include "common/task_control/task_control.h"
 #include "common/subprocess/subprocess.h"
+#include "common/task_control/task_control.h"
 #include "common/verdict.h"
 
 namespace farm::boot {
@@ -521,7 +521,8 @@ BootResult Boot(const BootRequest& req) {
         return;
       }
       w.changed = false;
-      auto wake = [&w]() { return w.changed || w.done; };
+      // Evaluated by absl::Condition with w.mu held; the analysis cannot see that in a lambda.
+      auto wake = [&w]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return w.changed || w.done; };
       w.mu.AwaitWithDeadline(absl::Condition(&wake), deadline);
     }
   });
@@ -583,7 +584,8 @@ KvmProbe RunKvmProbe(std::string_view kernel_arg, const std::string& qemu) {
   if (kernel.empty()) kernel = std::string(kernel_arg);
   if (kernel.empty()) kernel = DefaultProbeKernel();
   if (kernel.empty()) {
-    return KvmProbe{false, false, "KVM not probed: no kernel to boot (farm-agent --kvm-probe-kernel, or "
+    return KvmProbe{false, false,
+                    "KVM not probed: no kernel to boot (farm-agent --kvm-probe-kernel, or "
                     "FARM_KVM_PROBE_KERNEL)",
                     absl::Now() - start};
   }

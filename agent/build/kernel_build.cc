@@ -24,10 +24,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "common/task_control/task_control.h"
 #include "agent/workspace/disk_space.h"
 #include "common/status_macros.h"
 #include "common/subprocess/subprocess.h"
+#include "common/task_control/task_control.h"
 
 namespace farm {
 namespace {

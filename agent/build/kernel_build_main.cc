@@ -12,8 +12,8 @@
 #include "absl/strings/str_format.h"
 #include "agent/build/config_flag.h"
 #include "agent/build/kernel_build.h"
-#include "common/task_control/task_control.h"
 #include "common/signals.h"
+#include "common/task_control/task_control.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"farm-kernel-build: build a kernel tree the way a farm agent does"};

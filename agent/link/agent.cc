@@ -9,8 +9,8 @@
 #include "absl/strings/str_join.h"
 #include "common/log/log.h"
 #include "common/rpc/channel.h"
-#include "common/subprocess/containment.h"
 #include "common/status_macros.h"
+#include "common/subprocess/containment.h"
 
 namespace farm {
 namespace {
@@ -39,8 +39,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
   std::error_code ec;
   std::filesystem::create_directories(options.workdir, ec);
   if (ec) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot create work directory '",
-                                                   options.workdir, "': ", ec.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot create work directory '", options.workdir, "': ", ec.message()));
   }
   options.workdir = std::filesystem::absolute(options.workdir).lexically_normal().string();
   if (!options.ccache_dir.empty()) {

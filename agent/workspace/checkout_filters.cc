@@ -31,8 +31,8 @@ bool CheckoutFilters::AttributesMayNeed(std::string_view text) {
   // Each line: a pattern, then attributes: NAME, -NAME, !NAME or NAME=VALUE. The filters libgit2
   // applies on checkout are driven by text, eol, crlf and ident (and filter=, whose drivers it
   // does not run, but which is counted too); "diff=cpp" and the like ask for nothing.
-  static const char* const kNames[] = {"text", "eol", "crlf", "ident", "filter",
-                                       "working-tree-encoding"};
+  static const char* const kNames[] = {"text",  "eol",    "crlf",
+                                       "ident", "filter", "working-tree-encoding"};
   for (size_t start = 0; start < text.size();) {
     size_t nl = text.find('\n', start);
     if (nl == std::string_view::npos) nl = text.size();
@@ -107,8 +107,9 @@ bool CheckoutFilters::TreeMayNeed(git_repository* repo, const git_oid& id, int d
         needs = true;
         break;
       }
-      needs = AttributesMayNeed(std::string_view(static_cast<const char*>(git_blob_rawcontent(blob)),
-                                                 static_cast<size_t>(git_blob_rawsize(blob))));
+      needs =
+          AttributesMayNeed(std::string_view(static_cast<const char*>(git_blob_rawcontent(blob)),
+                                             static_cast<size_t>(git_blob_rawsize(blob))));
       git_blob_free(blob);
     }
   }

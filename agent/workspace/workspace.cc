@@ -538,10 +538,10 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
   if (absl::IsNotFound(status) && mirror) {
     repaired = std::string(status.message());
     if (absl::Status recloned = cache_.Reclone(url, mirror_inode); !recloned.ok()) {
-      return absl::Status(recloned.code(),
-                          absl::StrCat(status.message(), ": the mirror '", source_path,
-                                       "' is incomplete, and cloning it again failed: ",
-                                       recloned.message()));
+      return absl::Status(
+          recloned.code(),
+          absl::StrCat(status.message(), ": the mirror '", source_path,
+                       "' is incomplete, and cloning it again failed: ", recloned.message()));
     }
     status = checkout();
   }

@@ -653,6 +653,15 @@ absl::StatusOr<std::string> RepoCache::Prepare(const std::string& url,
     GitRepository repo(raw);
     return StripTrailingSlash(git_repository_commondir(repo.get()));
   }
+  // An absolute path (or file:// URL) with no directory there is a missing local repository, not
+  // a URL to clone: say so (NOT_FOUND, as farm.proto lists) instead of libgit2's "unsupported URL
+  // protocol".
+  if (!url.empty() && url[0] == '/') {
+    return absl::NotFoundError(absl::StrCat("repository '", url,
+                                            "' does not exist: no directory at that path (give "
+                                            "the path of a git repository on the coordinator's "
+                                            "host, or a URL)"));
+  }
 
   absl::MutexLock lock(UrlMutex(url));
   const std::string mirror = MirrorPath(url);

@@ -35,8 +35,8 @@ constexpr size_t kMaxErrors = 20;
 // Keys allowed at each level; the order is the order of the schema (used in messages).
 const std::vector<std::string>& TopKeys() {
   static const auto* k = new std::vector<std::string>{
-      "repo",        "good",  "bad",     "skip", "first_parent", "terms",  "max_parallel",
-      "description", "build", "timeout", "env",  "test",         "kernel", "boot", "require"};
+      "repo",  "good",    "bad", "skip", "first_parent", "terms", "max_parallel", "description",
+      "build", "timeout", "env", "test", "kernel",       "boot",  "require"};
   return *k;
 }
 const std::vector<std::string>& TermsKeys() {
@@ -56,7 +56,7 @@ const std::vector<std::string>& BootKeys() {
   static const auto* k = new std::vector<std::string>{
       "payload",      "payload_kind", "kernel_image", "cmdline",    "qemu_args",
       "memory_mb",    "cpus",         "disk_image",   "shared_dir", "result_file",
-      "boot_timeout", "test_timeout", "bad_failures", "accel", "pvh"};
+      "boot_timeout", "test_timeout", "bad_failures", "accel",      "pvh"};
   return *k;
 }
 
@@ -809,9 +809,9 @@ void Parser::Kernel(const YAML::Node& n, v1::KernelBuild& kernel) {
     }
   }
   if (auto it = f.find("jobs"); it != f.end()) {
-    if (auto v = Number(it->second, "kernel.jobs",
-                        "a number of parallel make jobs, 0 for one per CPU", 0,
-                        spec::kMaxMakeJobs)) {
+    if (auto v =
+            Number(it->second, "kernel.jobs", "a number of parallel make jobs, 0 for one per CPU",
+                   0, spec::kMaxMakeJobs)) {
       kernel.set_jobs(static_cast<uint32_t>(*v));
     }
   }
@@ -918,10 +918,12 @@ void Parser::Boot(const YAML::Node& n, v1::BootSpec& boot, bool has_kernel) {
     }
   }
   if (const YAML::Node* v = get("boot_timeout")) {
-    if (auto d = Duration(*v, "boot.boot_timeout", spec::kMaxBootTimeoutSeconds, "1d")) boot.set_boot_timeout_seconds(*d);
+    if (auto d = Duration(*v, "boot.boot_timeout", spec::kMaxBootTimeoutSeconds, "1d"))
+      boot.set_boot_timeout_seconds(*d);
   }
   if (const YAML::Node* v = get("test_timeout")) {
-    if (auto d = Duration(*v, "boot.test_timeout", spec::kMaxTestTimeoutSeconds, "1d")) boot.set_test_timeout_seconds(*d);
+    if (auto d = Duration(*v, "boot.test_timeout", spec::kMaxTestTimeoutSeconds, "1d"))
+      boot.set_test_timeout_seconds(*d);
   }
   if (const YAML::Node* v = get("bad_failures")) {
     static const std::vector<std::string> kNames = {"panic", "oops", "bug", "hang", "no_init"};
@@ -1038,7 +1040,8 @@ void Parser::Run(const YAML::Node& root, v1::BisectSpec& spec) {
     }
   }
   if (const YAML::Node* v = get("timeout")) {
-    if (auto d = Duration(*v, "timeout", spec::kMaxStepTimeoutSeconds, "7d")) recipe.set_timeout_seconds(*d);
+    if (auto d = Duration(*v, "timeout", spec::kMaxStepTimeoutSeconds, "7d"))
+      recipe.set_timeout_seconds(*d);
   }
   if (const YAML::Node* v = get("env")) Env(*v, recipe);
   if (const YAML::Node* v = get("require")) Require(*v, spec);

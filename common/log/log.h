@@ -58,13 +58,12 @@ class LogMessage {
 }  // namespace farm::log
 
 // FARM_LOG(Debug|Info|Warning|Error) << ...; safe inside an unbraced if/else.
-#define FARM_LOG(severity)                                                      \
-  switch (0)                                                                    \
-  case 0:                                                                       \
-  default:                                                                      \
-    if (!::farm::log::Enabled(::farm::log::Level::k##severity)) {               \
-    } else                                                                      \
-      ::farm::log::LogMessage(::farm::log::Level::k##severity, __FILE__, __LINE__) \
-          .stream()
+#define FARM_LOG(severity)                                        \
+  switch (0)                                                      \
+  case 0:                                                         \
+  default:                                                        \
+    if (!::farm::log::Enabled(::farm::log::Level::k##severity)) { \
+    } else                                                        \
+      ::farm::log::LogMessage(::farm::log::Level::k##severity, __FILE__, __LINE__).stream()
 
 #endif  // FARM_COMMON_LOG_LOG_H_

@@ -168,10 +168,10 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
     PersistTaskLocked(job, s, 0);
     job.finished.push_back(s);
     tasks_.erase(it);
-    EndJobLocked(job, v1::FAILED,
-                 absl::StrCat("the test cannot run: ", s.detail(), " (commit ",
-                              ShortSha(s.commit()), " on ", s.agent(),
-                              "); fix the test and submit again"));
+    EndJobLocked(
+        job, v1::FAILED,
+        absl::StrCat("the test cannot run: ", s.detail(), " (commit ", ShortSha(s.commit()), " on ",
+                     s.agent(), "); fix the test and submit again"));
     ScheduleLocked();
     return;
   }

@@ -159,7 +159,8 @@ TEST_F(BootE2eTest, BzImageIsBootedThroughItsPvhEntryUnlessTheJobSaysNo) {
   // tool) and enter it through PVH. The guest tells which way it came in: boot_params carries the
   // bzImage's own boot protocol version (2.15) after its setup, the 2.12 the kernel's PVH code
   // writes after a PVH entry (arch/x86/platform/pvh/enlighten.c).
-  if (Sh("command -v lz4").exit_code != 0) GTEST_SKIP() << "lz4 is not installed (apt-get install lz4)";
+  if (Sh("command -v lz4").exit_code != 0)
+    GTEST_SKIP() << "lz4 is not installed (apt-get install lz4)";
   kernel_cache_dir_ = work_ + "/kernels";
   const std::string test =
       "#!/bin/sh\necho protocol=$(od -An -tx2 -j 518 -N 2 /sys/kernel/boot_params/data)\n";

@@ -47,7 +47,11 @@ std::string ElfLinkage(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   std::string d((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   using boot::text::LittleEndian;
-  if (d.size() < 64 || d.compare(0, 4, "\x7f" "ELF") != 0 || d[4] != 2 || d[5] != 1) {
+  if (d.size() < 64 ||
+      d.compare(0, 4,
+                "\x7f"
+                "ELF") != 0 ||
+      d[4] != 2 || d[5] != 1) {
     return "not a 64-bit little-endian ELF file";
   }
   const uint64_t phoff = LittleEndian(d, 0x20, 8);
@@ -246,7 +250,9 @@ TEST(InitramfsTest, CompiledTestNeedsNoBusybox) {
   absl::Status st = BuildInitramfs(shell_user, work, no_busybox).status();
   EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
   EXPECT_TRUE(NeedsBusybox(v1::BootSpec::BINARY, "...system(\"/bin/sh -c\")..."));
-  EXPECT_FALSE(NeedsBusybox(v1::BootSpec::BINARY, "\x7f" "ELF...puts...exit"));
+  EXPECT_FALSE(NeedsBusybox(v1::BootSpec::BINARY,
+                            "\x7f"
+                            "ELF...puts...exit"));
   EXPECT_TRUE(NeedsBusybox(v1::BootSpec::SHELL, "exit 0"));
 }
 
@@ -400,8 +406,8 @@ TEST_F(FarmInitTest, TimeoutKillsTheTestAndWhatItStarted) {
   ConsoleScanner console;
   // The background subshell keeps init's output open: Sh() returns once every process that could
   // still print is gone, and one that escaped the kill would print SURVIVED first.
-  auto r = Run("timeout 1\narg /bin/sh\narg -c\narg (sleep 3; echo SURVIVED) & sleep 100\n",
-               console);
+  auto r =
+      Run("timeout 1\narg /bin/sh\narg -c\narg (sleep 3; echo SURVIVED) & sleep 100\n", console);
   EXPECT_TRUE(console.test_timed_out()) << r.output;
   EXPECT_THAT(r.output, HasSubstr("the test ran longer than 1s"));
   EXPECT_EQ(console.exit_code(), 128 + 9) << r.output;
@@ -1017,8 +1023,7 @@ TEST(QemuCommandTest, DirectKernelBootOnTheSerialConsole) {
   EXPECT_TRUE(HasArgs(argv, "-m", "1024"));
   EXPECT_TRUE(HasArgs(argv, "-smp", "2"));
   EXPECT_TRUE(
-      HasArgs(argv, "-append",
-              "console=ttyS0 panic=-1 cryptomgr.notests loglevel=7 rdinit=/init"))
+      HasArgs(argv, "-append", "console=ttyS0 panic=-1 cryptomgr.notests loglevel=7 rdinit=/init"))
       << all;
   EXPECT_TRUE(absl::EndsWith(all, "-device virtio-rng-pci")) << "the job's arguments come last";
   EXPECT_THAT(argv, Not(::testing::Contains("-cpu")));

@@ -66,7 +66,8 @@ class FarmKernelsE2eTest : public ::testing::Test {
 constexpr size_t kRootDevOffset = 0x1fc;
 
 TEST_F(FarmKernelsE2eTest, KernelsListBisectNamesTheImageTheGuestBooted) {
-  if (!e2e::HaveBusybox()) GTEST_SKIP() << "busybox is not installed (apt-get install busybox-static)";
+  if (!e2e::HaveBusybox())
+    GTEST_SKIP() << "busybox is not installed (apt-get install busybox-static)";
   const std::string image = ReadFileOrEmpty(kernel_);
   ASSERT_GT(image.size(), 0x210u);
   ASSERT_EQ(image.substr(0x202, 4), "HdrS") << kernel_ << " is not a bzImage";
@@ -88,13 +89,13 @@ echo "the guest booted image $n"
 [ "$n" -ge 0 ] && [ "$n" -lt )SH",
                                kCulprit, " ]\n"));
 
-  std::string command = absl::StrCat("cd ", Quote(dir_), " && XDG_CACHE_HOME=", Quote(dir_ + "/cache"),
-                                     " ", Quote(Bin("farm")), " bisect --agents 1 --accel tcg",
-                                     " --test-timeout 60 --test ", Quote(test),
-                                     // The bzImages themselves: a PVH boot enters the ELF inside,
-                                     // which is the same in every copy, and the guest would not see
-                                     // the setup header (agent/boot/pvh.h).
-                                     " --no-pvh --kernels");
+  std::string command = absl::StrCat(
+      "cd ", Quote(dir_), " && XDG_CACHE_HOME=", Quote(dir_ + "/cache"), " ", Quote(Bin("farm")),
+      " bisect --agents 1 --accel tcg", " --test-timeout 60 --test ", Quote(test),
+      // The bzImages themselves: a PVH boot enters the ELF inside,
+      // which is the same in every copy, and the guest would not see
+      // the setup header (agent/boot/pvh.h).
+      " --no-pvh --kernels");
   for (const std::string& img : images) absl::StrAppend(&command, " ", Quote(img));
   auto out = Sh(command);
   std::printf("%s\n", out.output.c_str());
@@ -121,8 +122,8 @@ echo "the guest booted image $n"
   EXPECT_EQ(named, absl::StrCat("img-", kCulprit, ".bzImage"));
 
   // The task's log: the guest's console, and why the boot did not pass.
-  auto task_log = Sh(absl::StrCat(Quote(Bin("farm")), " log 1 ", answer.first_bad, " --repo ",
-                                  Quote(repo_dir)));
+  auto task_log = Sh(
+      absl::StrCat(Quote(Bin("farm")), " log 1 ", answer.first_bad, " --repo ", Quote(repo_dir)));
   EXPECT_EQ(task_log.exit_code, 0) << task_log.output;
   EXPECT_THAT(task_log.output, HasSubstr(absl::StrCat("the guest booted image ", kCulprit)));
   EXPECT_THAT(task_log.output, HasSubstr("farm: boot detail:\nthe test exited 1"));
@@ -140,8 +141,8 @@ TEST_F(FarmKernelsE2eTest, AgentSaysWhichAcceleratorItBootsWith) {
                    dir_ + "/agent.log");
   // The probe runs before the agent's Hello: once it is connected, its capabilities are known.
   ASSERT_TRUE((*server)->core()->AwaitAgents(1, absl::Seconds(60))) << agent.Output();
-  auto agents = Sh(absl::StrCat(Quote(Bin("farm")), " agents --coordinator ",
-                                (*server)->address()));
+  auto agents =
+      Sh(absl::StrCat(Quote(Bin("farm")), " agents --coordinator ", (*server)->address()));
   std::printf("%s%s", agent.Output().c_str(), agents.output.c_str());
   ASSERT_EQ(agents.exit_code, 0) << agents.output;
   absl::StatusOr<std::string> version = boot::QemuVersion();

@@ -1,7 +1,5 @@
 // PVH entry detection and bzImage unpacking (agent/boot/pvh.h) on synthetic images: an ELF with or
 // without the Xen PVH note, wrapped in a bzImage whose payload is gzip (zlib) or xz (the tool).
-#include "agent/boot/pvh.h"
-
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/boot/cpio.h"
+#include "agent/boot/pvh.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
@@ -33,20 +32,22 @@ void Put(std::string& s, size_t off, uint64_t v, int bytes) {
 // An x86-64 ELF64 with one PT_NOTE holding a "Xen" note of `note_type` (18: the PVH entry).
 std::string Elf(uint32_t note_type, std::string tail = "kernel text") {
   std::string e(64, '\0');
-  e.replace(0, 4, "\x7f" "ELF");
+  e.replace(0, 4,
+            "\x7f"
+            "ELF");
   e[4] = 2;  // ELFCLASS64
   e[5] = 1;  // little-endian
   e[6] = 1;
-  Put(e, 16, 2, 2);   // ET_EXEC
-  Put(e, 18, 62, 2);  // EM_X86_64
-  Put(e, 32, 64, 8);  // e_phoff
-  Put(e, 54, 56, 2);  // e_phentsize
-  Put(e, 56, 1, 2);   // e_phnum
-  Put(e, 64, 4, 4);   // PT_NOTE
-  Put(e, 64 + 8, 120, 8);   // p_offset
-  Put(e, 64 + 32, 20, 8);   // p_filesz
-  Put(e, 120, 4, 4);        // namesz
-  Put(e, 124, 4, 4);        // descsz
+  Put(e, 16, 2, 2);        // ET_EXEC
+  Put(e, 18, 62, 2);       // EM_X86_64
+  Put(e, 32, 64, 8);       // e_phoff
+  Put(e, 54, 56, 2);       // e_phentsize
+  Put(e, 56, 1, 2);        // e_phnum
+  Put(e, 64, 4, 4);        // PT_NOTE
+  Put(e, 64 + 8, 120, 8);  // p_offset
+  Put(e, 64 + 32, 20, 8);  // p_filesz
+  Put(e, 120, 4, 4);       // namesz
+  Put(e, 124, 4, 4);       // descsz
   Put(e, 128, note_type, 4);
   e.replace(132, 4, std::string("Xen\0", 4));
   Put(e, 136, 0x1000000, 4);  // the entry address
@@ -95,7 +96,7 @@ int CountEntries(const std::string& dir) {
 
 TEST(PvhTest, FindsTheXenPvhNote) {
   EXPECT_TRUE(HasPvhEntry(Elf(18)));
-  EXPECT_FALSE(HasPvhEntry(Elf(17)));            // another Xen note
+  EXPECT_FALSE(HasPvhEntry(Elf(17)));                 // another Xen note
   EXPECT_FALSE(HasPvhEntry(Elf(18).substr(0, 100)));  // the note cut off
   std::string other_machine = Elf(18);
   Put(other_machine, 18, 3, 2);  // EM_386
@@ -183,7 +184,8 @@ TEST(PvhTest, BuildDirectoryVmlinuxIsUsedWhenNotNewerThanTheBzImage) {
 }
 
 TEST(PvhTest, XzPayloadIsUnpackedWithTheTool) {
-  if (Sh("command -v xz").exit_code != 0) GTEST_SKIP() << "xz is not installed (apt-get install xz-utils)";
+  if (Sh("command -v xz").exit_code != 0)
+    GTEST_SKIP() << "xz is not installed (apt-get install xz-utils)";
   const std::string dir = MakeTempDir("pvh");
   const std::string elf = Elf(18, "compressed with xz");
   WriteFile(dir + "/vmlinux.bin", elf);

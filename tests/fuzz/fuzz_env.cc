@@ -178,10 +178,11 @@ void CheckOutcome(const TruthRepo& repo, const farm::v1::BisectSpec& spec,
     bool listed = false;
     for (const std::string& c : status.first_bad()) listed |= c == repo.culprit;
     if (!listed) {
-      Finding("culprit-not-listed",
-              absl::StrCat("job ", status.job_id(), " ended AMBIGUOUS without the first bad commit ",
-                           repo.culprit, " among its candidates"),
-              input, size);
+      Finding(
+          "culprit-not-listed",
+          absl::StrCat("job ", status.job_id(), " ended AMBIGUOUS without the first bad commit ",
+                       repo.culprit, " among its candidates"),
+          input, size);
     }
   }
 }

@@ -45,8 +45,8 @@ FarmRun RunFarm(const std::string& args) {
 }
 
 bool HasBug(const Repo& repo, const std::string& commit) {
-  return Sh(absl::StrCat("git -C ", Quote(repo.path), " cat-file -e ", commit, ":bug"))
-             .exit_code == 0;
+  return Sh(absl::StrCat("git -C ", Quote(repo.path), " cat-file -e ", commit, ":bug")).exit_code ==
+         0;
 }
 
 struct Case {
@@ -74,7 +74,7 @@ TEST_P(BisectMatchesGit, SameAnswerAsGitBisectRun) {
       if (*it == repo.root || HasBug(repo, *it)) continue;
       if (Sh(absl::StrCat("git -C ", Quote(repo.path), " merge-base --is-ancestor ", *it, " ",
                           repo.culprit))
-              .exit_code != 0 &&
+                  .exit_code != 0 &&
           Sh(absl::StrCat("git -C ", Quote(repo.path), " merge-base --is-ancestor ", *it, " ",
                           repo.bad))
                   .exit_code == 0) {
@@ -126,15 +126,15 @@ TEST(Bisect, LogIsAcceptedByGitBisectReplay) {
   std::string dir = MakeTempDir("replay");
   Repo repo = MakeRepo(dir + "/repo", "--shape merges --commits 100 --seed 21");
   WriteScript(dir + "/test.sh", kTestScript);
-  FarmRun farm = RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root,
-                                      " --bad ", repo.bad, " --agents 2 --workdir ",
-                                      Quote(dir + "/state"), " --log ", Quote(dir + "/bisect.log"),
-                                      " -- ", Quote(dir + "/test.sh")));
+  FarmRun farm =
+      RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root, " --bad ", repo.bad,
+                           " --agents 2 --workdir ", Quote(dir + "/state"), " --log ",
+                           Quote(dir + "/bisect.log"), " -- ", Quote(dir + "/test.sh")));
   ASSERT_EQ(farm.result.exit_code, 0) << farm.result.output;
   ASSERT_EQ(farm.answer.first_bad, repo.culprit);
-  CommandResult replay = Sh(absl::StrCat("git clone -q ", Quote(repo.path), " ",
-                                         Quote(dir + "/clone"), " && cd ", Quote(dir + "/clone"),
-                                         " && git bisect replay ", Quote(dir + "/bisect.log")));
+  CommandResult replay =
+      Sh(absl::StrCat("git clone -q ", Quote(repo.path), " ", Quote(dir + "/clone"), " && cd ",
+                      Quote(dir + "/clone"), " && git bisect replay ", Quote(dir + "/bisect.log")));
   EXPECT_EQ(replay.exit_code, 0) << replay.output;
   EXPECT_EQ(ParseAnswer(replay.output).first_bad, repo.culprit)
       << replay.output << "\n--- log\n"
@@ -145,9 +145,9 @@ TEST(Bisect, ReportSaysFirstBadCommitInGitsWords) {
   std::string dir = MakeTempDir("report");
   Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 20");
   WriteScript(dir + "/test.sh", kTestScript);
-  FarmRun farm = RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root,
-                                      " --bad ", repo.bad, " --workdir ", Quote(dir + "/state"),
-                                      " -- ", Quote(dir + "/test.sh")));
+  FarmRun farm =
+      RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root, " --bad ", repo.bad,
+                           " --workdir ", Quote(dir + "/state"), " -- ", Quote(dir + "/test.sh")));
   ASSERT_EQ(farm.result.exit_code, 0) << farm.result.output;
   const std::string& out = farm.result.output;
   EXPECT_TRUE(absl::StrContains(out, repo.culprit + " is the first bad commit")) << out;
@@ -156,10 +156,9 @@ TEST(Bisect, ReportSaysFirstBadCommitInGitsWords) {
   EXPECT_TRUE(absl::StrContains(out, ": the regression")) << out;
   EXPECT_TRUE(absl::StrContains(out, " bug ")) << "diffstat names the file: " << out;
   // Old/new vocabulary.
-  FarmRun terms = RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --old ", repo.root,
-                                       " --new ", repo.bad, " --term-old old --term-new new",
-                                       " --workdir ", Quote(dir + "/state"), " -- ",
-                                       Quote(dir + "/test.sh")));
+  FarmRun terms = RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --old ", repo.root, " --new ",
+                                       repo.bad, " --term-old old --term-new new", " --workdir ",
+                                       Quote(dir + "/state"), " -- ", Quote(dir + "/test.sh")));
   EXPECT_EQ(terms.result.exit_code, 0) << terms.result.output;
   EXPECT_TRUE(absl::StrContains(terms.result.output, repo.culprit + " is the first new commit"))
       << terms.result.output;
@@ -173,17 +172,17 @@ TEST(Bisect, SecondBisectReusesVerdictsOfIdenticalTrees) {
   WriteScript(dir + "/test.sh", kTestScript);
   std::string common = absl::StrCat("--repo ", Quote(repo.path), " --bad ", repo.bad,
                                     " --agents 2 --workdir ", Quote(dir + "/state"));
-  FarmRun first = RunFarm(absl::StrCat(common, " --good ", repo.root, " -- ",
-                                       Quote(dir + "/test.sh")));
+  FarmRun first =
+      RunFarm(absl::StrCat(common, " --good ", repo.root, " -- ", Quote(dir + "/test.sh")));
   ASSERT_EQ(first.answer.first_bad, repo.culprit) << first.result.output;
   EXPECT_FALSE(absl::StrContains(first.result.output, "verdicts reused"));
-  FarmRun second = RunFarm(absl::StrCat(common, " --good ", repo.commits[5], " -- ",
-                                        Quote(dir + "/test.sh")));
+  FarmRun second =
+      RunFarm(absl::StrCat(common, " --good ", repo.commits[5], " -- ", Quote(dir + "/test.sh")));
   EXPECT_EQ(second.answer.first_bad, repo.culprit) << second.result.output;
   EXPECT_TRUE(absl::StrContains(second.result.output, "Reused verdicts")) << second.result.output;
   EXPECT_TRUE(absl::StrContains(second.result.output, "verdicts reused")) << second.result.output;
-  FarmRun fresh = RunFarm(absl::StrCat(common, " --no-reuse --good ", repo.root, " -- ",
-                                       Quote(dir + "/test.sh")));
+  FarmRun fresh = RunFarm(
+      absl::StrCat(common, " --no-reuse --good ", repo.root, " -- ", Quote(dir + "/test.sh")));
   EXPECT_EQ(fresh.answer.first_bad, repo.culprit);
   EXPECT_FALSE(absl::StrContains(fresh.result.output, "verdicts reused")) << fresh.result.output;
 }
@@ -196,16 +195,16 @@ TEST(Bisect, MergeBlamedThenDescendIntoItsBranch) {
   for (int seed = 1; seed < 40; ++seed) {
     repo = MakeRepo(absl::StrCat(dir, "/repo", seed),
                     absl::StrCat("--shape merges --commits 150 --seed ", seed));
-    CommandResult fp = Sh(absl::StrCat("git -C ", Quote(repo.path), " rev-list --first-parent ",
-                                       repo.bad));
+    CommandResult fp =
+        Sh(absl::StrCat("git -C ", Quote(repo.path), " rev-list --first-parent ", repo.bad));
     if (!absl::StrContains(fp.output, repo.culprit)) break;
     repo = Repo();
   }
   ASSERT_FALSE(repo.path.empty()) << "no generated history has its culprit on a topic branch";
   WriteScript(dir + "/test.sh", kTestScript);
-  std::string common = absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root, " --bad ",
-                                    repo.bad, " --agents 2 --first-parent --no-reuse --workdir ",
-                                    Quote(dir + "/state"));
+  std::string common =
+      absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root, " --bad ", repo.bad,
+                   " --agents 2 --first-parent --no-reuse --workdir ", Quote(dir + "/state"));
   FarmRun blamed = RunFarm(absl::StrCat(common, " -- ", Quote(dir + "/test.sh")));
   ASSERT_EQ(blamed.result.exit_code, 0) << blamed.result.output;
   EXPECT_NE(blamed.answer.first_bad, repo.culprit);
@@ -232,15 +231,17 @@ TEST(Bisect, FlakyModeFindsTheCulpritWithAConfidence) {
 test -f bug || exit 0
 # The nth run of this commit: a lock-free counter (mkdir is atomic).
 n=0
-while ! mkdir )", Quote(dir + "/runs/"), R"($FARM_COMMIT.$n 2>/dev/null; do n=$((n+1)); done
+while ! mkdir )",
+                                             Quote(dir + "/runs/"),
+                                             R"($FARM_COMMIT.$n 2>/dev/null; do n=$((n+1)); done
 h=$(printf '%s' "$FARM_COMMIT.$n" | cksum | cut -d' ' -f1)
 [ $((h % 10)) -lt 3 ] && exit 0
 exit 1
 )"));
-  FarmRun farm = RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root,
-                                      " --bad ", repo.bad, " --agents 2 --flaky 0.3,0 ",
-                                      "--confidence 0.999 --workdir ", Quote(dir + "/state"),
-                                      " -- ", Quote(dir + "/test.sh")));
+  FarmRun farm =
+      RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root, " --bad ", repo.bad,
+                           " --agents 2 --flaky 0.3,0 ", "--confidence 0.999 --workdir ",
+                           Quote(dir + "/state"), " -- ", Quote(dir + "/test.sh")));
   EXPECT_EQ(farm.result.exit_code, 0) << farm.result.output;
   EXPECT_EQ(farm.answer.first_bad, repo.culprit) << farm.result.output;
   EXPECT_TRUE(absl::StrContains(farm.result.output, "Flaky mode: confidence 0.99"))
@@ -257,9 +258,9 @@ TEST(Bisect, JobFile) {
     f << "repo: repo\ngood: " << repo.root << "\nbad: " << repo.bad
       << "\ntest:\n  script: check.sh\n";
   }
-  CommandResult run = Sh(absl::StrCat(Quote(Bin("farm")), " bisect --job ",
-                                      Quote(dir + "/job.yaml"), " --workdir ",
-                                      Quote(dir + "/state")));
+  CommandResult run =
+      Sh(absl::StrCat(Quote(Bin("farm")), " bisect --job ", Quote(dir + "/job.yaml"), " --workdir ",
+                      Quote(dir + "/state")));
   EXPECT_EQ(run.exit_code, 0) << run.output;
   EXPECT_EQ(ParseAnswer(run.output).first_bad, repo.culprit) << run.output;
   {
@@ -267,9 +268,9 @@ TEST(Bisect, JobFile) {
     f << "repo: repo\ngood: " << repo.root << "\nbad: " << repo.bad
       << "\ntset:\n  script: check.sh\n";
   }
-  CommandResult bad = Sh(absl::StrCat(Quote(Bin("farm")), " bisect --job ",
-                                      Quote(dir + "/bad.yaml"), " --workdir ",
-                                      Quote(dir + "/state")));
+  CommandResult bad =
+      Sh(absl::StrCat(Quote(Bin("farm")), " bisect --job ", Quote(dir + "/bad.yaml"), " --workdir ",
+                      Quote(dir + "/state")));
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   EXPECT_TRUE(absl::StrContains(bad.output, "tset")) << bad.output;
 }
@@ -288,16 +289,14 @@ TEST(Bisect, StaleGeneratedFilesDoNotHideTheCulprit) {
   EXPECT_NE(git.first_bad, repo.culprit) << "git bisect run was expected to miss it:\n" << git_out;
   EXPECT_GT(git.candidates.size(), 1u) << git_out;
 
-  FarmRun farm = RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root,
-                                      " --bad ", repo.bad, " --agents 2 --workdir ",
-                                      Quote(dir + "/state"), " --build 'sh build.sh' -- ",
-                                      Quote(dir + "/test.sh")));
+  FarmRun farm = RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root, " --bad ",
+                                      repo.bad, " --agents 2 --workdir ", Quote(dir + "/state"),
+                                      " --build 'sh build.sh' -- ", Quote(dir + "/test.sh")));
   EXPECT_EQ(farm.result.exit_code, 0) << farm.result.output;
   EXPECT_EQ(farm.answer.first_bad, repo.culprit) << farm.result.output;
   EXPECT_TRUE(absl::StrContains(farm.result.output, "Retried in a pristine worktree"))
       << farm.result.output;
-  EXPECT_TRUE(absl::StrContains(farm.result.output, "build failed (exit 2)"))
-      << farm.result.output;
+  EXPECT_TRUE(absl::StrContains(farm.result.output, "build failed (exit 2)")) << farm.result.output;
 }
 
 // With 4 agents the planner tests the root midpoint and, speculatively, both halves. When the
@@ -310,23 +309,27 @@ TEST(Bisect, CancelledSpeculativeTasksReallyStop) {
   std::string dir = MakeTempDir("cancel");
   Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 33 --culprit 0.15");
   std::string pids = dir + "/pids";
-  WriteScript(dir + "/test.sh", absl::StrCat(R"(#!/bin/sh
+  WriteScript(dir + "/test.sh",
+              absl::StrCat(R"(#!/bin/sh
 i=$(ls f | sort -n | tail -1)
 if [ "$i" -gt 20 ]; then
   sleep 1000 &
-  echo $! >> )", Quote(pids), R"(
+  echo $! >> )",
+                           Quote(pids), R"(
   wait
   exit 0
 fi
 # Every other commit answers only once a speculative task in the upper half is running ...
 n=0
-while [ ! -s )", Quote(pids), R"( ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done
+while [ ! -s )",
+                           Quote(pids), R"( ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done
 # ... and the lower half only once those speculative processes are gone.
 if [ "$i" -le 10 ]; then
   n=0
   while [ $n -lt 400 ]; do
     alive=0
-    for p in $(cat )", Quote(pids), R"( 2>/dev/null); do kill -0 $p 2>/dev/null && alive=1; done
+    for p in $(cat )",
+                           Quote(pids), R"( 2>/dev/null); do kill -0 $p 2>/dev/null && alive=1; done
     [ $alive = 0 ] && break
     sleep 0.05
     n=$((n+1))
@@ -336,9 +339,9 @@ fi
 test -f bug && exit 1
 exit 0
 )"));
-  FarmRun farm = RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root,
-                                      " --bad ", repo.bad, " --agents 4 --workdir ",
-                                      Quote(dir + "/state"), " -- ", Quote(dir + "/test.sh")));
+  FarmRun farm = RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root, " --bad ",
+                                      repo.bad, " --agents 4 --workdir ", Quote(dir + "/state"),
+                                      " -- ", Quote(dir + "/test.sh")));
   EXPECT_EQ(farm.result.exit_code, 0) << farm.result.output;
   EXPECT_EQ(farm.answer.first_bad, repo.culprit) << farm.result.output;
   EXPECT_TRUE(absl::StrContains(farm.result.output, "a newer verdict ruled this commit out") ||
@@ -360,8 +363,8 @@ exit 0
 // Every bad input gives a clear error, exit code 2, and stores no job.
 struct BadInput {
   std::string name;
-  std::string args;        // after --repo R --workdir W; @ROOT@, @BAD@, @MID@ replaced
-  std::string expect;      // part of the message
+  std::string args;    // after --repo R --workdir W; @ROOT@, @BAD@, @MID@ replaced
+  std::string expect;  // part of the message
 };
 
 void PrintTo(const BadInput& b, std::ostream* os) { *os << b.name; }
@@ -375,9 +378,11 @@ TEST_P(BadInputs, ClearErrorAndNothingStored) {
   WriteScript(dir + "/test.sh", kTestScript);
   WriteScript(dir + "/noexec.sh", kTestScript);
   Sh("chmod -x " + Quote(dir + "/noexec.sh"));
-  Sh(absl::StrCat("git -C ", Quote(repo.path), " checkout -q -b side ", repo.commits[3],
-                  " && git -C ", Quote(repo.path), " -c user.name=t -c user.email=t@example.com commit -q --allow-empty -m side && git -C ",
-                  Quote(repo.path), " checkout -q main"));
+  Sh(absl::StrCat(
+      "git -C ", Quote(repo.path), " checkout -q -b side ", repo.commits[3], " && git -C ",
+      Quote(repo.path),
+      " -c user.name=t -c user.email=t@example.com commit -q --allow-empty -m side && git -C ",
+      Quote(repo.path), " checkout -q main"));
   std::string args = b.args;
   auto replace = [&](const std::string& from, const std::string& to) {
     for (size_t at; (at = args.find(from)) != std::string::npos;) args.replace(at, from.size(), to);
@@ -391,7 +396,7 @@ TEST_P(BadInputs, ClearErrorAndNothingStored) {
                                     repo_arg, " --workdir ", Quote(dir + "/state"), " ", args));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, b.expect)) << "expected '" << b.expect << "' in:\n"
-                                                    << r.output;
+                                                     << r.output;
   EXPECT_FALSE(absl::StrContains(r.output, "is the first bad commit")) << r.output;
   if (std::ifstream(dir + "/state/farm.db").good()) {
     auto store = Store::Open(dir + "/state/farm.db");
@@ -427,11 +432,11 @@ TEST(Distributed, SameAnswerAsLocalAndSurvivesAnAgentKilledMidTask) {
   Repo repo = MakeRepo(dir + "/repo", "--shape merges --commits 120 --seed 31");
   WriteScript(dir + "/test.sh", kTestScript);
   // The victim agent hangs in its first task (after saying so); the other agent is normal.
-  WriteScript(dir + "/dist-test.sh",
-              absl::StrCat("#!/bin/sh\ncase \"$FARM_WORKTREE\" in\n  */victim/*) echo $$ > ",
-                           Quote(dir + "/victim.pid.tmp"), "; mv ", Quote(dir + "/victim.pid.tmp"),
-                           " ", Quote(dir + "/victim.pid"), "; exec sleep 1000;;\nesac\n",
-                           kTestScript));
+  WriteScript(
+      dir + "/dist-test.sh",
+      absl::StrCat("#!/bin/sh\ncase \"$FARM_WORKTREE\" in\n  */victim/*) echo $$ > ",
+                   Quote(dir + "/victim.pid.tmp"), "; mv ", Quote(dir + "/victim.pid.tmp"), " ",
+                   Quote(dir + "/victim.pid"), "; exec sleep 1000;;\nesac\n", kTestScript));
   FarmRun local = RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root,
                                        " --bad ", repo.bad, " --agents 2 --workdir ",
                                        Quote(dir + "/state"), " -- ", Quote(dir + "/test.sh")));
@@ -445,21 +450,22 @@ TEST(Distributed, SameAnswerAsLocalAndSurvivesAnAgentKilledMidTask) {
   std::string out = coordinator.Output();
   std::string address = out.substr(out.find("listening on ") + 13);
   address = address.substr(0, address.find(' '));
-  Background victim({Bin("farm-agent"), "--coordinator", address, "--workdir", dir + "/victim",
-                     "--id", "victim"},
-                    dir + "/victim.log");
-  ASSERT_TRUE(WaitFor([&] { return Sh(absl::StrCat(Quote(Bin("farm")), " agents --coordinator ",
-                                                     address))
-                                   .output.find("victim") != std::string::npos; },
-                      absl::Seconds(20)));
+  Background victim(
+      {Bin("farm-agent"), "--coordinator", address, "--workdir", dir + "/victim", "--id", "victim"},
+      dir + "/victim.log");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Sh(absl::StrCat(Quote(Bin("farm")), " agents --coordinator ", address))
+                   .output.find("victim") != std::string::npos;
+      },
+      absl::Seconds(20)));
   // Submit while only the victim is connected, so it gets the first task.
   CommandResult submit = Sh(absl::StrCat(
       Quote(Bin("farm")), " submit --coordinator ", address, " --repo ", Quote(repo.path),
       " --good ", repo.root, " --bad ", repo.bad, " -- ", Quote(dir + "/dist-test.sh")));
   ASSERT_EQ(submit.exit_code, 0) << submit.output;
   std::string job = std::string(absl::StripAsciiWhitespace(submit.output));
-  ASSERT_TRUE(WaitFor([&] { return std::ifstream(dir + "/victim.pid").good(); },
-                      absl::Seconds(30)))
+  ASSERT_TRUE(WaitFor([&] { return std::ifstream(dir + "/victim.pid").good(); }, absl::Seconds(30)))
       << victim.Output();
   victim.Kill(SIGKILL);
   victim.Wait();
@@ -471,12 +477,12 @@ TEST(Distributed, SameAnswerAsLocalAndSurvivesAnAgentKilledMidTask) {
   auto status = [&] {
     return Sh(absl::StrCat(Quote(Bin("farm")), " status --coordinator ", address, " ", job));
   };
-  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(status().output, "lost "); },
-                      absl::Seconds(30)))
+  ASSERT_TRUE(
+      WaitFor([&] { return absl::StrContains(status().output, "lost "); }, absl::Seconds(30)))
       << status().output;
-  Background helper({Bin("farm-agent"), "--coordinator", address, "--workdir", dir + "/helper",
-                     "--id", "helper"},
-                    dir + "/helper.log");
+  Background helper(
+      {Bin("farm-agent"), "--coordinator", address, "--workdir", dir + "/helper", "--id", "helper"},
+      dir + "/helper.log");
   CommandResult watch = Sh(absl::StrCat(Quote(Bin("farm")), " watch --coordinator ", address, " ",
                                         job, " --log ", Quote(dir + "/dist.log")));
   EXPECT_EQ(watch.exit_code, 0) << watch.output << coordinator.Output();
@@ -485,8 +491,8 @@ TEST(Distributed, SameAnswerAsLocalAndSurvivesAnAgentKilledMidTask) {
   CommandResult final_status = status();
   EXPECT_TRUE(absl::StrContains(final_status.output, "on helper")) << final_status.output;
   // The log of a tested commit is kept per task.
-  CommandResult log = Sh(absl::StrCat(Quote(Bin("farm")), " log --coordinator ", address, " ",
-                                      job, " ", repo.culprit.substr(0, 10)));
+  CommandResult log = Sh(absl::StrCat(Quote(Bin("farm")), " log --coordinator ", address, " ", job,
+                                      " ", repo.culprit.substr(0, 10)));
   EXPECT_EQ(log.exit_code, 0) << log.output;
   EXPECT_TRUE(absl::StrContains(log.output, "farm: test: exit 1")) << log.output;
 }

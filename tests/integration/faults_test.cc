@@ -70,20 +70,20 @@ TEST(Faults, CoordinatorKilledMidBisectResumes) {
   const std::string listen = WaitForListenAddress(*coordinator, absl::Seconds(20));
   ASSERT_FALSE(listen.empty()) << coordinator->Output();
   coord_argv[2] = listen;  // the restart listens where the agents and the watcher reconnect
-  Background a1({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/a1", "--id",
-                 "a1"},
-                dir + "/a1.log");
-  Background a2({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/a2", "--id",
-                 "a2"},
-                dir + "/a2.log");
-  CommandResult submit = Sh(absl::StrCat(Farm(), " submit --coordinator ", listen, " --repo ",
-                                         Quote(repo.path), " --good ", repo.root, " --bad ",
-                                         repo.bad, " -- ", Quote(dir + "/test.sh")));
+  Background a1(
+      {Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/a1", "--id", "a1"},
+      dir + "/a1.log");
+  Background a2(
+      {Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/a2", "--id", "a2"},
+      dir + "/a2.log");
+  CommandResult submit =
+      Sh(absl::StrCat(Farm(), " submit --coordinator ", listen, " --repo ", Quote(repo.path),
+                      " --good ", repo.root, " --bad ", repo.bad, " -- ", Quote(dir + "/test.sh")));
   ASSERT_EQ(submit.exit_code, 0) << submit.output;
   std::string job(absl::StripAsciiWhitespace(submit.output));
-  Background watcher({Bin("farm"), "watch", "--coordinator", listen, job, "--log",
-                      dir + "/bisect.log"},
-                     dir + "/watch.log");
+  Background watcher(
+      {Bin("farm"), "watch", "--coordinator", listen, job, "--log", dir + "/bisect.log"},
+      dir + "/watch.log");
   auto status = [&] {
     return Sh(absl::StrCat(Farm(), " status --coordinator ", listen, " ", job)).output;
   };
@@ -110,9 +110,9 @@ TEST(Faults, CoordinatorKilledMidBisectResumes) {
           << "counted twice: " << line;
     }
   }
-  CommandResult replay = Sh(absl::StrCat("git clone -q ", Quote(repo.path), " ",
-                                         Quote(dir + "/clone"), " && cd ", Quote(dir + "/clone"),
-                                         " && git bisect replay ", Quote(dir + "/bisect.log")));
+  CommandResult replay =
+      Sh(absl::StrCat("git clone -q ", Quote(repo.path), " ", Quote(dir + "/clone"), " && cd ",
+                      Quote(dir + "/clone"), " && git bisect replay ", Quote(dir + "/bisect.log")));
   EXPECT_EQ(ParseAnswer(replay.output).first_bad, repo.culprit) << replay.output;
 }
 
@@ -133,9 +133,9 @@ TEST(Faults, NetworkCutLongerThanTheLease) {
   Background agent({Bin("farm-agent"), "--coordinator", absl::StrCat("127.0.0.1:", proxy.port()),
                     "--workdir", dir + "/agent", "--id", "behind-proxy"},
                    dir + "/agent.log");
-  CommandResult submit = Sh(absl::StrCat(Farm(), " submit --coordinator ", listen, " --repo ",
-                                         Quote(repo.path), " --good ", repo.root, " --bad ",
-                                         repo.bad, " -- ", Quote(dir + "/test.sh")));
+  CommandResult submit =
+      Sh(absl::StrCat(Farm(), " submit --coordinator ", listen, " --repo ", Quote(repo.path),
+                      " --good ", repo.root, " --bad ", repo.bad, " -- ", Quote(dir + "/test.sh")));
   ASSERT_EQ(submit.exit_code, 0) << submit.output;
   std::string job(absl::StripAsciiWhitespace(submit.output));
   auto status = [&] {
@@ -189,10 +189,9 @@ TEST(Faults, InfrastructureErrorsAreNotVerdicts) {
 
   // Every attempt fails: the job stops with a message instead of spinning.
   WriteScript(dir + "/always-broken.sh", "#!/bin/sh\nexit 200\n");
-  CommandResult fail = Sh(absl::StrCat(Farm(), " bisect --repo ", Quote(repo.path), " --good ",
-                                       repo.root, " --bad ", repo.bad, " --workdir ",
-                                       Quote(dir + "/local"), " -- ",
-                                       Quote(dir + "/always-broken.sh")));
+  CommandResult fail = Sh(absl::StrCat(
+      Farm(), " bisect --repo ", Quote(repo.path), " --good ", repo.root, " --bad ", repo.bad,
+      " --workdir ", Quote(dir + "/local"), " -- ", Quote(dir + "/always-broken.sh")));
   EXPECT_EQ(fail.exit_code, 1) << fail.output;
   EXPECT_TRUE(absl::StrContains(fail.output, "attempts failed with infrastructure errors"))
       << fail.output;
@@ -416,9 +415,9 @@ TEST(Faults, TlsClientCertificatesAndTokens) {
   ASSERT_FALSE(listen.empty()) << coordinator.Output();
   std::string ca = " --tls-ca " + Quote(dir + "/ca.pem");
   std::string token = " --token-file " + Quote(dir + "/token");
-  std::string submit_args = absl::StrCat(" submit --coordinator ", listen, " --repo ",
-                                         Quote(repo.path), " --good ", repo.root, " --bad ",
-                                         repo.bad, " -- ", Quote(dir + "/test.sh"));
+  std::string submit_args =
+      absl::StrCat(" submit --coordinator ", listen, " --repo ", Quote(repo.path), " --good ",
+                   repo.root, " --bad ", repo.bad, " -- ", Quote(dir + "/test.sh"));
   // No token: refused, nothing stored.
   CommandResult no_token = Sh(Farm() + ca + submit_args);
   EXPECT_EQ(no_token.exit_code, 2) << no_token.output;
@@ -438,8 +437,8 @@ TEST(Faults, TlsClientCertificatesAndTokens) {
   EXPECT_FALSE(absl::StrContains(listing.output, repo.path)) << "a refused job was stored";
 
   // An agent without a client certificate is refused; one with a certificate from another CA too.
-  Background stranger({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/s1",
-                       "--id", "no-cert", "--tls-ca", dir + "/ca.pem"},
+  Background stranger({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/s1", "--id",
+                       "no-cert", "--tls-ca", dir + "/ca.pem"},
                       dir + "/stranger.log");
   Background forger({Bin("farm-agent"), "--coordinator", listen, "--workdir", dir + "/s2", "--id",
                      "forged", "--tls-ca", dir + "/ca.pem", "--tls-cert", dir + "/other.pem",
@@ -457,7 +456,8 @@ TEST(Faults, TlsClientCertificatesAndTokens) {
   CommandResult sub = Sh(Farm() + ca + token + submit_args);
   ASSERT_EQ(sub.exit_code, 0) << sub.output;
   std::string job(absl::StripAsciiWhitespace(sub.output));
-  CommandResult run = Sh(absl::StrCat(Farm(), ca, token, " watch --coordinator ", listen, " ", job));
+  CommandResult run =
+      Sh(absl::StrCat(Farm(), ca, token, " watch --coordinator ", listen, " ", job));
   EXPECT_EQ(ParseAnswer(run.output).first_bad, repo.culprit) << run.output;
   CommandResult agents = Sh(absl::StrCat(Farm(), ca, token, " agents --coordinator ", listen));
   EXPECT_TRUE(absl::StrContains(agents.output, "agent-1")) << agents.output;
@@ -486,10 +486,9 @@ TEST(Faults, GigabyteOfOutputStaysBounded) {
   struct rusage ru;
   getrusage(RUSAGE_CHILDREN, &ru);
   EXPECT_LT(ru.ru_maxrss, 400 * 1024) << "peak RSS of a child, KiB";
-  CommandResult log =
-      Sh(absl::StrCat(Farm(), " log --workdir ", Quote(dir + "/state"), " 1 ",
-                      repo.culprit.substr(0, 12),
-                      " | tail -c 2000000 | grep -o 'bytes of output elided[^]]*' | head -1"));
+  CommandResult log = Sh(absl::StrCat(
+      Farm(), " log --workdir ", Quote(dir + "/state"), " 1 ", repo.culprit.substr(0, 12),
+      " | tail -c 2000000 | grep -o 'bytes of output elided[^]]*' | head -1"));
   EXPECT_TRUE(absl::StrContains(log.output, "bytes of output elided")) << log.output;
   std::ifstream db(dir + "/state/farm.db", std::ios::ate | std::ios::binary);
   EXPECT_LT(static_cast<long long>(db.tellg()), 64ll << 20) << "database size";

@@ -87,8 +87,8 @@ std::string TestFarm::Log(const std::string& job, const std::string& commit) con
 void ExpectNoVerdictFrom(const std::string& status, const std::string& agent) {
   for (absl::string_view line : absl::StrSplit(status, '\n')) {
     absl::string_view l = absl::StripLeadingAsciiWhitespace(line);
-    bool verdict = absl::StartsWith(l, "good ") || absl::StartsWith(l, "bad ") ||
-                   absl::StartsWith(l, "skip ");
+    bool verdict =
+        absl::StartsWith(l, "good ") || absl::StartsWith(l, "bad ") || absl::StartsWith(l, "skip ");
     EXPECT_FALSE(verdict && absl::StrContains(l, absl::StrCat(" on ", agent, " ")))
         << "an infrastructure failure became a verdict: " << l;
   }

@@ -23,7 +23,6 @@ CommandResult Sh(const std::string& command) {
   return r;
 }
 
-
 std::string Quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);

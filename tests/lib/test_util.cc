@@ -42,7 +42,6 @@ std::string MakeTempDir(const std::string& name) {
   return dir ? dir : "";
 }
 
-
 std::string Bin(const std::string& name) {
   const char* d = std::getenv("FARM_BIN_DIR");
   return absl::StrCat(d ? d : FARM_DEFAULT_BIN_DIR, "/", name);
@@ -53,11 +52,9 @@ std::string Source(const std::string& relative) {
   return absl::StrCat(d ? d : FARM_DEFAULT_SOURCE_DIR, "/", relative);
 }
 
-
 Repo MakeRepo(const std::string& dir, const std::string& args) {
-  CommandResult r =
-      Sh(absl::StrCat("python3 ", Quote(Source("tests/lib/make_repo.py")), " ", Quote(dir), " ",
-                      args));
+  CommandResult r = Sh(absl::StrCat("python3 ", Quote(Source("tests/lib/make_repo.py")), " ",
+                                    Quote(dir), " ", args));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   Repo repo;
   repo.path = JsonString(r.output, "path");
@@ -112,9 +109,9 @@ BisectAnswer GitBisectRun(const std::string& repo, const std::string& bad,
   std::string clone = MakeTempDir("git-bisect");
   std::string goods_q;
   for (const auto& g : goods) absl::StrAppend(&goods_q, " ", g);
-  CommandResult r = Sh(absl::StrCat(
-      "git clone -q ", Quote(repo), " ", Quote(clone + "/w"), " && cd ", Quote(clone + "/w"),
-      " && git bisect start ", bad, goods_q, " >/dev/null && git bisect run ", Quote(script)));
+  CommandResult r = Sh(absl::StrCat("git clone -q ", Quote(repo), " ", Quote(clone + "/w"),
+                                    " && cd ", Quote(clone + "/w"), " && git bisect start ", bad,
+                                    goods_q, " >/dev/null && git bisect run ", Quote(script)));
   if (output) *output = r.output;
   return ParseAnswer(r.output);
 }
@@ -150,12 +147,13 @@ std::string Background::Output() const {
 
 bool Background::WaitForOutput(const std::string& text, absl::Duration timeout) {
   return WaitFor(
-      [&] {
-        if (absl::StrContains(Output(), text)) return true;
-        int st;
-        return !reaped_ && waitpid(pid_, &st, WNOHANG) == pid_ ? (reaped_ = true, false) : false;
-      },
-      timeout) &&
+             [&] {
+               if (absl::StrContains(Output(), text)) return true;
+               int st;
+               return !reaped_ && waitpid(pid_, &st, WNOHANG) == pid_ ? (reaped_ = true, false)
+                                                                      : false;
+             },
+             timeout) &&
          absl::StrContains(Output(), text);
 }
 

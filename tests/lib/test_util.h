@@ -8,9 +8,9 @@
 #include <atomic>
 #include <functional>
 #include <mutex>
-#include <thread>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -41,7 +41,7 @@ void WriteScript(const std::string& path, const std::string& body);
 // The answer of a bisect, parsed from git's words (farm prints the same):
 // "<sha> is the first bad commit", or the list after "could be any of:".
 struct BisectAnswer {
-  std::string first_bad;           // empty when ambiguous
+  std::string first_bad;             // empty when ambiguous
   std::set<std::string> candidates;  // when ambiguous
   bool operator==(const BisectAnswer& o) const {
     return first_bad == o.first_bad && candidates == o.candidates;
@@ -64,7 +64,7 @@ class Background {
   bool WaitForOutput(const std::string& text, absl::Duration timeout);
   std::string Output() const;
   void Kill(int sig);
-  int Wait();  // exit status
+  int Wait();    // exit status
   bool Alive();  // not exited (reaps it when it has)
   pid_t pid() const { return pid_; }
 

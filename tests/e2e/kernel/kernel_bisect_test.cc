@@ -111,9 +111,9 @@ TEST(KernelBisectTest, NamesThePlantedCommit) {
   EXPECT_GT(compilations, 0);
   // The kernels the agents built were booted through their PVH entry (farm-tiny.config has
   // CONFIG_PVH): the build directory's vmlinux, without the bzImage's decompressor.
-  testing::CommandResult log = Sh(absl::StrCat(Quote(testing::Bin("farm")), " log ",
-                                               jobs->front().id, " ", fx["culprit"], " --workdir ",
-                                               Quote(work)));
+  testing::CommandResult log =
+      Sh(absl::StrCat(Quote(testing::Bin("farm")), " log ", jobs->front().id, " ", fx["culprit"],
+                      " --workdir ", Quote(work)));
   EXPECT_EQ(log.exit_code, 0) << log.output;
   EXPECT_THAT(log.output, ::testing::HasSubstr(", pvh\n")) << log.output;
   // Worktrees and build directories take ~1.5 GB per agent: kept only to debug a failure.

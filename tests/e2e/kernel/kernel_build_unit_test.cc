@@ -116,9 +116,10 @@ TEST(RemoteStorageTest, SecondAgentHitsWhatTheFirstStoredInRedis) {
   }
   const std::string dir = testing::MakeTempDir("ccache-redis");
   const int port = testing::FreePort();
-  testing::Background redis({std::string(absl::StripAsciiWhitespace(server.output)), "--port", std::to_string(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", dir},
-                            dir + "/redis.log");
+  testing::Background redis(
+      {std::string(absl::StripAsciiWhitespace(server.output)), "--port", std::to_string(port),
+       "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir},
+      dir + "/redis.log");
   ASSERT_TRUE(redis.WaitForOutput("Ready to accept connections", absl::Seconds(30)))
       << redis.Output();
   v1::KernelBuild spec;

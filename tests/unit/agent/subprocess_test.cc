@@ -476,9 +476,8 @@ TEST(ContainmentOrphans, CgroupOfADeadAgentIsCleanedUp) {
   pid_t dead = fork();  // a pid that is certainly no agent's: exited and reaped
   if (dead == 0) _exit(0);
   ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
-  const std::string orphan =
-      absl::StrCat(std::filesystem::path(probe->cgroup()).parent_path().string(), "/farm-1.2-",
-                   dead, "-0");
+  const std::string orphan = absl::StrCat(
+      std::filesystem::path(probe->cgroup()).parent_path().string(), "/farm-1.2-", dead, "-0");
   ASSERT_EQ(mkdir(orphan.c_str(), 0755), 0) << orphan;
   auto sp = Subprocess::Start(Args({"sleep", "775"}));
   ASSERT_TRUE(sp.ok()) << sp.status();

@@ -106,8 +106,8 @@ TEST_F(TaskRunnerDiskFullTest, NextTaskBuildsAfterTheFullBuildDirectoryIsEmptied
   EXPECT_FALSE(std::filesystem::exists(ws_->build_path(0) + "/blob"));
   EXPECT_TRUE(std::filesystem::is_directory(ws_->build_path(0)));
   // The next build writes 1 MiB, which fits once the blob is gone.
-  v1::TaskResult next = Run(Task(
-      "head -c 1048576 /dev/zero > \"$FARM_BUILD_DIR/object\"", "test -s \"$FARM_BUILD_DIR/object\""));
+  v1::TaskResult next = Run(Task("head -c 1048576 /dev/zero > \"$FARM_BUILD_DIR/object\"",
+                                 "test -s \"$FARM_BUILD_DIR/object\""));
   EXPECT_EQ(next.infra_error(), "") << output_;
   EXPECT_EQ(next.verdict(), v1::GOOD) << output_;
 }

@@ -1,7 +1,5 @@
 #include "agent/workspace/workspace.h"
 
-#include "agent/workspace/checkout_filters.h"
-
 #include <sys/stat.h>
 #include <sys/time.h>
 
@@ -10,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "agent/workspace/checkout_filters.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/unit/agent/test_repo.h"
@@ -250,17 +249,22 @@ TEST_F(WorkspaceTest, RemoteUrlGoesThroughTheMirror) {
 // ("COMMIT:PATH"), as a damaged disk would; returns the blob's id.
 std::string LoseBlob(const std::string& git_dir, const std::string& spec) {
   const std::string blob = RunGit(git_dir, {"rev-parse", spec});
-  const std::string packs = git_dir + "/../packs-" + std::filesystem::path(git_dir).filename().string();
+  const std::string packs =
+      git_dir + "/../packs-" + std::filesystem::path(git_dir).filename().string();
   std::filesystem::create_directories(packs);
   for (const auto& e : std::filesystem::directory_iterator(git_dir + "/objects/pack")) {
     std::filesystem::rename(e.path(), packs + "/" + e.path().filename().string());
   }
   for (const auto& e : std::filesystem::directory_iterator(packs)) {
     if (e.path().extension() != ".pack") continue;
-    EXPECT_EQ(std::system(("git -C '" + git_dir + "' unpack-objects -q < '" + e.path().string() + "'").c_str()), 0);
+    EXPECT_EQ(
+        std::system(
+            ("git -C '" + git_dir + "' unpack-objects -q < '" + e.path().string() + "'").c_str()),
+        0);
   }
   std::filesystem::remove_all(packs);
-  EXPECT_TRUE(std::filesystem::remove(git_dir + "/objects/" + blob.substr(0, 2) + "/" + blob.substr(2)))
+  EXPECT_TRUE(
+      std::filesystem::remove(git_dir + "/objects/" + blob.substr(0, 2) + "/" + blob.substr(2)))
       << blob;
   return blob;
 }

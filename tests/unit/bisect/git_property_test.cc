@@ -43,8 +43,8 @@ using bisect_testing::AncestorSets;
 using bisect_testing::CommandResult;
 using bisect_testing::Dag;
 using bisect_testing::OidFromHex;
-using bisect_testing::Sh;
 using bisect_testing::Quote;
+using bisect_testing::Sh;
 
 constexpr uint64_t kSeed = 0x5eedb15ec7;
 constexpr int kCases = 100;
@@ -330,7 +330,7 @@ void GitPropertyTest::RunCase(int index) {
   absl::StrAppend(&script, "git merge-base --is-ancestor ", shas[culprit],
                   " $h; r=$?; [ $r -eq 0 ] && exit 1; [ $r -eq 1 ] && exit 0; exit 200");
   CommandResult run = Sh(in_repo + "git bisect start --no-checkout" + fp + " " + bisect_revs +
-                               " && git bisect run sh -c " + Quote(script));
+                         " && git bisect run sh -c " + Quote(script));
   const std::set<std::string> git_answer = ParseBisectAnswer(run.output);
   ASSERT_FALSE(git_answer.empty()) << run.output;
   CommandResult log = Sh(in_repo + "git bisect log");

@@ -26,8 +26,8 @@ namespace farm {
 namespace {
 
 using bisect_testing::CommandResult;
-using bisect_testing::Sh;
 using bisect_testing::Quote;
+using bisect_testing::Sh;
 using ::testing::HasSubstr;
 
 struct Line {
@@ -63,10 +63,10 @@ class NextCmdTest : public ::testing::Test {
     static std::atomic<int> counter{0};
     dir_ = absl::StrCat(::testing::TempDir(), "next_cmd_test_", getpid(), "_", counter++);
     Sh("rm -rf " + Quote(dir_));
-    CommandResult made = Sh(absl::StrCat(
-        "python3 ", Quote(FARM_SOURCE_DIR "/tests/lib/make_repo.py"), " ", Quote(dir_),
-        " --shape merges --commits 400 --seed 3 --culprit 0.3 > /dev/null && git -C ",
-        Quote(dir_), " rev-list --max-parents=0 main"));
+    CommandResult made = Sh(
+        absl::StrCat("python3 ", Quote(FARM_SOURCE_DIR "/tests/lib/make_repo.py"), " ", Quote(dir_),
+                     " --shape merges --commits 400 --seed 3 --culprit 0.3 > /dev/null && git -C ",
+                     Quote(dir_), " rev-list --max-parents=0 main"));
     ASSERT_EQ(made.exit_code, 0) << made.output;
     root_ = std::string(absl::StripAsciiWhitespace(made.output));
     ASSERT_EQ(root_.size(), 40u) << made.output;

@@ -9,8 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "gtest/gtest.h"
 #include "coordinator/clock/clock.h"
+#include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
 
 namespace farm {
@@ -19,9 +19,9 @@ namespace {
 namespace v1 = farm::v1;
 using ::farm::testing::MakeRepo;
 using ::farm::testing::MakeTempDir;
+using ::farm::testing::Quote;
 using ::farm::testing::Repo;
 using ::farm::testing::Sh;
-using ::farm::testing::Quote;
 
 class FakeChannel : public AgentChannel {
  public:
@@ -198,7 +198,10 @@ TEST_F(CoordinatorTest, SilentAgentsTaskIsRequeuedAndALateResultIsCountedOnce) {
   ASSERT_TRUE(job.ok());
   dead.Drain();
   ASSERT_EQ(dead.running.size(), 1u);
-  auto [task, commit] = *dead.running.begin();
+  // Named copies, not a structured binding: the lambda below captures them (clang 14 refuses
+  // to capture a binding).
+  const std::string task = dead.running.begin()->first;
+  const std::string commit = dead.running.begin()->second;
   (*c)->Disconnect(dead.session);
   ASSERT_TRUE(testing::WaitFor(
       [&] {
@@ -301,9 +304,8 @@ TEST_F(CoordinatorTest, JobSaysItWaitsWhenEveryAgentIsQuarantined) {
   auto job = (*c)->SubmitBisect(Spec());
   ASSERT_TRUE(job.ok()) << job.status();
   std::vector<std::string> messages;
-  auto watch = (*c)->Watch(job->job_id(), [&](const v1::JobEvent& ev) {
-    messages.push_back(ev.message());
-  });
+  auto watch =
+      (*c)->Watch(job->job_id(), [&](const v1::JobEvent& ev) { messages.push_back(ev.message()); });
   ASSERT_TRUE(watch.ok());
   a.Drain();
   ASSERT_EQ(a.running.size(), 1u);
@@ -375,10 +377,9 @@ TEST_F(CoordinatorTest, MetricsCountWhatHappened) {
   EXPECT_EQ(value("farm_agents_connected"), 3);
   EXPECT_EQ(value("farm_slots"), 3);
   double observed = 0;
-  for (const char* trigger : {"agent_message", "connect", "disconnect", "submit", "cancel",
-                              "lease_check", "resume"}) {
-    observed +=
-        value(absl::StrCat("farm_assign_latency_seconds_count{trigger=\"", trigger, "\"}"));
+  for (const char* trigger :
+       {"agent_message", "connect", "disconnect", "submit", "cancel", "lease_check", "resume"}) {
+    observed += value(absl::StrCat("farm_assign_latency_seconds_count{trigger=\"", trigger, "\"}"));
   }
   EXPECT_EQ(observed, assigns);
   // The submission started the first tasks, the agents' results all the others.
@@ -400,7 +401,8 @@ TEST_F(CoordinatorTest, LeaseExpiresOnVirtualTime) {
   ASSERT_TRUE(job.ok()) << job.status();
   a.Drain();
   ASSERT_EQ(a.running.size(), 1u);
-  auto [task, commit] = *a.running.begin();
+  const std::string task = a.running.begin()->first;  // captured below: no structured binding
+  const std::string commit = a.running.begin()->second;
   auto lost = [&] {
     auto st = (*c)->GetJob(job->job_id());
     EXPECT_TRUE(st.ok());
@@ -521,9 +523,8 @@ TEST_F(CoordinatorTest, RequiredLabelsChooseTheAgentOrSayWhatIsMissing) {
   auto job = (*c)->SubmitBisect(spec);
   ASSERT_TRUE(job.ok()) << job.status();
   std::vector<std::string> messages;
-  auto watch = (*c)->Watch(job->job_id(), [&](const v1::JobEvent& ev) {
-    messages.push_back(ev.message());
-  });
+  auto watch =
+      (*c)->Watch(job->job_id(), [&](const v1::JobEvent& ev) { messages.push_back(ev.message()); });
   ASSERT_TRUE(watch.ok());
   (*c)->ExpireLeases();
   (*c)->ExpireLeases();

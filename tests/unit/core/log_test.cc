@@ -66,8 +66,7 @@ TEST(Log, SafeInsideUnbracedIfElse) {
 }
 
 TEST(Log, SecretsAreRedacted) {
-  EXPECT_EQ(Redact("authorization: Bearer s3cr3t-token, next"),
-            "authorization: <redacted>, next");
+  EXPECT_EQ(Redact("authorization: Bearer s3cr3t-token, next"), "authorization: <redacted>, next");
   EXPECT_EQ(Redact("sent Bearer abc.def"), "sent Bearer <redacted>");
   std::string pem =
       "key:\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----\nafter";

@@ -11,8 +11,8 @@ TEST(LatencyHistogram, QuantilesAreBucketUpperBounds) {
   LatencyHistogram h;
   EXPECT_EQ(h.QuantileUpperBound(0.5), 0);
   for (int i = 0; i < 98; ++i) h.Observe(0.0004);  // <= 0.5 ms
-  h.Observe(0.02);                                  // <= 25 ms
-  h.Observe(30);                                    // past the last bucket
+  h.Observe(0.02);                                 // <= 25 ms
+  h.Observe(30);                                   // past the last bucket
   EXPECT_EQ(h.count(), 100u);
   EXPECT_DOUBLE_EQ(h.QuantileUpperBound(0.5), 0.0005);
   EXPECT_DOUBLE_EQ(h.QuantileUpperBound(0.99), 0.025);
@@ -34,8 +34,7 @@ TEST(MetricsWriter, WritesPrometheusTextThatParsesBack) {
   EXPECT_NE(t.find("# TYPE farm_x_total counter\nfarm_x_total 3\n"), std::string::npos) << t;
   EXPECT_NE(t.find("# TYPE farm_y gauge\nfarm_y 1.5\n"), std::string::npos) << t;
   EXPECT_NE(t.find("farm_z_total{kind=\"a\\\"b\"} 2\n"), std::string::npos) << t;
-  EXPECT_NE(t.find("farm_lat_seconds_bucket{trigger=\"one\",le=\"0.005\"} 1\n"),
-            std::string::npos)
+  EXPECT_NE(t.find("farm_lat_seconds_bucket{trigger=\"one\",le=\"0.005\"} 1\n"), std::string::npos)
       << t;
   EXPECT_NE(t.find("farm_lat_seconds_bucket{trigger=\"one\",le=\"+Inf\"} 2\n"), std::string::npos)
       << t;

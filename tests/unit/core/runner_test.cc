@@ -1,6 +1,4 @@
 // OutputLimiter and TaskRunner against real worktrees and real processes.
-#include "agent/runner/task_runner.h"
-
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "agent/runner/task_runner.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
 
@@ -88,8 +87,9 @@ class TaskRunnerTest : public ::testing::Test {
   v1::TaskResult Run(const v1::Assign& a, TaskControl* control = nullptr) {
     TaskControl local;
     output_.clear();
-    return runner_->Run(a, 0, control ? control : &local, [](v1::Phase) {},
-                        [&](std::string_view d) { output_.append(d); });
+    return runner_->Run(
+        a, 0, control ? control : &local, [](v1::Phase) {},
+        [&](std::string_view d) { output_.append(d); });
   }
 
   std::string dir_;
