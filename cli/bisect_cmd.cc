@@ -21,7 +21,6 @@
 
 namespace farm {
 
-namespace v1 = farm::v1;
 
 namespace {
 

@@ -10,7 +10,6 @@
 
 namespace farm {
 
-namespace v1 = farm::v1;
 
 namespace {
 

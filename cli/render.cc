@@ -16,7 +16,6 @@
 
 namespace farm {
 
-namespace v1 = farm::v1;
 
 namespace {
 
