@@ -21,7 +21,6 @@
 
 namespace farm {
 
-
 namespace {
 
 // SIGINT, SIGTERM and SIGHUP, taken by a thread of their own instead of killing the process, so

@@ -10,7 +10,6 @@
 
 namespace farm {
 
-
 namespace {
 
 absl::Status FromRpc(const grpc::Status& st) {

@@ -16,7 +16,6 @@
 
 namespace farm {
 
-
 namespace {
 
 // The length of the valid UTF-8 sequence at the start of `s` (0: not valid), and its code point.
