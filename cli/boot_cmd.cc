@@ -263,9 +263,10 @@ int RunBoot(const BootFlags& f) {
   if (!r.accel_note.empty() && r.accel == "tcg") {
     std::printf("  accel: tcg (%s)\n", r.accel_note.c_str());
   } else if (recalled) {
-    std::printf("  accel: tcg (KVM not usable: %s; remembered in %s until the host reboots or "
-                "qemu changes)\n",
-                recalled->c_str(), probe_file.c_str());
+    std::printf(
+        "  accel: tcg (KVM not usable: %s; remembered in %s until the host reboots or "
+        "qemu changes)\n",
+        recalled->c_str(), probe_file.c_str());
   }
   if (!r.detail.empty() && code != kExitGood) {
     std::printf("  detail:\n");

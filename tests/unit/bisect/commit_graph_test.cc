@@ -92,8 +92,8 @@ class CommitGraphLoadTest : public ::testing::TestWithParam<Mode> {
     // Without a file the objects are read directly (CommitGraphObjectsTest); this mode is the
     // revision walk that grafts, replace refs and shallow clones still use.
     options.use_commit_graph_file = GetParam() != Mode::kRevwalk;
-    absl::StatusOr<std::shared_ptr<const CommitGraph>> graph = CommitGraph::Load(
-        repo_, OidFromHex(shas_[bad]), good_oids, first_parent, options, &info);
+    absl::StatusOr<std::shared_ptr<const CommitGraph>> graph =
+        CommitGraph::Load(repo_, OidFromHex(shas_[bad]), good_oids, first_parent, options, &info);
     EXPECT_TRUE(graph.ok()) << graph.status();
     EXPECT_EQ(info.used_commit_graph_file, GetParam() != Mode::kRevwalk);
     last_info_ = info;
@@ -315,9 +315,10 @@ TEST(CommitGraphObjectsTest, MatchesTheRevisionWalkAndLeavesNoCache) {
         repo, OidFromHex((*shas)[bad]), good_oids, first_parent, walk_options, nullptr);
     ASSERT_TRUE(walked.ok()) << walked.status();
     if (round == 0) {
-      std::printf("%zu commits: object cache +%zd bytes after the direct read, +%zd after the "
-                  "revision walk\n",
-                  (*direct)->size(), after_direct - before, cached() - after_direct);
+      std::printf(
+          "%zu commits: object cache +%zd bytes after the direct read, +%zd after the "
+          "revision walk\n",
+          (*direct)->size(), after_direct - before, cached() - after_direct);
     }
     const CommitGraph& a = **direct;
     const CommitGraph& b = **walked;
