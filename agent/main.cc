@@ -1,17 +1,17 @@
 // farm-agent: one per test host. Dials the coordinator and runs the tasks it is given.
 #include <atomic>
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "common/signals.h"
-
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "agent/boot/qemu_boot.h"
 #include "agent/link/agent.h"
+#include "common/log/log.h"
+#include "common/signals.h"
 #include "common/spec/spec.h"
 
 int main(int argc, char** argv) {
@@ -39,12 +39,23 @@ int main(int argc, char** argv) {
                  "a kernel known to boot, booted once under KVM at start-up to tell whether KVM "
                  "works here (env FARM_KVM_PROBE_KERNEL; default /boot/vmlinuz-$(uname -r))")
       ->capture_default_str();
+  std::string log_level = "info";
+  CLI::Option* log_level_flag =
+      app.add_option("--log-level", log_level,
+                     "least severe messages logged: debug, info, warning or error (env "
+                     "FARM_LOG_LEVEL)")
+          ->check([](const std::string& text) {
+            absl::StatusOr<farm::log::Level> level = farm::log::ParseLevel(text);
+            return level.ok() ? std::string() : std::string(level.status().message());
+          });
   CLI11_PARSE(app, argc, argv);
+  farm::log::SetProgramName("farm-agent");
+  if (log_level_flag->count() > 0) farm::log::SetLevel(*farm::log::ParseLevel(log_level));
   for (const std::string& label : labels) {
     std::string key, value;
     absl::Status st = farm::spec::ParseLabel(label, "--label", &key, &value);
     if (!st.ok()) {
-      std::fprintf(stderr, "farm-agent: %s\n", std::string(st.message()).c_str());
+      FARM_LOG(Error) << st.message();
       return 2;
     }
     opts.labels[key] = value;
@@ -54,10 +65,12 @@ int main(int argc, char** argv) {
   if (!probe_kernel.empty()) setenv("FARM_KVM_PROBE_KERNEL", probe_kernel.c_str(), 1);
   const absl::Time probe_start = absl::Now();
   for (auto& [k, v] : farm::boot::ProbeBootCapabilities()) opts.capabilities[k] = v;
-  std::fprintf(stderr, "farm-agent: accel %s%s%s (%.1fs)\n", opts.capabilities["accel"].c_str(),
-               opts.capabilities.count("accel_note") ? ": " : "",
-               opts.capabilities.count("accel_note") ? opts.capabilities["accel_note"].c_str() : "",
-               absl::ToDoubleSeconds(absl::Now() - probe_start));
+  // "farm-agent: accel ..." is what deployments and the kernel e2e test look for.
+  FARM_LOG(Info) << absl::StrFormat(
+      "farm-agent: accel %s%s%s (%.1fs)", opts.capabilities["accel"],
+      opts.capabilities.count("accel_note") ? ": " : "",
+      opts.capabilities.count("accel_note") ? opts.capabilities["accel_note"] : "",
+      absl::ToDoubleSeconds(absl::Now() - probe_start));
   farm::Agent* agent_ptr = nullptr;
   std::atomic<farm::Agent*> stop_target{nullptr};
   farm::HandleTerminationSignals([&stop_target](int) {
@@ -66,13 +79,13 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<farm::Agent>> agent = farm::Agent::Create(opts);
   if (!agent.ok()) {
-    std::fprintf(stderr, "farm-agent: %s\n", std::string(agent.status().message()).c_str());
+    FARM_LOG(Error) << agent.status().message();
     return 2;
   }
   agent_ptr = agent->get();
   stop_target.store(agent_ptr);
-  std::fprintf(stderr, "farm-agent %s: %d slot(s), coordinator %s\n", (*agent)->id().c_str(),
-               opts.slots, opts.coordinator.c_str());
+  FARM_LOG(Info) << "agent " << (*agent)->id() << ": " << opts.slots << " slot(s), coordinator "
+                 << opts.coordinator;
   (*agent)->Run();
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "common/log/log.h"
 #include "coordinator/flaky/simulation.h"
 
 namespace {
@@ -28,6 +29,7 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
+  farm::log::SetProgramName("flaky_sim");
   CLI::App app{"Simulated bisections with a flaky test: plain, fixed runs, Bayesian"};
   size_t bisects = 1000;
   uint64_t seed = 1;
@@ -82,7 +84,7 @@ int main(int argc, char** argv) {
     } else if (shape_name == "merge-heavy") {
       shape = Shape::kMergeHeavy;
     } else {
-      std::fprintf(stderr, "unknown shape '%s': use linear or merge-heavy\n", shape_name.c_str());
+      FARM_LOG(Error) << "unknown shape '" << shape_name << "': use linear or merge-heavy";
       return 2;
     }
     for (double fp : false_pass) {

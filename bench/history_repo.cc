@@ -8,9 +8,11 @@
 #include <cstdlib>
 #include <string>
 
+#include "common/log/log.h"
 #include "tests/unit/bisect/bisect_testing.h"
 
 int main(int argc, char** argv) {
+  farm::log::SetProgramName("history_repo");
   if (argc < 2 || argc > 4) {
     std::fprintf(stderr, "usage: %s DIR [COMMITS=80000] [SEED=1]\n", argv[0]);
     return 2;
@@ -19,7 +21,7 @@ int main(int argc, char** argv) {
   const size_t commits = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 80000;
   const uint64_t seed = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 1;
   if (commits < 64) {
-    std::fprintf(stderr, "history_repo: COMMITS must be at least 64\n");
+    FARM_LOG(Error) << "COMMITS must be at least 64";
     return 2;
   }
   farm::bisect_testing::IsolateGitConfig();
@@ -28,7 +30,7 @@ int main(int argc, char** argv) {
   for (const auto& parents : dag) merges += parents.size() > 1;
   absl::StatusOr<std::vector<std::string>> shas = farm::bisect_testing::CreateRepository(dir, dag);
   if (!shas.ok()) {
-    std::fprintf(stderr, "history_repo: %s\n", std::string(shas.status().message()).c_str());
+    FARM_LOG(Error) << shas.status().message();
     return 1;
   }
   std::printf(

@@ -34,6 +34,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/log/log.h"
 #include "coordinator/metrics/metrics.h"
 #include "coordinator/service/service.h"
 #include "farm/v1/farm.grpc.pb.h"
@@ -96,6 +97,15 @@ ProcStats ReadProc(pid_t pid) {
   return s;
 }
 
+// "exited 3", "killed by signal 11 (Segmentation fault)".
+std::string Describe(int wait_status) {
+  if (WIFSIGNALED(wait_status)) {
+    return absl::StrCat("killed by signal ", WTERMSIG(wait_status), " (",
+                        strsignal(WTERMSIG(wait_status)), ")");
+  }
+  return absl::StrCat("exited ", WEXITSTATUS(wait_status));
+}
+
 class CoordinatorProcess {
  public:
   ~CoordinatorProcess() { Stop(); }
@@ -134,30 +144,45 @@ class CoordinatorProcess {
       int st;
       if (waitpid(pid_, &st, WNOHANG) == pid_) {
         pid_ = -1;
-        return absl::FailedPreconditionError(absl::StrCat("farm-coordinator exited: ", text));
+        // A coordinator that dies before it listens is a failure of the run, not a missing tool.
+        return absl::InternalError(absl::StrCat("farm-coordinator ", Describe(st),
+                                                " during start-up; its output: ", text));
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return absl::DeadlineExceededError("farm-coordinator did not say where it listens in 30 s");
   }
 
-  // SIGTERM, then the rusage of the whole life of the process.
-  void Stop(struct rusage* usage = nullptr) {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
+  // SIGTERM, then the rusage of the whole life of the process. Returns how it ended when that was
+  // not the clean exit SIGTERM asks for ("killed by signal 11", "exited 1 before it was asked
+  // to stop"), empty otherwise.
+  std::string Stop(struct rusage* usage = nullptr) {
+    if (pid_ <= 0) return "";
     int st = 0;
     struct rusage ru {};
-    for (int i = 0; i < 100; ++i) {
-      pid_t r = wait4(pid_, &st, WNOHANG, &ru);
-      if (r == pid_) break;
-      if (i == 99) {
-        kill(pid_, SIGKILL);
-        wait4(pid_, &st, 0, &ru);
+    std::string crash;
+    if (wait4(pid_, &st, WNOHANG, &ru) == pid_) {
+      crash = absl::StrCat(Describe(st), " before the harness stopped it");
+    } else {
+      kill(pid_, SIGTERM);
+      for (int i = 0; i < 100; ++i) {
+        pid_t r = wait4(pid_, &st, WNOHANG, &ru);
+        if (r == pid_) break;
+        if (i == 99) {
+          kill(pid_, SIGKILL);
+          wait4(pid_, &st, 0, &ru);
+          crash = "ignored SIGTERM for 5 s (killed)";
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (crash.empty() && !(WIFEXITED(st) && WEXITSTATUS(st) == 0) &&
+          !(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM)) {
+        crash = absl::StrCat(Describe(st), " on SIGTERM");
+      }
     }
     if (usage != nullptr) *usage = ru;
     pid_ = -1;
+    return crash;
   }
 
   pid_t pid() const { return pid_; }
@@ -966,15 +991,15 @@ absl::StatusOr<LoadReport> Harness::Run() {
         }
         std::lock_guard<std::mutex> lock(mu_);
         ProcStats p = ReadProc(o_.mode == LoadOptions::Mode::kChild ? child_.pid() : 0);
-        std::fprintf(stderr,
-                     "[%6.1fs] submitted %zu, ended %d; assigns %lld, results %lld, cancels %lld; "
-                     "coordinator cpu %.1fs rss %lld MB\n",
-                     Ms(Clock::now() - load_start) / 1000, nw, ended,
-                     static_cast<long long>(report_.assigns),
-                     static_cast<long long>(report_.results_sent),
-                     static_cast<long long>(report_.cancel_confirmations),
-                     p.user_s + p.sys_s - before.user_s - before.sys_s,
-                     static_cast<long long>(p.rss_kb / 1024));
+        FARM_LOG(Info) << absl::StrFormat(
+            "[%6.1fs] submitted %zu, ended %d; assigns %lld, results %lld, cancels %lld; "
+            "coordinator cpu %.1fs rss %lld MB",
+            Ms(Clock::now() - load_start) / 1000, nw, ended,
+            static_cast<long long>(report_.assigns),
+            static_cast<long long>(report_.results_sent),
+            static_cast<long long>(report_.cancel_confirmations),
+            p.user_s + p.sys_s - before.user_s - before.sys_s,
+            static_cast<long long>(p.rss_kb / 1024));
       }
     });
   }
@@ -1072,7 +1097,10 @@ absl::StatusOr<LoadReport> Harness::Run() {
   }
   if (o_.mode == LoadOptions::Mode::kChild) {
     struct rusage ru {};
-    child_.Stop(&ru);
+    r.coordinator_crash = child_.Stop(&ru);
+    if (!r.coordinator_crash.empty()) {
+      r.problems.push_back(absl::StrCat("farm-coordinator ", r.coordinator_crash));
+    }
     r.coordinator_peak_rss_kb = std::max<int64_t>(r.coordinator_peak_rss_kb, ru.ru_maxrss);
   }
   return r;

@@ -70,6 +70,9 @@ struct LoadReport {
   int64_t watch_events = 0;
   int64_t broken_streams = 0;         // agent streams that ended before the harness closed them
   std::vector<std::string> problems;  // the first few, in words
+  // Child mode: how the coordinator ended when it crashed, exited early or did not stop cleanly
+  // on SIGTERM; empty when it stopped as asked.
+  std::string coordinator_crash;
 
   // Latency.
   Latency assign_delivery;  // coordinator sends Assign -> agent receives it (in-process)
@@ -106,14 +109,16 @@ struct LoadReport {
   bool ok() const {
     return wrong == 0 && unfinished == 0 && results_lost == 0 && results_counted_twice == 0 &&
            duplicate_task_ids == 0 && correct == bisects && broken_streams == 0 &&
+           coordinator_crash.empty() &&
            coordinator_assigns > 0;  // its /metrics were served and counted the assignments
   }
   std::string ToText() const;
 };
 
-// Runs the whole load. Errors: set-up failures (git or python3 missing, the coordinator cannot
-// start, agents cannot connect); a run that completes with wrong answers is a LoadReport with
-// ok() false, not an error.
+// Runs the whole load. Errors: FAILED_PRECONDITION when a tool is missing (git, python3, the
+// coordinator binary); INTERNAL when the coordinator dies before it listens; other set-up
+// failures (agents cannot connect). A run that completes with wrong answers, or whose coordinator
+// crashed, is a LoadReport with ok() false, not an error.
 absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options);
 
 }  // namespace farm::load

@@ -5,8 +5,10 @@
 
 #include "CLI/CLI.hpp"
 #include "bench/load_harness.h"
+#include "common/log/log.h"
 
 int main(int argc, char** argv) {
+  farm::log::SetProgramName("load_harness");
   farm::load::LoadOptions o;
   CLI::App app{"load_harness: many agents and bisects against one coordinator"};
   int test_min_ms = 50, test_max_ms = 150, timeout_s = 900;
@@ -43,7 +45,7 @@ int main(int argc, char** argv) {
                       : farm::load::LoadOptions::Mode::kChild;
   absl::StatusOr<farm::load::LoadReport> r = farm::load::RunLoad(o);
   if (!r.ok()) {
-    std::fprintf(stderr, "load_harness: %s\n", std::string(r.status().message()).c_str());
+    FARM_LOG(Error) << r.status().message();
     return 2;
   }
   std::printf("%d agents x %d slot(s), %d repos x %d commits, %d bisects, tests %d..%d ms, %s\n",

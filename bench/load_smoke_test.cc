@@ -1,7 +1,8 @@
 // A small run of the load harness in the test command: 50 agents, 20 concurrent bisects, every
-// bisect correct and no result lost or counted twice. Timing is not asserted (bench/LOAD.md has
+// bisect correct and no result lost or counted twice. Timing is not asserted (bench/README.md has
 // the figures of the full run).
 #include "bench/load_harness.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
 
@@ -60,6 +61,21 @@ TEST(LoadSmokeTest, CoordinatorInProcessWithSharedConnections) {
   if (r.ok()) {
     EXPECT_FALSE(r->assign_delivery.ms.empty());
   }
+}
+
+// A coordinator that dies is a failed run, never a SKIPPED one (only a missing tool skips).
+TEST(LoadSmokeTest, CoordinatorCrashAtStartFails) {
+  LoadOptions o = Small();
+  Cleanup cleanup{o.work_dir};
+  o.repos = 1;
+  o.commits = 20;
+  o.bisects_per_repo = 1;
+  o.coordinator_binary = o.work_dir + "/crashing-coordinator";
+  farm::testing::WriteScript(o.coordinator_binary, "#!/bin/sh\nkill -SEGV $$\n");
+  absl::StatusOr<LoadReport> r = RunLoad(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_FALSE(absl::IsFailedPrecondition(r.status())) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), ::testing::HasSubstr("killed by signal 11"));
 }
 
 }  // namespace

@@ -18,7 +18,7 @@
 #include "agent/boot/kvm_probe_memory.h"
 #include "agent/boot/modules.h"
 #include "agent/boot/qemu_boot.h"
-#include "agent/runner/task_control.h"
+#include "common/task_control/task_control.h"
 #include "common/signals.h"
 #include "common/spec/spec.h"
 

@@ -1,4 +1,8 @@
 // farm-coordinator: owns jobs, the frontier, scheduling and the store; serves Farm and AgentLink.
+//
+// Exit codes: 0 stopped by SIGINT/SIGTERM; 1 another failure; 2 bad usage or input (flags, TLS
+// files, tokens); 3 the address cannot be bound (the port is in use); 4 another coordinator holds
+// the database; 5 the database is damaged or truncated. Each failure's message names its cause.
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -9,12 +13,39 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/log/log.h"
 #include "common/rpc/credentials.h"
 #include "common/signals.h"
 #include "coordinator/service/service.h"
 #include "httplib.h"
 
+namespace {
+
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitAddressInUse = 3;
+constexpr int kExitDatabaseInUse = 4;
+constexpr int kExitDatabaseDamaged = 5;
+
+int ExitCodeFor(const absl::Status& st) {
+  switch (st.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      return kExitUsage;
+    case absl::StatusCode::kUnavailable:
+      return kExitAddressInUse;
+    case absl::StatusCode::kAlreadyExists:
+      return kExitDatabaseInUse;
+    case absl::StatusCode::kDataLoss:
+      return kExitDatabaseDamaged;
+    default:
+      return kExitFailed;
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  farm::log::SetProgramName("farm-coordinator");
   CLI::App app{"farm-coordinator: the bisect farm's coordinator"};
   std::string listen = "127.0.0.1:7411";
   farm::CoordinatorOptions opts;
@@ -49,7 +80,19 @@ int main(int argc, char** argv) {
   std::string metrics_listen;
   app.add_option("--metrics-listen", metrics_listen,
                  "serve Prometheus metrics at http://HOST:PORT/metrics (default: off)");
+  std::string log_level;
+  app.add_option("--log-level", log_level,
+                 "lowest level logged: debug, info, warning, error or off (default: info, or "
+                 "FARM_LOG_LEVEL)");
   CLI11_PARSE(app, argc, argv);
+  if (!log_level.empty()) {
+    absl::StatusOr<farm::log::Level> level = farm::log::ParseLevel(log_level);
+    if (!level.ok()) {
+      FARM_LOG(Error) << "--log-level: " << level.status().message();
+      return kExitUsage;
+    }
+    farm::log::SetLevel(*level);
+  }
   std::string metrics_host;
   int metrics_port = 0;
   if (!metrics_listen.empty()) {
@@ -57,11 +100,10 @@ int main(int argc, char** argv) {
     if (colon == std::string::npos || colon == 0 ||
         !absl::SimpleAtoi(metrics_listen.substr(colon + 1), &metrics_port) || metrics_port < 0 ||
         metrics_port > 65535) {
-      std::fprintf(stderr,
-                   "farm-coordinator: --metrics-listen '%s' is not HOST:PORT (e.g. "
-                   "0.0.0.0:9411, or 127.0.0.1:0 for any free port)\n",
-                   metrics_listen.c_str());
-      return 2;
+      FARM_LOG(Error) << "--metrics-listen '" << metrics_listen
+                      << "' is not HOST:PORT (e.g. 0.0.0.0:9411, or 127.0.0.1:0 for any free "
+                         "port)";
+      return kExitUsage;
     }
     metrics_host = metrics_listen.substr(0, colon);
     if (metrics_host.size() > 2 && metrics_host.front() == '[') {
@@ -71,9 +113,8 @@ int main(int argc, char** argv) {
   if (!tokens_file.empty()) {
     absl::StatusOr<std::set<std::string>> tokens = farm::ReadTokens(tokens_file);
     if (!tokens.ok()) {
-      std::fprintf(stderr, "farm-coordinator: %s\n",
-                   std::string(tokens.status().message()).c_str());
-      return 2;
+      FARM_LOG(Error) << tokens.status().message();
+      return kExitUsage;
     }
     security.tokens = *tokens;
   }
@@ -83,9 +124,9 @@ int main(int argc, char** argv) {
     if (farm::CoordinatorServer* s = stop_target.load()) s->Shutdown();
   });
   if (heartbeat_s >= lease_s) {
-    std::fprintf(stderr, "farm-coordinator: --heartbeat (%d) must be shorter than --lease (%d)\n",
-                 heartbeat_s, lease_s);
-    return 2;
+    FARM_LOG(Error) << "--heartbeat (" << heartbeat_s << ") must be shorter than --lease ("
+                    << lease_s << ")";
+    return kExitUsage;
   }
   opts.lease = absl::Seconds(lease_s);
   opts.heartbeat = absl::Seconds(heartbeat_s);
@@ -96,8 +137,8 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<farm::CoordinatorServer>> server =
       farm::CoordinatorServer::Start(opts, listen, security);
   if (!server.ok()) {
-    std::fprintf(stderr, "farm-coordinator: %s\n", std::string(server.status().message()).c_str());
-    return 2;
+    FARM_LOG(Error) << server.status().message();
+    return ExitCodeFor(server.status());
   }
   stop_target.store(server->get());
   // Prometheus metrics over plain HTTP (read-only, no job data: counts and latencies).
@@ -113,9 +154,9 @@ int main(int argc, char** argv) {
                    ? metrics.bind_to_any_port(metrics_host)
                    : (metrics.bind_to_port(metrics_host, metrics_port) ? metrics_port : -1);
     if (port < 0) {
-      std::fprintf(stderr, "farm-coordinator: cannot serve metrics on %s: %s\n",
-                   metrics_listen.c_str(), std::strerror(errno));
-      return 2;
+      FARM_LOG(Error) << "cannot serve metrics on " << metrics_listen << ": "
+                      << std::strerror(errno);
+      return kExitAddressInUse;
     }
     metrics_address = absl::StrCat(metrics_host, ":", port);
     metrics_thread = std::thread([&metrics] { metrics.listen_after_bind(); });

@@ -8,8 +8,10 @@ packages=(
   libgit2-dev libabsl-dev libsqlite3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   openssl libssl-dev zlib1g-dev libyaml-cpp-dev libcpp-httplib-dev
+  clang-14 clang-format-14
   qemu-system-x86 busybox-static cpio libc6-dev musl-tools lz4 xz-utils zstd
   bc bison flex libelf-dev linux-source-6.1 redis-server
+  clang-14 libclang-rt-14-dev file sudo
 )
 # Installed without their recommended packages: ansible-core recommends the 260 MB `ansible`
 # collection bundle, which the roles (ansible/, ansible.builtin only) do not use.

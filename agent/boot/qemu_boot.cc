@@ -23,7 +23,7 @@
 #include "agent/boot/initramfs.h"
 #include "agent/boot/pvh.h"
 #include "agent/boot/text.h"
-#include "agent/runner/task_control.h"
+#include "common/task_control/task_control.h"
 #include "common/subprocess/subprocess.h"
 #include "common/verdict.h"
 
@@ -444,6 +444,7 @@ BootResult Boot(const BootRequest& req) {
   Watch w;
   SubprocessOptions opts;
   opts.argv = result.command;
+  if (req.control != nullptr) opts.container = req.control->container();
   // A backstop only: the watchdog below stops qemu long before.
   opts.timeout = facts.boot_timeout + facts.test_timeout + absl::Minutes(2);
   opts.on_output = [&](std::string_view chunk) {

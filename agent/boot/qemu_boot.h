@@ -18,7 +18,7 @@
 #include "farm/v1/farm.pb.h"
 
 namespace farm {
-class TaskControl;  // agent/runner/task_control.h
+class TaskControl;  // common/task_control/task_control.h
 }
 
 namespace farm::boot {

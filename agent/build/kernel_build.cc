@@ -24,7 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "agent/runner/task_control.h"
+#include "common/task_control/task_control.h"
 #include "agent/workspace/disk_space.h"
 #include "common/status_macros.h"
 #include "common/subprocess/subprocess.h"
@@ -256,6 +256,7 @@ class Runner {
     opts.cwd = paths_.source_dir;
     opts.env = env_;
     opts.timeout = left;
+    if (control_ != nullptr) opts.container = control_->container();
     opts.on_output = [&](std::string_view chunk) {
       if (on_output_) on_output_(chunk);
       out.output.append(chunk);

@@ -30,7 +30,7 @@
 
 namespace farm {
 
-class TaskControl;  // agent/runner/task_control.h
+class TaskControl;  // common/task_control/task_control.h
 
 struct KernelBuildPaths {
   std::string source_dir;  // the checked-out kernel tree (a slot's worktree)

@@ -12,7 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "agent/build/config_flag.h"
 #include "agent/build/kernel_build.h"
-#include "agent/runner/task_control.h"
+#include "common/task_control/task_control.h"
 #include "common/signals.h"
 
 int main(int argc, char** argv) {

@@ -3,10 +3,10 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/log/log.h"
 #include "common/rpc/channel.h"
 #include "common/status_macros.h"
 
@@ -192,9 +192,8 @@ bool Agent::Session() {
   grpc::Status st = stream->Finish();
   absl::MutexLock lock(&mu_);
   if (!stopping_) {
-    std::fprintf(stderr, "farm-agent %s: connection to %s lost (%s); reconnecting\n",
-                 options_.agent_id.c_str(), options_.coordinator.c_str(),
-                 st.error_message().c_str());
+    FARM_LOG(Warning) << "agent " << options_.agent_id << ": connection to " << options_.coordinator
+                      << " lost (" << st.error_message() << "); reconnecting";
   }
   return welcomed;
 }

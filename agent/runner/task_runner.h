@@ -1,4 +1,6 @@
-// TaskRunner: one task on one slot: checkout -> build -> test -> verdict.
+// TaskRunner: one task on one slot: checkout -> build -> test -> verdict, as a pipeline of steps
+// (agent/runner/steps.h) with the disk-full check and the pristine retry wrapped around each
+// attempt (agent/runner/attempt_guards.h).
 //
 // The test's exit code is read with `git bisect run`'s contract (common/verdict.h). A failed build
 // or a test that says 125 is retried once in a pristine worktree (untracked and ignored files
@@ -8,6 +10,10 @@
 // says bad or skip, when the disk is full (the filesystem of the slot's worktree, build
 // directory or the agent's scratch directory has almost no space left, or the checkout or build
 // printed "No space left on device"): the error names the filesystem and what to do.
+//
+// Every process of a task runs in its container (a cgroup of its own where the agent may make one,
+// else its process group and an environment cookie: common/subprocess/containment.h); what is
+// left when a step's command exits is killed and listed in the task's log.
 #ifndef FARM_AGENT_RUNNER_TASK_RUNNER_H_
 #define FARM_AGENT_RUNNER_TASK_RUNNER_H_
 
@@ -17,35 +23,13 @@
 #include <string>
 #include <string_view>
 
-#include "absl/synchronization/mutex.h"
-#include "agent/runner/task_control.h"
+#include "agent/runner/output_limiter.h"
 #include "agent/workspace/workspace.h"
-#include "common/subprocess/subprocess.h"
+#include "common/subprocess/containment.h"
+#include "common/task_control/task_control.h"
 #include "farm/v1/farm.pb.h"
 
 namespace farm {
-
-// Keeps a task's output bounded: the first `head` bytes pass through, then only the last `tail`
-// bytes are kept and flushed at the end behind a line that says how much was elided.
-class OutputLimiter {
- public:
-  using Sink = std::function<void(std::string_view)>;
-  OutputLimiter(Sink sink, size_t head = 4 << 20, size_t tail = 1 << 20)
-      : sink_(std::move(sink)), head_(head), tail_(tail) {}
-  void Write(std::string_view data);
-  // Flushes the kept tail. Call once, at the end.
-  void Finish();
-  uint64_t total() const { return total_; }
-
- private:
-  Sink sink_;
-  const size_t head_, tail_;
-  uint64_t total_ = 0;
-  uint64_t head_sent_ = 0;
-  uint64_t after_head_ = 0;  // bytes past the head, of which the ring keeps the last tail_
-  std::string ring_;
-  size_t ring_pos_ = 0;
-};
 
 class TaskRunner {
  public:
@@ -61,27 +45,21 @@ class TaskRunner {
         scratch_dir_(std::move(scratch_dir)),
         ccache_dir_(ccache_dir.empty() ? scratch_dir_ + "/ccache" : std::move(ccache_dir)) {}
 
-  // Runs the task on `slot`. Never fails: problems are reported in TaskResult.infra_error.
-  // Thread-safe for different slots.
+  // How tasks' processes are contained (a cgroup per task where one can be made). Call before
+  // the first Run.
+  void set_containment(ContainmentOptions options) { containment_ = options; }
+
+  // Runs the task on `slot`. Never fails: the result holds exactly one outcome (a verdict, an
+  // infrastructure error, a job error when the test cannot start because of the job's input, or
+  // cancelled). Thread-safe for different slots.
   farm::v1::TaskResult Run(const farm::v1::Assign& task, int slot, TaskControl* control,
                            const PhaseFn& on_phase, const OutputFn& on_output);
 
  private:
-  struct Attempt;
-  void RunOnce(const farm::v1::Assign& task, int slot, bool pristine,
-               const std::string& test_program, TaskControl* control, const PhaseFn& on_phase,
-               OutputLimiter& out, Attempt& attempt);
-  // Turns a failed attempt (or a bad or skip verdict) on a full disk into an infrastructure
-  // error that says where the disk is full (agent/workspace/disk_space.h).
-  void ClassifyDiskFull(int slot, OutputLimiter& out, Attempt& attempt);
-  // Boots the built (or named) kernel with the payload and reads the verdict.
-  void RunBoot(const farm::v1::Assign& task, const std::string& worktree,
-               const std::string& built_image, TaskControl* control, OutputLimiter& out,
-               Attempt& attempt);
-
   Workspace* workspace_;
   std::string scratch_dir_;
   std::string ccache_dir_;
+  ContainmentOptions containment_;
 };
 
 }  // namespace farm

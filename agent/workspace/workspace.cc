@@ -9,7 +9,9 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/status_macros.h"
 
 namespace farm {
@@ -260,7 +262,187 @@ absl::Status RebuildIndex(const std::string& src) {
   return absl::OkStatus();
 }
 
+// Checks out commit `oid` (`sha` in messages) in the worktree at `src`, detaching HEAD there;
+// `pristine` removes untracked and ignored files. Counts what it writes and removes.
+absl::Status CheckOutCommit(CheckoutFilters& filters, const std::string& src, const git_oid& oid,
+                            const std::string& sha, bool pristine, CheckoutCounts& counts) {
+  counts = CheckoutCounts();
+  counts.src = src;
+  FARM_ASSIGN_OR_RETURN(GitRepository repo, OpenWorktree(src));
+  git_index* raw_index = nullptr;
+  if (git_repository_index(&raw_index, repo.get()) < 0) {
+    // (Letting git_checkout_tree fail on it leaks in libgit2 1.5.)
+    git_error_clear();
+    FARM_RETURN_IF_ERROR(RebuildIndex(src));
+    FARM_ASSIGN_OR_RETURN(repo, OpenWorktree(src));
+  }
+  git_index_free(raw_index);
+  git_commit* raw_commit = nullptr;
+  int rc = git_commit_lookup(&raw_commit, repo.get(), &oid);
+  if (rc < 0) {
+    return GitError(
+        rc, absl::StrCat("cannot read commit ", sha, " through the alternates of '", src, "'"));
+  }
+  GitCommit commit(raw_commit);
+  git_checkout_options opts;
+  git_checkout_options_init(&opts, GIT_CHECKOUT_OPTIONS_VERSION);
+  opts.checkout_strategy = GIT_CHECKOUT_FORCE;
+  // Without line-ending or ident conversion to do, the same files are written without looking
+  // up every file's attributes (agent/workspace/checkout_filters.h).
+  opts.disable_filters = !filters.MayNeed(repo.get(), *git_commit_tree_id(commit.get()));
+  opts.notify_flags = GIT_CHECKOUT_NOTIFY_UPDATED;
+  if (pristine) {
+    opts.checkout_strategy |= GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+    opts.notify_flags |= GIT_CHECKOUT_NOTIFY_UNTRACKED | GIT_CHECKOUT_NOTIFY_IGNORED;
+  }
+  opts.notify_cb = CountingNotify;
+  opts.notify_payload = &counts;
+  opts.progress_cb = CountingProgress;
+  opts.progress_payload = &counts;
+  rc = git_checkout_tree(repo.get(), reinterpret_cast<const git_object*>(commit.get()), &opts);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot check out ", sha, " in '", src, "'"));
+  if (pristine) {
+    // libgit2 1.5's REMOVE_UNTRACKED/REMOVE_IGNORED leave some untracked directories that hold
+    // a nested repository behind; remove whatever is left.
+    FARM_ASSIGN_OR_RETURN(size_t removed, RemoveUntracked(repo.get(), src, counts.counted));
+    counts.removed += removed;
+  }
+  rc = git_repository_set_head_detached(repo.get(), &oid);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot set HEAD of '", src, "' to ", sha));
+  return absl::OkStatus();
+}
+
+// A submodule as .gitmodules describes it.
+struct Submodule {
+  std::string name;
+  std::string path;
+  std::string url;
+};
+
+// The submodules .gitmodules (a file in a worktree) lists. Errors: libgit2's, naming the file.
+absl::StatusOr<std::vector<Submodule>> ReadGitmodules(const std::string& file) {
+  git_config* raw = nullptr;
+  int rc = git_config_open_ondisk(&raw, file.c_str());
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot read '", file, "'"));
+  std::unique_ptr<git_config, decltype(&git_config_free)> config(raw, git_config_free);
+  std::vector<Submodule> modules;
+  rc = git_config_foreach_match(
+      config.get(), "^submodule\\..*\\.path$",
+      [](const git_config_entry* e, void* payload) {
+        absl::string_view name = e->name;
+        absl::ConsumePrefix(&name, "submodule.");
+        absl::ConsumeSuffix(&name, ".path");
+        static_cast<std::vector<Submodule>*>(payload)->push_back({std::string(name), e->value, ""});
+        return 0;
+      },
+      &modules);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot read '", file, "'"));
+  for (Submodule& m : modules) {
+    git_buf buf = GIT_BUF_INIT;
+    if (git_config_get_string_buf(&buf, config.get(),
+                                  absl::StrCat("submodule.", m.name, ".url").c_str()) == 0) {
+      m.url.assign(buf.ptr, buf.size);
+    }
+    git_error_clear();
+    git_buf_dispose(&buf);
+  }
+  return modules;
+}
+
+constexpr int kMaxSubmoduleDepth = 8;
+
 }  // namespace
+
+std::string ResolveSubmoduleUrl(const std::string& super_url, const std::string& url) {
+  if (!absl::StartsWith(url, "./") && !absl::StartsWith(url, "../")) return url;
+  std::string base = super_url;
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  absl::string_view rel = url;
+  while (true) {
+    if (absl::ConsumePrefix(&rel, "./")) continue;
+    if (!absl::ConsumePrefix(&rel, "../")) break;
+    size_t cut = base.find_last_of("/:");
+    if (cut == std::string::npos) {
+      base = ".";
+    } else {
+      base.resize(base[cut] == ':' ? cut + 1 : cut);  // "host:repo" keeps "host:"
+    }
+  }
+  if (!base.empty() && base.back() == ':') return absl::StrCat(base, rel);
+  return absl::StrCat(base.empty() ? "/" : base + "/", rel);
+}
+
+absl::Status Workspace::CheckoutSubmodules(const std::string& src, const std::string& url,
+                                           const git_oid& oid, bool pristine, int depth,
+                                           CheckoutResult& result) {
+  const std::string gitmodules = src + "/.gitmodules";
+  std::error_code ec;
+  if (!fs::exists(gitmodules, ec)) return absl::OkStatus();
+  FARM_ASSIGN_OR_RETURN(std::vector<Submodule> modules, ReadGitmodules(gitmodules));
+  if (modules.empty()) return absl::OkStatus();
+  if (depth >= kMaxSubmoduleDepth) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("submodules nested more than ", kMaxSubmoduleDepth, " deep, in '", src, "'"));
+  }
+  FARM_ASSIGN_OR_RETURN(GitRepository repo, OpenWorktree(src));
+  git_commit* raw_commit = nullptr;
+  int rc = git_commit_lookup(&raw_commit, repo.get(), &oid);
+  if (rc < 0)
+    return GitError(rc, absl::StrCat("cannot read the commit checked out in '", src, "'"));
+  GitCommit commit(raw_commit);
+  git_tree* raw_tree = nullptr;
+  rc = git_commit_tree(&raw_tree, commit.get());
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot read the tree checked out in '", src, "'"));
+  GitTree tree(raw_tree);
+  for (const Submodule& m : modules) {
+    git_tree_entry* raw_entry = nullptr;
+    if (git_tree_entry_bypath(&raw_entry, tree.get(), m.path.c_str()) < 0) {
+      git_error_clear();  // listed in .gitmodules but not in this commit's tree
+      continue;
+    }
+    std::unique_ptr<git_tree_entry, decltype(&git_tree_entry_free)> entry(raw_entry,
+                                                                          git_tree_entry_free);
+    if (git_tree_entry_filemode(entry.get()) != GIT_FILEMODE_COMMIT) continue;
+    const git_oid sub_oid = *git_tree_entry_id(entry.get());
+    char hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(hex, sizeof(hex), &sub_oid);
+    const std::string where = absl::StrCat("submodule '", m.path, "' at ", hex);
+    if (m.url.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, ": .gitmodules gives no url for '", m.name, "'"));
+    }
+    const std::string sub_url = ResolveSubmoduleUrl(url, m.url);
+    absl::StatusOr<std::string> source = cache_.Prepare(sub_url, hex);
+    if (!source.ok()) {
+      return absl::Status(source.status().code(),
+                          absl::StrCat(where, " (", sub_url, "): ", source.status().message()));
+    }
+    const std::string sub_src = src + "/" + m.path;
+    bool sound = false;
+    if (absl::StatusOr<GitRepository> existing = OpenWorktree(sub_src); existing.ok()) {
+      sound = ConfiguredUrl(existing->get()) == sub_url;
+    } else {
+      git_error_clear();
+    }
+    absl::Status status;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      // A damaged (or another repository's) submodule worktree is made afresh, once.
+      if (!sound || attempt > 0) FARM_RETURN_IF_ERROR(CreateWorktree(sub_src, sub_url));
+      FARM_RETURN_IF_ERROR(SetAlternates(sub_src, *source + "/objects"));
+      CheckoutCounts counts;
+      status = CheckOutCommit(filters_, sub_src, sub_oid, hex, pristine, counts);
+      result.files_written += counts.written;
+      result.files_removed += counts.removed;
+      if (status.ok() || !sound) break;
+    }
+    if (!status.ok()) {
+      return absl::Status(status.code(), absl::StrCat(where, ": ", status.message()));
+    }
+    FARM_RETURN_IF_ERROR(
+        CheckoutSubmodules(sub_src, sub_url, sub_oid, pristine, depth + 1, result));
+  }
+  return absl::OkStatus();
+}
 
 Workspace::Workspace(std::string root) : root_(std::move(root)), cache_(root_ + "/mirrors") {}
 
@@ -340,52 +522,7 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
   FARM_RETURN_IF_ERROR(MakeDirs(build));
 
   CheckoutCounts counts;
-  auto checkout = [&]() -> absl::Status {
-    counts = CheckoutCounts();
-    counts.src = src;
-    FARM_ASSIGN_OR_RETURN(GitRepository repo, OpenWorktree(src));
-    git_index* raw_index = nullptr;
-    if (git_repository_index(&raw_index, repo.get()) < 0) {
-      // (Letting git_checkout_tree fail on it leaks in libgit2 1.5.)
-      git_error_clear();
-      FARM_RETURN_IF_ERROR(RebuildIndex(src));
-      FARM_ASSIGN_OR_RETURN(repo, OpenWorktree(src));
-    }
-    git_index_free(raw_index);
-    git_commit* raw_commit = nullptr;
-    int rc = git_commit_lookup(&raw_commit, repo.get(), &oid);
-    if (rc < 0) {
-      return GitError(
-          rc, absl::StrCat("cannot read commit ", sha, " through the alternates of '", src, "'"));
-    }
-    GitCommit commit(raw_commit);
-    git_checkout_options opts;
-    git_checkout_options_init(&opts, GIT_CHECKOUT_OPTIONS_VERSION);
-    opts.checkout_strategy = GIT_CHECKOUT_FORCE;
-    // Without line-ending or ident conversion to do, the same files are written without looking
-    // up every file's attributes (agent/workspace/checkout_filters.h).
-    opts.disable_filters = !filters_.MayNeed(repo.get(), *git_commit_tree_id(commit.get()));
-    opts.notify_flags = GIT_CHECKOUT_NOTIFY_UPDATED;
-    if (pristine) {
-      opts.checkout_strategy |= GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
-      opts.notify_flags |= GIT_CHECKOUT_NOTIFY_UNTRACKED | GIT_CHECKOUT_NOTIFY_IGNORED;
-    }
-    opts.notify_cb = CountingNotify;
-    opts.notify_payload = &counts;
-    opts.progress_cb = CountingProgress;
-    opts.progress_payload = &counts;
-    rc = git_checkout_tree(repo.get(), reinterpret_cast<const git_object*>(commit.get()), &opts);
-    if (rc < 0) return GitError(rc, absl::StrCat("cannot check out ", sha, " in '", src, "'"));
-    if (pristine) {
-      // libgit2 1.5's REMOVE_UNTRACKED/REMOVE_IGNORED leave some untracked directories that hold
-      // a nested repository behind; remove whatever is left.
-      FARM_ASSIGN_OR_RETURN(size_t removed, RemoveUntracked(repo.get(), src, counts.counted));
-      counts.removed += removed;
-    }
-    rc = git_repository_set_head_detached(repo.get(), &oid);
-    if (rc < 0) return GitError(rc, absl::StrCat("cannot set HEAD of '", src, "' to ", sha));
-    return absl::OkStatus();
-  };
+  auto checkout = [&] { return CheckOutCommit(filters_, src, oid, sha, pristine, counts); };
   absl::Status status = checkout();
   if (!status.ok() && !recreated) {
     // A damaged worktree (bad index, unreadable HEAD, ...) is rebuilt once from scratch.
@@ -423,6 +560,7 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
   result.build_dir = build;
   result.files_written = counts.written;
   result.files_removed = counts.removed;
+  FARM_RETURN_IF_ERROR(CheckoutSubmodules(src, url, oid, pristine, /*depth=*/0, result));
   result.elapsed = absl::Now() - start;
   return result;
 }

@@ -53,6 +53,11 @@ class Workspace {
   // RepoCache::Prepare); NOT_FOUND if `sha` is not a commit of it, or if an object the commit
   // needs is missing from the repository (or mirror), the message saying how to repair it;
   // libgit2 failures (GitError); INTERNAL for disk errors.
+  // Submodules: every gitlink of the commit that .gitmodules names is checked out at its recorded
+  // commit (recursively, as `git submodule update --init --recursive` would), its repository
+  // prepared like the superproject's (mirrored, or used in place when local) from the url in
+  // .gitmodules, resolved relative to `url` as git does (ResolveSubmoduleUrl). Errors there
+  // name the submodule.
   absl::StatusOr<CheckoutResult> Checkout(int slot, const std::string& url, const std::string& sha,
                                           bool pristine);
 
@@ -70,11 +75,21 @@ class Workspace {
 
  private:
   explicit Workspace(std::string root);
+  // The submodules of commit `oid`, checked out in the worktree at `src` (see Checkout); adds
+  // the files it writes and removes to `result`. `depth`: how deep in nested submodules.
+  absl::Status CheckoutSubmodules(const std::string& src, const std::string& url,
+                                  const git_oid& oid, bool pristine, int depth,
+                                  CheckoutResult& result);
 
   const std::string root_;
   RepoCache cache_;
   CheckoutFilters filters_;  // whether a checkout can skip libgit2's attribute lookups
 };
+
+// The url of a submodule whose .gitmodules url is `url`, in a superproject at `super_url`, as
+// git resolves it: "./x" and "../x" are relative to the superproject's url (each "../" drops one
+// path component of it; "host:path" urls keep their host); anything else is `url` itself.
+std::string ResolveSubmoduleUrl(const std::string& super_url, const std::string& url);
 
 }  // namespace farm
 

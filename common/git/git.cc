@@ -336,7 +336,7 @@ absl::Status FetchMirror(git_repository* repo, const std::string& url) {
   opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
   opts.update_fetchhead = 0;
   rc = git_remote_fetch(remote.get(), &refspecs, &opts, "farm: fetch");
-  if (rc < 0) return GitError(rc, absl::StrCat("cannot fetch '", url, "'"));
+  if (rc < 0) return GitError(rc, "git fetch");
   // So that `git log` etc. in the mirror show the default branch; not needed by us.
   git_buf head = GIT_BUF_INIT;
   if (git_remote_default_branch(&head, remote.get()) == 0) {
@@ -349,6 +349,19 @@ absl::Status FetchMirror(git_repository* repo, const std::string& url) {
     FARM_LOG(Warning) << "mirror of " << url << ": " << graph.message();
   }
   return absl::OkStatus();
+}
+
+// A failed clone or fetch of `url`, as the user who gave the URL must see it: the repository is
+// what failed, not the farm. UNAVAILABLE (libgit2's network, TLS and HTTP errors: an unknown host,
+// a refused connection) would read as "the coordinator is unreachable" to a client, so it becomes
+// FAILED_PRECONDITION; a refused login stays PERMISSION_DENIED.
+absl::Status RemoteError(const absl::Status& failed, const char* verb, const std::string& url) {
+  absl::StatusCode code = failed.code();
+  if (code != absl::StatusCode::kPermissionDenied && code != absl::StatusCode::kCancelled) {
+    code = absl::StatusCode::kFailedPrecondition;
+  }
+  return absl::Status(code, absl::StrCat("cannot ", verb, " '", url, "': ", failed.message(),
+                                         " (check the URL, and that this host can reach it)"));
 }
 
 // Creates a bare mirror of `url` (branches and tags) at `path`: built in a temporary directory
@@ -381,10 +394,7 @@ absl::Status CreateMirror(const std::string& url, const std::string& path) {
     return cleanup_and(GitError(rc, absl::StrCat("cannot set up mirror of '", url, "'")));
   }
   absl::Status fetched = FetchMirror(repo.get(), url);
-  if (!fetched.ok()) {
-    return cleanup_and(absl::Status(fetched.code(),
-                                    absl::StrCat("cannot clone '", url, "': ", fetched.message())));
-  }
+  if (!fetched.ok()) return cleanup_and(RemoteError(fetched, "clone", url));
   repo.reset();
   if (rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
@@ -670,7 +680,9 @@ absl::StatusOr<std::string> RepoCache::Prepare(const std::string& url,
     int rc = git_repository_open_ext(&raw, mirror.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr);
     if (rc < 0) return GitError(rc, absl::StrCat("cannot open the mirror of '", url, "'"));
     GitRepository repo(raw);
-    FARM_RETURN_IF_ERROR(FetchMirror(repo.get(), url));
+    if (absl::Status fetched = FetchMirror(repo.get(), url); !fetched.ok()) {
+      return RemoteError(fetched, "fetch", url);
+    }
     found = check();
     if (found.ok()) return mirror;
     if (!absl::IsNotFound(found)) return found;

@@ -127,8 +127,9 @@ class RepoCache {
   // `want_sha` may be any revision ResolveCommit accepts; empty: no check.
   // Errors (all naming the url): INVALID_ARGUMENT if `url` is a local directory that is not a git
   // repository; NOT_FOUND if `want_sha` is not a commit of the repository (after fetching);
-  // UNAVAILABLE / PERMISSION_DENIED / ... for clone and fetch failures (see GitError); INTERNAL for
-  // disk errors.
+  // FAILED_PRECONDITION for clone and fetch failures (an unknown host, a refused connection, no
+  // repository there), PERMISSION_DENIED for a refused login, each with libgit2's message and what
+  // to check; INTERNAL for disk errors.
   absl::StatusOr<std::string> Prepare(const std::string& url, const std::string& want_sha = "");
 
   // Where the mirror of `url` is (or would be) kept.

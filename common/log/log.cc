@@ -100,20 +100,22 @@ void SetProgramName(absl::string_view name) {
 }
 
 std::string Redact(absl::string_view message) {
+  // The authorization header first (its value may itself start with a scheme), then a bare
+  // bearer token anywhere else, then PEM private keys.
+  static const std::regex* const kAuthorization = new std::regex(
+      R"(([Aa]uthorization["']?\s*[:=]\s*["']?)(?:(?:[Bb]earer|[Bb]asic)\s+)?[^\s"',;]+)",
+      std::regex::optimize);
   static const std::regex* const kBearer =
-      new std::regex(R"((Bearer|bearer)\s+[^\s"',;]+)", std::regex::optimize);
-  static const std::regex* const kAuthorization =
-      new std::regex(R"((authorization|Authorization)(["']?\s*[:=]\s*["']?)[^\s"',;]+)",
-                     std::regex::optimize);
+      new std::regex(R"(([Bb]earer)\s+[^\s"',;<]+)", std::regex::optimize);
   static const std::regex* const kPem = new std::regex(
       R"(-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)",
       std::regex::optimize);
   std::string out(message);
+  if (out.find("uthorization") != std::string::npos) {
+    out = std::regex_replace(out, *kAuthorization, "$1<redacted>");
+  }
   if (out.find("earer") != std::string::npos) {
     out = std::regex_replace(out, *kBearer, "$1 <redacted>");
-  }
-  if (out.find("uthorization") != std::string::npos) {
-    out = std::regex_replace(out, *kAuthorization, "$1$2<redacted>");
   }
   if (out.find("PRIVATE KEY") != std::string::npos) {
     out = std::regex_replace(out, *kPem, "<redacted $1private key>");

@@ -1,16 +1,35 @@
 #include "common/rpc/credentials.h"
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include <fstream>
+#include <memory>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/status_macros.h"
 
 namespace farm {
 namespace {
 
-absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
+using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
+using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
+using KeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
+
+BioPtr MemoryBio(const std::string& pem) {
+  return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+}
+
+// Refuses a passphrase prompt: a key must be readable without a terminal.
+int NoPassphrase(char*, int, int, void*) { return -1; }
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const std::string& what) {
   std::ifstream f(path);
   if (!f) {
     return absl::InvalidArgumentError(absl::StrCat("cannot read the ", what, " file '", path, "'"));
@@ -22,6 +41,74 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
         absl::StrCat("the ", what, " file '", path, "' is not PEM (no -----BEGIN line)"));
   }
   return ss.str();
+}
+
+// A PEM file that must hold certificates (a CA or one's own certificate chain). Checked here, with
+// OpenSSL, because gRPC would take anything and fail later, deep in a handshake, with a dump of
+// its internals and "the coordinator is unreachable" for the user.
+absl::StatusOr<std::string> ReadCertificates(const std::string& path, const std::string& what) {
+  FARM_ASSIGN_OR_RETURN(std::string pem, ReadPem(path, what));
+  BioPtr bio = MemoryBio(pem);
+  X509Ptr first(PEM_read_bio_X509(bio.get(), nullptr, NoPassphrase, nullptr), &X509_free);
+  ERR_clear_error();
+  if (first != nullptr) return pem;
+  if (absl::StrContains(pem, "PRIVATE KEY-----")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the ", what, " file '", path, "' holds a private key, not a certificate: give the ",
+        "certificate (the file with -----BEGIN CERTIFICATE-----, e.g. ca.pem, not ca.key)"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("the ", what, " file '", path,
+                   "' holds no readable certificate (expected -----BEGIN CERTIFICATE-----)"));
+}
+
+absl::StatusOr<std::string> ReadPrivateKey(const std::string& path, const std::string& what) {
+  FARM_ASSIGN_OR_RETURN(std::string pem, ReadPem(path, what));
+  BioPtr bio = MemoryBio(pem);
+  KeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr), &EVP_PKEY_free);
+  ERR_clear_error();
+  if (key != nullptr) return pem;
+  if (absl::StrContains(pem, "ENCRYPTED")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the ", what, " file '", path, "' is encrypted: give an unencrypted key (`openssl pkey ",
+        "-in KEY -out PLAIN.key`, readable only by the farm's user)"));
+  }
+  if (!absl::StrContains(pem, "PRIVATE KEY-----")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the ", what, " file '", path, "' holds no private key",
+        absl::StrContains(pem, "CERTIFICATE-----") ? " but a certificate: give the key file" : "",
+        " (expected -----BEGIN PRIVATE KEY-----)"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("the ", what, " file '", path, "' holds a private key OpenSSL cannot read"));
+}
+
+// Certificate and key read (and checked) as a pair: the key must be the certificate's own.
+struct KeyPair {
+  std::string cert;
+  std::string key;
+};
+absl::StatusOr<KeyPair> ReadKeyPair(const TlsFiles& tls) {
+  KeyPair pair;
+  FARM_ASSIGN_OR_RETURN(pair.cert, ReadCertificates(tls.cert, "certificate (--tls-cert)"));
+  FARM_ASSIGN_OR_RETURN(pair.key, ReadPrivateKey(tls.key, "private key (--tls-key)"));
+  BioPtr cert_bio = MemoryBio(pair.cert);
+  BioPtr key_bio = MemoryBio(pair.key);
+  X509Ptr cert(PEM_read_bio_X509(cert_bio.get(), nullptr, NoPassphrase, nullptr), &X509_free);
+  KeyPtr key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, NoPassphrase, nullptr),
+             &EVP_PKEY_free);
+  const bool match =
+      cert != nullptr && key != nullptr && X509_check_private_key(cert.get(), key.get()) == 1;
+  ERR_clear_error();
+  if (!match) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the private key '", tls.key, "' (--tls-key) does not belong to the certificate '",
+        tls.cert,
+        "' (--tls-cert): their public keys differ; give the key that was made with "
+        "this certificate (`openssl x509 -noout -pubkey -in CERT` and `openssl pkey -pubout -in "
+        "KEY` print the same key when they match)"));
+  }
+  return pair;
 }
 
 // FNV-1a, only to tell tokens apart in logs without revealing them.
@@ -45,18 +132,14 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   if (tls.cert.empty() || tls.key.empty()) {
     return absl::InvalidArgumentError("TLS needs both --tls-cert and --tls-key");
   }
-  grpc::SslServerCredentialsOptions opts(
-      tls.ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                     : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
-  absl::StatusOr<std::string> cert = ReadPem(tls.cert, "certificate");
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadPem(tls.key, "private key");
-  if (!key.ok()) return key.status();
-  opts.pem_key_cert_pairs.push_back({*key, *cert});
+  grpc::SslServerCredentialsOptions opts(tls.ca.empty()
+                                             ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                             : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  FARM_ASSIGN_OR_RETURN(KeyPair pair, ReadKeyPair(tls));
+  opts.pem_key_cert_pairs.push_back({pair.key, pair.cert});
   if (!tls.ca.empty()) {
-    absl::StatusOr<std::string> ca = ReadPem(tls.ca, "client CA");
-    if (!ca.ok()) return ca.status();
-    opts.pem_root_certs = *ca;
+    FARM_ASSIGN_OR_RETURN(opts.pem_root_certs,
+                          ReadCertificates(tls.ca, "client CA (--tls-client-ca)"));
   }
   return grpc::SslServerCredentials(opts);
 }
@@ -72,20 +155,15 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
   }
   grpc::SslCredentialsOptions opts;
   if (!tls.ca.empty()) {
-    absl::StatusOr<std::string> ca = ReadPem(tls.ca, "CA");
-    if (!ca.ok()) return ca.status();
-    opts.pem_root_certs = *ca;
+    FARM_ASSIGN_OR_RETURN(opts.pem_root_certs, ReadCertificates(tls.ca, "CA (--tls-ca)"));
   }
   if (!tls.cert.empty() || !tls.key.empty()) {
     if (tls.cert.empty() || tls.key.empty()) {
       return absl::InvalidArgumentError("a client certificate needs both --tls-cert and --tls-key");
     }
-    absl::StatusOr<std::string> cert = ReadPem(tls.cert, "certificate");
-    if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key = ReadPem(tls.key, "private key");
-    if (!key.ok()) return key.status();
-    opts.pem_cert_chain = *cert;
-    opts.pem_private_key = *key;
+    FARM_ASSIGN_OR_RETURN(KeyPair pair, ReadKeyPair(tls));
+    opts.pem_cert_chain = std::move(pair.cert);
+    opts.pem_private_key = std::move(pair.key);
   }
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::SslCredentials(opts);
   if (!token.empty()) {
@@ -103,9 +181,9 @@ absl::StatusOr<std::set<std::string>> ReadTokens(const std::string& path) {
     std::string t(absl::StripAsciiWhitespace(line));
     if (t.empty() || t[0] == '#') continue;
     if (t.size() < 16) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tokens file '", path, "': a token (fingerprint ", Fingerprint(t),
-          ") is shorter than 16 characters; use e.g. `openssl rand -hex 32`"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tokens file '", path, "': a token (fingerprint ", Fingerprint(t),
+                       ") is shorter than 16 characters; use e.g. `openssl rand -hex 32`"));
     }
     tokens.insert(t);
   }
@@ -121,7 +199,8 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   std::string t(absl::StripAsciiWhitespace(ss.str()));
-  if (t.empty()) return absl::InvalidArgumentError(absl::StrCat("token file '", path, "' is empty"));
+  if (t.empty())
+    return absl::InvalidArgumentError(absl::StrCat("token file '", path, "' is empty"));
   return t;
 }
 

@@ -26,13 +26,16 @@ struct TlsFiles {
 
 // Server credentials: plaintext without cert/key; TLS with them; and with `ca` also the client's
 // certificate is requested and verified when presented (agents must present one, users need not).
-// Errors: a file cannot be read, or cert given without key.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const TlsFiles& tls);
+// Errors (INVALID_ARGUMENT, naming the file and its flag): a file cannot be read; cert given
+// without key; a certificate or CA file holds no certificate (e.g. a private key); a key file holds
+// no unencrypted private key; the key is not the certificate's own. All checked with OpenSSL here,
+// before gRPC sees them.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const TlsFiles& tls);
 
 // Channel credentials for an agent or a client: plaintext without `ca`; TLS verifying the server
 // against `ca` (and presenting cert/key when given); plus the bearer token when non-empty (a
 // token needs TLS: INVALID_ARGUMENT otherwise, so that it never crosses the network in clear).
+// The files are checked as MakeServerCredentials checks them, with the same errors.
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
     const TlsFiles& tls, const std::string& token);
 

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,12 +13,17 @@
 #include <cerrno>
 #include <climits>
 #include <cstdint>
+#include <fstream>
+#include <optional>
 #include <system_error>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 extern char** environ;
 
@@ -39,6 +45,44 @@ struct ChildError {
 };
 
 std::string ErrnoText(int err) { return std::generic_category().message(err); }
+
+constexpr char kProgramErrorUrl[] = "farm.subprocess/program-error";
+
+// Marks a Start() error as the program's own (IsProgramError).
+absl::Status ProgramError(absl::Status status) {
+  status.SetPayload(kProgramErrorUrl, absl::Cord("1"));
+  return status;
+}
+
+// The interpreter named by the #! line of `path`, or "" when it has none (or cannot be read).
+std::string ShebangInterpreter(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  if (!in || !std::getline(in, line) || !absl::StartsWith(line, "#!")) return "";
+  absl::string_view rest = absl::StripLeadingAsciiWhitespace(absl::string_view(line).substr(2));
+  return std::string(rest.substr(0, rest.find_first_of(" \t\r")));
+}
+
+// ENOENT from execve for a file that exists: what is missing is its #! interpreter (or, for a
+// binary, its dynamic loader). The message names it.
+std::optional<absl::Status> MissingInterpreter(const std::string& prog,
+                                               const std::vector<std::string>& candidates) {
+  for (const std::string& c : candidates) {
+    struct stat st;
+    if (stat(c.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    std::string interpreter = ShebangInterpreter(c);
+    if (!interpreter.empty()) {
+      return absl::NotFoundError(absl::StrCat(
+          "cannot run '", prog, "': its interpreter '", interpreter,
+          "' (the script's #! line) does not exist: install it, or change the #! line"));
+    }
+    return absl::NotFoundError(absl::StrCat(
+        "cannot run '", prog,
+        "': the file exists but its dynamic loader or interpreter does not (built for another "
+        "system?)"));
+  }
+  return std::nullopt;
+}
 
 void CloseFd(int& fd) {
   if (fd >= 0) {
@@ -65,15 +109,19 @@ int AboveStdio(int fd) {
 struct ChildPlan {
   std::vector<std::string> candidates;  // Paths to try with execve, in order.
   std::vector<char*> argv;
+  // {"/bin/sh", <the candidate>, argv[1]...}: how a file without #! is run (execvp's and git's
+  // rule). The child fills in the candidate.
+  std::vector<char*> sh_argv;
   std::vector<char*> envp;
   const char* cwd = nullptr;  // nullptr: inherit.
   int devnull_fd = -1;
   int output_fd = -1;  // Write end of the output pipe.
   int error_fd = -1;   // Write end of the CLOEXEC error pipe.
+  int cgroup_fd = -1;  // The container's cgroup.procs, or -1.
 };
 
 // Runs in the child between fork() and exec: async-signal-safe calls only (no malloc, no locks).
-[[noreturn]] void RunChild(const ChildPlan& plan) {
+[[noreturn]] void RunChild(ChildPlan& plan) {
   setpgid(0, 0);
   // Handlers installed by the parent must not run here; ignored signals must not stay ignored.
   // All signals are blocked (by the parent, around fork) while we do this.
@@ -88,6 +136,12 @@ struct ChildPlan {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
 
+  // Into the task's cgroup before anything runs ("0" is the writing process). Should the kernel
+  // refuse, the process group and the container's cookie still hold it.
+  if (plan.cgroup_fd >= 0) {
+    ssize_t joined = write(plan.cgroup_fd, "0", 1);
+    (void)joined;
+  }
   if (dup2(plan.devnull_fd, 0) < 0 || dup2(plan.output_fd, 1) < 0 || dup2(plan.output_fd, 2) < 0) {
     ReportAndExit(plan.error_fd, ChildError::kSetup, errno, -1);
   }
@@ -105,6 +159,11 @@ struct ChildPlan {
   for (size_t i = 0; i < plan.candidates.size(); ++i) {
     execve(plan.candidates[i].c_str(), plan.argv.data(), plan.envp.data());
     int err = errno;
+    if (err == ENOEXEC) {
+      // No #! line and not a binary: a shell script, as execvp and `git bisect run` take it.
+      plan.sh_argv[1] = plan.candidates[i].data();
+      execve(plan.sh_argv[0], plan.sh_argv.data(), plan.envp.data());
+    }
     if (err == EACCES) {
       if (eacces_candidate < 0) eacces_candidate = static_cast<int>(i);
     } else if (err != ENOENT && err != ENOTDIR && err != ESTALE && err != ENAMETOOLONG) {
@@ -144,17 +203,26 @@ absl::Status ChildErrorToStatus(const ChildError& e, const SubprocessOptions& op
   }
   switch (e.err) {
     case ENOENT:
-      if (prog.find('/') != std::string::npos) {
-        return absl::NotFoundError(absl::StrCat("cannot run '", prog, "': no such file"));
+      if (std::optional<absl::Status> missing = MissingInterpreter(prog, candidates)) {
+        return ProgramError(*missing);
       }
-      return absl::NotFoundError(
-          absl::StrCat("cannot run '", prog, "': not found in PATH (", path_env, ")"));
+      if (prog.find('/') != std::string::npos) {
+        return ProgramError(
+            absl::NotFoundError(absl::StrCat("cannot run '", prog, "': no such file")));
+      }
+      return ProgramError(absl::NotFoundError(
+          absl::StrCat("cannot run '", prog, "': not found in PATH (", path_env, ")")));
     case EACCES:
-      return absl::PermissionDeniedError(
-          absl::StrCat("cannot run '", where, "': permission denied (is it executable?)"));
+      return ProgramError(absl::PermissionDeniedError(
+          absl::StrCat("cannot run '", where, "': permission denied (is it executable?)")));
     case ENOEXEC:
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot run '", where, "': not an executable format (a script without a #! line?)"));
+      return ProgramError(absl::FailedPreconditionError(
+          absl::StrCat("cannot run '", where, "': not an executable format, even for /bin/sh")));
+    case E2BIG:
+    case ELOOP:
+    case ENAMETOOLONG:
+      return ProgramError(
+          absl::InvalidArgumentError(absl::StrCat("cannot run '", where, "': ", ErrnoText(e.err))));
     default:
       return absl::InternalError(absl::StrCat("cannot run '", where, "': ", ErrnoText(e.err)));
   }
@@ -186,6 +254,10 @@ std::string FormatDurationForHumans(absl::Duration d) {
 
 }  // namespace
 
+bool IsProgramError(const absl::Status& status) {
+  return status.GetPayload(kProgramErrorUrl).has_value();
+}
+
 std::string SubprocessResult::Describe() const {
   switch (kind) {
     case Kind::kExited:
@@ -216,6 +288,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(SubprocessOptions 
     for (const auto& [k, v] : opts.env) overridden |= (k == name);
     if (!overridden) env_strings.emplace_back(entry);
   }
+  if (opts.container != nullptr) opts.env.push_back(opts.container->cookie());
   std::string path_env = "/usr/local/bin:/usr/bin:/bin";
   if (const char* p = getenv("PATH")) path_env = p;
   for (const auto& [k, v] : opts.env) {
@@ -234,6 +307,9 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(SubprocessOptions 
   }
   for (std::string& a : opts.argv) plan.argv.push_back(a.data());
   plan.argv.push_back(nullptr);
+  static char kShell[] = "/bin/sh";
+  plan.sh_argv = {kShell, nullptr};
+  plan.sh_argv.insert(plan.sh_argv.end(), plan.argv.begin() + 1, plan.argv.end());
   for (std::string& e : env_strings) plan.envp.push_back(e.data());
   plan.envp.push_back(nullptr);
   if (!opts.cwd.empty()) plan.cwd = opts.cwd.c_str();
@@ -269,6 +345,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(SubprocessOptions 
   plan.devnull_fd = devnull;
   plan.output_fd = out_pipe[1];
   plan.error_fd = err_pipe[1];
+  if (opts.container != nullptr) plan.cgroup_fd = opts.container->procs_fd();
 
   // Block every signal across fork() so no parent handler runs in the child before it resets them.
   sigset_t all, old;
@@ -390,6 +467,7 @@ SubprocessResult Subprocess::Wait() {
 
   bool leader_exited = false;
   bool timed_out = false;
+  std::vector<std::string> outlived;
   absl::Time drain_deadline = absl::InfiniteFuture();
   while (true) {
     if (cancelled_.load()) break;
@@ -427,17 +505,23 @@ SubprocessResult Subprocess::Wait() {
     bool check_exit = pid_fd_ < 0 || (pid_idx >= 0 && fds[pid_idx].revents != 0);
     if (!leader_exited && check_exit && LeaderExited(pid_)) {
       leader_exited = true;
-      // Whatever the leader left running in its group would otherwise hold the pipe open forever.
+      // Whatever the leader left running would otherwise hold the pipe open forever: its group,
+      // and what left the group but not the container.
+      if (opts_.container != nullptr) outlived = opts_.container->KillAll();
       KillGroup();
       drain_deadline = absl::Now() + kDrainGrace;
     }
   }
 
   SubprocessResult result;
-  if (cancelled_.load() || timed_out) KillGroup();
+  if (cancelled_.load() || timed_out) {
+    KillGroup();
+    if (opts_.container != nullptr) opts_.container->KillAll();
+  }
   read_available();  // What was already written, without waiting for EOF.
   int status = Reap();
   result.elapsed = absl::Now() - start_;
+  result.outlived = std::move(outlived);
   if (cancelled_.load()) {
     result.kind = SubprocessResult::Kind::kCancelled;
   } else if (timed_out) {

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/subprocess/containment.h"
 
 namespace farm {
 
@@ -34,6 +35,11 @@ struct SubprocessOptions {
   // Called with chunks of the merged stdout+stderr, in order, from the thread that calls Wait().
   // Chunk boundaries are arbitrary (not lines). May be empty: output is discarded.
   std::function<void(std::string_view)> on_output;
+  // The container the child joins before it runs (common/subprocess/containment.h), so that
+  // processes that leave its process group (setsid) are still found: when the leader exits, on
+  // timeout and on cancel, everything in it is killed with the group. Not owned; must outlive
+  // the Subprocess. nullptr: the process group only.
+  ProcessContainer* container = nullptr;
 };
 
 struct SubprocessResult {
@@ -42,10 +48,18 @@ struct SubprocessResult {
   int exit_code = -1;      // kExited only.
   int signal = 0;          // kSignaled only.
   absl::Duration elapsed;  // From Start() until the child was reaped.
+  // With a container: the processes still in it when the leader exited ("pid 123 (sleep)"),
+  // which were then killed.
+  std::vector<std::string> outlived;
 
   // "exit 3", "killed by signal 9 (Killed)", "timed out after 60s", "cancelled".
   std::string Describe() const;
 };
+
+// Whether a Subprocess::Start error is the program's own fault (it does not exist, is not
+// executable, its #! interpreter is missing, its arguments are too long), as opposed to the
+// machine's (a working directory missing, fork or pipe failing).
+bool IsProgramError(const absl::Status& status);
 
 // One child process (the leader of its own process group) and everything it starts in that group.
 //
@@ -62,8 +76,13 @@ class Subprocess {
   //   NOT_FOUND         the program does not exist (or is not in PATH), or `cwd` does not exist.
   //   PERMISSION_DENIED the program cannot be executed ("is it executable?") or `cwd` is not
   //                     accessible.
-  //   FAILED_PRECONDITION the file is not in an executable format.
+  //   NOT_FOUND         also when the program's #! interpreter does not exist (the message
+  //                     names it).
+  //   FAILED_PRECONDITION the file is in no executable format even for /bin/sh. (A file that
+  //                     execve refuses with ENOEXEC, i.e. a script without a #! line, is run by
+  //                     /bin/sh, as execvp and `git bisect run` do.)
   //   INTERNAL          pipe/fork failures.
+  // IsProgramError tells the errors that concern the program itself from the others.
   static absl::StatusOr<std::unique_ptr<Subprocess>> Start(SubprocessOptions opts);
 
   // Pumps output to on_output until the child exits, the timeout passes, or Cancel() is called.

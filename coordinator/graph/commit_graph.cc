@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -13,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/log/log.h"
 #include "coordinator/graph/commit_graph_file.h"
 
 namespace farm {
@@ -55,7 +55,7 @@ struct OdbObjectFree {
 };
 
 [[noreturn]] void Die(const char* what) {
-  std::fprintf(stderr, "CommitGraph::FromParents: %s\n", what);
+  FARM_LOG(Error) << "CommitGraph::FromParents: " << what;
   std::abort();
 }
 

@@ -160,9 +160,26 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
   s.set_seconds(result.checkout_seconds() + result.build_seconds() + result.test_seconds());
   if (result.has_kernel_build()) *s.mutable_kernel_build() = result.kernel_build();
   std::string what;
+  if (result.outcome_case() == v1::TaskResult::kJobError) {
+    // The job's own input cannot run (farm.proto): no agent would do better, and this one is
+    // not at fault, so its health is untouched. The task is kept for `farm log`.
+    s.set_state(v1::TASK_INFRA_ERROR);
+    s.set_detail(result.job_error());
+    PersistTaskLocked(job, s, 0);
+    job.finished.push_back(s);
+    tasks_.erase(it);
+    EndJobLocked(job, v1::FAILED,
+                 absl::StrCat("the test cannot run: ", s.detail(), " (commit ",
+                              ShortSha(s.commit()), " on ", s.agent(),
+                              "); fix the test and submit again"));
+    ScheduleLocked();
+    return;
+  }
   std::string infra_error = result.infra_error();
-  if (infra_error.empty() && result.verdict() != v1::GOOD && result.verdict() != v1::BAD &&
-      result.verdict() != v1::SKIP) {
+  const bool verdict =
+      result.outcome_case() == v1::TaskResult::kVerdict &&
+      (result.verdict() == v1::GOOD || result.verdict() == v1::BAD || result.verdict() == v1::SKIP);
+  if (!verdict && infra_error.empty()) {
     infra_error = "the agent's result has neither a verdict nor an error";
   }
   if (!infra_error.empty()) {

@@ -7,6 +7,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/rpc/grpc_status.h"
+#include "common/rpc/listen_check.h"
+#include "common/status_macros.h"
 
 namespace farm {
 namespace {
@@ -238,10 +240,10 @@ absl::Status FarmService::Authorize(grpc::CallbackServerContext* ctx) const {
       "admin for one)");
 }
 
-#define FARM_AUTHORIZE(ctx)                              \
-  do {                                                   \
-    absl::Status auth_ = Authorize(ctx);                 \
-    if (!auth_.ok()) return Done(ctx, auth_);            \
+#define FARM_AUTHORIZE(ctx)                   \
+  do {                                        \
+    absl::Status auth_ = Authorize(ctx);      \
+    if (!auth_.ok()) return Done(ctx, auth_); \
   } while (0)
 
 grpc::ServerUnaryReactor* FarmService::SubmitBisect(grpc::CallbackServerContext* ctx,
@@ -326,10 +328,10 @@ grpc::ServerUnaryReactor* FarmService::DrainAgent(grpc::CallbackServerContext* c
 grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentLinkService::Connect(
     grpc::CallbackServerContext* ctx) {
   if (require_cert_ && !ctx->auth_context()->IsPeerAuthenticated()) {
-    return new RefusedAgent(grpc::Status(
-        grpc::StatusCode::UNAUTHENTICATED,
-        "agents must present a client certificate signed by the farm's agent CA "
-        "(farm-agent --tls-cert/--tls-key)"));
+    return new RefusedAgent(
+        grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                     "agents must present a client certificate signed by the farm's agent CA "
+                     "(farm-agent --tls-cert/--tls-key)"));
   }
   return new AgentReactor(core_);
 }
@@ -343,12 +345,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     return absl::InvalidArgumentError(
         "tokens need TLS (--tls-cert/--tls-key): they must not cross the network in clear");
   }
+  // Refused before the database is touched: the port, then the database, held by another
+  // coordinator (gRPC alone would say neither; with SO_REUSEPORT it would even share the port).
+  FARM_RETURN_IF_ERROR(CheckPortFree(listen));
   auto s = std::make_unique<CoordinatorServer>();
+  FARM_ASSIGN_OR_RETURN(s->db_lock_, DatabaseLock::Acquire(options.db_path));
   absl::StatusOr<std::unique_ptr<Coordinator>> core = Coordinator::Create(std::move(options));
   if (!core.ok()) return core.status();
   s->core_ = std::move(*core);
-  s->farm_ = std::make_unique<FarmService>(
-      s->core_.get(), AccessPolicy{security.tokens, !security.tls.ca.empty()});
+  s->farm_ = std::make_unique<FarmService>(s->core_.get(),
+                                           AccessPolicy{security.tokens, !security.tls.ca.empty()});
   s->link_ = std::make_unique<AgentLinkService>(s->core_.get(), !security.tls.ca.empty());
   grpc::ServerBuilder builder;
   int port = 0;
@@ -360,11 +366,15 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // gRPC sets SO_REUSEPORT by default: a second coordinator would share the port and take half
+  // of the connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || (port == 0 && !absl::StartsWith(listen, "unix:"))) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on '", listen, "': is the address in use or malformed? "
-        "(use HOST:PORT, or unix:/path)"));
+    FARM_RETURN_IF_ERROR(CheckPortFree(listen));  // taken since the check above
+    return absl::UnavailableError(absl::StrCat("cannot listen on '", listen,
+                                               "': is the address in use or malformed? "
+                                               "(use HOST:PORT, or unix:/path)"));
   }
   if (absl::StartsWith(listen, "unix:")) {
     s->address_ = listen;
@@ -373,6 +383,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
     s->address_ = absl::StrCat(host, ":", port);
   }
+  s->db_lock_->SetAddress(s->address_);
   return s;
 }
 

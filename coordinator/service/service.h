@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "common/rpc/credentials.h"
 #include "coordinator/scheduler/coordinator.h"
+#include "coordinator/store/db_lock.h"
 #include "farm/v1/farm.grpc.pb.h"
 
 namespace farm {
@@ -64,7 +65,8 @@ class FarmService final : public farm::v1::Farm::CallbackService {
 
 class AgentLinkService final : public farm::v1::AgentLink::CallbackService {
  public:
-  AgentLinkService(Coordinator* core, bool require_cert) : core_(core), require_cert_(require_cert) {}
+  AgentLinkService(Coordinator* core, bool require_cert)
+      : core_(core), require_cert_(require_cert) {}
   grpc::ServerBidiReactor<farm::v1::AgentMessage, farm::v1::CoordinatorMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
 
@@ -74,7 +76,7 @@ class AgentLinkService final : public farm::v1::AgentLink::CallbackService {
 };
 
 struct ServerSecurity {
-  TlsFiles tls;          // cert/key: TLS; ca: client certificates verified (agents must have one)
+  TlsFiles tls;  // cert/key: TLS; ca: client certificates verified (agents must have one)
   std::set<std::string> tokens;  // users' bearer tokens (needs TLS)
 };
 
@@ -83,8 +85,11 @@ struct ServerSecurity {
 class CoordinatorServer {
  public:
   // Opens the coordinator (resuming its jobs) and listens on `listen` ("127.0.0.1:0" picks a free
-  // port; "unix:/path"). Errors: the store cannot be opened, the address cannot be bound.
-  // Errors also: INVALID_ARGUMENT for unusable TLS files, or tokens without TLS.
+  // port; "unix:/path"), holding the database's lock (DatabaseLock) until it is destroyed.
+  // Errors, each naming its cause and what to do: INVALID_ARGUMENT for unusable TLS files, or
+  // tokens without TLS; UNAVAILABLE when the address cannot be bound (the port in use: by which
+  // process); ALREADY_EXISTS when another live coordinator holds the database; DATA_LOSS when the
+  // database is damaged or truncated; others as Coordinator::Create.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
       CoordinatorOptions options, const std::string& listen,
       const ServerSecurity& security = ServerSecurity());
@@ -92,11 +97,16 @@ class CoordinatorServer {
   // The address clients dial ("127.0.0.1:43211").
   const std::string& address() const { return address_; }
   Coordinator* core() { return core_.get(); }
+  // A channel to this server that bypasses the network (tests and fuzz targets).
+  std::shared_ptr<grpc::Channel> InProcessChannel() {
+    return server_->InProcessChannel(grpc::ChannelArguments());
+  }
   void Wait() { server_->Wait(); }
   // Stops accepting, ends every stream, waits up to `grace` for calls in progress.
   void Shutdown(absl::Duration grace = absl::Seconds(2));
 
  private:
+  std::unique_ptr<DatabaseLock> db_lock_;  // released after everything below is gone
   std::unique_ptr<Coordinator> core_;
   std::unique_ptr<FarmService> farm_;
   std::unique_ptr<AgentLinkService> link_;

@@ -1,12 +1,15 @@
 #include "coordinator/store/store.h"
 
-#include <cstdio>
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/log/log.h"
 #include "common/status_macros.h"
 
 namespace farm {
@@ -69,6 +72,11 @@ class Stmt {
           absl::StrCat("database disk is full: ", sqlite3_errmsg(db_),
                        "; free space or lower the retention setting"));
     }
+    if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) {
+      return absl::DataLossError(
+          absl::StrCat("the database is damaged (sqlite: ", sqlite3_errmsg(db_),
+                       "): restart the coordinator, which checks it and says what to do"));
+    }
     return absl::UnavailableError(absl::StrCat("sqlite: ", sqlite3_errmsg(db_)));
   }
   absl::Status Run() {
@@ -126,9 +134,38 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 )sql";
 
+// What a user whose database is damaged can do, for the messages that say so.
+std::string DamagedAdvice(const std::string& path) {
+  return absl::StrCat(
+      "stop every coordinator using it, then restore it from a backup, or salvage "
+      "what is readable with `sqlite3 ",
+      path,
+      " .recover | sqlite3 NEW.db` and "
+      "start on NEW.db, or move it aside to start with an empty database (its jobs "
+      "are lost)");
+}
+
+// A database file that exists but holds nothing is what truncation leaves: SQLite would take it
+// for a new database and the farm would start empty, its jobs gone without a word. A crash never
+// leaves one (SQLite writes the header when the file is created), unless its write-ahead log
+// still holds the writes, which SQLite then replays.
+absl::Status CheckNotTruncated(const std::string& path) {
+  struct stat db, wal;
+  if (stat(path.c_str(), &db) != 0 || !S_ISREG(db.st_mode) || db.st_size != 0) {
+    return absl::OkStatus();
+  }
+  if (stat((path + "-wal").c_str(), &wal) == 0 && wal.st_size > 0) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat(
+      "database '", path,
+      "' is empty (0 bytes): it was probably truncated, and the coordinator "
+      "will not start on it as if it were new (every job would be forgotten). Restore it from a "
+      "backup; or, to start a new farm with no jobs, delete it"));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  FARM_RETURN_IF_ERROR(CheckNotTruncated(path));
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   if (rc != SQLITE_OK) {
@@ -137,14 +174,41 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
     return absl::UnavailableError(absl::StrCat("cannot open database '", path, "': ", msg));
   }
   sqlite3_busy_timeout(db, 5000);
-  std::unique_ptr<Store> store(new Store(db));
+  std::unique_ptr<Store> store(new Store(db, path));
   absl::Status st = store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+  if (st.ok()) st = store->CheckIntegrity();
   if (st.ok()) st = store->Exec(kSchema);
+  if (absl::IsDataLoss(st)) return st;
   if (!st.ok()) {
     return absl::UnavailableError(
         absl::StrCat("database '", path, "' is not usable: ", st.message()));
   }
   return store;
+}
+
+absl::Status Store::CheckIntegrity() {
+  // quick_check reads every page and checks the b-trees' structure (not index contents against
+  // tables, which integrity_check adds at several times the cost): a page damaged in the middle of
+  // the file is found here, not by whichever later query happens to read it.
+  Stmt s(db_, "PRAGMA quick_check(5)");
+  std::vector<std::string> problems;
+  absl::Status st = s.status();
+  while (st.ok()) {
+    absl::StatusOr<bool> row = s.Step();
+    if (!row.ok()) {
+      st = row.status();
+      break;
+    }
+    if (!*row) break;
+    std::string line = s.Blob(0);
+    std::replace(line.begin(), line.end(), '\n', ' ');
+    if (line != "ok") problems.push_back(std::move(line));
+  }
+  if (st.ok() && problems.empty()) return absl::OkStatus();
+  std::string what = problems.empty() ? std::string(st.message()) : absl::StrJoin(problems, "; ");
+  return absl::DataLossError(absl::StrCat("database '", path_,
+                                          "' is damaged (SQLite's integrity check: ", what,
+                                          "): ", DamagedAdvice(path_)));
 }
 
 Store::~Store() {
@@ -154,9 +218,13 @@ Store::~Store() {
 
 absl::Status Store::Exec(const char* sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+  if (int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err); rc != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
+    if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) {
+      return absl::DataLossError(absl::StrCat("database '", path_, "' is damaged (sqlite: ", msg,
+                                              "): ", DamagedAdvice(path_)));
+    }
     return absl::UnavailableError(absl::StrCat("sqlite: ", msg));
   }
   return absl::OkStatus();
@@ -171,8 +239,7 @@ Store::Batch::~Batch() {
   if (!began_) return;
   absl::Status st = store_.Exec("COMMIT");
   if (!st.ok()) {
-    std::fprintf(stderr, "farm-coordinator: cannot store a batch of writes: %s\n",
-                 std::string(st.message()).c_str());
+    FARM_LOG(Error) << "cannot store a batch of writes: " << st.message();
     store_.Exec("ROLLBACK").IgnoreError();
   }
 }

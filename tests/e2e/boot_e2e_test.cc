@@ -23,7 +23,7 @@
 #include "agent/boot/initramfs.h"
 #include "agent/boot/modules.h"
 #include "agent/boot/qemu_boot.h"
-#include "agent/runner/task_control.h"
+#include "common/task_control/task_control.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_kernel.h"
@@ -33,6 +33,11 @@ namespace farm::boot {
 namespace {
 
 namespace v1 = farm::v1;
+
+// Time allowed after an event (a panic, a deadline, a cancel) for qemu to be stopped, on a loaded
+// 2-core machine under TCG. Bounds below only tell "stopped at the event" from "waited for the
+// next deadline" (the test's timeout, a sleep 1000), which is always further away than this.
+constexpr absl::Duration kSlack = absl::Seconds(30);
 using ::farm::testing::Bin;
 using ::farm::testing::MakeTempDir;
 using ::farm::testing::Quote;
@@ -190,7 +195,10 @@ TEST_F(BootE2eTest, PanicFromThePayload) {
   EXPECT_EQ(r.outcome, BootOutcome::kPanic) << r.detail;
   EXPECT_THAT(r.crash_line, HasSubstr("Kernel panic - not syncing: sysrq triggered crash"));
   EXPECT_THAT(r.detail, HasSubstr("sysrq_handle_crash")) << "the trace is in the detail";
-  EXPECT_LT(r.verdict_time - r.boot_time, absl::Seconds(5)) << "stopped at the panic";
+  // kPanic already says the panic ended the boot; the bound says it did not wait for the test's
+  // timeout either.
+  EXPECT_LT(r.verdict_time - r.boot_time, absl::Seconds(spec.test_timeout_seconds()))
+      << "stopped at the panic";
   EXPECT_EQ(DecideVerdict(r, spec).verdict, v1::SKIP) << "by default a panic is not a verdict";
   spec.add_bad_failures(v1::PANIC);
   EXPECT_EQ(DecideVerdict(r, spec).verdict, v1::BAD);
@@ -202,7 +210,7 @@ TEST_F(BootE2eTest, HangingTestTimesOut) {
   BootResult r = Run("hang (5 s timeout)", spec);
   EXPECT_EQ(r.outcome, BootOutcome::kHang) << r.detail;
   EXPECT_GE(r.verdict_time - r.boot_time, absl::Seconds(5));
-  EXPECT_LT(r.verdict_time - r.boot_time, absl::Seconds(9));
+  EXPECT_LT(r.verdict_time - r.boot_time, absl::Seconds(5) + kSlack) << "not the sleep 1000";
   EXPECT_EQ(DecideVerdict(r, spec).verdict, v1::SKIP);
   spec.add_bad_failures(v1::HANG);
   EXPECT_EQ(DecideVerdict(r, spec).verdict, v1::BAD);
@@ -275,7 +283,7 @@ TEST_F(BootE2eTest, AutoAccelFallsBackToTcgInSeconds) {
   std::printf("[ measure ] KVM probe: %s in %.2fs: %s\n", probe.usable ? "usable" : "not usable",
               absl::ToDoubleSeconds(probe_time), probe.reason.c_str());
   EXPECT_TRUE(probe.probed);
-  EXPECT_LT(probe_time, absl::Seconds(12));
+  EXPECT_LT(probe_time, kSlack);
   v1::BootSpec spec = Spec("#!/bin/sh\nexit 0\n");
   spec.set_accel("auto");
   BootResult r = Run("accel auto", spec);
@@ -284,7 +292,7 @@ TEST_F(BootE2eTest, AutoAccelFallsBackToTcgInSeconds) {
   EXPECT_EQ(AccelCapability(), r.accel) << "the probe runs once per process";
   if (!probe.usable) {
     EXPECT_FALSE(r.accel_note.empty());
-    EXPECT_LT(probe_time, absl::Seconds(6)) << "a hanging KVM must be noticed in seconds";
+    EXPECT_LT(probe_time, kSlack) << "a hanging KVM must be noticed, not waited for";
   }
 }
 
@@ -294,7 +302,7 @@ TEST_F(BootE2eTest, BootThatNeverReachesInit) {
   BootResult r = Run("no init (1 s budget)", spec);
   EXPECT_EQ(r.outcome, BootOutcome::kNoInit) << r.detail;
   EXPECT_FALSE(r.init_started);
-  EXPECT_LT(r.verdict_time, absl::Seconds(3));
+  EXPECT_LT(r.verdict_time, absl::Seconds(1) + kSlack) << "the boot budget, not the test's 60 s";
   EXPECT_EQ(DecideVerdict(r, spec).verdict, v1::SKIP);
 }
 
@@ -381,7 +389,7 @@ TEST_F(BootE2eTest, CancelStopsQemu) {
   });
   ASSERT_TRUE(cancelled.load());
   EXPECT_EQ(r.outcome, BootOutcome::kCancelled);
-  EXPECT_LT(absl::Now() - cancel_at, absl::Seconds(3));
+  EXPECT_LT(absl::Now() - cancel_at, kSlack) << "stopped at the cancel, not after the sleep";
   EXPECT_FALSE(DecideVerdict(r, v1::BootSpec()).verdict.has_value());
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 #include <string>
@@ -24,6 +25,7 @@
 #include "agent/boot/ktap.h"
 #include "agent/boot/modules.h"
 #include "agent/boot/qemu_boot.h"
+#include "agent/boot/text.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
@@ -37,6 +39,29 @@ using ::farm::testing::Quote;
 using ::farm::testing::Sh;
 using ::testing::HasSubstr;
 using ::testing::Not;
+
+// "static" for a 64-bit little-endian ELF executable without a program interpreter (PT_INTERP),
+// "dynamic" with one, or what is wrong with the file. The header, read directly: `file` may not
+// be installed.
+std::string ElfLinkage(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::string d((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  using boot::text::LittleEndian;
+  if (d.size() < 64 || d.compare(0, 4, "\x7f" "ELF") != 0 || d[4] != 2 || d[5] != 1) {
+    return "not a 64-bit little-endian ELF file";
+  }
+  const uint64_t phoff = LittleEndian(d, 0x20, 8);
+  const uint64_t phentsize = LittleEndian(d, 0x36, 2);
+  const uint64_t phnum = LittleEndian(d, 0x38, 2);
+  if (phnum == 0 || phentsize < 4 || phoff + phnum * phentsize > d.size()) {
+    return "no program headers";
+  }
+  constexpr uint64_t kPtInterp = 3;
+  for (uint64_t i = 0; i < phnum; ++i) {
+    if (LittleEndian(d, phoff + i * phentsize, 4) == kPtInterp) return "dynamic";
+  }
+  return "static";
+}
 
 bool HaveTool(const std::string& name) {
   return Sh(absl::StrCat("command -v ", name, " >/dev/null")).exit_code == 0;
@@ -434,10 +459,8 @@ TEST(InitramfsTest, CompilesCStaticallyAndCachesIt) {
   EXPECT_EQ(*bin, *again);
   std::printf("[ measure ] C payload: compiled in %.0f ms, cache hit in %.2f ms\n",
               absl::ToDoubleMilliseconds(cold), absl::ToDoubleMilliseconds(warm));
-  auto file = Sh("file " + Quote(*bin));
-  if (file.exit_code == 0) {
-    EXPECT_THAT(file.output, HasSubstr("statically linked"));
-  }
+  EXPECT_EQ(ElfLinkage(*bin), "static") << "no PT_INTERP: the guest has no dynamic loader";
+  EXPECT_EQ(ElfLinkage("/bin/sh"), "dynamic") << "the check tells them apart";
   EXPECT_EQ(Sh(Quote(*bin)).exit_code, 3);
 
   absl::Status broken = CompileStaticC("int main( { return 0; }\n", cache).status();
@@ -1095,7 +1118,7 @@ TEST_F(KvmProbeTest, GuestThatPrintsNothingIsNoticedInSeconds) {
   EXPECT_FALSE(p.usable);
   EXPECT_THAT(p.reason, HasSubstr("printed nothing"));
   EXPECT_GE(p.elapsed, absl::Seconds(2.9));
-  EXPECT_LT(p.elapsed, absl::Seconds(5));
+  EXPECT_LT(p.elapsed, absl::Seconds(60)) << "gave up at its deadline, not after qemu's sleep 100";
 }
 
 TEST_F(KvmProbeTest, GuestThatBootsIsUsable) {
@@ -1103,7 +1126,7 @@ TEST_F(KvmProbeTest, GuestThatBootsIsUsable) {
       "echo '[    0.000000] Linux version 6.1.0'\necho '[    0.300000] Run /init as init process'\n"
       "exec sleep 100\n");
   EXPECT_TRUE(p.usable) << p.reason;
-  EXPECT_LT(p.elapsed, absl::Seconds(2));
+  EXPECT_THAT(p.reason, HasSubstr("booted")) << "decided by the kernel's line, not a deadline";
 }
 
 TEST_F(KvmProbeTest, QemuThatFailsIsNotUsable) {
@@ -1111,7 +1134,7 @@ TEST_F(KvmProbeTest, QemuThatFailsIsNotUsable) {
       Probe("echo 'qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69'\nkill -ABRT $$\n");
   EXPECT_FALSE(p.usable);
   EXPECT_THAT(p.reason, HasSubstr("failed to set MSR"));
-  EXPECT_LT(p.elapsed, absl::Seconds(2));
+  EXPECT_THAT(p.reason, Not(HasSubstr("printed nothing"))) << "decided by qemu's exit";
 }
 
 TEST_F(KvmProbeTest, GuestStuckMidBootIsNotUsable) {

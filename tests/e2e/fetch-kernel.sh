@@ -1,6 +1,8 @@
 #!/bin/bash
 # Fetches a Debian 12 kernel for the boot e2e tests into $FARM_KERNEL_CACHE (default
-# /var/cache/farm-test-kernels). Idempotent: does nothing when the kernel is already there.
+# /var/cache/farm-test-kernels for root, ~/.cache/farm-test-kernels for other users; the tests read
+# $FARM_KERNEL_CACHE, which tests/run-suite.sh sets). Idempotent: does nothing when the kernel is
+# already there, so it works offline after a first run.
 #
 #   fetch-kernel.sh [cloud]   linux-image-6.1.0-N-cloud-amd64 -> debian-cloud/   (27 MB download)
 #   fetch-kernel.sh generic   linux-image-6.1.0-N-amd64       -> debian-generic/ (71 MB download;
@@ -9,8 +11,9 @@
 # N is the newest the apt sources offer. Each directory gets vmlinuz, config, version,
 # modules/ (the virtio, block and 9p modules of the package, with modules.builtin), which
 # `farm boot --modules-dir` and the tests load into the initramfs, and vmlinux (the ELF inside
-# vmlinuz, bootable through PVH) when it can be extracted. Needs apt-get and dpkg, and
-# root (or a writable cache directory) for the default location. Prints the kernel's path.
+# vmlinuz, bootable through PVH) when it can be extracted. Needs apt-get and dpkg (no root: the
+# package is downloaded, not installed) and the network. Prints the kernel's path; exits 1,
+# saying why, when it cannot fetch it.
 set -euo pipefail
 
 flavour=${1:-cloud}
@@ -19,7 +22,11 @@ case "$flavour" in
   generic) pattern='^linux-image-6\.1\.0-[0-9]+-amd64$' ;;
   *) echo "usage: $0 [cloud|generic]" >&2; exit 2 ;;
 esac
-cache=${FARM_KERNEL_CACHE:-/var/cache/farm-test-kernels}
+if [ "$(id -u)" -eq 0 ]; then
+  cache=${FARM_KERNEL_CACHE:-/var/cache/farm-test-kernels}
+else
+  cache=${FARM_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/farm-test-kernels}
+fi
 dest=$cache/debian-$flavour
 if [ -s "$dest/vmlinuz" ]; then
   echo "$dest/vmlinuz"
@@ -29,7 +36,7 @@ for tool in apt-get apt-cache dpkg flock; do
   command -v "$tool" >/dev/null || { echo "fetch-kernel.sh: $tool is needed (Debian)" >&2; exit 1; }
 done
 if ! mkdir -p "$cache" 2>/dev/null || [ ! -w "$cache" ]; then
-  echo "fetch-kernel.sh: cannot write $cache: run as root or set FARM_KERNEL_CACHE" >&2
+  echo "fetch-kernel.sh: cannot write $cache: set FARM_KERNEL_CACHE to a directory you own" >&2
   exit 1
 fi
 
@@ -59,9 +66,13 @@ trap 'rm -rf "$tmp"' EXIT
 (
   cd "$tmp"
   # As root, apt drops to _apt for downloads, which cannot write here: download as root instead.
-  apt-get download -qq -o APT::Sandbox::User=root "$pkg" >/dev/null
-  dpkg -x ./*.deb x
-)
+  sandbox=()
+  [ "$(id -u)" -ne 0 ] || sandbox=(-o APT::Sandbox::User=root)
+  apt-get download -qq "${sandbox[@]}" "$pkg" >/dev/null && dpkg -x ./*.deb x
+) || {
+  echo "fetch-kernel.sh: cannot download $pkg (no network? apt sources?)" >&2
+  exit 1
+}
 vmlinuz=$(ls "$tmp"/x/boot/vmlinuz-* | head -n 1)
 version=${vmlinuz##*/vmlinuz-}
 mkdir -p "$tmp/out/modules/kernel"

@@ -69,34 +69,13 @@ struct Recorder : public farm::AgentChannel {
   std::deque<v1::CoordinatorMessage> queue;
 };
 
-struct Agent {
-  std::string id;
+struct Agent : farm::fuzz::AgentView {
   uint64_t session = 0;
-  uint32_t slots = 0;
   std::shared_ptr<Recorder> channel;
-  std::map<std::string, std::string> running;  // task id -> commit, as this agent sees it
-  std::set<std::string> cancelled;             // Cancel received, not yet confirmed
 };
 
-struct Shared {
-  farm::fuzz::TruthRepo repo;
-  std::string dir;
-};
-
-Shared& GetShared() {
-  static Shared* s = [] {
-    auto* sh = new Shared;
-    sh->dir = farm::fuzz::TempDir("agent");
-    sh->repo = farm::fuzz::MakeTruthRepo(sh->dir + "/repo",
-                                         "--shape merges --commits 40 --skip 2 --seed 5");
-    return sh;
-  }();
-  return *s;
-}
-
-bool Verbose() {
-  static const bool v = std::getenv("FARM_FUZZ_VERBOSE") != nullptr;
-  return v;
+const farm::fuzz::SharedRepo& GetShared() {
+  return farm::fuzz::GetSharedRepo("agent", "--shape merges --commits 40 --skip 2 --seed 5");
 }
 
 class Run {
@@ -187,28 +166,9 @@ class Run {
     v1::AgentMessage m;
     v1::TaskResult* r = m.mutable_result();
     r->set_task_id(task_id);
-    const int truth = commit.empty() ? 0 : farm::fuzz::Truth(sh_.repo, commit);
-    v1::Verdict t = truth == 0 ? v1::GOOD : truth == 1 ? v1::BAD : v1::SKIP;
-    switch (verdict_mode % 5) {
-      case 0:
-        r->set_verdict(t);
-        break;
-      case 1:
-        r->set_verdict(v1::GOOD);
-        break;
-      case 2:
-        r->set_verdict(v1::BAD);
-        break;
-      case 3:
-        r->set_verdict(v1::SKIP);
-        break;
-      default:
-        break;  // unspecified
-    }
-    if ((r->verdict() == v1::GOOD || r->verdict() == v1::BAD) && r->verdict() != t &&
-        !(flags & 3)) {
-      truthful_ = false;
-    }
+    bool lie = false;
+    r->set_verdict(farm::fuzz::FuzzedVerdict(sh_.repo, commit, verdict_mode, &lie));
+    if (lie && !(flags & 3)) truthful_ = false;
     if (flags & 1) r->set_infra_error("fuzzed infrastructure error");
     if (flags & 2) r->set_cancelled(true);
     Send(from, from.session, m);
@@ -234,15 +194,8 @@ class Run {
         if (!sid.ok()) break;
         // The agent with this id is now this session; what the Hello listed is what it runs.
         Agent& who = AgentById(h.agent_id(), a);
-        std::map<std::string, std::string> still;
-        for (const std::string& tid : h.running()) {
-          auto it = who.running.find(tid);
-          still[tid] = it == who.running.end() ? "" : it->second;
-        }
-        who.running = std::move(still);
-        who.cancelled.clear();
+        who.Connected(h);
         who.session = *sid;
-        who.slots = h.slots();
         who.channel = channel;
         break;
       }
@@ -256,7 +209,7 @@ class Run {
         // Which task: this agent's (bit 0 clear) or any task ever assigned (bit 0 set).
         std::vector<std::pair<std::string, std::string>> pool;
         if (Byte(payload, 0) & 1) {
-          for (auto& [tid, commit] : assigned_) pool.emplace_back(tid, commit);
+          for (auto& [tid, commit] : ledger_.assigned()) pool.emplace_back(tid, commit);
         } else {
           for (auto& [tid, commit] : a.running) pool.emplace_back(tid, commit);
         }
@@ -299,9 +252,9 @@ class Run {
             ReadEverything();
             break;
           default:
-            if (!assigned_.empty()) {
-              auto it = assigned_.begin();
-              std::advance(it, Byte(payload, 0) % assigned_.size());
+            if (!ledger_.assigned().empty()) {
+              auto it = ledger_.assigned().begin();
+              std::advance(it, Byte(payload, 0) % ledger_.assigned().size());
               (void)core_->GetTaskLog(absl::StrCat(1 + (arg >> 2) % 8), it->second);
             }
             break;
@@ -354,27 +307,14 @@ class Run {
     for (Agent& a : agents_) {
       if (!a.channel) continue;
       for (const v1::CoordinatorMessage& m : a.channel->Take()) {
-        if (m.has_assign()) {
-          const v1::Assign& as = m.assign();
-          if (!assigned_.emplace(as.task_id(), as.commit()).second) {
-            Finding("task-id-reused", absl::StrCat("task id ", as.task_id(), " was assigned twice"),
-                    data_, size_);
-          }
-          a.running[as.task_id()] = as.commit();
-          if (a.running.size() > a.slots) {
-            // Named by what the input did, so that each cause is reported on its own.
-            Finding(absl::StrCat("slots-exceeded", short_lease_ ? "-short-lease" : "",
-                                 cross_agent_results_ ? "-foreign-result" : ""),
-                    absl::StrCat(a.id, " has ", a.running.size(), " tasks for ", a.slots,
-                                 " slots after assign ", as.task_id(),
-                                 cross_agent_results_ ? " (after a result sent by an agent that "
-                                                        "did not run the task)"
-                                                      : ""),
-                    data_, size_);
-          }
-        } else if (m.has_cancel()) {
-          if (a.running.count(m.cancel().task_id())) a.cancelled.insert(m.cancel().task_id());
-        }
+        // Named by what the input did, so that each cause is reported on its own.
+        ledger_.OnMessage(a, m,
+                          absl::StrCat(short_lease_ ? "-short-lease" : "",
+                                       cross_agent_results_ ? "-foreign-result" : ""),
+                          cross_agent_results_
+                              ? " (after a result sent by an agent that did not run the task)"
+                              : "",
+                          data_, size_);
       }
     }
   }
@@ -406,50 +346,17 @@ class Run {
                      st.status().ToString().c_str());
         std::abort();
       }
-      if (Verbose()) {
-        std::fprintf(stderr, "  job %s: %s %s, %d tasks finished, truthful=%d\n", id.c_str(),
-                     v1::JobState_Name(st->state()).c_str(),
-                     st->first_bad().empty() ? "" : st->first_bad(0).substr(0, 12).c_str(),
-                     st->finished_size(), truthful_);
-      }
-      if (!truthful_) continue;
-      const auto& truth = sh_.repo;
-      if (st->state() == v1::FOUND) {
-        const std::string& found = st->first_bad(0);
-        bool right;
-        if (spec.first_parent()) {
-          auto p = truth.parents.find(found);
-          right = truth.bad_commits.count(found) && p != truth.parents.end() &&
-                  !p->second.empty() && !truth.bad_commits.count(p->second[0]);
-        } else {
-          right = found == truth.culprit;
-        }
-        if (!right) {
-          Finding("wrong-culprit",
-                  absl::StrCat("job ", id, " found ", found, ", the first bad commit is ",
-                               truth.culprit, " (every good/bad verdict sent was true)"),
-                  data_, size_);
-        }
-      } else if (st->state() == v1::AMBIGUOUS && !spec.first_parent()) {
-        bool listed = false;
-        for (const std::string& c : st->first_bad()) listed |= c == truth.culprit;
-        if (!listed) {
-          Finding("culprit-not-listed",
-                  absl::StrCat("job ", id, " ended AMBIGUOUS without the first bad commit ",
-                               truth.culprit, " among its candidates"),
-                  data_, size_);
-        }
-      }
+      farm::fuzz::CheckOutcome(sh_.repo, spec, *st, truthful_, data_, size_);
     }
   }
 
   const uint8_t* data_;
   size_t size_;
-  Shared& sh_;
+  const farm::fuzz::SharedRepo& sh_;
   std::unique_ptr<farm::Coordinator> core_;
   Agent agents_[kAgents];
   std::map<std::string, v1::BisectSpec> jobs_;
-  std::map<std::string, std::string> assigned_;  // every task id assigned -> commit
+  farm::fuzz::AssignLedger ledger_;
   bool truthful_ = true;
   bool short_lease_ = false;
   int cross_agent_results_ = 0;

@@ -134,7 +134,8 @@ void Finding(const std::string& kind, const std::string& details, const uint8_t*
   static std::set<std::string> seen;
   std::lock_guard<std::mutex> lock(mu);
   const char* strict = std::getenv("FARM_FUZZ_STRICT");
-  if (!seen.insert(kind).second && !(strict && *strict == '1')) return;
+  const bool survey = strict != nullptr && std::string(strict) == "0";
+  if (survey && !seen.insert(kind).second) return;
   std::fprintf(stderr, "FINDING %s: %s\n", kind.c_str(), details.c_str());
   const char* dir = std::getenv("FARM_FUZZ_FINDINGS");
   if (dir && *dir && input != nullptr) {
@@ -144,12 +145,106 @@ void Finding(const std::string& kind, const std::string& details, const uint8_t*
     std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(input), size);
     std::fprintf(stderr, "FINDING %s: input saved as %s\n", kind.c_str(), path.c_str());
   }
-  if (strict && *strict == '1') std::abort();
+  if (!survey) std::abort();
+}
+
+void CheckOutcome(const TruthRepo& repo, const farm::v1::BisectSpec& spec,
+                  const farm::v1::JobStatus& status, bool truthful, const uint8_t* input,
+                  size_t size) {
+  if (std::getenv("FARM_FUZZ_VERBOSE") != nullptr) {
+    std::fprintf(stderr, "  job %s: %s %s, %d tasks finished, truthful=%d\n",
+                 status.job_id().c_str(), farm::v1::JobState_Name(status.state()).c_str(),
+                 status.first_bad().empty() ? "" : status.first_bad(0).substr(0, 12).c_str(),
+                 status.finished_size(), truthful);
+  }
+  if (!truthful) return;
+  if (status.state() == farm::v1::FOUND) {
+    const std::string& found = status.first_bad(0);
+    bool right;
+    if (spec.first_parent()) {
+      auto p = repo.parents.find(found);
+      right = repo.bad_commits.count(found) && p != repo.parents.end() && !p->second.empty() &&
+              !repo.bad_commits.count(p->second[0]);
+    } else {
+      right = found == repo.culprit;
+    }
+    if (!right) {
+      Finding("wrong-culprit",
+              absl::StrCat("job ", status.job_id(), " found ", found, ", the first bad commit is ",
+                           repo.culprit, " (every good/bad verdict sent was true)"),
+              input, size);
+    }
+  } else if (status.state() == farm::v1::AMBIGUOUS && !spec.first_parent()) {
+    bool listed = false;
+    for (const std::string& c : status.first_bad()) listed |= c == repo.culprit;
+    if (!listed) {
+      Finding("culprit-not-listed",
+              absl::StrCat("job ", status.job_id(), " ended AMBIGUOUS without the first bad commit ",
+                           repo.culprit, " among its candidates"),
+              input, size);
+    }
+  }
 }
 
 int Truth(const TruthRepo& repo, const std::string& commit) {
   if (repo.skipped.count(commit)) return 125;
   return repo.bad_commits.count(commit) ? 1 : 0;
+}
+
+const SharedRepo& GetSharedRepo(const std::string& name, const std::string& make_repo_args) {
+  static SharedRepo* shared = [&] {
+    auto* s = new SharedRepo;
+    s->dir = TempDir(name);
+    s->repo = MakeTruthRepo(s->dir + "/repo", make_repo_args);
+    return s;
+  }();
+  return *shared;
+}
+
+farm::v1::Verdict FuzzedVerdict(const TruthRepo& repo, const std::string& commit, int mode,
+                                bool* lie) {
+  const int truth = commit.empty() ? 0 : Truth(repo, commit);
+  const farm::v1::Verdict t = truth == 0   ? farm::v1::GOOD
+                              : truth == 1 ? farm::v1::BAD
+                                           : farm::v1::SKIP;
+  const farm::v1::Verdict choices[] = {t, farm::v1::GOOD, farm::v1::BAD, farm::v1::SKIP,
+                                       farm::v1::VERDICT_UNSPECIFIED};
+  const farm::v1::Verdict v = choices[mode % 5];
+  *lie = (v == farm::v1::GOOD || v == farm::v1::BAD) && (v != t || commit.empty());
+  return v;
+}
+
+void AgentView::Connected(const farm::v1::Hello& hello) {
+  std::map<std::string, std::string> still;
+  for (const std::string& tid : hello.running()) {
+    auto it = running.find(tid);
+    still[tid] = it == running.end() ? "" : it->second;
+  }
+  running = std::move(still);
+  cancelled.clear();
+  slots = hello.slots();
+}
+
+void AssignLedger::OnMessage(AgentView& agent, const farm::v1::CoordinatorMessage& m,
+                             const std::string& kind_suffix, const std::string& why,
+                             const uint8_t* input, size_t size) {
+  if (m.has_cancel()) {
+    if (agent.running.count(m.cancel().task_id())) agent.cancelled.insert(m.cancel().task_id());
+    return;
+  }
+  if (!m.has_assign()) return;
+  const farm::v1::Assign& as = m.assign();
+  if (!assigned_.emplace(as.task_id(), as.commit()).second) {
+    Finding("task-id-reused", absl::StrCat("task id ", as.task_id(), " was assigned twice"), input,
+            size);
+  }
+  agent.running[as.task_id()] = as.commit();
+  if (agent.running.size() > agent.slots) {
+    Finding(absl::StrCat("slots-exceeded", kind_suffix),
+            absl::StrCat(agent.id, " has ", agent.running.size(), " tasks for ", agent.slots,
+                         " slots after assign ", as.task_id(), why),
+            input, size);
+  }
 }
 
 }  // namespace farm::fuzz

@@ -3,18 +3,17 @@
 // Coordinator::SubmitBisect, with an in-memory store and a small real repository made once.
 //
 // The repository is named "R" in inputs (replaced by its path) and has the tags `good` and `bad`,
-// so that mutations reach past validation. Repository URLs (anything with ':') are dropped: a
-// fuzzer must not clone from the network. Other local paths are used as given.
+// so that mutations reach past validation. Repositories that are not absolute paths are dropped:
+// the coordinator fetches them as URLs, and a fuzzer must not clone from the network.
 //
 // Properties: no crash, leak or hang; an error has a message and one of the codes farm.proto
-// lists for SubmitBisect (others are printed once, as findings); an accepted job can be read back
+// lists for SubmitBisect (a finding otherwise); an accepted job can be read back
 // (GetJob) and cancelled.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <string_view>
 
@@ -32,7 +31,6 @@ struct Env {
   std::string dir;
   std::unique_ptr<farm::Coordinator> core;
   int accepted = 0;
-  std::set<int> reported_codes;
 };
 
 Env& GetEnv() {
@@ -83,8 +81,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   v1::BisectSpec spec = req.spec();
   if (spec.repo() == "R") {
     spec.set_repo(env.repo.path);
-  } else if (spec.repo().find(':') != std::string::npos) {
-    return 0;
+  } else if (!spec.repo().empty() && spec.repo()[0] != '/') {
+    return 0;  // anything but an absolute path is fetched as a URL
   }
   absl::StatusOr<v1::JobStatus> st = env.core->SubmitBisect(spec);
   if (std::getenv("FARM_FUZZ_VERBOSE") != nullptr) {
@@ -100,12 +98,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::abort();
     }
     absl::StatusCode code = st.status().code();
-    if (code != absl::StatusCode::kInvalidArgument && code != absl::StatusCode::kNotFound &&
-        env.reported_codes.insert(static_cast<int>(code)).second) {
-      std::fprintf(stderr,
-                   "FINDING: SubmitBisect answered %s (farm.proto lists INVALID_ARGUMENT "
-                   "and NOT_FOUND) for spec:\n%s\n",
-                   st.status().ToString().c_str(), spec.DebugString().c_str());
+    if (code != absl::StatusCode::kInvalidArgument && code != absl::StatusCode::kNotFound) {
+      farm::fuzz::Finding(absl::StrCat("undocumented-code-", absl::StatusCodeToString(code)),
+                          absl::StrCat("SubmitBisect answered ", st.status().ToString(),
+                                       " (farm.proto lists INVALID_ARGUMENT and NOT_FOUND) for "
+                                       "spec:\n",
+                                       spec.DebugString()),
+                          data, size);
     }
     return 0;
   }

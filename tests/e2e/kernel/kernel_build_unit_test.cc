@@ -16,7 +16,7 @@
 #include "absl/time/time.h"
 #include "agent/build/config_flag.h"
 #include "agent/build/kernel_build.h"
-#include "agent/runner/task_control.h"
+#include "common/task_control/task_control.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"

@@ -194,7 +194,25 @@ TEST(DiskSpace, MeasuresTheNearestExistingAncestor) {
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_GT(d->total, 0u);
   EXPECT_THAT(d->Describe(), HasSubstr(" free of "));
-  EXPECT_TRUE(DiskFullError({FreshTempDir("ds2")}, false, "x").ok() || d->full());
+}
+
+// DiskFullError on a filesystem with room, then on the same one filled: the only change is the
+// free space, so the error can only come from it.
+TEST(DiskSpace, DiskFullErrorSaysFullOnlyWhenItIs) {
+  const std::string dir = FreshTempDir("ds2") + "/small";
+  testing::TmpfsMount tmpfs(dir, kTmpfsBytes);
+  if (!tmpfs.ok()) GTEST_SKIP() << "no small filesystem to fill: " << tmpfs.error();
+  EXPECT_TRUE(DiskFullError({dir}, false, "build failed (exit 1)").ok());
+  absl::Status said = DiskFullError({dir}, true, "build failed (exit 1)");
+  EXPECT_TRUE(absl::IsResourceExhausted(said)) << said;
+  ASSERT_GT(testing::FillDisk(dir + "/filler"), 0u);
+  absl::StatusOr<DiskSpace> d = MeasureDiskSpace(dir);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->full()) << d->Describe();
+  absl::Status full = DiskFullError({dir}, false, "build failed (exit 1)");
+  EXPECT_TRUE(absl::IsResourceExhausted(full)) << full;
+  EXPECT_THAT(full.message(), HasSubstr(dir));
+  EXPECT_THAT(full.message(), HasSubstr("build failed (exit 1)"));
 }
 
 }  // namespace

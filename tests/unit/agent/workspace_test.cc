@@ -370,4 +370,56 @@ TEST_F(WorkspaceTest, AnotherRepositoryStartsTheSlotAfresh) {
 }
 
 }  // namespace
+TEST(SubmoduleUrlTest, ResolvedRelativeToTheSuperprojectAsGitDoes) {
+  EXPECT_EQ(ResolveSubmoduleUrl("/src/super", "../lib"), "/src/lib");
+  EXPECT_EQ(ResolveSubmoduleUrl("/src/super/", "./lib"), "/src/super/lib");
+  EXPECT_EQ(ResolveSubmoduleUrl("https://host/org/super.git", "../lib.git"),
+            "https://host/org/lib.git");
+  EXPECT_EQ(ResolveSubmoduleUrl("https://host/org/super.git", "../../other/lib.git"),
+            "https://host/other/lib.git");
+  EXPECT_EQ(ResolveSubmoduleUrl("git@host:org/super.git", "../lib.git"), "git@host:org/lib.git");
+  EXPECT_EQ(ResolveSubmoduleUrl("git@host:super.git", "../lib.git"), "git@host:lib.git");
+  EXPECT_EQ(ResolveSubmoduleUrl("/src/super", "https://elsewhere/lib.git"),
+            "https://elsewhere/lib.git");
+}
+
+// A superproject whose commits record a submodule (its url relative to the superproject's, as
+// `git submodule add ../lib` writes it) at two commits: each checkout has the submodule's files at
+// the commit recorded, whether the slot starts afresh, is reused or is made pristine, and git
+// sees the superproject clean.
+TEST_F(WorkspaceTest, SubmodulesAreCheckedOutAtTheRecordedCommits) {
+  TestRepo lib("lib");
+  lib.Write("lib.txt", "lib v1\n");
+  const std::string v1 = lib.Commit("v1");
+  lib.Write("lib.txt", "lib v2\n");
+  lib.Write("bug", "");
+  const std::string v2 = lib.Commit("v2");
+  TestRepo super("super");
+  super.Write("main.txt", "main\n");
+  super.Git({"-c", "protocol.file.allow=always", "submodule", "add", "-q",
+             "../" + fs::path(lib.path()).filename().string(), "lib"});
+  super.Git({"-C", "lib", "checkout", "-q", v1});
+  const std::string c1 = super.Commit("lib at v1");
+  super.Git({"-C", "lib", "checkout", "-q", v2});
+  const std::string c2 = super.Commit("lib at v2");
+
+  auto r = ws_->Checkout(0, super.path(), c1, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(r->worktree + "/lib/lib.txt"), "lib v1\n");
+  EXPECT_FALSE(fs::exists(r->worktree + "/lib/bug"));
+  r = ws_->Checkout(0, super.path(), c2, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(r->worktree + "/lib/lib.txt"), "lib v2\n");
+  EXPECT_TRUE(fs::exists(r->worktree + "/lib/bug"));
+  EXPECT_EQ(RunGit(r->worktree + "/lib", {"rev-parse", "HEAD"}), v2);
+  EXPECT_EQ(RunGit(r->worktree, {"status", "--porcelain"}), "");
+  WriteFile(r->worktree + "/lib/generated.o", "stale\n");
+  r = ws_->Checkout(0, super.path(), c1, /*pristine=*/true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(r->worktree + "/lib/lib.txt"), "lib v1\n");
+  EXPECT_FALSE(fs::exists(r->worktree + "/lib/bug"));
+  EXPECT_FALSE(fs::exists(r->worktree + "/lib/generated.o")) << "pristine reaches submodules";
+  EXPECT_EQ(RunGit(r->worktree, {"status", "--porcelain"}), "");
+}
+
 }  // namespace farm

@@ -2,6 +2,8 @@
 #include "agent/runner/task_runner.h"
 
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <thread>
@@ -19,6 +21,18 @@ namespace v1 = farm::v1;
 using ::farm::testing::MakeRepo;
 using ::farm::testing::MakeTempDir;
 using ::farm::testing::WriteScript;
+
+// Whether process `pid` is gone (or a zombie, reparented and waiting for init) within 10 s.
+bool DiesSoon(int pid) {
+  return testing::WaitFor(
+      [&] {
+        std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+        std::string s;
+        std::getline(stat, s);
+        return !stat.good() || absl::StrContains(s, ") Z ");
+      },
+      absl::Seconds(10));
+}
 
 TEST(OutputLimiter, KeepsHeadAndTailAndSaysWhatWasElided) {
   std::string got;
@@ -125,6 +139,34 @@ TEST_F(TaskRunnerTest, FailedBuildIsRetriedPristineThenASkip) {
   EXPECT_EQ(r.detail(), "build failed (exit 3)");
 }
 
+// A test script without a #! line runs through /bin/sh, as `git bisect run` runs it.
+TEST_F(TaskRunnerTest, ScriptWithoutShebangRunsAsGitRunsIt) {
+  v1::TaskResult r = Run(Task(repo_.bad, "test -n \"$FARM_COMMIT\" || exit 0\nexit 1\n"));
+  EXPECT_EQ(r.outcome_case(), v1::TaskResult::kVerdict) << r.DebugString() << output_;
+  EXPECT_EQ(r.verdict(), v1::BAD) << r.DebugString() << output_;
+  r = Run(Task(repo_.bad, "exit 0\n"));
+  EXPECT_EQ(r.verdict(), v1::GOOD) << r.DebugString() << output_;
+}
+
+// A test that cannot start because of what the job gave (its #! interpreter is missing, the
+// program does not exist): the job's error, saying why, never the agent's infrastructure error.
+TEST_F(TaskRunnerTest, TestThatCannotStartIsTheJobsError) {
+  v1::TaskResult r = Run(Task(repo_.bad, "#!/nonexistent/farm-python9\nexit 0\n"));
+  EXPECT_EQ(r.outcome_case(), v1::TaskResult::kJobError) << r.DebugString();
+  EXPECT_TRUE(absl::StrContains(r.job_error(), "interpreter '/nonexistent/farm-python9'"))
+      << r.DebugString();
+  EXPECT_TRUE(r.infra_error().empty()) << r.DebugString();
+  EXPECT_FALSE(r.retried_pristine()) << "a job error is not retried";
+  EXPECT_TRUE(absl::StrContains(output_, "the test cannot start")) << output_;
+
+  v1::Assign missing = Task(repo_.bad, "");
+  missing.mutable_recipe()->clear_test_script();
+  missing.mutable_recipe()->set_test_argv(0, "./no-such-test.sh");
+  r = Run(missing);
+  EXPECT_EQ(r.outcome_case(), v1::TaskResult::kJobError) << r.DebugString();
+  EXPECT_TRUE(absl::StrContains(r.job_error(), "no-such-test.sh")) << r.DebugString();
+}
+
 TEST_F(TaskRunnerTest, CancelKillsTheWholeProcessGroup) {
   std::string pidfile = dir_ + "/pid";
   v1::Assign a = Task(repo_.bad, absl::StrCat("#!/bin/sh\nsleep 1000 &\necho $! > ", pidfile,
@@ -142,16 +184,43 @@ TEST_F(TaskRunnerTest, CancelKillsTheWholeProcessGroup) {
   EXPECT_TRUE(result.infra_error().empty());
   // The backgrounded sleep (a grandchild) is gone too, not just the script. It was reparented,
   // so it may linger as a zombie only until init reaps it.
-  EXPECT_TRUE(testing::WaitFor(
-      [&] {
-        std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-        std::string s;
-        std::getline(stat, s);
-        return !stat.good() || absl::StrContains(s, ") Z ");
-      },
-      absl::Seconds(10)))
-      << "pid " << pid << " survived the cancel";
+  EXPECT_TRUE(DiesSoon(pid)) << "pid " << pid << " survived the cancel";
 }
+
+// A test that daemonizes (`setsid sleep 775 &`) leaves its process group; the task's container
+// (a cgroup, or the process group and an environment cookie where no cgroup can be made) still
+// holds it: it is killed when the test ends and the task's log says so.
+class TaskContainmentTest : public TaskRunnerTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(TaskContainmentTest, DaemonOfTheTestDiesWithTheTask) {
+  const bool cgroup = GetParam();
+  if (cgroup && !ProcessContainer::Create("probe")->is_cgroup()) {
+    GTEST_SKIP() << "no cgroup can be created here: "
+                 << ProcessContainer::Create("probe")->fallback_reason();
+  }
+  ContainmentOptions options;
+  options.allow_cgroup = cgroup;
+  runner_->set_containment(options);
+  std::string fifo = dir_ + "/fifo";
+  unlink(fifo.c_str());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string pidfile = dir_ + "/daemon.pid";
+  v1::TaskResult r = Run(Task(repo_.bad, absl::StrCat("#!/bin/sh\nsetsid sh -c 'echo $$ > ", fifo,
+                                                      "; exec sleep 775' &\nread pid < ", fifo,
+                                                      "\necho $pid > ", pidfile, "\nexit 0\n")));
+  EXPECT_EQ(r.verdict(), v1::GOOD) << r.DebugString() << output_;
+  int pid = 0;
+  std::ifstream(pidfile) >> pid;
+  ASSERT_GT(pid, 0) << output_;
+  EXPECT_TRUE(absl::StrContains(
+      output_, absl::StrCat("1 process outlived the test and was killed: pid ", pid, " (")))
+      << output_;
+  EXPECT_TRUE(DiesSoon(pid)) << "pid " << pid << " (setsid sleep 775) outlived its task";
+}
+
+INSTANTIATE_TEST_SUITE_P(Ways, TaskContainmentTest, ::testing::Bool(), [](const auto& info) {
+  return info.param ? "Cgroup" : "ProcessGroupFallback";
+});
 
 }  // namespace
 }  // namespace farm

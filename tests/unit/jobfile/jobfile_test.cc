@@ -1,7 +1,9 @@
 // Job files: a full example, then every kind of error a user can make, each naming the field.
 #include "common/jobfile/jobfile.h"
 
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -16,6 +18,7 @@ namespace farm {
 namespace {
 
 namespace v1 = farm::v1;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -30,6 +33,36 @@ class JobFileTest : public ::testing::Test {
   }
   absl::StatusOr<v1::BisectSpec> Parse(const std::string& yaml) { return ParseJobFile(yaml, dir_); }
   // The error message of a job file that must fail.
+  // ParseJobFile in a child process that runs as nobody when this one is root (root reads any
+  // file): "parsed", or the error's message.
+  std::string ParseAsNobody(const std::string& yaml) {
+    int fds[2];
+    if (pipe(fds) != 0) return "pipe failed";
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(fds[0]);
+      std::string out;
+      if (geteuid() == 0 &&
+          (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0)) {
+        out = "cannot become nobody";
+      } else {
+        absl::StatusOr<v1::BisectSpec> spec = ParseJobFile(yaml, dir_);
+        out = spec.ok() ? "parsed" : std::string(spec.status().message());
+      }
+      (void)!write(fds[1], out.data(), out.size());
+      _exit(0);
+    }
+    close(fds[1]);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fds[0], buf, sizeof(buf))) > 0) out.append(buf, n);
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return out;
+  }
+
   std::string Error(const std::string& yaml) {
     absl::StatusOr<v1::BisectSpec> spec = Parse(yaml);
     EXPECT_FALSE(spec.ok()) << "parsed:\n" << yaml;
@@ -353,12 +386,6 @@ TEST_F(JobFileTest, FilesThatCannotBeRead) {
   EXPECT_THAT(Error("repo: /r\ngood: a\nbad: b\ntest: {script: empty.sh}\n"),
               HasSubstr("test.script: cannot read the test script \"empty.sh\" (" + dir_ +
                         "/empty.sh): it is empty"));
-  if (geteuid() != 0) {
-    Write("secret.sh", "#!/bin/sh\n");
-    chmod((dir_ + "/secret.sh").c_str(), 0);
-    EXPECT_THAT(Error("repo: /r\ngood: a\nbad: b\ntest: {script: secret.sh}\n"),
-                HasSubstr("Permission denied"));
-  }
   EXPECT_THAT(Error("repo: /r\ngood: a\nbad: b\ntest: t\nkernel: {config: ./missing.config}\n"),
               HasSubstr("kernel.config: cannot read the kernel config \"./missing.config\""));
   Write("notes.txt", "hello\n");
@@ -516,6 +543,19 @@ TEST(EditDistanceTest, CountsTypos) {
   EXPECT_EQ(EditDistance("tes", "test"), 1u);
   EXPECT_EQ(EditDistance("", "abc"), 3u);
   EXPECT_EQ(EditDistance("kitten", "sitting"), 3u);
+}
+
+// Unprivileged, as a user runs `farm submit`: a script the user may not read is refused, saying
+// why. A readable one next to it parses, so the refusal is the file's mode, not the directory's.
+TEST_F(JobFileTest, UnreadableScriptSaysPermissionDenied) {
+  ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
+  Write("readable.sh", "#!/bin/sh\n");
+  Write("secret.sh", "#!/bin/sh\n");
+  ASSERT_EQ(chmod((dir_ + "/readable.sh").c_str(), 0644), 0);
+  ASSERT_EQ(chmod((dir_ + "/secret.sh").c_str(), 0), 0);
+  EXPECT_EQ(ParseAsNobody("repo: /r\ngood: a\nbad: b\ntest: {script: readable.sh}\n"), "parsed");
+  EXPECT_THAT(ParseAsNobody("repo: /r\ngood: a\nbad: b\ntest: {script: secret.sh}\n"),
+              AllOf(HasSubstr("secret.sh"), HasSubstr("Permission denied")));
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "agent/runner/task_control.h"
+#include "common/task_control/task_control.h"
 
 namespace farm {
 
@@ -11,6 +11,16 @@ void TaskControl::Cancel() {
 bool TaskControl::cancelled() const {
   absl::MutexLock lock(&mu_);
   return cancelled_;
+}
+
+void TaskControl::SetContainer(ProcessContainer* container) {
+  absl::MutexLock lock(&mu_);
+  container_ = container;
+}
+
+ProcessContainer* TaskControl::container() const {
+  absl::MutexLock lock(&mu_);
+  return container_;
 }
 
 void TaskControl::SetCurrent(Subprocess* p) {
