@@ -5,6 +5,7 @@
 //   BM_WeightsAndMidpoint    every weight + BestMidpoint from scratch (the chain decomposition)
 //   BM_WeightsByWalks        the same with the previous method (paint walks + sweeps)
 //   BM_PlanNext              PlanNext for k free agents (weights of the root cached)
+//   BM_PlanKSection          PlanKSection for k free agents (what the coordinator plans with)
 //   BM_UpdateAfterVerdict    Apply(midpoint, good|bad) + the next BestMidpoint
 // Figures and how to run it: bench/README.md, "Bisection engine".
 #include <benchmark/benchmark.h>
@@ -91,16 +92,18 @@ void BM_WeightsByWalks(benchmark::State& state) {
   Label(state, f);
 }
 
-void BM_PlanNext(benchmark::State& state) {
+void RunPlanner(benchmark::State& state, Plan (*planner)(const Frontier&, const PlanRequest&)) {
   const Fixture& f = Get(static_cast<size_t>(state.range(0)));
   PlanRequest request;
   request.free_slots = static_cast<size_t>(state.range(1));
   for (auto _ : state) {
-    Plan plan = PlanNext(*f.frontier, request);
+    Plan plan = planner(*f.frontier, request);
     benchmark::DoNotOptimize(plan.start.data());
   }
   Label(state, f);
 }
+void BM_PlanNext(benchmark::State& state) { RunPlanner(state, PlanNext); }
+void BM_PlanKSection(benchmark::State& state) { RunPlanner(state, PlanKSection); }
 
 void BM_UpdateAfterVerdict(benchmark::State& state) {
   const Fixture& f = Get(static_cast<size_t>(state.range(0)));
@@ -124,6 +127,14 @@ BENCHMARK(BM_WeightsAndMidpoint)->Arg(k10k)->Arg(k80k)->Arg(k1M)->Unit(benchmark
 BENCHMARK(BM_WeightsByWalks)->Arg(k10k)->Arg(k80k)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_WeightsByWalks)->Arg(k1M)->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PlanNext)
+    ->Args({k10k, 8})
+    ->Args({k80k, 1})
+    ->Args({k80k, 4})
+    ->Args({k80k, 8})
+    ->Args({k80k, 16})
+    ->Args({k1M, 8})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PlanKSection)
     ->Args({k10k, 8})
     ->Args({k80k, 1})
     ->Args({k80k, 4})

@@ -79,30 +79,10 @@ absl::Status ResolveTestCommand(const std::vector<std::string>& command, v1::Rec
 
 // git's rules for --term-old/--term-new (builtin/bisect.c, check_term_format): a subcommand of
 // git bisect cannot be a term, and "bad"/"new" and "good"/"old" keep their meaning.
-absl::Status CheckTerm(const std::string& term, bool is_new) {
-  static const char* const kCommands[] = {"help", "start",  "skip", "next", "reset", "visualize",
-                                          "view", "replay", "log",  "run",  "terms"};
-  for (const char* c : kCommands) {
-    if (term == c) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("can't use the builtin command '", term,
-                       "' as a term (as git bisect refuses it): choose another word"));
-    }
-  }
-  bool means_new = term == "bad" || term == "new";
-  bool means_old = term == "good" || term == "old";
-  if ((means_new && !is_new) || (means_old && is_new)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "can't change the meaning of term '", term, "' (as git bisect refuses it): --term-old ",
-        "names the state before the change (e.g. fast), --term-new the state after (e.g. slow)"));
-  }
-  return absl::OkStatus();
-}
-
 // Flag combinations the coordinator would accept but not do what the user meant.
 absl::Status CheckSpec(const v1::BisectSpec& spec) {
-  if (!spec.term_old().empty()) FARM_RETURN_IF_ERROR(CheckTerm(spec.term_old(), false));
-  if (!spec.term_new().empty()) FARM_RETURN_IF_ERROR(CheckTerm(spec.term_new(), true));
+  if (!spec.term_old().empty()) FARM_RETURN_IF_ERROR(spec::CheckTerm(spec.term_old(), false));
+  if (!spec.term_new().empty()) FARM_RETURN_IF_ERROR(spec::CheckTerm(spec.term_new(), true));
   if (spec.flaky().empty() && (spec.confidence() > 0 || spec.max_runs() > 0)) {
     return absl::InvalidArgumentError(absl::StrCat(
         spec.confidence() > 0 ? "--confidence" : "--max-runs",

@@ -167,7 +167,7 @@ int RunNext(const NextFlags& f) {
   if (midpoint.has_value()) {
     PlanRequest request;
     request.free_slots = static_cast<size_t>(f.agents);
-    plan = PlanNext(frontier, request);
+    plan = PlanKSection(frontier, request);
   }
   const double plan_ms = MillisSince(phase);
 

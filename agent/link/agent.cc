@@ -299,6 +299,12 @@ void Agent::StartTask(const v1::Assign& assign) {
   auto run = std::make_unique<Running>();
   run->assign = assign;
   run->slot = slot;
+  // The machine's cores shared by the tasks running now, this one included: a probe alone on
+  // the agent (the last of its round, or a one-slot agent) builds with every core; speculative
+  // probes started together share them. A task keeps what it got when others end (make -j
+  // cannot grow), which errs towards fewer compilers than cores, never more.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  run->jobs = std::max(1, cores / static_cast<int>(running_.size() + 1));
   Running* r = run.get();
   running_[assign.task_id()] = std::move(run);
   r->thread = std::thread(&Agent::TaskThread, this, r);
@@ -322,7 +328,8 @@ void Agent::TaskThread(Running* r) {
         m.mutable_log()->set_data(std::string(data));
         offset += data.size();
         Send(m);
-      });
+      },
+      r->jobs);
   v1::AgentMessage m;
   *m.mutable_result() = std::move(result);
   {

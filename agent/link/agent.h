@@ -56,6 +56,7 @@ class Agent {
   struct Running {
     farm::v1::Assign assign;
     int slot = 0;
+    int jobs = 1;  // cores its build may use
     TaskControl control;
     std::thread thread;
   };

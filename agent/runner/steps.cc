@@ -101,7 +101,8 @@ class CheckoutStep : public Step {
              {"FARM_WORKTREE", co->worktree},
              {"FARM_BUILD_DIR", co->build_dir},
              {"FARM_JOB", t.job_id()},
-             {"FARM_PRISTINE", a.pristine ? "1" : "0"}};
+             {"FARM_PRISTINE", a.pristine ? "1" : "0"},
+             {"FARM_JOBS", absl::StrCat(task.jobs)}};
     for (const auto& [k, v] : t.recipe().env()) a.env.emplace_back(k, v);
     a.timeout = t.recipe().timeout_seconds() > 0 ? absl::Seconds(t.recipe().timeout_seconds())
                                                  : absl::InfiniteDuration();
@@ -143,8 +144,10 @@ class KernelBuildStep : public Step {
     // holding every worktree that shares this cache lets hits cross slots and agents.
     paths.ccache_base_dir = CommonAncestor(task.scratch_dir, task.ccache_dir);
     absl::Time start = absl::Now();
-    absl::StatusOr<KernelBuildResult> built = BuildKernel(
-        task.task->recipe().kernel(), paths, BuildOutput(task, a), task.control, a.timeout);
+    v1::KernelBuild spec = task.task->recipe().kernel();
+    if (spec.jobs() == 0) spec.set_jobs(static_cast<uint32_t>(task.jobs));
+    absl::StatusOr<KernelBuildResult> built =
+        BuildKernel(spec, paths, BuildOutput(task, a), task.control, a.timeout);
     a.build = absl::Now() - start;
     // A cancelled build's error says only that it was killed.
     if (task.control->cancelled()) return StepOutcome::Cancelled();

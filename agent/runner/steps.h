@@ -57,6 +57,7 @@ struct TaskContext {
   std::string scratch_dir;   // the agent's: shipped scripts, initramfs, kernels
   std::string ccache_dir;    // kernel builds' ccache
   std::string test_program;  // test_argv[0], or the path of the shipped test script
+  int jobs = 1;              // cores the build may use (FARM_JOBS, make -j)
 };
 
 // One attempt of a task: what its steps found and measured.

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -94,7 +95,7 @@ absl::StatusOr<std::string> MaterializeScript(const std::string& dir, const std:
 }  // namespace
 
 v1::TaskResult TaskRunner::Run(const v1::Assign& task, int slot, TaskControl* control,
-                               const PhaseFn& on_phase, const OutputFn& on_output) {
+                               const PhaseFn& on_phase, const OutputFn& on_output, int jobs) {
   v1::TaskResult result;
   result.set_task_id(task.task_id());
   OutputLimiter out(on_output);
@@ -110,6 +111,7 @@ v1::TaskResult TaskRunner::Run(const v1::Assign& task, int slot, TaskControl* co
   ctx.out = &out;
   ctx.scratch_dir = scratch_dir_;
   ctx.ccache_dir = ccache_dir_;
+  ctx.jobs = jobs > 0 ? jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   ctx.test_program = task.recipe().test_argv().empty() ? "" : task.recipe().test_argv(0);
   if (!task.recipe().test_script().empty()) {
     absl::StatusOr<std::string> path =

@@ -51,9 +51,11 @@ class TaskRunner {
 
   // Runs the task on `slot`. Never fails: the result holds exactly one outcome (a verdict, an
   // infrastructure error, a job error when the test cannot start because of the job's input, or
-  // cancelled). Thread-safe for different slots.
+  // cancelled). `jobs` is how many cores the task's build may use (FARM_JOBS in its
+  // environment, make -j of a kernel build whose spec leaves jobs at 0); 0: every core of the
+  // machine. Thread-safe for different slots.
   farm::v1::TaskResult Run(const farm::v1::Assign& task, int slot, TaskControl* control,
-                           const PhaseFn& on_phase, const OutputFn& on_output);
+                           const PhaseFn& on_phase, const OutputFn& on_output, int jobs = 0);
 
  private:
   Workspace* workspace_;

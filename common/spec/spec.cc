@@ -4,15 +4,37 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace farm {
 
 namespace spec {
 
-bool ValidTerm(const std::string& t) {
-  if (t.empty() || t == "skip" || t == "start" || t == "run" || t == "log" || t == "reset") {
-    return false;
+namespace {
+constexpr const char* kBisectCommands[] = {"help", "start",  "skip", "next", "reset", "visualize",
+                                           "view", "replay", "log",  "run",  "terms"};
+}  // namespace
+
+absl::Status CheckTerm(const std::string& term, bool is_new) {
+  for (const char* c : kBisectCommands) {
+    if (term == c) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("can't use the builtin command '", term,
+                       "' as a term (as git bisect refuses it): choose another word"));
+    }
   }
+  bool means_new = term == "bad" || term == "new";
+  bool means_old = term == "good" || term == "old";
+  if ((means_new && !is_new) || (means_old && is_new)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "can't change the meaning of term '", term, "' (as git bisect refuses it): --term-old ",
+        "names the state before the change (e.g. fast), --term-new the state after (e.g. slow)"));
+  }
+  return absl::OkStatus();
+}
+
+bool ValidTerm(const std::string& t) {
+  if (t.empty()) return false;
   return std::all_of(t.begin(), t.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '_';
@@ -151,6 +173,10 @@ absl::Status ValidateBisectSpec(const v1::BisectSpec& spec) {
     return absl::InvalidArgumentError(absl::StrCat(
         "spec.term_old/term_new ('", spec.term_old(), "', '", spec.term_new(),
         "') must be two different words of letters, digits, '-' or '_' (e.g. old/new)"));
+  }
+  if (has_terms) {
+    FARM_RETURN_IF_ERROR(spec::CheckTerm(spec.term_old(), /*is_new=*/false));
+    FARM_RETURN_IF_ERROR(spec::CheckTerm(spec.term_new(), /*is_new=*/true));
   }
   return absl::OkStatus();
 }

@@ -33,9 +33,15 @@ inline constexpr uint32_t kMaxStepTimeoutSeconds = 7 * 86400;       // Recipe.ti
 inline constexpr uint32_t kMaxParallel = 65536;                     // BisectSpec.max_parallel
 inline constexpr uint32_t kMaxMakeJobs = 1024;                      // KernelBuild.jobs
 
-// A term (spec.term_old / term_new) git accepts: letters, digits, '-' and '_', not a bisect
-// subcommand.
+// A term's characters (spec.term_old / term_new): letters, digits, '-' and '_'. CheckTerm adds
+// git's rules on which words.
 bool ValidTerm(const std::string& term);
+
+// git bisect's own rules for a term (bisect--helper's check_term_format): not one of its
+// commands ("can't use the builtin command"), and "bad"/"new" only for the new term,
+// "good"/"old" only for the old one ("can't change the meaning of term"). INVALID_ARGUMENT with
+// git's words and what to do.
+absl::Status CheckTerm(const std::string& term, bool is_new);
 
 // A label key: letters, digits, '.', '-', '_', '/'.
 bool ValidLabelKey(const std::string& key);

@@ -21,7 +21,7 @@ std::vector<CommitId> GitEngine::Plan(size_t k, const std::vector<CommitId>& in_
   PlanRequest req;
   req.in_flight = in_flight;
   req.free_slots = k;
-  return PlanNext(frontier_, req).start;
+  return PlanKSection(frontier_, req).start;
 }
 
 std::optional<CancelReason> GitEngine::ShouldCancel(CommitId commit) const {

@@ -1,4 +1,5 @@
-// GitEngine: git's exact bisection (Frontier) with speculative parallel probes (PlanNext).
+// GitEngine: git's exact bisection (Frontier) with speculative parallel probes placed by
+// k-section (PlanKSection: k probes split the candidates into k + 1 parts of equal weight).
 #ifndef FARM_COORDINATOR_ENGINE_GIT_ENGINE_H_
 #define FARM_COORDINATOR_ENGINE_GIT_ENGINE_H_
 

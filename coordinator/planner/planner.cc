@@ -253,6 +253,15 @@ Plan PlanKSection(const Frontier& frontier, const PlanRequest& req) {
   SortInFlight(frontier, req, taken, &plan, &running);
   if (req.free_slots == 0 || frontier.Done()) return plan;
   SectionPlanner(taken, plan.start).Place(frontier, running, req.free_slots);
+  // Most balanced first (git's midpoint when it is among them): a caller that can start only
+  // some of them, or that shows them to a user, takes the most informative ones.
+  const uint64_t n = frontier.num_candidates();
+  auto balance = [&](CommitId id) {
+    const uint64_t w = frontier.Weight(id);
+    return std::min<uint64_t>(w, n - std::min<uint64_t>(w, n));
+  };
+  std::stable_sort(plan.start.begin(), plan.start.end(),
+                   [&](CommitId a, CommitId b) { return balance(a) > balance(b); });
   return plan;
 }
 

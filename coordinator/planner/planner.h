@@ -65,8 +65,9 @@ Plan PlanNext(const Frontier& frontier, const PlanRequest& req);
 // again with what is still running re-plans the rest around those commits.
 //
 // Same contract for start and cancel as PlanNext (distinct, never running, bad or skipped; at
-// most free_slots, fewer only when fewer testable commits are left). Which commits are probed
-// never changes the answer: the Frontier applies each verdict exactly as git would.
+// most free_slots, fewer only when fewer testable commits are left); `start` is ordered most
+// balanced first (min(w, N - w) descending). Which commits are probed never changes the answer:
+// the Frontier applies each verdict exactly as git would.
 // Cost: two Frontier copies and one weight pass per probe placed or running, i.e.
 // O((in_flight + free_slots) * size()). Thread safety: as PlanNext.
 Plan PlanKSection(const Frontier& frontier, const PlanRequest& req);

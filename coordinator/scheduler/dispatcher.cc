@@ -134,6 +134,10 @@ int Coordinator::PickSlotLocked(Job& job, FreeSlots& free, CommitId c) {
 
 bool Coordinator::DealOneLocked(Job& job, FreeSlots& free, size_t share) {
   const size_t cap = job.spec.max_parallel();
+  // Plans hold `share` probes (k-section's geometry is for that many). Only when no free slot can
+  // take any of them (each failed infrastructure-wise on the free agents) is a wider plan asked
+  // for, so that those agents get other commits meanwhile.
+  bool widened = false;
   while (job.state == v1::RUNNING && job.engine) {
     if (cap > 0 && job.running.size() >= cap) return false;
     if (job.plan_key != job.PlanKey()) {
@@ -143,9 +147,7 @@ bool Coordinator::DealOneLocked(Job& job, FreeSlots& free, size_t share) {
     }
     if (job.plan.empty()) {
       if (job.plan_exhausted) return false;
-      // Ask for a few more than the share, so that a commit some agent cannot take (it failed
-      // there) leaves room for the next one.
-      size_t want = share + std::min<size_t>(job.infra_agents.size(), share);
+      size_t want = share + (widened ? std::min<size_t>(job.infra_agents.size(), share) : 0);
       if (cap > 0) want = std::min(want, cap - job.running.size());
       std::vector<CommitId> in_flight;
       for (const std::string& tid : job.running) {
@@ -171,7 +173,12 @@ bool Coordinator::DealOneLocked(Job& job, FreeSlots& free, size_t share) {
       StartTaskLocked(job, c, *free.slots[slot]);
       return true;
     }
-    if (!reused) return false;  // no free slot can take any planned commit
+    if (!reused) {
+      // No free slot can take any planned commit.
+      if (widened || job.infra_agents.empty() || job.plan_exhausted) return false;
+      widened = true;
+      job.plan.clear();
+    }
   }
   return false;
 }

@@ -9,6 +9,7 @@
 #include "common/rpc/grpc_status.h"
 #include "common/rpc/listen_check.h"
 #include "common/status_macros.h"
+#include "coordinator/service/event_queue.h"
 
 namespace farm {
 namespace {
@@ -31,14 +32,8 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
     auto self = std::shared_ptr<Shared>(shared_);
     absl::StatusOr<uint64_t> id = core_->Watch(job_id, [self](const v1::JobEvent& ev) {
       std::lock_guard<std::mutex> lock(self->mu);
-      if (self->reactor == nullptr || self->saw_terminal) return;
-      // A watcher that cannot keep up only needs the newest snapshot: past a bound, replace the
-      // newest queued event instead of growing the queue.
-      if (self->queue.size() > kMaxQueuedEvents && ev.status().state() == v1::RUNNING) {
-        self->queue.pop_back();
-      }
-      self->queue.push_back(ev);
-      if (ev.status().state() != v1::RUNNING) self->saw_terminal = true;
+      if (self->reactor == nullptr) return;
+      self->queue.Push(ev);  // bounded: a watcher that cannot keep up gets the newest snapshot
       self->reactor->MaybeWriteLocked();
     });
     if (!id.ok()) {
@@ -79,14 +74,13 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
   struct Shared {
     std::mutex mu;
     WatchReactor* reactor = nullptr;
-    std::deque<v1::JobEvent> queue;
-    bool saw_terminal = false;
+    EventQueue queue{kMaxQueuedEvents};
   };
 
   void MaybeWriteLocked() {
     if (writing_ || finished_) return;
     if (shared_->queue.empty()) {
-      if (shared_->saw_terminal) FinishLocked(grpc::Status::OK);
+      if (shared_->queue.saw_terminal()) FinishLocked(grpc::Status::OK);
       return;
     }
     writing_ = true;

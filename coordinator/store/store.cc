@@ -230,9 +230,9 @@ absl::Status Store::Migrate() {
     }
     if (!st.ok()) {
       (void)Exec("ROLLBACK");
-      return absl::Status(st.code(), absl::StrCat("migrating the schema from version ", v, " to ",
-                                                  v + 1, " (", kMigrations[v].what,
-                                                  ") failed: ", st.message()));
+      return absl::Status(st.code(),
+                          absl::StrCat("migrating the schema from version ", v, " to ", v + 1, " (",
+                                       kMigrations[v].what, ") failed: ", st.message()));
     }
     FARM_RETURN_IF_ERROR(Exec("COMMIT"));
     if (now == v && version > 0) {

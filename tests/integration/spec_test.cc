@@ -26,6 +26,20 @@ struct BadSpec {
   std::string expected;   // the schema's message
 };
 
+// Submits `fields` over `repo`'s range with the test `true`, straight over gRPC.
+grpc::Status SubmitDirect(v1::Farm::Stub& stub, const Repo& repo, const v1::BisectSpec& fields) {
+  v1::SubmitBisectRequest req;
+  *req.mutable_spec() = fields;
+  req.mutable_spec()->set_repo(repo.path);
+  req.mutable_spec()->add_good(repo.root);
+  req.mutable_spec()->set_bad(repo.bad);
+  req.mutable_spec()->mutable_recipe()->add_test_argv("true");
+  v1::SubmitBisectResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  return stub.SubmitBisect(&ctx, req, &resp);
+}
+
 TEST(Spec, SameBadSpecSameMessageThroughCliJobFileAndGrpc) {
   std::string dir = MakeTempDir("spec");
   Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 10 --seed 3");
@@ -74,16 +88,7 @@ TEST(Spec, SameBadSpecSameMessageThroughCliJobFileAndGrpc) {
     ASSERT_FALSE(parsed.ok());
     const std::string jobfile_message(parsed.status().message());
 
-    v1::SubmitBisectRequest req;
-    *req.mutable_spec() = c.fields;
-    req.mutable_spec()->set_repo(repo.path);
-    req.mutable_spec()->add_good(repo.root);
-    req.mutable_spec()->set_bad(repo.bad);
-    req.mutable_spec()->mutable_recipe()->add_test_argv("true");
-    v1::SubmitBisectResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-    grpc::Status st = stub->SubmitBisect(&ctx, req, &resp);
+    grpc::Status st = SubmitDirect(*stub, repo, c.fields);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
 
     EXPECT_TRUE(absl::StartsWith(cli_message, c.expected)) << cli_message;
@@ -94,6 +99,31 @@ TEST(Spec, SameBadSpecSameMessageThroughCliJobFileAndGrpc) {
   CommandResult status = Sh(absl::StrCat(Farm(), " status --coordinator ", farm.listen()));
   EXPECT_EQ(status.exit_code, 0) << status.output;
   EXPECT_FALSE(absl::StrContains(status.output, "running")) << status.output;
+}
+
+// git's rules for terms hold for every client, not only the CLI: a direct SubmitBisect with the
+// terms swapped, or a bisect command as a term, is refused with the CLI's words.
+TEST(Spec, GitTermRulesHoldForDirectSubmissions) {
+  std::string dir = MakeTempDir("spec-terms");
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 10 --seed 3");
+  TestFarm farm(dir);
+  ASSERT_TRUE(farm.started()) << farm.coordinator().Output();
+  auto stub =
+      v1::Farm::NewStub(grpc::CreateChannel(farm.listen(), grpc::InsecureChannelCredentials()));
+  struct Case {
+    const char *old_term, *new_term, *expected;
+  };
+  for (const Case& c : {Case{"bad", "good", "can't change the meaning of term 'bad'"},
+                        Case{"fast", "old", "can't change the meaning of term 'old'"},
+                        Case{"fast", "visualize", "can't use the builtin command 'visualize'"}}) {
+    SCOPED_TRACE(absl::StrCat(c.old_term, "/", c.new_term));
+    v1::BisectSpec terms;
+    terms.set_term_old(c.old_term);
+    terms.set_term_new(c.new_term);
+    grpc::Status st = SubmitDirect(*stub, repo, terms);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+    EXPECT_TRUE(absl::StartsWith(st.error_message(), c.expected)) << st.error_message();
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "agent/workspace/disk_space.h"
@@ -58,12 +59,12 @@ class TaskRunnerDiskFullTest : public ::testing::Test {
     return a;
   }
 
-  v1::TaskResult Run(const v1::Assign& task) {
+  v1::TaskResult Run(const v1::Assign& task, int jobs = 0) {
     TaskControl control;
     output_.clear();
     return runner_->Run(
         task, 0, &control, [](v1::Phase) {},
-        [this](std::string_view d) { output_.append(d.data(), d.size()); });
+        [this](std::string_view d) { output_.append(d.data(), d.size()); }, jobs);
   }
 
   std::string root_;
@@ -187,6 +188,21 @@ TEST_F(TaskRunnerDiskFullTest, BuildAndTestSeeFarmJobAndFarmPristine) {
   EXPECT_THAT(output_, HasSubstr("build job=42 pristine=0")) << output_;
   EXPECT_THAT(output_, HasSubstr("build job=42 pristine=1")) << output_;
   EXPECT_THAT(output_, HasSubstr("test job=42 pristine=1")) << output_;
+}
+
+// The build and the test learn how many cores they were given (FARM_JOBS): what the agent
+// passes, or every core of the machine when it passes nothing.
+TEST_F(TaskRunnerDiskFullTest, BuildAndTestSeeFarmJobs) {
+  v1::Assign task = Task("echo \"build jobs=$FARM_JOBS\"", "echo \"test jobs=$FARM_JOBS\"");
+  v1::TaskResult r = Run(task, 3);
+  EXPECT_EQ(r.verdict(), v1::GOOD) << r.infra_error() << output_;
+  EXPECT_THAT(output_, HasSubstr("build jobs=3\n")) << output_;
+  EXPECT_THAT(output_, HasSubstr("test jobs=3\n")) << output_;
+  r = Run(task);
+  EXPECT_EQ(r.verdict(), v1::GOOD) << r.infra_error() << output_;
+  EXPECT_THAT(output_,
+              HasSubstr(absl::StrCat("build jobs=", std::thread::hardware_concurrency(), "\n")))
+      << output_;
 }
 
 TEST(NoSpaceScanner, FindsTheMessageAcrossChunks) {

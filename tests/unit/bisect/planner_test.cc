@@ -299,12 +299,13 @@ TEST(PlannerKSectionTest, OneSlotIsGitsMidpoint) {
 TEST(PlannerKSectionTest, AVerdictMidRoundReplansAroundWhatIsRunning) {
   // Round one runs 199, 399, 599, 799; "399 good" arrives first (the culprit is above it). The
   // candidates are 400..999: 599 and 799 still cut them in three parts of 200, and the two free
-  // agents each get the middle of a part: 499 (weight 100 of 400..599) and 699.
+  // agents each get the middle of a part: 499 (weight 100 of 400..599) and 699. The most
+  // balanced comes first: 699 splits the 600 candidates 300/300, 499 only 100/500.
   Frontier f(GraphOf(LinearHistory(1000)));
   ASSERT_TRUE(f.Apply(399, Verdict::kGood));
   Plan plan = PlanKSection(f, {{199, 599, 799}, 2});
   EXPECT_THAT(plan.cancel, ElementsAre(199));
-  EXPECT_THAT(plan.start, ElementsAre(499, 699));
+  EXPECT_THAT(plan.start, ElementsAre(699, 499));
 }
 
 TEST(PlannerKSectionTest, PlansAreWellFormedOnRandomHistories) {
