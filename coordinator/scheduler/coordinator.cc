@@ -84,11 +84,17 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitBisect(v1::BisectSpec spec) {
   return StatusLocked(stored);
 }
 
-absl::StatusOr<v1::JobStatus> Coordinator::CancelJob(const std::string& job_id) {
+absl::StatusOr<v1::JobStatus> Coordinator::CancelJob(const std::string& job_id,
+                                                     const CallerIdentity& caller) {
   const absl::Time arrived = Now();
   absl::MutexLock lock(&mu_);
   metrics_.Arrived(Trigger::kCancel, arrived);
   FARM_ASSIGN_OR_RETURN(Job * job, FindJobLocked(job_id));
+  if (!caller.admin && caller.user != job->spec.owner()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "job ", job_id, " belongs to ", job->spec.owner().empty() ? "nobody" : job->spec.owner(),
+        ": only its owner or an admin may cancel it (you are ", caller.user, ")"));
+  }
   Store::Batch batch(*store_);
   if (job->state == v1::RUNNING) EndJobLocked(*job, v1::CANCELLED, "cancelled by the user");
   ScheduleLocked();
