@@ -8,6 +8,8 @@
 #include <map>
 #include <string>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -282,6 +284,12 @@ void PrintLogs(const std::vector<v1::TaskLog>& logs, bool raw) {
   }
 }
 
+std::string AgentStateName(v1::AgentState state) {
+  std::string name = v1::AgentState_Name(state);
+  if (absl::StartsWith(name, "AGENT_")) name = absl::AsciiStrToLower(name.substr(6));
+  return name;
+}
+
 void PrintAgents(const std::vector<v1::AgentInfo>& agents) {
   for (const auto& a : agents) {
     // What the agent boots kernels with (agent/boot ProbeBootCapabilities).
@@ -301,11 +309,16 @@ void PrintAgents(const std::vector<v1::AgentInfo>& agents) {
                                  ? absl::StrFormat(" (%.0fs left: %s)", a.quarantined_for_seconds(),
                                                    a.quarantine_reason())
                                  : "";
-    std::printf("%-30s %-11s slots=%u running=%d %s%s%s\n", P(a.agent_id()).c_str(),
-                a.quarantined() ? "quarantined"
-                : a.draining()  ? "draining"
-                : a.connected() ? "connected"
-                                : "gone",
+    const bool set_by_admin = a.state() == v1::AGENT_MAINTENANCE || a.state() == v1::AGENT_RETIRED;
+    std::string state = set_by_admin      ? AgentStateName(a.state())
+                        : a.quarantined() ? "quarantined"
+                        : a.draining()    ? "draining"
+                        : a.connected()   ? "connected"
+                                          : "gone";
+    if (set_by_admin && !a.state_reason().empty()) {
+      absl::StrAppend(&quarantine, " (", a.state_reason(), ")");
+    }
+    std::printf("%-30s %-11s slots=%u running=%d %s%s%s\n", P(a.agent_id()).c_str(), state.c_str(),
                 a.slots(), a.running_tasks_size(), P(absl::StrJoin(a.running_tasks(), ",")).c_str(),
                 P(boot).c_str(), P(quarantine).c_str());
   }

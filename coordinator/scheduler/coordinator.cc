@@ -19,6 +19,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOpti
   {
     absl::MutexLock lock(&c->mu_);
     FARM_RETURN_IF_ERROR(c->ResumeLocked());
+    FARM_ASSIGN_OR_RETURN(std::vector<Store::AgentStateRow> states, c->store_->LoadAgentStates());
+    for (const Store::AgentStateRow& row : states) {
+      c->agents_.SetAdminState(row.agent_id, row.state, row.reason);
+    }
     c->metrics_.Arrived(Trigger::kResume, c->Now());
     c->ScheduleLocked();
   }

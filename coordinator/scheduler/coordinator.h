@@ -79,6 +79,14 @@ class Coordinator {
   // Drains (true: running tasks finish, no new ones; the agent is told) or undrains an agent.
   // NOT_FOUND when no connected agent has that id.
   absl::Status DrainAgent(const std::string& agent_id, bool drain);
+  // Sets an admin's state for an agent (farm.proto SetAgentState), stored so that it survives a
+  // restart, and returns the agent as listed. Errors: PERMISSION_DENIED when `caller` is not an
+  // admin; INVALID_ARGUMENT for a state other than good, maintenance or retired; NOT_FOUND when
+  // no agent with that id has connected.
+  absl::StatusOr<farm::v1::AgentInfo> SetAgentState(const std::string& agent_id,
+                                                    farm::v1::AgentState state,
+                                                    const std::string& reason,
+                                                    const CallerIdentity& caller);
 
   // Registers a watcher: `fn` gets a snapshot at once, then every change, until the job ends or
   // Unwatch. `fn` runs under the coordinator's lock: it must only queue. NOT_FOUND for a bad id.

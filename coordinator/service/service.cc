@@ -318,6 +318,16 @@ grpc::ServerUnaryReactor* FarmService::DrainAgent(grpc::CallbackServerContext* c
   return Done(ctx, st);
 }
 
+grpc::ServerUnaryReactor* FarmService::SetAgentState(grpc::CallbackServerContext* ctx,
+                                                     const v1::SetAgentStateRequest* req,
+                                                     v1::SetAgentStateResponse* resp) {
+  FARM_AUTHORIZE(ctx, caller);
+  absl::StatusOr<v1::AgentInfo> agent =
+      core_->SetAgentState(req->agent_id(), req->state(), req->reason(), *caller);
+  if (agent.ok()) *resp->mutable_agent() = std::move(*agent);
+  return Done(ctx, agent.status());
+}
+
 grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentLinkService::Connect(
     grpc::CallbackServerContext* ctx) {
   if (require_cert_ && !ctx->auth_context()->IsPeerAuthenticated()) {

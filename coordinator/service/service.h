@@ -55,6 +55,9 @@ class FarmService final : public farm::v1::Farm::CallbackService {
   grpc::ServerUnaryReactor* DrainAgent(grpc::CallbackServerContext* ctx,
                                        const farm::v1::DrainAgentRequest* req,
                                        farm::v1::DrainAgentResponse* resp) override;
+  grpc::ServerUnaryReactor* SetAgentState(grpc::CallbackServerContext* ctx,
+                                          const farm::v1::SetAgentStateRequest* req,
+                                          farm::v1::SetAgentStateResponse* resp) override;
 
  private:
   // The caller; UNAUTHENTICATED unless the call carries a valid token (when tokens are

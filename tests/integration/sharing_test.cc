@@ -185,6 +185,12 @@ TEST(SharingTokens, OnlyTheOwnerOrAnAdminMayCancel) {
       << refused.output;
   EXPECT_TRUE(absl::StrContains(as("alice", "status", job).output, "job " + job + ": running"));
 
+  CommandResult not_admin = as("bob", "agent-state", "some-agent maintenance");
+  EXPECT_EQ(not_admin.exit_code, 2) << not_admin.output;
+  EXPECT_TRUE(
+      absl::StrContains(not_admin.output, "only an admin may set an agent's state (you are bob)"))
+      << not_admin.output;
+
   CommandResult admin = as("carol", "cancel", job);
   EXPECT_EQ(admin.exit_code, 0) << admin.output;
   EXPECT_TRUE(absl::StrContains(admin.output, "cancelled")) << admin.output;
