@@ -80,7 +80,7 @@ class AgentLinkService final : public farm::v1::AgentLink::CallbackService {
 };
 
 struct ServerSecurity {
-  TlsFiles tls;  // cert/key: TLS; ca: client certificates verified (agents must have one)
+  TlsFiles tls;       // cert/key: TLS; ca: client certificates verified (agents must have one)
   TokenTable tokens;  // users' bearer tokens and who they are (needs TLS)
 };
 
