@@ -110,6 +110,9 @@ void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
   cmd->add_option("--term-new", f.term_new, "word for bad commits, e.g. new or slow");
   cmd->add_option("--max-parallel", f.max_parallel, "at most this many tasks at once")
       ->check(CLI::Range(0, 100000));
+  cmd->add_option("--priority", f.priority,
+                  "0..100, higher served first when the farm is busy (default 50)")
+      ->check(CLI::Range(0, 100));
   cmd->add_option("--log", f.log_file, "write the bisect log (git bisect replay format) here");
   cmd->add_option("--description", f.description, "free text shown in listings");
   cmd->add_option("--flaky", f.flaky,
@@ -247,6 +250,11 @@ absl::StatusOr<v1::BisectSpec> MakeSpec(const BisectFlags& f, bool repo_must_be_
           absl::StrCat("--require '", r, "': expected KEY=VALUE (e.g. gpu=a100)"));
     }
     (*spec.mutable_require())[r.substr(0, eq)] = r.substr(eq + 1);
+  }
+  if (f.priority >= 0) spec.set_priority(static_cast<uint32_t>(f.priority));
+  // The declared owner; a coordinator with tokens replaces it with the token's user.
+  if (const char* user = std::getenv("USER"); user != nullptr && spec.owner().empty()) {
+    spec.set_owner(user);
   }
   FARM_RETURN_IF_ERROR(ValidateBisectSpec(spec));
   return spec;

@@ -27,6 +27,7 @@ struct BisectFlags {
   std::string term_old, term_new;
   int agents = 0;
   int max_parallel = 0;
+  int priority = -1;  // -1: not given (the job file's, else the default)
   std::string log_file;
   std::string workdir;
   std::string description;

@@ -56,6 +56,8 @@ int FarmMain(int argc, char** argv) {
   CLI::App* agents = AddAgentsCommand(app, client);
   DrainCommand drain;
   AddDrainCommands(app, drain, client);
+  AgentStateCommand agent_state_cmd;
+  CLI::App* agent_state = AddAgentStateCommand(app, agent_state_cmd, client);
 
   try {
     app.parse(argc, argv);
@@ -74,6 +76,7 @@ int FarmMain(int argc, char** argv) {
   if (log->parsed()) return RunLog(log_cmd, client);
   if (agents->parsed()) return RunAgents(client);
   if (drain.parsed()) return RunDrain(drain, client);
+  if (agent_state->parsed()) return RunAgentState(agent_state_cmd, client);
   return kExitBadInput;
 }
 

@@ -120,6 +120,22 @@ absl::StatusOr<v1::AgentInfo> FarmClient::DrainAgent(const std::string& agent_id
   return resp.agent();
 }
 
+absl::StatusOr<v1::AgentInfo> FarmClient::SetAgentState(const std::string& agent_id,
+                                                        v1::AgentState state,
+                                                        const std::string& reason) {
+  v1::SetAgentStateRequest req;
+  req.set_agent_id(agent_id);
+  req.set_state(state);
+  req.set_reason(reason);
+  v1::SetAgentStateResponse resp;
+  // SetAgentState is idempotent: retrying it is safe.
+  absl::Status st = Call(absl::Seconds(30), [&](grpc::ClientContext* ctx) {
+    return stub_->SetAgentState(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp.agent();
+}
+
 absl::StatusOr<v1::JobStatus> FarmClient::WatchUntilDone(const std::string& first_job_id,
                                                          const WatchCallbacks& callbacks) {
   std::string job_id = first_job_id;

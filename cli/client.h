@@ -43,6 +43,10 @@ class FarmClient {
                                                             const std::string& commit);
   // Drains (or with `undrain`, undrains) an agent; returns its state.
   absl::StatusOr<farm::v1::AgentInfo> DrainAgent(const std::string& agent_id, bool undrain);
+  // Sets an agent's state (good, maintenance, retired); returns the agent.
+  absl::StatusOr<farm::v1::AgentInfo> SetAgentState(const std::string& agent_id,
+                                                    farm::v1::AgentState state,
+                                                    const std::string& reason);
 
   // Called with every event of a watched job, and with the report of a job that descends into a
   // merged branch (`descended` then names the follow-up job).

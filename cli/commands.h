@@ -108,6 +108,15 @@ struct DrainCommand {
 void AddDrainCommands(CLI::App& app, DrainCommand& cmd, ClientFlags& client);
 int RunDrain(const DrainCommand& cmd, const ClientFlags& client);
 
+// farm agent-state AGENT good|maintenance|retired [--reason TEXT].
+struct AgentStateCommand {
+  std::string agent_id;
+  std::string state;
+  std::string reason;
+};
+CLI::App* AddAgentStateCommand(CLI::App& app, AgentStateCommand& cmd, ClientFlags& client);
+int RunAgentState(const AgentStateCommand& cmd, const ClientFlags& client);
+
 }  // namespace farm
 
 #endif  // FARM_CLI_COMMANDS_H_

@@ -8,11 +8,14 @@
 #include <map>
 #include <string>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/client.h"
 #include "cli/exit_codes.h"
+#include "common/spec/spec.h"
 
 namespace farm {
 
@@ -67,8 +70,11 @@ void PrintJobLine(const v1::JobStatus& st) {
   std::string answer = st.first_bad_size() == 1  ? Short(st.first_bad(0))
                        : st.first_bad_size() > 1 ? absl::StrCat(st.first_bad_size(), " candidates")
                                                  : absl::StrCat(st.candidates(), " left");
-  std::printf("%-6s %-10s %-22s %8.1fs  %s  %s\n", P(st.job_id()).c_str(), StateName(st.state()),
-              P(answer).c_str(), st.elapsed_seconds(), P(st.spec().repo()).c_str(),
+  std::string state = StateName(st.state());
+  if (st.queue_position() > 0) state = absl::StrCat("queued #", st.queue_position());
+  std::printf("%-6s %-10s %-12s %3u %-22s %8.1fs  %s  %s\n", P(st.job_id()).c_str(), state.c_str(),
+              P(st.spec().owner()).c_str(), spec::Priority(st.spec()), P(answer).c_str(),
+              st.elapsed_seconds(), P(st.spec().repo()).c_str(),
               P(st.spec().description()).c_str());
 }
 
@@ -215,7 +221,8 @@ void PrintReport(const v1::JobStatus& st, const std::string& log_file) {
 }
 
 void PrintJobTable(const std::vector<v1::JobStatus>& jobs) {
-  std::printf("%-6s %-10s %-22s %9s  %s\n", "JOB", "STATE", "ANSWER", "ELAPSED", "REPO");
+  std::printf("%-6s %-10s %-12s %3s %-22s %9s  %s\n", "JOB", "STATE", "OWNER", "PRI", "ANSWER",
+              "ELAPSED", "REPO");
   for (const auto& j : jobs) PrintJobLine(j);
 }
 
@@ -225,6 +232,12 @@ void PrintJob(const v1::JobStatus& st) {
               P(st.spec().bad()).c_str(), P(absl::StrJoin(st.spec().good(), " ")).c_str());
   if (!st.spec().description().empty()) {
     std::printf("  about:      %s\n", P(st.spec().description()).c_str());
+  }
+  std::printf("  owner:      %s, priority %u\n",
+              st.spec().owner().empty() ? "-" : P(st.spec().owner()).c_str(),
+              spec::Priority(st.spec()));
+  if (st.queue_position() > 0) {
+    std::printf("  queued:     #%u, %s\n", st.queue_position(), P(st.waiting_reason()).c_str());
   }
   std::printf("  test:       %s\n", P(absl::StrJoin(st.spec().recipe().test_argv(), " ")).c_str());
   if (st.state() == v1::RUNNING) {
@@ -271,6 +284,12 @@ void PrintLogs(const std::vector<v1::TaskLog>& logs, bool raw) {
   }
 }
 
+std::string AgentStateName(v1::AgentState state) {
+  std::string name = v1::AgentState_Name(state);
+  if (absl::StartsWith(name, "AGENT_")) name = absl::AsciiStrToLower(name.substr(6));
+  return name;
+}
+
 void PrintAgents(const std::vector<v1::AgentInfo>& agents) {
   for (const auto& a : agents) {
     // What the agent boots kernels with (agent/boot ProbeBootCapabilities).
@@ -290,11 +309,16 @@ void PrintAgents(const std::vector<v1::AgentInfo>& agents) {
                                  ? absl::StrFormat(" (%.0fs left: %s)", a.quarantined_for_seconds(),
                                                    a.quarantine_reason())
                                  : "";
-    std::printf("%-30s %-11s slots=%u running=%d %s%s%s\n", P(a.agent_id()).c_str(),
-                a.quarantined() ? "quarantined"
-                : a.draining()  ? "draining"
-                : a.connected() ? "connected"
-                                : "gone",
+    const bool set_by_admin = a.state() == v1::AGENT_MAINTENANCE || a.state() == v1::AGENT_RETIRED;
+    std::string state = set_by_admin      ? AgentStateName(a.state())
+                        : a.quarantined() ? "quarantined"
+                        : a.draining()    ? "draining"
+                        : a.connected()   ? "connected"
+                                          : "gone";
+    if (set_by_admin && !a.state_reason().empty()) {
+      absl::StrAppend(&quarantine, " (", a.state_reason(), ")");
+    }
+    std::printf("%-30s %-11s slots=%u running=%d %s%s%s\n", P(a.agent_id()).c_str(), state.c_str(),
                 a.slots(), a.running_tasks_size(), P(absl::StrJoin(a.running_tasks(), ",")).c_str(),
                 P(boot).c_str(), P(quarantine).c_str());
   }

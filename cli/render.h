@@ -60,6 +60,8 @@ void PrintJob(const farm::v1::JobStatus& status);
 // (Printable, multi-line); with it, the bytes are written as the test printed them.
 void PrintLogs(const std::vector<farm::v1::TaskLog>& logs, bool raw);
 
+// "good", "maintenance", ...: an AgentState as `farm agents` and `farm agent-state` spell it.
+std::string AgentStateName(farm::v1::AgentState state);
 // `farm agents`: one line per agent.
 void PrintAgents(const std::vector<farm::v1::AgentInfo>& agents);
 

@@ -75,7 +75,11 @@ int main(int argc, char** argv) {
   app.add_option("--tls-client-ca", security.tls.ca,
                  "CA that signs agents' client certificates: agents must present one (mTLS)");
   app.add_option("--tokens", tokens_file,
-                 "file of users' bearer tokens, one per line: clients must present one");
+                 "file of users' bearer tokens, `TOKEN USER [admin]` per line: clients must "
+                 "present one (a line with only a token is user token-N, an admin)");
+  app.add_option("--max-slots-per-user", opts.max_slots_per_user,
+                 "at most this many tasks of one user's jobs run at once (0: no cap)")
+      ->capture_default_str();
   std::string metrics_listen;
   app.add_option("--metrics-listen", metrics_listen,
                  "serve Prometheus metrics at http://HOST:PORT/metrics (default: off)");
@@ -119,7 +123,7 @@ int main(int argc, char** argv) {
     if (!warning.empty()) {
       FARM_LOG(Warning) << warning;
     }
-    absl::StatusOr<std::set<std::string>> tokens = farm::ReadTokens(tokens_file);
+    absl::StatusOr<farm::TokenTable> tokens = farm::ReadTokens(tokens_file);
     if (!tokens.ok()) {
       FARM_LOG(Error) << tokens.status().message();
       return kExitUsage;

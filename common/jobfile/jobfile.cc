@@ -35,8 +35,9 @@ constexpr size_t kMaxErrors = 20;
 // Keys allowed at each level; the order is the order of the schema (used in messages).
 const std::vector<std::string>& TopKeys() {
   static const auto* k = new std::vector<std::string>{
-      "repo",  "good",    "bad", "skip", "first_parent", "terms", "max_parallel", "description",
-      "build", "timeout", "env", "test", "kernel",       "boot",  "require"};
+      "repo",         "good",     "bad",         "skip",   "first_parent", "terms",
+      "max_parallel", "priority", "description", "build",  "timeout",      "env",
+      "test",         "kernel",   "boot",        "require"};
   return *k;
 }
 const std::vector<std::string>& TermsKeys() {
@@ -1028,6 +1029,12 @@ void Parser::Run(const YAML::Node& root, v1::BisectSpec& spec) {
     if (auto m = Number(*v, "max_parallel", "a whole number of tasks, 0 for no limit", 0,
                         spec::kMaxParallel)) {
       spec.set_max_parallel(static_cast<uint32_t>(*m));
+    }
+  }
+  if (const YAML::Node* v = get("priority")) {
+    if (auto m =
+            Number(*v, "priority", "a whole number, higher served first", 0, spec::kMaxPriority)) {
+      spec.set_priority(static_cast<uint32_t>(*m));
     }
   }
   if (const YAML::Node* v = get("description")) {

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -174,25 +175,56 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
   return creds;
 }
 
-absl::StatusOr<std::set<std::string>> ReadTokens(const std::string& path) {
+absl::StatusOr<TokenTable> ReadTokens(const std::string& path) {
   std::ifstream f(path);
   if (!f) return absl::InvalidArgumentError(absl::StrCat("cannot read tokens file '", path, "'"));
-  std::set<std::string> tokens;
+  TokenTable tokens;
   std::string line;
+  int line_no = 0;
   while (std::getline(f, line)) {
+    ++line_no;
     std::string t(absl::StripAsciiWhitespace(line));
     if (t.empty() || t[0] == '#') continue;
-    if (t.size() < 16) {
+    std::vector<std::string> words = absl::StrSplit(t, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    const std::string where = absl::StrCat("tokens file '", path, "', line ", line_no, ": ");
+    const std::string& token = words[0];
+    if (token.size() < 16) {
       return absl::InvalidArgumentError(
-          absl::StrCat("tokens file '", path, "': a token (fingerprint ", Fingerprint(t),
+          absl::StrCat(where, "a token (fingerprint ", Fingerprint(token),
                        ") is shorter than 16 characters; use e.g. `openssl rand -hex 32`"));
     }
-    tokens.insert(t);
+    if (words.size() > 3 || (words.size() == 3 && words[2] != "admin")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "expected `TOKEN USER [admin]`; the third word may only be \"admin\""));
+    }
+    CallerIdentity who;
+    if (words.size() == 1) {
+      who = {absl::StrCat("token-", tokens.size() + 1), true};
+    } else {
+      who = {words[1], words.size() == 3};
+    }
+    if (!tokens.emplace(token, who).second) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "the token (fingerprint ",
+                                                     Fingerprint(token),
+                                                     ") appears twice; give each user their own"));
+    }
   }
   if (tokens.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("tokens file '", path, "' has no token"));
   }
   return tokens;
+}
+
+absl::StatusOr<CallerIdentity> IdentifyBearer(const TokenTable& tokens,
+                                              absl::string_view authorization) {
+  constexpr absl::string_view kBearer = "Bearer ";
+  if (absl::ConsumePrefix(&authorization, kBearer) && !authorization.empty()) {
+    auto it = tokens.find(std::string(authorization));
+    if (it != tokens.end()) return it->second;
+  }
+  return absl::UnauthenticatedError(
+      "a valid token is required: give --token-file FILE or set FARM_TOKEN (ask the farm's "
+      "admin for one)");
 }
 
 absl::StatusOr<std::string> ReadToken(const std::string& path) {

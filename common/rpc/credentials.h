@@ -8,11 +8,12 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <map>
 #include <memory>
-#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace farm {
 
@@ -39,8 +40,28 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(c
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
     const TlsFiles& tls, const std::string& token);
 
-// Reads a tokens file: one token per line; blank lines and lines starting with '#' are ignored.
-absl::StatusOr<std::set<std::string>> ReadTokens(const std::string& path);
+// Who makes a call: the user a token belongs to, and whether that user may act on everyone's
+// jobs and agents. Shared by the gRPC services and the dashboard's logins.
+struct CallerIdentity {
+  std::string user;
+  bool admin = false;
+};
+
+// Tokens of a tokens file, each with the identity it stands for.
+using TokenTable = std::map<std::string, CallerIdentity>;
+
+// Reads a tokens file: `TOKEN USER [admin]` per line; blank lines and lines starting with '#'
+// are ignored. A line holding only a token (the older format) stands for user "token-N", N its
+// 1-based position among the tokens of the file, and is an admin (as every token was before
+// users existed). Errors (INVALID_ARGUMENT, naming the line): the file cannot be read, a token is
+// shorter than 16 characters or appears twice, a third word is not "admin", or there is no token.
+absl::StatusOr<TokenTable> ReadTokens(const std::string& path);
+
+// Maps the value of an "authorization" header ("Bearer <token>") to its identity.
+// UNAUTHENTICATED, saying how to get a token, when the header is missing or malformed or the
+// token is not in `tokens`. Thread-safe (reads only).
+absl::StatusOr<CallerIdentity> IdentifyBearer(const TokenTable& tokens,
+                                              absl::string_view authorization);
 
 // Reads a file holding one token (surrounding white space removed).
 absl::StatusOr<std::string> ReadToken(const std::string& path);

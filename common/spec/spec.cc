@@ -63,6 +63,10 @@ absl::Status ParseLabel(const std::string& text, const std::string& what, std::s
   return absl::OkStatus();
 }
 
+uint32_t Priority(const farm::v1::BisectSpec& spec) {
+  return spec.has_priority() ? spec.priority() : kDefaultPriority;
+}
+
 }  // namespace spec
 
 namespace {
@@ -154,6 +158,11 @@ absl::Status ValidateBisectSpec(const v1::BisectSpec& spec) {
     return absl::InvalidArgumentError(absl::StrCat("spec.max_parallel is ", spec.max_parallel(),
                                                    ": give 0..", spec::kMaxParallel,
                                                    " (0: no limit)"));
+  }
+  if (spec.priority() > spec::kMaxPriority) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.priority is ", spec.priority(), ": give 0..", spec::kMaxPriority,
+                     " (higher is served first; default ", spec::kDefaultPriority, ")"));
   }
   if (spec.description().size() > spec::kMaxDescriptionBytes) {
     return absl::InvalidArgumentError(absl::StrCat("spec.description is ",

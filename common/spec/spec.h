@@ -32,6 +32,8 @@ inline constexpr uint32_t kMaxTestTimeoutSeconds = 86400;           // 1 day
 inline constexpr uint32_t kMaxStepTimeoutSeconds = 7 * 86400;       // Recipe.timeout_seconds
 inline constexpr uint32_t kMaxParallel = 65536;                     // BisectSpec.max_parallel
 inline constexpr uint32_t kMaxMakeJobs = 1024;                      // KernelBuild.jobs
+inline constexpr uint32_t kMaxPriority = 100;                       // BisectSpec.priority
+inline constexpr uint32_t kDefaultPriority = 50;                    // when unset
 
 // A term's characters (spec.term_old / term_new): letters, digits, '-' and '_'. CheckTerm adds
 // git's rules on which words.
@@ -51,6 +53,9 @@ bool ValidLabelKey(const std::string& key);
 // the flag or field in the message, e.g. "--label 'gpu': expected KEY=VALUE (e.g. gpu=a100)".
 absl::Status ParseLabel(const std::string& text, const std::string& what, std::string* key,
                         std::string* value);
+
+// The job's priority: spec.priority when set, else kDefaultPriority.
+uint32_t Priority(const farm::v1::BisectSpec& spec);
 
 }  // namespace spec
 

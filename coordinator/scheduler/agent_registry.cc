@@ -67,6 +67,30 @@ bool AgentRegistry::SetDraining(const std::string& agent_id, bool draining) {
   return found;
 }
 
+void AgentRegistry::SetAdminState(const std::string& agent_id, v1::AgentState state,
+                                  const std::string& reason) {
+  const bool out = state != v1::AGENT_GOOD;
+  if (out) {
+    admin_states_[agent_id] = {state, reason};
+    drained_.insert(agent_id);
+  } else {
+    admin_states_.erase(agent_id);
+    drained_.erase(agent_id);
+  }
+  for (auto& [id, s] : sessions_) {
+    if (s.hello.agent_id() != agent_id) continue;
+    s.draining = out;
+    RefreshFree(s);
+  }
+}
+
+bool AgentRegistry::Known(const std::string& agent_id) const {
+  for (const auto& [id, s] : sessions_) {
+    if (s.hello.agent_id() == agent_id) return true;
+  }
+  return false;
+}
+
 bool AgentRegistry::Quarantined(const std::string& agent_id, absl::Time now) const {
   if (quarantined_ == 0) return false;
   auto h = health_.find(agent_id);
@@ -141,6 +165,17 @@ std::vector<v1::AgentInfo> AgentRegistry::List(absl::Time now) const {
       a.set_quarantined(true);
       a.set_quarantine_reason(h->second.reason);
       a.set_quarantined_for_seconds(absl::ToDoubleSeconds(h->second.quarantined_until - now));
+    }
+    if (auto admin = admin_states_.find(s.hello.agent_id()); admin != admin_states_.end()) {
+      a.set_state(admin->second.state);
+      a.set_state_reason(admin->second.reason);
+    } else if (a.draining()) {
+      a.set_state(v1::AGENT_DRAINING);
+    } else if (a.quarantined()) {
+      a.set_state(v1::AGENT_QUARANTINED);
+      a.set_state_reason(a.quarantine_reason());
+    } else {
+      a.set_state(v1::AGENT_GOOD);
     }
     out.push_back(std::move(a));
   }

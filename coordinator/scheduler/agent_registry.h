@@ -74,6 +74,16 @@ class AgentRegistry {
   // reconnections. False (nothing changed) when no connected session has that id.
   bool SetDraining(const std::string& agent_id, bool draining);
 
+  // An admin's state for `agent_id`: AGENT_MAINTENANCE or AGENT_RETIRED drain it (now and on
+  // every later connection), AGENT_GOOD ends that and any drain. Works for an agent not
+  // connected (a state restored from the store at start).
+  void SetAdminState(const std::string& agent_id, farm::v1::AgentState state,
+                     const std::string& reason);
+  // Whether an admin set `agent_id` to maintenance or retired.
+  bool SetAside(const std::string& agent_id) const { return admin_states_.count(agent_id) > 0; }
+  // Whether a session of `agent_id` exists (connected or not).
+  bool Known(const std::string& agent_id) const;
+
   // Whether `agent_id` is quarantined at `now`.
   bool Quarantined(const std::string& agent_id, absl::Time now) const;
   // Counts an infrastructure error of `agent_id`; true when this one quarantined it (until
@@ -107,6 +117,11 @@ class AgentRegistry {
   size_t quarantined_ = 0;  // entries of health_ with a quarantine set
   std::set<uint64_t> free_sessions_;
   std::set<std::string> drained_;  // agent ids: a drained agent stays drained when it reconnects
+  struct AdminState {
+    farm::v1::AgentState state;
+    std::string reason;
+  };
+  std::map<std::string, AdminState> admin_states_;  // maintenance or retired
   size_t connected_agents_ = 0;
   size_t connected_slots_ = 0;
   uint64_t next_session_ = 1;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
+#include "common/status_macros.h"
 #include "coordinator/engine/report_text.h"
 #include "coordinator/scheduler/coordinator.h"
 
@@ -154,6 +155,11 @@ std::vector<v1::AgentInfo> Coordinator::ListAgents() {
 
 absl::Status Coordinator::DrainAgent(const std::string& agent_id, bool drain) {
   absl::MutexLock lock(&mu_);
+  if (!drain && agents_.SetAside(agent_id)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("agent '", agent_id, "' was set aside by an admin (see `farm agents`): `farm ",
+                     "agent-state ", agent_id, " good` puts it back in service"));
+  }
   if (!agents_.SetDraining(agent_id, drain)) {
     return absl::NotFoundError(absl::StrCat("no connected agent '", agent_id,
                                             "': see `farm agents` for the connected ones"));
@@ -170,6 +176,46 @@ absl::Status Coordinator::DrainAgent(const std::string& agent_id, bool drain) {
   FARM_LOG(Info) << "agent " << agent_id << (drain ? " drained" : " undrained");
   if (!drain) ScheduleLocked();
   return absl::OkStatus();
+}
+
+absl::StatusOr<v1::AgentInfo> Coordinator::SetAgentState(const std::string& agent_id,
+                                                         v1::AgentState state,
+                                                         const std::string& reason,
+                                                         const CallerIdentity& caller) {
+  if (!caller.admin) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "only an admin may set an agent's state (you are ", caller.user,
+        "): ask the farm's admin, or use a token marked admin in the coordinator's tokens file"));
+  }
+  if (state != v1::AGENT_GOOD && state != v1::AGENT_MAINTENANCE && state != v1::AGENT_RETIRED) {
+    return absl::InvalidArgumentError(
+        "an agent's state can be set to good, maintenance or retired; the others follow from "
+        "what happens (drain, quarantine, health checks)");
+  }
+  absl::MutexLock lock(&mu_);
+  if (!agents_.Known(agent_id)) {
+    return absl::NotFoundError(absl::StrCat(
+        "no agent '", agent_id, "' has connected: see `farm agents` for the known ones"));
+  }
+  FARM_RETURN_IF_ERROR(store_->PutAgentState(agent_id, state, reason));
+  agents_.SetAdminState(agent_id, state, reason);
+  v1::CoordinatorMessage msg;
+  if (state == v1::AGENT_GOOD) {
+    msg.mutable_undrain();
+  } else {
+    msg.mutable_drain();
+  }
+  for (auto& [id, s] : agents_.sessions()) {
+    if (s.connected && s.hello.agent_id() == agent_id) s.channel->Send(msg);
+  }
+  FARM_LOG(Info) << "agent " << agent_id << " set to " << v1::AgentState_Name(state)
+                 << (reason.empty() ? "" : ": ") << reason << " by "
+                 << (caller.user.empty() ? "an admin" : caller.user);
+  if (state == v1::AGENT_GOOD) ScheduleLocked();
+  for (v1::AgentInfo& a : agents_.List(Now())) {
+    if (a.agent_id() == agent_id) return a;
+  }
+  return v1::AgentInfo();
 }
 
 void Coordinator::ApplyRetentionLocked(absl::Time now) {

@@ -19,6 +19,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOpti
   {
     absl::MutexLock lock(&c->mu_);
     FARM_RETURN_IF_ERROR(c->ResumeLocked());
+    FARM_ASSIGN_OR_RETURN(std::vector<Store::AgentStateRow> states, c->store_->LoadAgentStates());
+    for (const Store::AgentStateRow& row : states) {
+      c->agents_.SetAdminState(row.agent_id, row.state, row.reason);
+    }
     c->metrics_.Arrived(Trigger::kResume, c->Now());
     c->ScheduleLocked();
   }
@@ -84,11 +88,17 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitBisect(v1::BisectSpec spec) {
   return StatusLocked(stored);
 }
 
-absl::StatusOr<v1::JobStatus> Coordinator::CancelJob(const std::string& job_id) {
+absl::StatusOr<v1::JobStatus> Coordinator::CancelJob(const std::string& job_id,
+                                                     const CallerIdentity& caller) {
   const absl::Time arrived = Now();
   absl::MutexLock lock(&mu_);
   metrics_.Arrived(Trigger::kCancel, arrived);
   FARM_ASSIGN_OR_RETURN(Job * job, FindJobLocked(job_id));
+  if (!caller.admin && caller.user != job->spec.owner()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "job ", job_id, " belongs to ", job->spec.owner().empty() ? "nobody" : job->spec.owner(),
+        ": only its owner or an admin may cancel it (you are ", caller.user, ")"));
+  }
   Store::Batch batch(*store_);
   if (job->state == v1::RUNNING) EndJobLocked(*job, v1::CANCELLED, "cancelled by the user");
   ScheduleLocked();

@@ -29,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/git/git.h"
+#include "common/rpc/credentials.h"
 #include "coordinator/clock/clock.h"
 #include "coordinator/metrics/coordinator_metrics.h"
 #include "coordinator/scheduler/agent_registry.h"
@@ -50,6 +51,8 @@ struct CoordinatorOptions {
   absl::Duration quarantine = absl::Minutes(10);
   // Ended jobs older than this are deleted with their tasks and output (0: keep forever).
   absl::Duration retention = absl::Hours(24 * 30);
+  // At most this many tasks of one user's jobs run at once (0: no cap).
+  uint32_t max_slots_per_user = 0;
   // Where time comes from (leases, quarantines, elapsed times); null: the real clock. The lease
   // thread still wakes every real second; tests on a fake clock call ExpireLeases themselves.
   std::shared_ptr<Clock> clock;
@@ -67,13 +70,23 @@ class Coordinator {
   absl::StatusOr<farm::v1::JobStatus> SubmitBisect(farm::v1::BisectSpec spec);
   absl::StatusOr<farm::v1::JobStatus> GetJob(const std::string& job_id);
   absl::StatusOr<std::vector<farm::v1::JobStatus>> ListJobs(size_t limit);
-  absl::StatusOr<farm::v1::JobStatus> CancelJob(const std::string& job_id);
+  // PERMISSION_DENIED, naming the owner, unless `caller` owns the job or is an admin.
+  absl::StatusOr<farm::v1::JobStatus> CancelJob(const std::string& job_id,
+                                                const CallerIdentity& caller = {"", true});
   std::vector<farm::v1::AgentInfo> ListAgents();
   absl::StatusOr<std::vector<farm::v1::TaskLog>> GetTaskLog(const std::string& job_id,
                                                             const std::string& commit);
   // Drains (true: running tasks finish, no new ones; the agent is told) or undrains an agent.
   // NOT_FOUND when no connected agent has that id.
   absl::Status DrainAgent(const std::string& agent_id, bool drain);
+  // Sets an admin's state for an agent (farm.proto SetAgentState), stored so that it survives a
+  // restart, and returns the agent as listed. Errors: PERMISSION_DENIED when `caller` is not an
+  // admin; INVALID_ARGUMENT for a state other than good, maintenance or retired; NOT_FOUND when
+  // no agent with that id has connected.
+  absl::StatusOr<farm::v1::AgentInfo> SetAgentState(const std::string& agent_id,
+                                                    farm::v1::AgentState state,
+                                                    const std::string& reason,
+                                                    const CallerIdentity& caller);
 
   // Registers a watcher: `fn` gets a snapshot at once, then every change, until the job ends or
   // Unwatch. `fn` runs under the coordinator's lock: it must only queue. NOT_FOUND for a bad id.
@@ -105,6 +118,7 @@ class Coordinator {
     WatchFn fn;
   };
   struct FreeSlots;
+  struct Turn;
 
   explicit Coordinator(CoordinatorOptions options, std::unique_ptr<Store> store);
   absl::Time Now() const { return options_.clock->Now(); }
@@ -136,6 +150,12 @@ class Coordinator {
 
   // --- dispatcher (dispatcher.cc) ---
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tasks running per job owner, over the running jobs.
+  std::map<std::string, size_t> UserRunningLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why a running job with nothing running waits, and its place among such jobs (1-based) in
+  // the order the dispatcher serves them.
+  void QueueNoteLocked(const Job& job, farm::v1::JobStatus& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts at most one task of `job` on one of the unused `free` slots (marking it used), reusing
   // known verdicts on the way. False when the job has nothing it can start there.
   bool DealOneLocked(Job& job, FreeSlots& slots, size_t share) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

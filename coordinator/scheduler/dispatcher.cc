@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/spec/spec.h"
 #include "coordinator/engine/report_text.h"
 #include "coordinator/scheduler/coordinator.h"
 
@@ -25,6 +26,18 @@ struct Coordinator::FreeSlots {
   // it.
   std::set<std::string> usable;
   bool usable_known = false;
+};
+
+// A job's place in the dispatcher's queue; smaller is served first.
+struct Coordinator::Turn {
+  uint32_t priority_rank;  // kMaxPriority - priority
+  size_t user_running;     // tasks running of the job's owner
+  size_t job_running;      // tasks running of the job
+  size_t rank;             // rotation: jobs after the one dealt last come first
+  int64_t job_id;
+  auto Key() const { return std::tie(priority_rank, user_running, job_running, rank, job_id); }
+  bool operator>(const Turn& o) const { return Key() > o.Key(); }
+  bool operator!=(const Turn& o) const { return Key() != o.Key(); }
 };
 
 bool Coordinator::Eligible(const Job& job, const Session& session) {
@@ -47,35 +60,122 @@ void Coordinator::ScheduleLocked() {
   if (free.slots.empty()) return;
   free.used.assign(free.slots.size(), false);
   free.left = free.slots.size();
-  // Max-min fair share: each free slot goes to the job with the fewest tasks running, ties to the
-  // job after the one dealt last. A job whose verdict just came in (its tasks pruned) is served
-  // first, and no job can hold more than one slot over another's share while the other waits. A
-  // job plans only when its turn comes, and keeps its plan until a finished task changes what is
-  // worth testing: a freed slot costs at most one plan of one job, not a plan of every job.
-  using Turn = std::tuple<size_t, size_t, int64_t>;  // running tasks, rotation rank, job id
+  // Priority first (LAVA's 0..100); within a priority, max-min fair share between users, then
+  // between that user's jobs: each free slot goes to the job whose user has the fewest tasks
+  // running, then to that user's job with the fewest, ties to the job after the one dealt last.
+  // So a user with ten jobs does not get ten times the farm. A job whose verdict just came in
+  // (its tasks pruned) is served first among equals, and no job can hold more than one slot over
+  // another's share while the other waits. A job plans only when its turn comes, and keeps its
+  // plan until a finished task changes what is worth testing: a freed slot costs at most one
+  // plan of one job, not a plan of every job.
+  std::map<std::string, size_t> user_running = UserRunningLocked();
+  auto turn_of = [&](const Job& job, size_t rank) {
+    return Turn{spec::kMaxPriority - spec::Priority(job.spec), user_running[job.spec.owner()],
+                job.running.size(), rank, job.id};
+  };
   std::vector<Turn> turns;
   turns.reserve(running_jobs_.size());
   auto pivot = running_jobs_.upper_bound(dealt_last_);
   size_t rank = 0;
   for (auto it = pivot; it != running_jobs_.end(); ++it) {
-    turns.emplace_back(jobs_[*it].running.size(), rank++, *it);
+    turns.push_back(turn_of(jobs_[*it], rank++));
   }
   for (auto it = running_jobs_.begin(); it != pivot; ++it) {
-    turns.emplace_back(jobs_[*it].running.size(), rank++, *it);
+    turns.push_back(turn_of(jobs_[*it], rank++));
   }
   std::priority_queue<Turn, std::vector<Turn>, std::greater<Turn>> queue(std::greater<Turn>(),
                                                                          std::move(turns));
+  const size_t user_cap = options_.max_slots_per_user;
   while (free.left > 0 && !queue.empty()) {
-    auto [running, order, id] = queue.top();
+    Turn turn = queue.top();
     queue.pop();
-    auto it = jobs_.find(id);
+    auto it = jobs_.find(turn.job_id);
     if (it == jobs_.end() || it->second.state != v1::RUNNING) continue;
+    Job& job = it->second;
+    // Another job of the same user was dealt a slot since this turn was queued: its place moved.
+    Turn now = turn_of(job, turn.rank);
+    if (now != turn) {
+      queue.push(now);
+      continue;
+    }
+    if (user_cap > 0 && turn.user_running >= user_cap) continue;
     size_t share = (free.left + queue.size()) / (queue.size() + 1);
-    if (DealOneLocked(it->second, free, std::max<size_t>(1, share))) {
-      dealt_last_ = id;
-      queue.emplace(it->second.running.size(), order, id);
+    if (user_cap > 0) share = std::min(share, user_cap - turn.user_running);
+    const size_t before = job.running.size();
+    if (DealOneLocked(job, free, std::max<size_t>(1, share))) {
+      dealt_last_ = job.id;
+      // A reused verdict may also have cancelled some of the job's tasks.
+      size_t& mine = user_running[job.spec.owner()];
+      mine = mine + job.running.size() - before;
+      queue.push(turn_of(job, turn.rank));
     }
   }
+}
+
+std::map<std::string, size_t> Coordinator::UserRunningLocked() {
+  std::map<std::string, size_t> running;
+  for (int64_t id : running_jobs_) {
+    const Job& job = jobs_[id];
+    running[job.spec.owner()] += job.running.size();
+  }
+  return running;
+}
+
+void Coordinator::QueueNoteLocked(const Job& job, v1::JobStatus& status) {
+  std::map<std::string, size_t> user_running = UserRunningLocked();
+  auto key = [&](const Job& j) {
+    return std::make_tuple(spec::kMaxPriority - spec::Priority(j.spec),
+                           user_running[j.spec.owner()], j.id);
+  };
+  const auto mine = key(job);
+  const uint32_t priority = spec::Priority(job.spec);
+  size_t ahead = 0;
+  size_t higher = 0;
+  for (int64_t id : running_jobs_) {
+    const Job& other = jobs_[id];
+    if (other.id == job.id) continue;
+    higher += spec::Priority(other.spec) > priority;
+    ahead += other.running.empty() && key(other) < mine;
+  }
+  status.set_queue_position(static_cast<uint32_t>(ahead + 1));
+  std::string why;
+  if (!job.spec.require().empty()) {
+    bool servable = false;
+    std::vector<std::string> missing;
+    for (const auto& [k, v] : job.spec.require()) {
+      bool found = false;
+      for (const auto& [sid, s] : agents_.sessions()) {
+        if (!s.connected) continue;
+        auto l = s.labels.find(k);
+        found |= l != s.labels.end() && l->second == v;
+      }
+      if (!found) missing.push_back(absl::StrCat(k, "=", v));
+    }
+    for (const auto& [sid, s] : agents_.sessions()) servable |= s.connected && Eligible(job, s);
+    std::sort(missing.begin(), missing.end());
+    if (!missing.empty()) {
+      why = absl::StrCat("no agent has label", missing.size() > 1 ? "s " : " ",
+                         absl::StrJoin(missing, " "));
+    } else if (!servable) {
+      why = "no single agent has all the labels this job requires";
+    }
+  }
+  const size_t cap = options_.max_slots_per_user;
+  if (!why.empty()) {
+    // A label nobody has outweighs everything below.
+  } else if (agents_.connected_agents() == 0) {
+    why = "no agent connected";
+  } else if (cap > 0 && user_running[job.spec.owner()] >= cap) {
+    why = absl::StrCat("user cap ", cap, " reached");
+  } else if (higher > 0) {
+    why = absl::StrCat("waiting: ", higher, higher == 1 ? " job" : " jobs", " of higher priority");
+  } else if (ahead > 0) {
+    why = absl::StrCat("waiting: ", ahead, ahead == 1 ? " job" : " jobs",
+                       " ahead (fair share between users)");
+  } else {
+    why = "waiting for a free slot";
+  }
+  status.set_waiting_reason(why);
 }
 
 int Coordinator::PickSlotLocked(Job& job, FreeSlots& free, CommitId c) {

@@ -67,6 +67,7 @@ v1::JobStatus Coordinator::StatusLocked(Job& job, bool full) {
   st.set_confidence(job.engine ? job.engine->Confidence() : job.final_confidence);
   if (job.descended_job) st.set_descended_job(absl::StrCat(job.descended_job));
   if (job.parent_job) st.set_parent_job(absl::StrCat(job.parent_job));
+  if (job.state == v1::RUNNING && job.running.empty()) QueueNoteLocked(job, st);
   return st;
 }
 

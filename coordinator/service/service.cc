@@ -217,34 +217,27 @@ class RefusedAgent : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Coordi
 
 }  // namespace
 
-absl::Status FarmService::Authorize(grpc::CallbackServerContext* ctx) const {
-  if (policy_.tokens.empty()) return absl::OkStatus();
+absl::StatusOr<CallerIdentity> FarmService::Authorize(grpc::CallbackServerContext* ctx) const {
+  // Without tokens nobody is authenticated, so nobody can be told apart: everyone is an admin.
+  if (policy_.tokens.empty()) return CallerIdentity{"", true};
   const auto& md = ctx->client_metadata();
   auto it = md.find("authorization");
-  if (it != md.end()) {
-    std::string value(it->second.data(), it->second.size());
-    constexpr absl::string_view kBearer = "Bearer ";
-    if (value.size() > kBearer.size() && value.compare(0, kBearer.size(), "Bearer ") == 0 &&
-        policy_.tokens.count(value.substr(kBearer.size()))) {
-      return absl::OkStatus();
-    }
-  }
-  return absl::UnauthenticatedError(
-      "a valid token is required: give --token-file FILE or set FARM_TOKEN (ask the farm's "
-      "admin for one)");
+  absl::string_view value;
+  if (it != md.end()) value = absl::string_view(it->second.data(), it->second.size());
+  return IdentifyBearer(policy_.tokens, value);
 }
 
-#define FARM_AUTHORIZE(ctx)                   \
-  do {                                        \
-    absl::Status auth_ = Authorize(ctx);      \
-    if (!auth_.ok()) return Done(ctx, auth_); \
-  } while (0)
+#define FARM_AUTHORIZE(ctx, who)                       \
+  absl::StatusOr<CallerIdentity> who = Authorize(ctx); \
+  if (!who.ok()) return Done(ctx, who.status())
 
 grpc::ServerUnaryReactor* FarmService::SubmitBisect(grpc::CallbackServerContext* ctx,
                                                     const v1::SubmitBisectRequest* req,
                                                     v1::SubmitBisectResponse* resp) {
-  FARM_AUTHORIZE(ctx);
-  absl::StatusOr<v1::JobStatus> st = core_->SubmitBisect(req->spec());
+  FARM_AUTHORIZE(ctx, caller);
+  v1::BisectSpec spec = req->spec();
+  if (!policy_.tokens.empty()) spec.set_owner(caller->user);
+  absl::StatusOr<v1::JobStatus> st = core_->SubmitBisect(std::move(spec));
   if (st.ok()) {
     resp->set_job_id(st->job_id());
     *resp->mutable_status() = std::move(*st);
@@ -254,14 +247,14 @@ grpc::ServerUnaryReactor* FarmService::SubmitBisect(grpc::CallbackServerContext*
 
 grpc::ServerWriteReactor<v1::JobEvent>* FarmService::WatchJob(grpc::CallbackServerContext* ctx,
                                                               const v1::WatchJobRequest* req) {
-  absl::Status auth = Authorize(ctx);
-  if (!auth.ok()) return new RefusedWatch(auth);
+  absl::StatusOr<CallerIdentity> caller = Authorize(ctx);
+  if (!caller.ok()) return new RefusedWatch(caller.status());
   return new WatchReactor(core_, req->job_id());
 }
 
 grpc::ServerUnaryReactor* FarmService::GetJob(grpc::CallbackServerContext* ctx,
                                               const v1::GetJobRequest* req, v1::JobStatus* resp) {
-  FARM_AUTHORIZE(ctx);
+  FARM_AUTHORIZE(ctx, caller);
   absl::StatusOr<v1::JobStatus> st = core_->GetJob(req->job_id());
   if (st.ok()) *resp = std::move(*st);
   return Done(ctx, st.status());
@@ -270,7 +263,7 @@ grpc::ServerUnaryReactor* FarmService::GetJob(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* FarmService::ListJobs(grpc::CallbackServerContext* ctx,
                                                 const v1::ListJobsRequest* req,
                                                 v1::ListJobsResponse* resp) {
-  FARM_AUTHORIZE(ctx);
+  FARM_AUTHORIZE(ctx, caller);
   absl::StatusOr<std::vector<v1::JobStatus>> st = core_->ListJobs(req->limit() ? req->limit() : 50);
   if (st.ok()) {
     for (auto& j : *st) *resp->add_jobs() = std::move(j);
@@ -281,8 +274,8 @@ grpc::ServerUnaryReactor* FarmService::ListJobs(grpc::CallbackServerContext* ctx
 grpc::ServerUnaryReactor* FarmService::CancelJob(grpc::CallbackServerContext* ctx,
                                                  const v1::CancelJobRequest* req,
                                                  v1::CancelJobResponse* resp) {
-  FARM_AUTHORIZE(ctx);
-  absl::StatusOr<v1::JobStatus> st = core_->CancelJob(req->job_id());
+  FARM_AUTHORIZE(ctx, caller);
+  absl::StatusOr<v1::JobStatus> st = core_->CancelJob(req->job_id(), *caller);
   if (st.ok()) *resp->mutable_status() = std::move(*st);
   return Done(ctx, st.status());
 }
@@ -290,7 +283,7 @@ grpc::ServerUnaryReactor* FarmService::CancelJob(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* FarmService::ListAgents(grpc::CallbackServerContext* ctx,
                                                   const v1::ListAgentsRequest* req,
                                                   v1::ListAgentsResponse* resp) {
-  FARM_AUTHORIZE(ctx);
+  FARM_AUTHORIZE(ctx, caller);
   for (auto& a : core_->ListAgents()) *resp->add_agents() = std::move(a);
   return Done(ctx, absl::OkStatus());
 }
@@ -298,7 +291,7 @@ grpc::ServerUnaryReactor* FarmService::ListAgents(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* FarmService::GetTaskLog(grpc::CallbackServerContext* ctx,
                                                   const v1::GetTaskLogRequest* req,
                                                   v1::GetTaskLogResponse* resp) {
-  FARM_AUTHORIZE(ctx);
+  FARM_AUTHORIZE(ctx, caller);
   absl::StatusOr<std::vector<v1::TaskLog>> st = core_->GetTaskLog(req->job_id(), req->commit());
   if (st.ok()) {
     for (auto& l : *st) *resp->add_logs() = std::move(l);
@@ -309,7 +302,7 @@ grpc::ServerUnaryReactor* FarmService::GetTaskLog(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* FarmService::DrainAgent(grpc::CallbackServerContext* ctx,
                                                   const v1::DrainAgentRequest* req,
                                                   v1::DrainAgentResponse* resp) {
-  FARM_AUTHORIZE(ctx);
+  FARM_AUTHORIZE(ctx, caller);
   absl::Status st = core_->DrainAgent(req->agent_id(), !req->undrain());
   if (st.ok()) {
     for (auto& a : core_->ListAgents()) {
@@ -317,6 +310,16 @@ grpc::ServerUnaryReactor* FarmService::DrainAgent(grpc::CallbackServerContext* c
     }
   }
   return Done(ctx, st);
+}
+
+grpc::ServerUnaryReactor* FarmService::SetAgentState(grpc::CallbackServerContext* ctx,
+                                                     const v1::SetAgentStateRequest* req,
+                                                     v1::SetAgentStateResponse* resp) {
+  FARM_AUTHORIZE(ctx, caller);
+  absl::StatusOr<v1::AgentInfo> agent =
+      core_->SetAgentState(req->agent_id(), req->state(), req->reason(), *caller);
+  if (agent.ok()) *resp->mutable_agent() = std::move(*agent);
+  return Done(ctx, agent.status());
 }
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentLinkService::Connect(

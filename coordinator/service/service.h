@@ -20,11 +20,11 @@
 
 namespace farm {
 
-// Who may call. Empty tokens: every client may; a non-empty set: Farm calls need
-// "authorization: Bearer <one of them>". require_agent_cert: AgentLink streams need a verified
-// client certificate (mTLS).
+// Who may call. Empty tokens: every client may, and is an admin; otherwise Farm calls need
+// "authorization: Bearer <one of them>", and act as that token's user. require_agent_cert:
+// AgentLink streams need a verified client certificate (mTLS).
 struct AccessPolicy {
-  std::set<std::string> tokens;
+  TokenTable tokens;
   bool require_agent_cert = false;
 };
 
@@ -55,10 +55,14 @@ class FarmService final : public farm::v1::Farm::CallbackService {
   grpc::ServerUnaryReactor* DrainAgent(grpc::CallbackServerContext* ctx,
                                        const farm::v1::DrainAgentRequest* req,
                                        farm::v1::DrainAgentResponse* resp) override;
+  grpc::ServerUnaryReactor* SetAgentState(grpc::CallbackServerContext* ctx,
+                                          const farm::v1::SetAgentStateRequest* req,
+                                          farm::v1::SetAgentStateResponse* resp) override;
 
  private:
-  // UNAUTHENTICATED unless the call carries a valid token (when tokens are configured).
-  absl::Status Authorize(grpc::CallbackServerContext* ctx) const;
+  // The caller; UNAUTHENTICATED unless the call carries a valid token (when tokens are
+  // configured).
+  absl::StatusOr<CallerIdentity> Authorize(grpc::CallbackServerContext* ctx) const;
   Coordinator* core_;
   AccessPolicy policy_;
 };
@@ -76,8 +80,8 @@ class AgentLinkService final : public farm::v1::AgentLink::CallbackService {
 };
 
 struct ServerSecurity {
-  TlsFiles tls;  // cert/key: TLS; ca: client certificates verified (agents must have one)
-  std::set<std::string> tokens;  // users' bearer tokens (needs TLS)
+  TlsFiles tls;       // cert/key: TLS; ca: client certificates verified (agents must have one)
+  TokenTable tokens;  // users' bearer tokens and who they are (needs TLS)
 };
 
 // A coordinator with its gRPC server, as `farm-coordinator` and the local mode of `farm bisect`

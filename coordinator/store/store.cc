@@ -146,6 +146,9 @@ struct Migration {
 };
 constexpr Migration kMigrations[] = {
     {"jobs, tasks, tree verdicts and task output", kSchemaV1},
+    {"agent states set by an admin",
+     "CREATE TABLE agent_states (agent_id TEXT PRIMARY KEY, state INTEGER NOT NULL, "
+     "reason TEXT NOT NULL);"},
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -483,6 +486,34 @@ absl::StatusOr<std::optional<Store::TreeVerdict>> Store::GetTreeVerdict(const st
   if (!found) return std::optional<TreeVerdict>();
   return std::optional<TreeVerdict>(
       TreeVerdict{static_cast<farm::v1::Verdict>(s.Int(0)), s.Blob(1)});
+}
+
+absl::Status Store::PutAgentState(const std::string& agent_id, farm::v1::AgentState state,
+                                  const std::string& reason) {
+  if (state == farm::v1::AGENT_GOOD) {
+    Stmt s(db_, &stmts_, "DELETE FROM agent_states WHERE agent_id=?");
+    FARM_RETURN_IF_ERROR(s.status());
+    s.Bind(1, agent_id);
+    return s.Run();
+  }
+  Stmt s(db_, &stmts_,
+         "INSERT INTO agent_states(agent_id, state, reason) VALUES (?,?,?) "
+         "ON CONFLICT(agent_id) DO UPDATE SET state=excluded.state, reason=excluded.reason");
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, agent_id).Bind(2, static_cast<int64_t>(state)).Bind(3, reason);
+  return s.Run();
+}
+
+absl::StatusOr<std::vector<Store::AgentStateRow>> Store::LoadAgentStates() {
+  Stmt s(db_, "SELECT agent_id, state, reason FROM agent_states ORDER BY agent_id");
+  FARM_RETURN_IF_ERROR(s.status());
+  std::vector<AgentStateRow> rows;
+  while (true) {
+    FARM_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) break;
+    rows.push_back({s.Blob(0), static_cast<farm::v1::AgentState>(s.Int(1)), s.Blob(2)});
+  }
+  return rows;
 }
 
 absl::StatusOr<int> Store::DeleteEndedBefore(int64_t cutoff_unix) {

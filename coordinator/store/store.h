@@ -97,6 +97,17 @@ class Store {
   absl::StatusOr<std::optional<TreeVerdict>> GetTreeVerdict(const std::string& tree,
                                                             const std::string& recipe);
 
+  // Agent states set by an admin (maintenance, retired), kept across restarts. Putting
+  // AGENT_GOOD deletes the agent's row.
+  absl::Status PutAgentState(const std::string& agent_id, farm::v1::AgentState state,
+                             const std::string& reason);
+  struct AgentStateRow {
+    std::string agent_id;
+    farm::v1::AgentState state;
+    std::string reason;
+  };
+  absl::StatusOr<std::vector<AgentStateRow>> LoadAgentStates();
+
   // Deletes jobs that ended more than `max_age_seconds` ago, with their tasks and output.
   absl::StatusOr<int> DeleteEndedBefore(int64_t cutoff_unix);
 

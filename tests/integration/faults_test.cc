@@ -390,24 +390,18 @@ TEST(Faults, QemuMissingOrCrashingIsAnInfrastructureError) {
 TEST(Faults, TlsClientCertificatesAndTokens) {
   std::string dir = MakeTempDir("tls");
   // A CA, a server certificate for 127.0.0.1, an agent certificate, and a stranger's CA.
-  CommandResult certs = Sh(absl::StrCat(
-      "cd ", Quote(dir), " && set -e; ",
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=farm-ca -keyout ca.key "
-      "-out ca.pem 2>/dev/null; ",
-      "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out "
-      "server.csr 2>/dev/null; ",
-      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext; ",
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-      "-extfile san.ext -out server.pem 2>/dev/null; ",
-      "openssl req -newkey rsa:2048 -nodes -subj /CN=agent-1 -keyout agent.key -out agent.csr "
-      "2>/dev/null; ",
-      "openssl x509 -req -in agent.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out "
-      "agent.pem 2>/dev/null; ",
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other -keyout other.key "
-      "-out other.pem 2>/dev/null; ",
-      "echo 7f3c9a1e5b2d8c4f6a0e9b3d7c1f5a2e > token; cp token tokens; "
-      // Secrets kept as they should be (a readable token file gets a warning on stderr).
-      "chmod 600 token tokens"));
+  CommandResult certs = MakeServerCertificates(
+      dir,
+      absl::StrCat(
+          "openssl req -newkey rsa:2048 -nodes -subj /CN=agent-1 -keyout agent.key -out agent.csr "
+          "2>/dev/null; ",
+          "openssl x509 -req -in agent.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out "
+          "agent.pem 2>/dev/null; ",
+          "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other -keyout other.key "
+          "-out other.pem 2>/dev/null; ",
+          "echo 7f3c9a1e5b2d8c4f6a0e9b3d7c1f5a2e > token; cp token tokens; "
+          // Secrets kept as they should be (a readable token file gets a warning on stderr).
+          "chmod 600 token tokens"));
   if (certs.exit_code != 0) GTEST_SKIP() << "openssl cannot make certificates: " << certs.output;
   Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 30 --seed 53");
   WriteScript(dir + "/test.sh", "#!/bin/sh\ntest -f bug && exit 1\nexit 0\n");

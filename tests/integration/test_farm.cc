@@ -22,11 +22,12 @@ const char kQemuExits1[] =
 
 std::string Farm() { return Quote(Bin("farm")); }
 
-TestFarm::TestFarm(const std::string& dir) : dir_(dir) {
-  coordinator_ = std::make_unique<Background>(
-      std::vector<std::string>{Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db",
-                               dir + "/farm.db"},
-      dir + "/coord.log");
+TestFarm::TestFarm(const std::string& dir, const std::vector<std::string>& coordinator_args)
+    : dir_(dir) {
+  std::vector<std::string> argv = {Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db",
+                                   dir + "/farm.db"};
+  argv.insert(argv.end(), coordinator_args.begin(), coordinator_args.end());
+  coordinator_ = std::make_unique<Background>(argv, dir + "/coord.log");
   listen_ = WaitForListenAddress(*coordinator_, absl::Seconds(20));
   started_ = !listen_.empty();
 }
@@ -82,6 +83,19 @@ std::string TestFarm::Status(const std::string& job) const {
 
 std::string TestFarm::Log(const std::string& job, const std::string& commit) const {
   return Sh(absl::StrCat(Farm(), " log --coordinator ", listen_, " ", job, " ", commit)).output;
+}
+
+CommandResult MakeServerCertificates(const std::string& dir, const std::string& more) {
+  return Sh(absl::StrCat(
+      "cd ", Quote(dir), " && set -e; ",
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=farm-ca -keyout ca.key "
+      "-out ca.pem 2>/dev/null; ",
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out "
+      "server.csr 2>/dev/null; ",
+      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext; ",
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+      "-extfile san.ext -out server.pem 2>/dev/null; ",
+      more));
 }
 
 void ExpectNoVerdictFrom(const std::string& status, const std::string& agent) {

@@ -19,7 +19,8 @@ std::string Farm();
 // it. Everything is killed when it goes.
 class TestFarm {
  public:
-  explicit TestFarm(const std::string& dir);
+  // `coordinator_args` are added to farm-coordinator's command line (e.g. --max-slots-per-user).
+  explicit TestFarm(const std::string& dir, const std::vector<std::string>& coordinator_args = {});
   bool started() const { return started_; }  // the coordinator listens
   const std::string& listen() const { return listen_; }
   Background& coordinator() { return *coordinator_; }
@@ -51,6 +52,11 @@ class TestFarm {
   bool started_ = false;
   std::vector<std::unique_ptr<Background>> agents_;
 };
+
+// Makes, in `dir`, a CA (ca.pem, ca.key) and a server certificate for 127.0.0.1 and localhost
+// signed by it (server.pem, server.key), quietly; then runs `more` (shell commands) there.
+// Returns the shell's result (exit code 0 when everything was made).
+CommandResult MakeServerCertificates(const std::string& dir, const std::string& more = "");
 
 // Adds a test failure for every verdict (good, bad or skip) in `status` (a `farm status JOB`)
 // that `agent` gave.

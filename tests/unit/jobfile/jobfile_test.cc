@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string>
 
+#include "common/spec/spec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
@@ -556,6 +557,21 @@ TEST_F(JobFileTest, UnreadableScriptSaysPermissionDenied) {
   EXPECT_EQ(ParseAsNobody("repo: /r\ngood: a\nbad: b\ntest: {script: readable.sh}\n"), "parsed");
   EXPECT_THAT(ParseAsNobody("repo: /r\ngood: a\nbad: b\ntest: {script: secret.sh}\n"),
               AllOf(HasSubstr("secret.sh"), HasSubstr("Permission denied")));
+}
+
+TEST_F(JobFileTest, PriorityIsZeroToHundredAndUnsetMeansDefault) {
+  absl::StatusOr<v1::BisectSpec> urgent = Parse(Minimal("priority: 90\n"));
+  ASSERT_TRUE(urgent.ok()) << urgent.status();
+  EXPECT_EQ(spec::Priority(*urgent), 90u);
+  absl::StatusOr<v1::BisectSpec> idle = Parse(Minimal("priority: 0\n"));
+  ASSERT_TRUE(idle.ok()) << idle.status();
+  EXPECT_EQ(spec::Priority(*idle), 0u);
+  absl::StatusOr<v1::BisectSpec> plain = Parse(Minimal());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(spec::Priority(*plain), spec::kDefaultPriority);
+  EXPECT_THAT(Error(Minimal("priority: 101\n")),
+              HasSubstr("priority: expected a whole number, higher served first (0..100), got "
+                        "\"101\""));
 }
 
 }  // namespace
