@@ -133,6 +133,11 @@ absl::Status ValidateBisectSpec(const v1::BisectSpec& spec) {
                                                    ": give 0..", spec::kMaxParallel,
                                                    " (0: no limit)"));
   }
+  if (spec.verify() > spec::kMaxVerifyRuns) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.verify is ", spec.verify(), ": give 0..",
+                                                   spec::kMaxVerifyRuns,
+                                                   " retests per commit (0: no verification)"));
+  }
   if (spec.description().size() > spec::kMaxDescriptionBytes) {
     return absl::InvalidArgumentError(absl::StrCat("spec.description is ",
                                                    spec.description().size(), " bytes; at most ",

@@ -32,6 +32,8 @@ inline constexpr uint32_t kMaxTestTimeoutSeconds = 86400;           // 1 day
 inline constexpr uint32_t kMaxStepTimeoutSeconds = 7 * 86400;       // Recipe.timeout_seconds
 inline constexpr uint32_t kMaxParallel = 65536;                     // BisectSpec.max_parallel
 inline constexpr uint32_t kMaxMakeJobs = 1024;                      // KernelBuild.jobs
+inline constexpr uint32_t kMaxVerifyRuns = 20;                      // BisectSpec.verify
+inline constexpr uint32_t kDefaultVerifyRuns = 3;  // --verify without a number, `verify: true`
 
 // A term (spec.term_old / term_new) git accepts: letters, digits, '-' and '_', not a bisect
 // subcommand.

@@ -34,7 +34,7 @@ absl::Status Coordinator::ResumeLocked() {
     FARM_ASSIGN_OR_RETURN(std::vector<v1::TaskSummary> tasks, store_->LoadTasks(row.id));
     for (v1::TaskSummary& t : tasks) {
       job.task_counter++;
-      std::optional<CommitId> id = job.graph->FindHex(t.commit());
+      std::optional<CommitId> id = FindProbe(job, t.commit());
       if (!id) continue;
       if (t.state() == v1::TASK_DONE) {
         job.verdict_seq++;
@@ -99,7 +99,7 @@ absl::StatusOr<Job*> Coordinator::FindJobLocked(const std::string& job_id) {
 v1::TaskSummary Coordinator::SummaryLocked(Job& job, const Task& task) {
   v1::TaskSummary s;
   s.set_task_id(task.id);
-  s.set_commit(job.graph->Hex(task.commit));
+  s.set_commit(ProbeHex(job, task.commit));
   s.set_subject(JobSubject(job, task.commit));
   s.set_agent(task.agent_id);
   s.set_state(task.state);
@@ -366,6 +366,11 @@ void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& 
                      : state == v1::AMBIGUOUS ? "only skipped commits left"
                      : state == v1::CANCELLED ? "cancelled"
                                               : absl::StrCat("failed: ", error);
+  if (job.engine) {
+    if (EngineVerification v = job.engine->Verification(); v.status != v1::VERIFICATION_NONE) {
+      absl::StrAppend(&what, "; ", VerificationName(v.status), ": ", v.reason);
+    }
+  }
   EmitLocked(job, what);
   ReleaseJobLocked(job);
 }
@@ -374,6 +379,7 @@ void Coordinator::ReleaseJobLocked(Job& job) {
   if (!job.engine) return;
   job.stored_bisect_log = BisectLogLocked(job);
   job.final_confidence = job.engine->Confidence();
+  job.final_verification = job.engine->Verification();
   job.move_cost = nullptr;  // refers to the repository
   job.engine.reset();
   job.graph.reset();
