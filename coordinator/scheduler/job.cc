@@ -27,6 +27,10 @@ std::optional<CommitId> FindProbe(const Job& job, const std::string& hex) {
   return std::nullopt;
 }
 
+EngineVerification JobVerification(const Job& job) {
+  return job.engine ? job.engine->Verification() : job.final_verification;
+}
+
 const std::string& JobSubject(Job& job, CommitId id) {
   auto it = job.subjects.find(id);
   if (it != job.subjects.end()) return it->second;

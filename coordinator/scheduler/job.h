@@ -88,6 +88,9 @@ std::string ProbeHex(const Job& job, CommitId id);
 // The probe id of a hex sha (the graph's commits, then the engine's extra probes).
 std::optional<CommitId> FindProbe(const Job& job, const std::string& hex);
 
+// What verifying the job's answer showed: the engine's while it runs, then the one kept.
+EngineVerification JobVerification(const Job& job);
+
 // The subject of `id` (cached in the job; "" when the repository is released or unreadable).
 const std::string& JobSubject(Job& job, CommitId id);
 

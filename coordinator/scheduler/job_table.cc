@@ -93,6 +93,7 @@ absl::StatusOr<Job*> Coordinator::FindJobLocked(const std::string& job_id) {
   }
   job.report = row->report;
   job.stored_bisect_log = row->bisect_log;
+  job.final_verification = {row->verification, row->verification_reason};
   return &job;
 }
 
@@ -126,6 +127,9 @@ void Coordinator::PersistJobLocked(Job& job) {
   row.report = job.report;
   row.created_unix = job.created_unix;
   row.elapsed_seconds = job.elapsed_seconds;
+  const EngineVerification v = JobVerification(job);
+  row.verification = v.status;
+  row.verification_reason = v.reason;
   absl::Status st = store_->UpdateJob(row);
   if (!st.ok()) {
     FARM_LOG(Error) << "cannot store job " << job.id << ": " << st.message();

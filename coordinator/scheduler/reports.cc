@@ -65,7 +65,7 @@ v1::JobStatus Coordinator::StatusLocked(Job& job, bool full) {
   st.set_agents_connected(agents_.connected_agents());
   st.set_report(job.report);
   st.set_confidence(job.engine ? job.engine->Confidence() : job.final_confidence);
-  const EngineVerification v = job.engine ? job.engine->Verification() : job.final_verification;
+  const EngineVerification v = JobVerification(job);
   st.set_verification(v.status);
   st.set_verification_reason(v.reason);
   if (job.descended_job) st.set_descended_job(absl::StrCat(job.descended_job));
