@@ -39,8 +39,11 @@ void VerifyingEngine::StartVerification() {
     std::vector<std::string> shas;
     for (CommitId id : answer.commits) shas.push_back(ShortSha(graph_->Hex(id)));
     result_.status = v1::INCONCLUSIVE;
-    result_.reason = absl::StrCat("only skipped commits are left; the culprit is one of ",
-                                  answer.commits.size(), ": ", absl::StrJoin(shas, " "));
+    // A flaky search (it has a confidence) ends without one culprit below its confidence.
+    result_.reason = absl::StrCat(
+        inner_->Confidence() > 0 ? "no candidate reached the requested confidence"
+                                 : "only skipped commits are left",
+        "; the culprit is one of ", answer.commits.size(), ": ", absl::StrJoin(shas, " "));
     return;
   }
   if (answer.state != v1::FOUND || answer.commits.size() != 1) return;
