@@ -36,7 +36,7 @@ constexpr size_t kMaxErrors = 20;
 const std::vector<std::string>& TopKeys() {
   static const auto* k = new std::vector<std::string>{
       "repo",  "good",    "bad", "skip", "first_parent", "terms", "max_parallel", "description",
-      "build", "timeout", "env", "test", "kernel",       "boot",  "require", "verify"};
+      "build", "timeout", "env", "test", "kernel",       "boot",  "require",      "verify"};
   return *k;
 }
 const std::vector<std::string>& TermsKeys() {

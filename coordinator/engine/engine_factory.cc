@@ -38,9 +38,9 @@ absl::StatusOr<std::unique_ptr<BisectEngine>> CreateEngine(
   }
   // Decorators, each adding one concern around the kind's engine.
   if (spec.verify() > 0) {
-    engine = std::make_unique<VerifyingEngine>(std::move(engine), std::move(graph),
-                                               static_cast<int>(spec.verify()),
-                                               std::move(culprit_repo));
+    engine =
+        std::make_unique<VerifyingEngine>(std::move(engine), std::move(graph),
+                                          static_cast<int>(spec.verify()), std::move(culprit_repo));
   }
   return engine;
 }

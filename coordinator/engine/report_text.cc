@@ -82,11 +82,11 @@ std::string VerificationSection(const v1::BisectSpec& spec, const EngineVerifica
                                 const std::vector<VerificationRow>& rows,
                                 const std::string& revert_note) {
   if (v.status == v1::VERIFICATION_NONE) return "";
-  std::string out = absl::StrCat("\nVerification: ", VerificationName(v.status), ": ", v.reason,
-                                 "\n");
+  std::string out =
+      absl::StrCat("\nVerification: ", VerificationName(v.status), ": ", v.reason, "\n");
   for (const VerificationRow& r : rows) {
-    absl::StrAppend(&out, "  ", absl::StrFormat("%-7s", r.what), " ", ShortSha(r.commit), " ", r.subject, ": ",
-                    TermOld(spec), " ", r.good, ", ", TermNew(spec), " ", r.bad,
+    absl::StrAppend(&out, "  ", absl::StrFormat("%-7s", r.what), " ", ShortSha(r.commit), " ",
+                    r.subject, ": ", TermOld(spec), " ", r.good, ", ", TermNew(spec), " ", r.bad,
                     r.skip ? absl::StrCat(", skip ", r.skip) : "", " (expected ",
                     r.expected == Verdict::kBad ? TermNew(spec) : TermOld(spec), ")\n");
   }
