@@ -124,6 +124,10 @@ void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
       ->check(CLI::Range(0, 100000));
   cmd->add_flag("--descend", f.descend,
                 "when the first bad commit is a merge, bisect the branch it merged");
+  cmd->add_flag(absl::StrCat("--verify{", spec::kDefaultVerifyRuns, "}"), f.verify,
+                "--verify[=N]: once the culprit is found, retest it, its parent and the bad "
+                "commit with it reverted N times each (default 3) and say whether it is verified")
+      ->check(CLI::Range(0, static_cast<int>(spec::kMaxVerifyRuns)));
   cmd->add_flag("--no-reuse", f.no_reuse,
                 "retest commits whose tree was already tested under the same recipe");
   cmd->add_option("--require", f.require,
@@ -216,6 +220,7 @@ absl::StatusOr<v1::BisectSpec> BuildSpec(BisectFlags f, bool repo_must_be_local)
   spec.set_flaky(f.flaky);
   spec.set_confidence(f.confidence);
   spec.set_max_runs(f.max_runs);
+  spec.set_verify(f.verify);
   FARM_RETURN_IF_ERROR(CheckSpec(spec));
   v1::Recipe* r = spec.mutable_recipe();
   r->set_build_command(f.build);

@@ -36,6 +36,7 @@ struct BisectFlags {
   std::string flaky;
   double confidence = 0;
   int max_runs = 0;
+  int verify = 0;  // retests of the culprit, its parent and its revert; 0: none
   std::string job_file;
   std::vector<std::string> require;  // KEY=VALUE labels an agent must have
   KernelFlags kernel;

@@ -66,10 +66,18 @@ std::string VerdictWord(const v1::JobStatus& st, v1::Verdict v) {
   return "skip";
 }
 
+// "verified", "unreliable", ... (the enum's name in lower case).
+std::string VerificationWord(v1::VerificationStatus s) {
+  return absl::AsciiStrToLower(v1::VerificationStatus_Name(s));
+}
+
 void PrintJobLine(const v1::JobStatus& st) {
   std::string answer = st.first_bad_size() == 1  ? Short(st.first_bad(0))
                        : st.first_bad_size() > 1 ? absl::StrCat(st.first_bad_size(), " candidates")
                                                  : absl::StrCat(st.candidates(), " left");
+  if (st.verification() != v1::VERIFICATION_NONE) {
+    absl::StrAppend(&answer, " ", VerificationWord(st.verification()));
+  }
   std::string state = StateName(st.state());
   if (st.queue_position() > 0) state = absl::StrCat("queued #", st.queue_position());
   std::printf("%-6s %-10s %-12s %3u %-22s %8.1fs  %s  %s\n", P(st.job_id()).c_str(), state.c_str(),
@@ -243,6 +251,10 @@ void PrintJob(const v1::JobStatus& st) {
   if (st.state() == v1::RUNNING) {
     std::printf("  candidates: %u (%u to test, ~%u rounds left)\n", st.candidates(), st.testable(),
                 st.rounds_left());
+  }
+  if (st.verification() != v1::VERIFICATION_NONE) {
+    std::printf("  verification: %s: %s\n", VerificationWord(st.verification()).c_str(),
+                P(st.verification_reason()).c_str());
   }
   for (const auto& t : st.running()) {
     std::printf("  running  %s on %s (%s)  %s\n", Short(t.commit()).c_str(), P(t.agent()).c_str(),

@@ -35,9 +35,9 @@ constexpr size_t kMaxErrors = 20;
 // Keys allowed at each level; the order is the order of the schema (used in messages).
 const std::vector<std::string>& TopKeys() {
   static const auto* k = new std::vector<std::string>{
-      "repo",         "good",     "bad",         "skip",   "first_parent", "terms",
-      "max_parallel", "priority", "description", "build",  "timeout",      "env",
-      "test",         "kernel",   "boot",        "require"};
+      "repo",  "good",    "bad", "skip", "first_parent", "terms", "max_parallel", "description",
+      "build", "timeout", "env", "test", "kernel",       "boot",  "require",      "verify",
+      "priority"};
   return *k;
 }
 const std::vector<std::string>& TermsKeys() {
@@ -1035,6 +1035,18 @@ void Parser::Run(const YAML::Node& root, v1::BisectSpec& spec) {
     if (auto m =
             Number(*v, "priority", "a whole number, higher served first", 0, spec::kMaxPriority)) {
       spec.set_priority(static_cast<uint32_t>(*m));
+    }
+  }
+  if (const YAML::Node* v = get("verify")) {
+    // true: the default number of retests; a number: that many (0: none).
+    const std::string s = v->IsScalar() ? absl::AsciiStrToLower(v->Scalar()) : "";
+    if (s == "true" || s == "yes" || s == "on" || s == "false" || s == "no" || s == "off") {
+      if (auto b = Bool(*v, "verify")) spec.set_verify(*b ? spec::kDefaultVerifyRuns : 0);
+    } else if (auto m = Number(*v, "verify",
+                               "true, false, or how many times to retest the culprit, its parent "
+                               "and its revert",
+                               0, spec::kMaxVerifyRuns)) {
+      spec.set_verify(static_cast<uint32_t>(*m));
     }
   }
   if (const YAML::Node* v = get("description")) {

@@ -164,6 +164,11 @@ absl::Status ValidateBisectSpec(const v1::BisectSpec& spec) {
         absl::StrCat("spec.priority is ", spec.priority(), ": give 0..", spec::kMaxPriority,
                      " (higher is served first; default ", spec::kDefaultPriority, ")"));
   }
+  if (spec.verify() > spec::kMaxVerifyRuns) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.verify is ", spec.verify(), ": give 0..",
+                                                   spec::kMaxVerifyRuns,
+                                                   " retests per commit (0: no verification)"));
+  }
   if (spec.description().size() > spec::kMaxDescriptionBytes) {
     return absl::InvalidArgumentError(absl::StrCat("spec.description is ",
                                                    spec.description().size(), " bytes; at most ",

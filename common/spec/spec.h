@@ -34,6 +34,8 @@ inline constexpr uint32_t kMaxParallel = 65536;                     // BisectSpe
 inline constexpr uint32_t kMaxMakeJobs = 1024;                      // KernelBuild.jobs
 inline constexpr uint32_t kMaxPriority = 100;                       // BisectSpec.priority
 inline constexpr uint32_t kDefaultPriority = 50;                    // when unset
+inline constexpr uint32_t kMaxVerifyRuns = 20;                      // BisectSpec.verify
+inline constexpr uint32_t kDefaultVerifyRuns = 3;  // --verify without a number, `verify: true`
 
 // A term's characters (spec.term_old / term_new): letters, digits, '-' and '_'. CheckTerm adds
 // git's rules on which words.

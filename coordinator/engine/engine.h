@@ -44,6 +44,12 @@ struct EngineProgress {
   int rounds_left = 0;    // estimated rounds of `k` parallel probes
 };
 
+// What the verification of an answer showed (BisectSpec.verify); VERIFICATION_NONE without one.
+struct EngineVerification {
+  farm::v1::VerificationStatus status = farm::v1::VERIFICATION_NONE;
+  std::string reason;  // why, in words (JobStatus.verification_reason)
+};
+
 // Commit descriptions an engine may need for its texts; the caller caches them.
 class CommitTexts {
  public:
@@ -97,6 +103,13 @@ class BisectEngine {
   // The job's log (`git bisect replay` input where the kind allows it) and its report text.
   virtual std::string BisectLog(const JobText& job) const = 0;
   virtual std::string Report(const JobText& job) const = 0;
+
+  // Commits the engine probes beyond the job's graph (a culprit's parent outside the range, a
+  // revert commit made to verify it): the probe id graph.size() + i is ExtraProbes()[i].
+  virtual std::vector<git_oid> ExtraProbes() const { return {}; }
+
+  // What verifying the answer showed so far.
+  virtual EngineVerification Verification() const { return {}; }
 };
 
 }  // namespace farm

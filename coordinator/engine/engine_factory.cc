@@ -4,6 +4,7 @@
 #include "common/status_macros.h"
 #include "coordinator/engine/flaky_engine.h"
 #include "coordinator/engine/git_engine.h"
+#include "coordinator/engine/verifying_engine.h"
 
 namespace farm {
 
@@ -25,12 +26,23 @@ absl::StatusOr<std::unique_ptr<BisectEngine>> CreateFlakyEngine(
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<BisectEngine>> CreateEngine(const farm::v1::BisectSpec& spec,
-                                                           std::shared_ptr<const CommitGraph> graph,
-                                                           const std::vector<CommitId>& skipped) {
+absl::StatusOr<std::unique_ptr<BisectEngine>> CreateEngine(
+    const farm::v1::BisectSpec& spec, std::shared_ptr<const CommitGraph> graph,
+    const std::vector<CommitId>& skipped, std::unique_ptr<CulpritRepo> culprit_repo) {
+  std::unique_ptr<BisectEngine> engine;
   // One line per job kind; the first whose spec field is set wins.
-  if (!spec.flaky().empty()) return CreateFlakyEngine(spec, std::move(graph), skipped);
-  return std::make_unique<GitEngine>(std::move(graph), skipped);
+  if (!spec.flaky().empty()) {
+    FARM_ASSIGN_OR_RETURN(engine, CreateFlakyEngine(spec, graph, skipped));
+  } else {
+    engine = std::make_unique<GitEngine>(graph, skipped);
+  }
+  // Decorators, each adding one concern around the kind's engine.
+  if (spec.verify() > 0) {
+    engine =
+        std::make_unique<VerifyingEngine>(std::move(engine), std::move(graph),
+                                          static_cast<int>(spec.verify()), std::move(culprit_repo));
+  }
+  return engine;
 }
 
 }  // namespace farm

@@ -2,10 +2,18 @@
 
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
 namespace farm {
+
+std::string OidHex(const git_oid& oid) {
+  char hex[GIT_OID_HEXSZ + 1];
+  git_oid_tostr(hex, sizeof(hex), &oid);
+  return hex;
+}
 
 std::string ShortSha(const std::string& sha) { return sha.substr(0, 12); }
 
@@ -63,6 +71,29 @@ void AppendTaskNotes(const JobText& job, std::string* report) {
     absl::StrAppend(report, "\nReused verdicts (same tree, same recipe; --no-reuse to retest):\n",
                     absl::StrJoin(reused, "\n"), "\n");
   }
+}
+
+std::string VerificationName(v1::VerificationStatus status) {
+  if (status == v1::VERIFICATION_NONE) return "";
+  return absl::AsciiStrToLower(v1::VerificationStatus_Name(status));
+}
+
+std::string VerificationSection(const v1::BisectSpec& spec, const EngineVerification& v,
+                                const std::vector<VerificationRow>& rows,
+                                const std::string& revert_note) {
+  if (v.status == v1::VERIFICATION_NONE) return "";
+  std::string out =
+      absl::StrCat("\nVerification: ", VerificationName(v.status), ": ", v.reason, "\n");
+  for (const VerificationRow& r : rows) {
+    absl::StrAppend(&out, "  ", absl::StrFormat("%-7s", r.what), " ", ShortSha(r.commit), " ",
+                    r.subject, ": ", TermOld(spec), " ", r.good, ", ", TermNew(spec), " ", r.bad,
+                    r.skip ? absl::StrCat(", skip ", r.skip) : "", " (expected ",
+                    r.expected == Verdict::kBad ? TermNew(spec) : TermOld(spec), ")\n");
+  }
+  if (!revert_note.empty()) {
+    absl::StrAppend(&out, "  the culprit's revert was not tested: ", revert_note, "\n");
+  }
+  return out;
 }
 
 }  // namespace farm

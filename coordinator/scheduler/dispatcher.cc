@@ -292,7 +292,7 @@ bool Coordinator::ReuseLocked(Job& job, CommitId commit) {
   if (!known.ok() || !known->has_value()) return false;
   v1::TaskSummary s;
   s.set_task_id(absl::StrCat(job.id, ".", ++job.task_counter));
-  s.set_commit(job.graph->Hex(commit));
+  s.set_commit(ProbeHex(job, commit));
   s.set_subject(JobSubject(job, commit));
   s.set_agent("reused");
   s.set_state(v1::TASK_DONE);
@@ -334,11 +334,11 @@ void Coordinator::StartTaskLocked(Job& job, CommitId commit, Session& session) {
   a->set_task_id(id);
   a->set_job_id(absl::StrCat(job.id));
   a->set_repo(job.spec.repo());
-  a->set_commit(job.graph->Hex(commit));
+  a->set_commit(ProbeHex(job, commit));
   *a->mutable_recipe() = job.spec.recipe();
   session.channel->Send(msg);
   metrics_.Assigned(Now());
-  EmitLocked(job, absl::StrCat("testing ", ShortSha(job.graph->Hex(commit)), " on ", t.agent_id));
+  EmitLocked(job, absl::StrCat("testing ", ShortSha(ProbeHex(job, commit)), " on ", t.agent_id));
 }
 
 void Coordinator::PruneLocked(Job& job) {
@@ -351,7 +351,7 @@ void Coordinator::PruneLocked(Job& job) {
     if (!why) continue;
     if (*why == CancelReason::kRuledOut) {
       CancelTaskLocked(t, "a newer verdict ruled this commit out", /*emit=*/false);
-      ruled_out.push_back(ShortSha(job.graph->Hex(t.commit)));
+      ruled_out.push_back(ShortSha(ProbeHex(job, t.commit)));
     } else {
       CancelTaskLocked(t, "this commit was skipped");
     }
@@ -385,7 +385,7 @@ void Coordinator::CancelTaskLocked(Task& task, const std::string& why, bool emit
   // The slot stays taken until the agent confirms the process group is gone.
   job.running.erase(task.id);
   if (emit) {
-    EmitLocked(job, absl::StrCat("cancelled ", ShortSha(job.graph->Hex(task.commit)), ": ", why));
+    EmitLocked(job, absl::StrCat("cancelled ", ShortSha(ProbeHex(job, task.commit)), ": ", why));
   }
 }
 

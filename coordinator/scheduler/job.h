@@ -74,11 +74,22 @@ struct Job {
   std::string unservable_note;  // what no connected agent offers (said once)
   // Kept when an ended job releases its graph and engine.
   double final_confidence = 0;
+  EngineVerification final_verification;
 };
 
 inline Verdict VerdictFromProto(farm::v1::Verdict v) {
   return v == farm::v1::GOOD ? Verdict::kGood : v == farm::v1::BAD ? Verdict::kBad : Verdict::kSkip;
 }
+
+// A probe's object id and hex sha: a commit of the job's graph, or one the engine probes beyond
+// it (BisectEngine::ExtraProbes). Needs the graph and the engine (a running job).
+git_oid ProbeOid(const Job& job, CommitId id);
+std::string ProbeHex(const Job& job, CommitId id);
+// The probe id of a hex sha (the graph's commits, then the engine's extra probes).
+std::optional<CommitId> FindProbe(const Job& job, const std::string& hex);
+
+// What verifying the job's answer showed: the engine's while it runs, then the one kept.
+EngineVerification JobVerification(const Job& job);
 
 // The subject of `id` (cached in the job; "" when the repository is released or unreadable).
 const std::string& JobSubject(Job& job, CommitId id);

@@ -128,8 +128,19 @@ absl::StatusOr<LoadedJob> LoadJob(const v1::BisectSpec& spec, RepoCache& cache) 
     FARM_ASSIGN_OR_RETURN(git_oid oid, ResolveCommit(job.repo.get(), s));
     if (std::optional<CommitId> id = job.graph->Find(oid)) skipped.push_back(*id);
   }
-  FARM_ASSIGN_OR_RETURN(job.engine, CreateEngine(spec, job.graph, skipped));
+  // A local repository is used in place by the agents too (RepoCache): a revert commit the
+  // verification writes there reaches them.
+  const bool shared = git_dir != cache.MirrorPath(spec.repo());
+  FARM_ASSIGN_OR_RETURN(job.engine, CreateEngine(spec, job.graph, skipped,
+                                                 NewGitCulpritRepo(job.repo.get(), shared)));
   job.move_cost = TreeDiffCost(job.repo.get(), job.graph);
+  if (spec.verify() > 0) {
+    // Probes beyond the graph (a verification's parent or revert): no cost known, any slot.
+    job.move_cost = [cost = std::move(job.move_cost), size = job.graph->size()](
+                        std::optional<CommitId> from, CommitId to) {
+      return (from && *from >= size) || to >= size ? 0.0 : cost(from, to);
+    };
+  }
   job.recipe_digest = RecipeDigest(spec.recipe());
   return job;
 }

@@ -34,7 +34,7 @@ absl::Status Coordinator::ResumeLocked() {
     FARM_ASSIGN_OR_RETURN(std::vector<v1::TaskSummary> tasks, store_->LoadTasks(row.id));
     for (v1::TaskSummary& t : tasks) {
       job.task_counter++;
-      std::optional<CommitId> id = job.graph->FindHex(t.commit());
+      std::optional<CommitId> id = FindProbe(job, t.commit());
       if (!id) continue;
       if (t.state() == v1::TASK_DONE) {
         job.verdict_seq++;
@@ -93,13 +93,14 @@ absl::StatusOr<Job*> Coordinator::FindJobLocked(const std::string& job_id) {
   }
   job.report = row->report;
   job.stored_bisect_log = row->bisect_log;
+  job.final_verification = {row->verification, row->verification_reason};
   return &job;
 }
 
 v1::TaskSummary Coordinator::SummaryLocked(Job& job, const Task& task) {
   v1::TaskSummary s;
   s.set_task_id(task.id);
-  s.set_commit(job.graph->Hex(task.commit));
+  s.set_commit(ProbeHex(job, task.commit));
   s.set_subject(JobSubject(job, task.commit));
   s.set_agent(task.agent_id);
   s.set_state(task.state);
@@ -126,6 +127,9 @@ void Coordinator::PersistJobLocked(Job& job) {
   row.report = job.report;
   row.created_unix = job.created_unix;
   row.elapsed_seconds = job.elapsed_seconds;
+  const EngineVerification v = JobVerification(job);
+  row.verification = v.status;
+  row.verification_reason = v.reason;
   absl::Status st = store_->UpdateJob(row);
   if (!st.ok()) {
     FARM_LOG(Error) << "cannot store job " << job.id << ": " << st.message();
@@ -366,6 +370,11 @@ void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& 
                      : state == v1::AMBIGUOUS ? "only skipped commits left"
                      : state == v1::CANCELLED ? "cancelled"
                                               : absl::StrCat("failed: ", error);
+  if (job.engine) {
+    if (EngineVerification v = job.engine->Verification(); v.status != v1::VERIFICATION_NONE) {
+      absl::StrAppend(&what, "; ", VerificationName(v.status), ": ", v.reason);
+    }
+  }
   EmitLocked(job, what);
   ReleaseJobLocked(job);
 }
@@ -374,6 +383,7 @@ void Coordinator::ReleaseJobLocked(Job& job) {
   if (!job.engine) return;
   job.stored_bisect_log = BisectLogLocked(job);
   job.final_confidence = job.engine->Confidence();
+  job.final_verification = job.engine->Verification();
   job.move_cost = nullptr;  // refers to the repository
   job.engine.reset();
   job.graph.reset();

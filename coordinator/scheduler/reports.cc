@@ -65,6 +65,9 @@ v1::JobStatus Coordinator::StatusLocked(Job& job, bool full) {
   st.set_agents_connected(agents_.connected_agents());
   st.set_report(job.report);
   st.set_confidence(job.engine ? job.engine->Confidence() : job.final_confidence);
+  const EngineVerification v = JobVerification(job);
+  st.set_verification(v.status);
+  st.set_verification_reason(v.reason);
   if (job.descended_job) st.set_descended_job(absl::StrCat(job.descended_job));
   if (job.parent_job) st.set_parent_job(absl::StrCat(job.parent_job));
   if (job.state == v1::RUNNING && job.running.empty()) QueueNoteLocked(job, st);

@@ -149,6 +149,9 @@ constexpr Migration kMigrations[] = {
     {"agent states set by an admin",
      "CREATE TABLE agent_states (agent_id TEXT PRIMARY KEY, state INTEGER NOT NULL, "
      "reason TEXT NOT NULL);"},
+    {"the verification of a job's culprit (BisectSpec.verify)",
+     "ALTER TABLE jobs ADD COLUMN verification INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE jobs ADD COLUMN verification_reason TEXT NOT NULL DEFAULT '';"},
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -317,7 +320,8 @@ absl::StatusOr<int64_t> Store::InsertJob(const farm::v1::BisectSpec& spec, int64
 absl::Status Store::UpdateJob(const JobRow& row) {
   Stmt s(db_, &stmts_,
          "UPDATE jobs SET state=?, first_bad=?, error=?, bisect_log=?, elapsed=?, report=?, "
-         "ended=CASE WHEN ?=1 THEN 0 ELSE strftime('%s','now') END WHERE id=?");
+         "ended=CASE WHEN ?=1 THEN 0 ELSE strftime('%s','now') END, verification=?, "
+         "verification_reason=? WHERE id=?");
   FARM_RETURN_IF_ERROR(s.status());
   s.Bind(1, static_cast<int64_t>(row.state))
       .Bind(2, absl::StrJoin(row.first_bad, "\n"))
@@ -326,7 +330,9 @@ absl::Status Store::UpdateJob(const JobRow& row) {
       .Bind(5, row.elapsed_seconds)
       .Bind(6, row.report)
       .Bind(7, static_cast<int64_t>(row.state))
-      .Bind(8, row.id);
+      .Bind(8, static_cast<int64_t>(row.verification))
+      .Bind(9, row.verification_reason)
+      .Bind(10, row.id);
   return s.Run();
 }
 
@@ -345,10 +351,13 @@ absl::StatusOr<Store::JobRow> ReadJobRow(Stmt& s) {
   row.created_unix = s.Int(6);
   row.elapsed_seconds = s.Double(7);
   row.report = s.Blob(8);
+  row.verification = static_cast<farm::v1::VerificationStatus>(s.Int(9));
+  row.verification_reason = s.Blob(10);
   return row;
 }
 constexpr char kJobColumns[] =
-    "SELECT id, spec, state, first_bad, error, bisect_log, created, elapsed, report FROM jobs ";
+    "SELECT id, spec, state, first_bad, error, bisect_log, created, elapsed, report, "
+    "verification, verification_reason FROM jobs ";
 }  // namespace
 
 absl::StatusOr<std::vector<Store::JobRow>> Store::LoadJobs(bool only_running, size_t limit) {

@@ -35,6 +35,8 @@ class Store {
     std::string report;
     int64_t created_unix = 0;
     double elapsed_seconds = 0;
+    farm::v1::VerificationStatus verification = farm::v1::VERIFICATION_NONE;
+    std::string verification_reason;
   };
 
   // Opens (creating if needed) the database at `path` and checks every page of it (PRAGMA

@@ -351,7 +351,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Refusal{"ConfidenceWithoutFlaky", "--confidence 0.9 -- @DIR@/test.sh",
                               "--confidence only applies to flaky mode"},
                       Refusal{"MaxRunsWithoutFlaky", "--max-runs 5 -- @DIR@/test.sh",
-                              "--max-runs only applies to flaky mode"}),
+                              "--max-runs only applies to flaky mode"},
+                      Refusal{"VerifyTooManyRetests", "--verify=25 -- @DIR@/test.sh",
+                              "--verify: Value 25 not in range 0 to 20"}),
     [](const auto& info) { return info.param.name; });
 
 // The "see farm log JOB COMMIT" hint of a local job works from any directory.

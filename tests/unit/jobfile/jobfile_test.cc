@@ -315,6 +315,21 @@ TEST_F(JobFileTest, OutOfRangeNumbers) {
                 "(0..1024), got \"5000\""));
 }
 
+TEST_F(JobFileTest, VerifyTakesABooleanOrANumberOfRetests) {
+  absl::StatusOr<v1::BisectSpec> on = Parse(Minimal("verify: true\n"));
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_EQ(on->verify(), 3u);
+  absl::StatusOr<v1::BisectSpec> five = Parse(Minimal("verify: 5\n"));
+  ASSERT_TRUE(five.ok()) << five.status();
+  EXPECT_EQ(five->verify(), 5u);
+  absl::StatusOr<v1::BisectSpec> off = Parse(Minimal("verify: no\n"));
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_EQ(off->verify(), 0u);
+  EXPECT_THAT(Error(Minimal("verify: 21\n")),
+              HasSubstr("verify: expected true, false, or how many times to retest the culprit, "
+                        "its parent and its revert (0..20), got \"21\""));
+}
+
 TEST_F(JobFileTest, EnumsSuggestTheNearestValue) {
   const std::string base =
       "repo: /r\ngood: a\nbad: b\nboot:\n  disk_image: /d\n  kernel_image: /k\n";
