@@ -56,6 +56,8 @@ int FarmMain(int argc, char** argv) {
   CLI::App* agents = AddAgentsCommand(app, client);
   DrainCommand drain;
   AddDrainCommands(app, drain, client);
+  MonitorCommands monitor_cmds;
+  AddMonitorCommands(app, monitor_cmds, client);
 
   try {
     app.parse(argc, argv);
@@ -74,6 +76,7 @@ int FarmMain(int argc, char** argv) {
   if (log->parsed()) return RunLog(log_cmd, client);
   if (agents->parsed()) return RunAgents(client);
   if (drain.parsed()) return RunDrain(drain, client);
+  if (monitor_cmds.parsed()) return RunMonitorCommand(monitor_cmds, client);
   return kExitBadInput;
 }
 

@@ -43,6 +43,11 @@ class FarmClient {
                                                             const std::string& commit);
   // Drains (or with `undrain`, undrains) an agent; returns its state.
   absl::StatusOr<farm::v1::AgentInfo> DrainAgent(const std::string& agent_id, bool undrain);
+  // Branch monitors (Farm.WatchBranch and friends).
+  absl::StatusOr<farm::v1::Monitor> WatchBranch(const farm::v1::Monitor& monitor);
+  absl::StatusOr<std::vector<farm::v1::Monitor>> ListMonitors();
+  absl::Status Unwatch(const std::string& monitor_id);
+  absl::StatusOr<std::vector<farm::v1::Regression>> ListRegressions(const std::string& monitor_id);
 
   // Called with every event of a watched job, and with the report of a job that descends into a
   // merged branch (`descended` then names the follow-up job).

@@ -4,6 +4,7 @@
 #include "common/status_macros.h"
 #include "coordinator/engine/flaky_engine.h"
 #include "coordinator/engine/git_engine.h"
+#include "coordinator/engine/probe_engine.h"
 
 namespace farm {
 
@@ -29,6 +30,7 @@ absl::StatusOr<std::unique_ptr<BisectEngine>> CreateEngine(const farm::v1::Bisec
                                                            std::shared_ptr<const CommitGraph> graph,
                                                            const std::vector<CommitId>& skipped) {
   // One line per job kind; the first whose spec field is set wins.
+  if (spec.probe()) return std::make_unique<ProbeEngine>(std::move(graph));
   if (!spec.flaky().empty()) return CreateFlakyEngine(spec, std::move(graph), skipped);
   return std::make_unique<GitEngine>(std::move(graph), skipped);
 }

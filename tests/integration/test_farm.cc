@@ -22,11 +22,12 @@ const char kQemuExits1[] =
 
 std::string Farm() { return Quote(Bin("farm")); }
 
-TestFarm::TestFarm(const std::string& dir) : dir_(dir) {
-  coordinator_ = std::make_unique<Background>(
-      std::vector<std::string>{Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db",
-                               dir + "/farm.db"},
-      dir + "/coord.log");
+TestFarm::TestFarm(const std::string& dir, const std::vector<std::string>& coordinator_args)
+    : dir_(dir) {
+  std::vector<std::string> argv{Bin("farm-coordinator"), "--listen", "127.0.0.1:0", "--db",
+                                dir + "/farm.db"};
+  argv.insert(argv.end(), coordinator_args.begin(), coordinator_args.end());
+  coordinator_ = std::make_unique<Background>(argv, dir + "/coord.log");
   listen_ = WaitForListenAddress(*coordinator_, absl::Seconds(20));
   started_ = !listen_.empty();
 }

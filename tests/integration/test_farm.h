@@ -19,7 +19,8 @@ std::string Farm();
 // it. Everything is killed when it goes.
 class TestFarm {
  public:
-  explicit TestFarm(const std::string& dir);
+  // `coordinator_args` are added to farm-coordinator's command line.
+  explicit TestFarm(const std::string& dir, const std::vector<std::string>& coordinator_args = {});
   bool started() const { return started_; }  // the coordinator listens
   const std::string& listen() const { return listen_; }
   Background& coordinator() { return *coordinator_; }
