@@ -5,12 +5,6 @@
 
 namespace farm {
 
-const char kMonitorTablesSql[] =
-    "CREATE TABLE IF NOT EXISTS monitors (id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT "
-    "NULL);"
-    "CREATE TABLE IF NOT EXISTS regressions (id INTEGER PRIMARY KEY AUTOINCREMENT, monitor_id "
-    "INTEGER NOT NULL, data BLOB NOT NULL);";
-
 namespace {
 
 // A statement that finalizes itself.
@@ -28,7 +22,7 @@ int64_t IdOf(const std::string& id) {
 
 absl::StatusOr<std::unique_ptr<MonitorStore>> MonitorStore::Open(const std::string& path) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
@@ -36,8 +30,15 @@ absl::StatusOr<std::unique_ptr<MonitorStore>> MonitorStore::Open(const std::stri
   }
   sqlite3_busy_timeout(db, 10000);
   std::unique_ptr<MonitorStore> store(new MonitorStore(db));
-  if (sqlite3_exec(db, kMonitorTablesSql, nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return store->Error("creating the monitor tables");
+  sqlite3_stmt* probe = nullptr;
+  int found = sqlite3_prepare_v2(db, "SELECT 1 FROM monitors, regressions LIMIT 0", -1, &probe,
+                                 nullptr);
+  sqlite3_finalize(probe);
+  if (found != SQLITE_OK) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("database ", path,
+                     " has no monitor tables: open it with Store::Open (farm-coordinator) "
+                     "first, which applies the schema's migrations"));
   }
   return store;
 }

@@ -2,7 +2,7 @@
 //
 // Each row holds its record as a serialized proto (farm.proto Monitor, Regression), so that a
 // field added to them needs no schema change. The tables are created by the store's migrations
-// (coordinator/store); Open creates them too when missing, for a database from before them.
+// (coordinator/store/store.cc, kMigrations), which Store::Open applies.
 //
 // It has its own SQLite connection to the same file (WAL: the coordinator's writes and these wait
 // for each other at most the busy timeout), so that the monitor never takes the coordinator's lock.
@@ -25,8 +25,8 @@ namespace farm {
 
 class MonitorStore {
  public:
-  // Opens the database at `path` (which the coordinator already opened and checked).
-  // Errors: UNAVAILABLE with SQLite's message.
+  // Opens the database at `path` (which the coordinator already opened, checked and migrated).
+  // Errors: UNAVAILABLE with SQLite's message; FAILED_PRECONDITION when the tables are missing.
   static absl::StatusOr<std::unique_ptr<MonitorStore>> Open(const std::string& path);
   ~MonitorStore();
 
@@ -51,9 +51,6 @@ class MonitorStore {
   absl::Status Error(const char* what) const;
   sqlite3* db_;
 };
-
-// The SQL that creates the monitor tables (one of the store's migration steps).
-extern const char kMonitorTablesSql[];
 
 }  // namespace farm
 

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "coordinator/monitor/monitor_store.h"
+#include "coordinator/store/store.h"
 #include "httplib.h"
 #include "tests/lib/test_util.h"
 
@@ -122,6 +123,7 @@ TEST(Notify, WebhookPostsJson) {
 
 TEST(MonitorStore, MonitorsAndRegressionsSurviveReopening) {
   std::string db = MakeTempDir("monitor_store") + "/farm.db";
+  ASSERT_TRUE(Store::Open(db).ok());  // the migrations make the tables
   {
     auto store = MonitorStore::Open(db);
     ASSERT_TRUE(store.ok()) << store.status();
