@@ -107,7 +107,6 @@ TEST(Notify, WebhookPostsJson) {
   int port = server.bind_to_any_port("127.0.0.1");
   ASSERT_GT(port, 0);
   std::thread t([&] { server.listen_after_bind(); });
-  server.wait_until_ready();
   std::string url = "http://127.0.0.1:" + std::to_string(port) + "/hook";
   absl::Status st = PostWebhook(url, "{\"a\":1}", absl::Seconds(10));
   server.stop();
