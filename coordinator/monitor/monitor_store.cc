@@ -31,8 +31,8 @@ absl::StatusOr<std::unique_ptr<MonitorStore>> MonitorStore::Open(const std::stri
   sqlite3_busy_timeout(db, 10000);
   std::unique_ptr<MonitorStore> store(new MonitorStore(db));
   sqlite3_stmt* probe = nullptr;
-  int found = sqlite3_prepare_v2(db, "SELECT 1 FROM monitors, regressions LIMIT 0", -1, &probe,
-                                 nullptr);
+  int found =
+      sqlite3_prepare_v2(db, "SELECT 1 FROM monitors, regressions LIMIT 0", -1, &probe, nullptr);
   sqlite3_finalize(probe);
   if (found != SQLITE_OK) {
     return absl::FailedPreconditionError(

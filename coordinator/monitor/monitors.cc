@@ -180,7 +180,7 @@ void Monitors::Loop() {
   }
 }
 
-absl::StatusOr<std::string> Monitors::FetchHead(const v1::Monitor& monitor) {
+absl::StatusOr<Monitors::Head> Monitors::FetchHead(const v1::Monitor& monitor) {
   FARM_ASSIGN_OR_RETURN(std::string git_dir, repo_cache_.Prepare(monitor.repo(), ""));
   if (!IsLocalRepo(monitor.repo())) {
     SubprocessOptions o;
@@ -202,28 +202,44 @@ absl::StatusOr<std::string> Monitors::FetchHead(const v1::Monitor& monitor) {
     return absl::NotFoundError(absl::StrCat("branch '", monitor.branch(), "' is not in ",
                                             monitor.repo(), ": check the name (git branch -a)"));
   }
-  return Hex(*head);
+  Head h{Hex(*head), ""};
+  git_commit* c = nullptr;
+  if (git_commit_lookup(&c, repo.get(), &*head) == 0) {
+    if (git_commit_parentcount(c) > 0) h.parent = Hex(*git_commit_parent_id(c, 0));
+    git_commit_free(c);
+  }
+  return h;
 }
 
 void Monitors::PollLocked(v1::Monitor& m) {
   m.set_last_poll_unix(absl::ToUnixSeconds(absl::Now()));
-  absl::StatusOr<std::string> head = FetchHead(m);
-  m.set_error(head.ok() ? "" : std::string(head.status().message()));
-  if (!head.ok() || *head == m.last_tested()) {
+  absl::StatusOr<Head> fetched = FetchHead(m);
+  if (!fetched.ok()) m.set_error(std::string(fetched.status().message()));
+  // An unchanged head keeps the error of its test, if it had one.
+  if (!fetched.ok() || fetched->commit == m.last_tested()) {
+    SaveLocked(m);
+    return;
+  }
+  const std::string* head = &fetched->commit;
+  m.clear_error();
+  m.set_last_tested(*head);
+  if (fetched->parent.empty()) {
+    m.set_error(absl::StrCat("head ", head->substr(0, 12),
+                             " is a root commit: a head test needs its parent (the next head "
+                             "pushed will be tested)"));
     SaveLocked(m);
     return;
   }
   // The head alone: its first parent is the range's good end (with first_parent the graph is
-  // the head only). A root commit has none and cannot be tested this way.
+  // the head only).
   v1::BisectSpec spec = m.job();
   spec.set_repo(m.repo());
   spec.clear_good();
-  spec.add_good(*head + "^");
+  spec.add_good(fetched->parent);
   spec.set_bad(*head);
   spec.set_first_parent(true);
   spec.set_probe(true);
   spec.set_description(absl::StrCat("monitor ", m.monitor_id(), " (", m.branch(), "): head test"));
-  m.set_last_tested(*head);
   absl::StatusOr<v1::JobStatus> job = core_->SubmitBisect(spec);
   if (!job.ok()) {
     m.set_error(

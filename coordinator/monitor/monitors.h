@@ -67,8 +67,13 @@ class Monitors {
  private:
   Monitors(Coordinator* core, MonitorOptions options, std::unique_ptr<MonitorStore> store);
   void Loop();
-  // The branch's head now (fetched first when the repository is remote).
-  absl::StatusOr<std::string> FetchHead(const farm::v1::Monitor& monitor);
+  // The branch's head now (fetched first when the repository is remote), and its first parent
+  // ("" for a root commit).
+  struct Head {
+    std::string commit;
+    std::string parent;
+  };
+  absl::StatusOr<Head> FetchHead(const farm::v1::Monitor& monitor);
   void PollLocked(farm::v1::Monitor& monitor) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnJobEndedLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnProbeEndedLocked(farm::v1::Monitor& monitor, const farm::v1::JobStatus& job)

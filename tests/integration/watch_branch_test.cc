@@ -91,9 +91,10 @@ TEST(WatchBranch, FindsBisectsReportsAndClosesARegression) {
   Git(repo, "init -q -b main");
   Git(repo, "config user.name 'A U Thor'");
   Git(repo, "config user.email author@kernel.test");
+  Commit(repo, "README", "watched\n", "root");
   std::string base = Commit(repo, "state", "ok\n", "base: state is ok");
   std::string check = dir + "/check.sh";
-  WriteScript(check, "#!/bin/sh\ngrep -q ok state\n");
+  WriteScript(check, "#!/bin/sh\ngrep -qx ok state\n");
   std::string mail_dir = dir + "/mail";
   fs::create_directories(mail_dir);
   std::string sendmail = dir + "/sendmail";
