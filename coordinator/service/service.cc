@@ -325,11 +325,11 @@ grpc::ServerUnaryReactor* FarmService::DrainAgent(grpc::CallbackServerContext* c
   return Done(ctx, st);
 }
 
-#define FARM_NEED_MONITORS(ctx)                                                      \
-  do {                                                                               \
-    if (monitors_ == nullptr) {                                                      \
+#define FARM_NEED_MONITORS(ctx)                                                        \
+  do {                                                                                 \
+    if (monitors_ == nullptr) {                                                        \
       return Done(ctx, absl::UnimplementedError("this server does not run monitors")); \
-    }                                                                                \
+    }                                                                                  \
   } while (0)
 
 grpc::ServerUnaryReactor* FarmService::WatchBranch(grpc::CallbackServerContext* ctx,
