@@ -129,6 +129,12 @@ Monitors::~Monitors() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  std::map<std::string, uint64_t> watches;
+  {
+    absl::MutexLock lock(&events_mu_);
+    watches.swap(watches_);
+  }
+  for (const auto& [job, w] : watches) core_->Unwatch(w);
 }
 
 void Monitors::Follow(const std::string& job_id) {
@@ -137,7 +143,10 @@ void Monitors::Follow(const std::string& job_id) {
     absl::MutexLock lock(&events_mu_);
     ended_jobs_.push_back(job_id);
   });
-  if (!w.ok()) {
+  if (w.ok()) {
+    absl::MutexLock lock(&events_mu_);
+    watches_[job_id] = *w;
+  } else {
     // The job is gone (retention deleted it): nothing will end it; say so where it is shown.
     FARM_LOG(Warning) << "monitor: cannot follow job " << job_id << ": " << w.status().message();
     absl::MutexLock lock(&events_mu_);
@@ -165,6 +174,7 @@ void Monitors::Loop() {
       events_mu_.AwaitWithDeadline(absl::Condition(&woken), next);
       if (stopping_) return;
       ended.swap(ended_jobs_);
+      for (const std::string& job : ended) watches_.erase(job);  // the coordinator dropped them
       poll_now_ = false;
     }
     absl::MutexLock lock(&mu_);

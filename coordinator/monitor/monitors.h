@@ -101,6 +101,8 @@ class Monitors {
   // What the thread is woken for.
   absl::Mutex events_mu_;
   std::vector<std::string> ended_jobs_ ABSL_GUARDED_BY(events_mu_);
+  // Coordinator::Watch registrations, removed when this object goes (their callbacks use it).
+  std::map<std::string, uint64_t> watches_ ABSL_GUARDED_BY(events_mu_);  // by job id
   bool poll_now_ ABSL_GUARDED_BY(events_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(events_mu_) = false;
   std::thread thread_;
