@@ -114,7 +114,7 @@ TEST_F(EngineTest, ProbeTestsTheTipOnceAndEndsWithItsVerdict) {
     std::unique_ptr<BisectEngine> engine = Make(spec);
     std::vector<CommitId> plan = engine->Plan(4, {});
     ASSERT_EQ(plan, std::vector<CommitId>{graph_->bad()});
-    EXPECT_TRUE(engine->Plan(4, plan).empty());  // not twice at once
+    EXPECT_TRUE(engine->Plan(4, plan).empty());              // not twice at once
     EXPECT_FALSE(engine->Observe(culprit_, Verdict::kBad));  // not the tip: not applied
     EXPECT_FALSE(engine->Done());
     EXPECT_TRUE(engine->Observe(graph_->bad(), v));
