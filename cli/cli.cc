@@ -58,6 +58,8 @@ int FarmMain(int argc, char** argv) {
   AddDrainCommands(app, drain, client);
   AgentStateCommand agent_state_cmd;
   CLI::App* agent_state = AddAgentStateCommand(app, agent_state_cmd, client);
+  MonitorCommands monitor_cmds;
+  AddMonitorCommands(app, monitor_cmds, client);
 
   try {
     app.parse(argc, argv);
@@ -77,6 +79,7 @@ int FarmMain(int argc, char** argv) {
   if (agents->parsed()) return RunAgents(client);
   if (drain.parsed()) return RunDrain(drain, client);
   if (agent_state->parsed()) return RunAgentState(agent_state_cmd, client);
+  if (monitor_cmds.parsed()) return RunMonitorCommand(monitor_cmds, client);
   return kExitBadInput;
 }
 

@@ -136,6 +136,47 @@ absl::StatusOr<v1::AgentInfo> FarmClient::SetAgentState(const std::string& agent
   return resp.agent();
 }
 
+absl::StatusOr<v1::Monitor> FarmClient::WatchBranch(const v1::Monitor& monitor) {
+  v1::WatchBranchRequest req;
+  *req.mutable_monitor() = monitor;
+  v1::Monitor resp;
+  // The coordinator fetches the branch once before it answers.
+  absl::Status st = Call(absl::Minutes(10), [&](grpc::ClientContext* ctx) {
+    return stub_->WatchBranch(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::StatusOr<std::vector<v1::Monitor>> FarmClient::ListMonitors() {
+  v1::ListMonitorsResponse resp;
+  absl::Status st = Call(absl::Seconds(30), [&](grpc::ClientContext* ctx) {
+    return stub_->ListMonitors(ctx, v1::ListMonitorsRequest(), &resp);
+  });
+  if (!st.ok()) return st;
+  return std::vector<v1::Monitor>(resp.monitors().begin(), resp.monitors().end());
+}
+
+absl::Status FarmClient::Unwatch(const std::string& monitor_id) {
+  v1::UnwatchRequest req;
+  req.set_monitor_id(monitor_id);
+  v1::UnwatchResponse resp;
+  return Call(absl::Seconds(30),
+              [&](grpc::ClientContext* ctx) { return stub_->Unwatch(ctx, req, &resp); });
+}
+
+absl::StatusOr<std::vector<v1::Regression>> FarmClient::ListRegressions(
+    const std::string& monitor_id) {
+  v1::ListRegressionsRequest req;
+  req.set_monitor_id(monitor_id);
+  v1::ListRegressionsResponse resp;
+  absl::Status st = Call(absl::Seconds(30), [&](grpc::ClientContext* ctx) {
+    return stub_->ListRegressions(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return std::vector<v1::Regression>(resp.regressions().begin(), resp.regressions().end());
+}
+
 absl::StatusOr<v1::JobStatus> FarmClient::WatchUntilDone(const std::string& first_job_id,
                                                          const WatchCallbacks& callbacks) {
   std::string job_id = first_job_id;

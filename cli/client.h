@@ -47,6 +47,11 @@ class FarmClient {
   absl::StatusOr<farm::v1::AgentInfo> SetAgentState(const std::string& agent_id,
                                                     farm::v1::AgentState state,
                                                     const std::string& reason);
+  // Branch monitors (Farm.WatchBranch and friends).
+  absl::StatusOr<farm::v1::Monitor> WatchBranch(const farm::v1::Monitor& monitor);
+  absl::StatusOr<std::vector<farm::v1::Monitor>> ListMonitors();
+  absl::Status Unwatch(const std::string& monitor_id);
+  absl::StatusOr<std::vector<farm::v1::Regression>> ListRegressions(const std::string& monitor_id);
 
   // Called with every event of a watched job, and with the report of a job that descends into a
   // merged branch (`descended` then names the follow-up job).

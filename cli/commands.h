@@ -116,6 +116,24 @@ struct AgentStateCommand {
 };
 CLI::App* AddAgentStateCommand(CLI::App& app, AgentStateCommand& cmd, ClientFlags& client);
 int RunAgentState(const AgentStateCommand& cmd, const ClientFlags& client);
+// farm watch-branch (register a monitor), farm monitors, farm regressions [MONITOR], farm unwatch
+// MONITOR: cli/watch_branch_cmd.cc.
+struct MonitorCommands {
+  CLI::App* watch_branch = nullptr;
+  CLI::App* monitors = nullptr;
+  CLI::App* regressions = nullptr;
+  CLI::App* unwatch = nullptr;
+  BisectFlags recipe;  // repo, build, timeout, require, description, kernel flags, the test
+  std::string branch;
+  std::string every = "10m";
+  std::vector<std::string> webhooks;
+  std::vector<std::string> emails;
+  std::vector<std::string> subscribe;  // PATH=ADDR
+  std::string monitor_id;
+  bool parsed() const;
+};
+void AddMonitorCommands(CLI::App& app, MonitorCommands& cmd, ClientFlags& client);
+int RunMonitorCommand(MonitorCommands& cmd, const ClientFlags& client);
 
 }  // namespace farm
 

@@ -16,6 +16,7 @@
 #include "common/rpc/credentials.h"
 #include "common/signals.h"
 #include "coordinator/service/service.h"
+#include "coordinator/store/backup.h"
 #include "httplib.h"
 
 namespace {
@@ -83,6 +84,18 @@ int main(int argc, char** argv) {
   std::string metrics_listen;
   app.add_option("--metrics-listen", metrics_listen,
                  "serve Prometheus metrics at http://HOST:PORT/metrics (default: off)");
+  std::string backup_file;
+  app.add_option("--backup", backup_file,
+                 "copy the database (--db) into FILE as one consistent snapshot, even while a "
+                 "coordinator runs on it, and exit");
+  app.add_option("--sendmail", opts.sendmail,
+                 "program that sends branch monitors' reports (`PROGRAM -t -i`, message on stdin)")
+      ->capture_default_str();
+  app.add_option("--report-from", opts.report_from,
+                 "From: and Reported-by: of reports (default: bisect farm "
+                 "<bisect-farm@HOSTNAME>)");
+  app.add_option("--public-url", opts.public_url,
+                 "base URL of the links in reports (a dashboard; default: `farm status` commands)");
   std::string log_level;
   app.add_option("--log-level", log_level,
                  "lowest level logged: debug, info, warning, error or off (default: info, or "
@@ -100,6 +113,15 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
     farm::log::SetLevel(*level);
+  }
+  if (!backup_file.empty()) {
+    absl::Status st = farm::BackupDatabase(opts.db_path, backup_file);
+    if (!st.ok()) {
+      std::fprintf(stderr, "farm-coordinator --backup: %s\n", std::string(st.message()).c_str());
+      return st.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailed;
+    }
+    std::printf("copied %s to %s\n", opts.db_path.c_str(), backup_file.c_str());
+    return 0;
   }
   std::string metrics_host;
   int metrics_port = 0;

@@ -4,6 +4,7 @@
 #include "common/status_macros.h"
 #include "coordinator/engine/flaky_engine.h"
 #include "coordinator/engine/git_engine.h"
+#include "coordinator/engine/probe_engine.h"
 #include "coordinator/engine/verifying_engine.h"
 
 namespace farm {
@@ -31,6 +32,7 @@ absl::StatusOr<std::unique_ptr<BisectEngine>> CreateEngine(
     const std::vector<CommitId>& skipped, std::unique_ptr<CulpritRepo> culprit_repo) {
   std::unique_ptr<BisectEngine> engine;
   // One line per job kind; the first whose spec field is set wins.
+  if (spec.probe()) return std::make_unique<ProbeEngine>(std::move(graph));
   if (!spec.flaky().empty()) {
     FARM_ASSIGN_OR_RETURN(engine, CreateFlakyEngine(spec, graph, skipped));
   } else {

@@ -56,6 +56,11 @@ struct CoordinatorOptions {
   // Where time comes from (leases, quarantines, elapsed times); null: the real clock. The lease
   // thread still wakes every real second; tests on a fake clock call ExpireLeases themselves.
   std::shared_ptr<Clock> clock;
+  // Branch monitors' reports (coordinator/monitor, MonitorOptions): the sendmail program, the
+  // From:/Reported-by: address ("": bisect-farm@HOSTNAME) and the base URL of links.
+  std::string sendmail = "/usr/sbin/sendmail";
+  std::string report_from;
+  std::string public_url;
 };
 
 class Coordinator {

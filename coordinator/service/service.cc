@@ -322,6 +322,51 @@ grpc::ServerUnaryReactor* FarmService::SetAgentState(grpc::CallbackServerContext
   return Done(ctx, agent.status());
 }
 
+#define FARM_NEED_MONITORS(ctx)                                                        \
+  do {                                                                                 \
+    if (monitors_ == nullptr) {                                                        \
+      return Done(ctx, absl::UnimplementedError("this server does not run monitors")); \
+    }                                                                                  \
+  } while (0)
+
+grpc::ServerUnaryReactor* FarmService::WatchBranch(grpc::CallbackServerContext* ctx,
+                                                   const v1::WatchBranchRequest* req,
+                                                   v1::Monitor* resp) {
+  FARM_AUTHORIZE(ctx);
+  FARM_NEED_MONITORS(ctx);
+  absl::StatusOr<v1::Monitor> st = monitors_->Add(req->monitor());
+  if (st.ok()) *resp = std::move(*st);
+  return Done(ctx, st.status());
+}
+
+grpc::ServerUnaryReactor* FarmService::ListMonitors(grpc::CallbackServerContext* ctx,
+                                                    const v1::ListMonitorsRequest* req,
+                                                    v1::ListMonitorsResponse* resp) {
+  FARM_AUTHORIZE(ctx);
+  FARM_NEED_MONITORS(ctx);
+  for (auto& m : monitors_->List()) *resp->add_monitors() = std::move(m);
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* FarmService::Unwatch(grpc::CallbackServerContext* ctx,
+                                               const v1::UnwatchRequest* req,
+                                               v1::UnwatchResponse* resp) {
+  FARM_AUTHORIZE(ctx);
+  FARM_NEED_MONITORS(ctx);
+  return Done(ctx, monitors_->Remove(req->monitor_id()));
+}
+
+grpc::ServerUnaryReactor* FarmService::ListRegressions(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListRegressionsRequest* req,
+                                                       v1::ListRegressionsResponse* resp) {
+  FARM_AUTHORIZE(ctx);
+  FARM_NEED_MONITORS(ctx);
+  for (auto& r : monitors_->ListRegressions(req->monitor_id())) {
+    *resp->add_regressions() = std::move(r);
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
 grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentLinkService::Connect(
     grpc::CallbackServerContext* ctx) {
   if (require_cert_ && !ctx->auth_context()->IsPeerAuthenticated()) {
@@ -347,11 +392,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   FARM_RETURN_IF_ERROR(CheckPortFree(listen));
   auto s = std::make_unique<CoordinatorServer>();
   FARM_ASSIGN_OR_RETURN(s->db_lock_, DatabaseLock::Acquire(options.db_path));
+  MonitorOptions monitor_options{options.db_path, options.cache_dir, options.sendmail,
+                                 options.report_from, options.public_url};
   absl::StatusOr<std::unique_ptr<Coordinator>> core = Coordinator::Create(std::move(options));
   if (!core.ok()) return core.status();
   s->core_ = std::move(*core);
-  s->farm_ = std::make_unique<FarmService>(s->core_.get(),
-                                           AccessPolicy{security.tokens, !security.tls.ca.empty()});
+  FARM_ASSIGN_OR_RETURN(s->monitors_, Monitors::Start(s->core_.get(), monitor_options));
+  s->farm_ = std::make_unique<FarmService>(
+      s->core_.get(), AccessPolicy{security.tokens, !security.tls.ca.empty()}, s->monitors_.get());
   s->link_ = std::make_unique<AgentLinkService>(s->core_.get(), !security.tls.ca.empty());
   grpc::ServerBuilder builder;
   int port = 0;

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/rpc/credentials.h"
+#include "coordinator/monitor/monitors.h"
 #include "coordinator/scheduler/coordinator.h"
 #include "coordinator/store/db_lock.h"
 #include "farm/v1/farm.grpc.pb.h"
@@ -30,7 +31,9 @@ struct AccessPolicy {
 
 class FarmService final : public farm::v1::Farm::CallbackService {
  public:
-  FarmService(Coordinator* core, AccessPolicy policy) : core_(core), policy_(std::move(policy)) {}
+  // `monitors` may be null: the monitor calls then answer UNIMPLEMENTED.
+  FarmService(Coordinator* core, AccessPolicy policy, Monitors* monitors = nullptr)
+      : core_(core), policy_(std::move(policy)), monitors_(monitors) {}
 
   grpc::ServerUnaryReactor* SubmitBisect(grpc::CallbackServerContext* ctx,
                                          const farm::v1::SubmitBisectRequest* req,
@@ -58,6 +61,18 @@ class FarmService final : public farm::v1::Farm::CallbackService {
   grpc::ServerUnaryReactor* SetAgentState(grpc::CallbackServerContext* ctx,
                                           const farm::v1::SetAgentStateRequest* req,
                                           farm::v1::SetAgentStateResponse* resp) override;
+  grpc::ServerUnaryReactor* WatchBranch(grpc::CallbackServerContext* ctx,
+                                        const farm::v1::WatchBranchRequest* req,
+                                        farm::v1::Monitor* resp) override;
+  grpc::ServerUnaryReactor* ListMonitors(grpc::CallbackServerContext* ctx,
+                                         const farm::v1::ListMonitorsRequest* req,
+                                         farm::v1::ListMonitorsResponse* resp) override;
+  grpc::ServerUnaryReactor* Unwatch(grpc::CallbackServerContext* ctx,
+                                    const farm::v1::UnwatchRequest* req,
+                                    farm::v1::UnwatchResponse* resp) override;
+  grpc::ServerUnaryReactor* ListRegressions(grpc::CallbackServerContext* ctx,
+                                            const farm::v1::ListRegressionsRequest* req,
+                                            farm::v1::ListRegressionsResponse* resp) override;
 
  private:
   // The caller; UNAUTHENTICATED unless the call carries a valid token (when tokens are
@@ -65,6 +80,7 @@ class FarmService final : public farm::v1::Farm::CallbackService {
   absl::StatusOr<CallerIdentity> Authorize(grpc::CallbackServerContext* ctx) const;
   Coordinator* core_;
   AccessPolicy policy_;
+  Monitors* monitors_;
 };
 
 class AgentLinkService final : public farm::v1::AgentLink::CallbackService {
@@ -101,6 +117,7 @@ class CoordinatorServer {
   // The address clients dial ("127.0.0.1:43211").
   const std::string& address() const { return address_; }
   Coordinator* core() { return core_.get(); }
+  Monitors* monitors() { return monitors_.get(); }
   // A channel to this server that bypasses the network (tests and fuzz targets).
   std::shared_ptr<grpc::Channel> InProcessChannel() {
     return server_->InProcessChannel(grpc::ChannelArguments());
@@ -112,6 +129,7 @@ class CoordinatorServer {
  private:
   std::unique_ptr<DatabaseLock> db_lock_;  // released after everything below is gone
   std::unique_ptr<Coordinator> core_;
+  std::unique_ptr<Monitors> monitors_;  // uses core_
   std::unique_ptr<FarmService> farm_;
   std::unique_ptr<AgentLinkService> link_;
   std::unique_ptr<grpc::Server> server_;

@@ -144,6 +144,13 @@ struct Migration {
   const char* what;
   const char* sql;
 };
+// Branch monitors and their regressions (coordinator/monitor/monitor_store.h): each row a
+// serialized proto (farm.proto Monitor, Regression).
+constexpr char kSchemaMonitors[] =
+    "CREATE TABLE monitors (id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);"
+    "CREATE TABLE regressions (id INTEGER PRIMARY KEY AUTOINCREMENT, monitor_id INTEGER NOT NULL,"
+    " data BLOB NOT NULL);";
+
 constexpr Migration kMigrations[] = {
     {"jobs, tasks, tree verdicts and task output", kSchemaV1},
     {"agent states set by an admin",
@@ -152,6 +159,7 @@ constexpr Migration kMigrations[] = {
     {"the verification of a job's culprit (BisectSpec.verify)",
      "ALTER TABLE jobs ADD COLUMN verification INTEGER NOT NULL DEFAULT 0;"
      "ALTER TABLE jobs ADD COLUMN verification_reason TEXT NOT NULL DEFAULT '';"},
+    {"branch monitors and regressions", kSchemaMonitors},
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 

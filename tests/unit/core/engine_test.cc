@@ -293,3 +293,35 @@ TEST_F(VerifyingEngineTest, ALateSearchVerdictIsNotCountedAsARetest) {
 
 }  // namespace
 }  // namespace farm
+
+namespace farm {
+namespace {
+
+// A head test (spec.probe): the graph's tip once, then done with its verdict.
+TEST_F(EngineTest, ProbeTestsTheTipOnceAndEndsWithItsVerdict) {
+  v1::BisectSpec spec;
+  spec.set_probe(true);
+  for (Verdict v : {Verdict::kGood, Verdict::kBad, Verdict::kSkip}) {
+    std::unique_ptr<BisectEngine> engine = Make(spec);
+    std::vector<CommitId> plan = engine->Plan(4, {});
+    ASSERT_EQ(plan, std::vector<CommitId>{graph_->bad()});
+    EXPECT_TRUE(engine->Plan(4, plan).empty());              // not twice at once
+    EXPECT_FALSE(engine->Observe(culprit_, Verdict::kBad));  // not the tip: not applied
+    EXPECT_FALSE(engine->Done());
+    EXPECT_TRUE(engine->Observe(graph_->bad(), v));
+    ASSERT_TRUE(engine->Done());
+    EngineAnswer answer = engine->Answer();
+    if (v == Verdict::kBad) {
+      EXPECT_EQ(answer.state, v1::FOUND);
+      EXPECT_EQ(answer.commits, std::vector<CommitId>{graph_->bad()});
+    } else {
+      EXPECT_EQ(answer.state, v1::AMBIGUOUS);
+      EXPECT_TRUE(answer.commits.empty());
+    }
+    EXPECT_FALSE(answer.may_descend_merges);
+    EXPECT_TRUE(engine->Plan(4, {}).empty());
+  }
+}
+
+}  // namespace
+}  // namespace farm
