@@ -12,6 +12,9 @@ namespace {
 
 bool IsTerminal(v1::JobState s) { return s != v1::RUNNING; }
 
+// A status lists at most this many candidate commits (JobStatus.candidate_commits).
+constexpr size_t kMaxCandidatesShown = 2000;
+
 }  // namespace
 
 std::string Coordinator::BisectLogLocked(Job& job) {
@@ -128,7 +131,14 @@ void Coordinator::NoteWaitingLocked(absl::Time now) {
 absl::StatusOr<v1::JobStatus> Coordinator::GetJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   FARM_ASSIGN_OR_RETURN(Job * job, FindJobLocked(job_id));
-  return StatusLocked(*job);
+  v1::JobStatus st = StatusLocked(*job);
+  // Only here: listing candidates walks the job's graph, too much for every job of ListJobs.
+  if (job->engine && job->graph && job->state == v1::RUNNING) {
+    for (CommitId c : job->engine->CandidateCommits(kMaxCandidatesShown)) {
+      st.add_candidate_commits(job->graph->Hex(c));
+    }
+  }
+  return st;
 }
 
 absl::StatusOr<std::vector<v1::JobStatus>> Coordinator::ListJobs(size_t limit) {
