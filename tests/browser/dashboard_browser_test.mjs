@@ -10,10 +10,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-const [binDir, sourceDir, shotDir] = process.argv.slice(2);
+const [binDir, sourceDir, shotDir] = process.argv.slice(2).map((p) => path.resolve(p));
 const SKIP = 77;
 const children = [];
 let browser = null;
+let dir = null;
 
 function fail(message) {
   console.error('FAILED: ' + message);
@@ -21,6 +22,8 @@ function fail(message) {
   process.exit(1);
 }
 function cleanup() {
+  // Tests still waiting (the agents are killed, not stopped) end at once.
+  if (dir) fs.writeFileSync(path.join(dir, 'stop'), '');
   if (browser) browser.kill('SIGKILL');
   for (const c of children) c.kill('SIGKILL');
 }
@@ -41,7 +44,7 @@ if (!which('openssl')) {
   process.exit(SKIP);
 }
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'farm-browser-'));
+dir = fs.mkdtempSync(path.join(os.tmpdir(), 'farm-browser-'));
 const sh = (cmd) => {
   const r = spawnSync('sh', ['-c', cmd], { cwd: dir, encoding: 'utf8' });
   if (r.status !== 0) fail(`${cmd}: ${r.stdout}${r.stderr}`);
@@ -79,9 +82,9 @@ const repo = JSON.parse(sh(`python3 ${sourceDir}/tests/lib/make_repo.py ${dir}/r
 // for the job to be cancelled (bounded, so that nothing outlives a broken test for long).
 fs.writeFileSync(path.join(dir, 'test.sh'), `#!/bin/sh
 echo "phase one: testing $(git rev-parse --short HEAD)"
-i=0; while [ ! -e ${dir}/gate ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+i=0; while [ ! -e ${dir}/gate ] && [ ! -e ${dir}/stop ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 echo "phase two: the gate opened"
-i=0; while [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+i=0; while [ ! -e ${dir}/stop ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
 test -f bug && exit 1
 exit 0
 `, { mode: 0o755 });
@@ -99,9 +102,10 @@ for (const id of ['agent-a', 'agent-b']) {
   start(id, [path.join(binDir, 'farm-agent'), '--coordinator', grpcAddr, '--workdir',
     path.join(dir, id), '--id', id, '--tls-ca', path.join(dir, 'ca.pem'), '--label', 'rack=r1']);
 }
-const farm = (args) => sh(`${path.join(binDir, 'farm')} --tls-ca ca.pem --token-file token ${args} --coordinator ${grpcAddr}`);
+const farm = (command, args = '') =>
+  sh(`${path.join(binDir, 'farm')} --tls-ca ca.pem --token-file token ${command} --coordinator ${grpcAddr} ${args}`);
 await until('both agents to connect', 60, () => /agent-a/.test(farm('agents')) && /agent-b/.test(farm('agents')));
-const job = farm(`submit --repo ${repo.path} --good ${repo.root} --bad ${repo.bad} --max-parallel 2 -- ${dir}/test.sh`).trim();
+const job = farm('submit', `--repo ${repo.path} --good ${repo.root} --bad ${repo.bad} --max-parallel 2 --description 'boot test fails since the scheduler rework' -- ${dir}/test.sh`).trim();
 if (!/^\d+$/.test(job)) fail('farm submit printed ' + job);
 
 // What anyone can see without the browser: the API refuses an anonymous caller.
@@ -213,7 +217,7 @@ await js(`document.getElementById('cancel-job').click()`);
 await until('the cancel to be armed', 10, async () => /Really/.test(await text('#cancel-job')));
 await js(`document.getElementById('cancel-job').click()`);
 await until('the page to say CANCELLED', 20, async () => (await text('#job-state')) === 'CANCELLED');
-const status = farm(`status ${job}`);
+const status = farm('status', job);
 if (!/CANCELLED|cancelled/.test(status)) fail('farm status after the cancel says ' + status);
 ok('cancel from the page cancelled the job (farm status agrees)');
 

@@ -205,8 +205,7 @@ async function jobPage(id) {
       ...(j.finished || []).slice().reverse().map((t) => taskRow(id, t))),
     el('h2', { id: 'log-title' }, logState.commit ? `log of ${short(logState.commit)}` : 'log: pick a commit above'),
     pre,
-    j.report ? el('h2', {}, 'Report') : null,
-    j.report ? el('pre', { id: 'report' }, j.report) : null);
+    ...(j.report ? [el('h2', {}, 'Report'), el('pre', { id: 'report' }, j.report)] : []));
   if (logState.commit) await pollLog();
   return j.state === 'RUNNING';
 }
