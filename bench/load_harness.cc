@@ -112,9 +112,9 @@ class CoordinatorProcess {
 
   absl::Status Start(const std::string& binary, const std::string& dir) {
     log_ = dir + "/coordinator.log";
-    std::vector<std::string> args = {binary,           "--listen",         "127.0.0.1:0", "--db",
-                                     dir + "/farm.db", "--metrics-listen", "127.0.0.1:0",
-                                     "--public-dashboard"};
+    std::vector<std::string> args = {binary,        "--listen",          "127.0.0.1:0",
+                                     "--db",        dir + "/farm.db",    "--metrics-listen",
+                                     "127.0.0.1:0", "--public-dashboard"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

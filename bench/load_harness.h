@@ -89,7 +89,7 @@ struct LoadReport {
   uint64_t coordinator_assigns = 0;
   double coordinator_assign_p50_ms = 0, coordinator_assign_p99_ms = 0,
          coordinator_assign_mean_ms = 0;
-  Latency submit;       // SubmitBisect round trip
+  Latency submit;  // SubmitBisect round trip
   // probe_dashboard: GET /api/v1/jobs?limit=200 and GET /api/v1/jobs/ID round trips under load.
   Latency api_job_list;
   Latency api_job_page;
