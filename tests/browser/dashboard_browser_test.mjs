@@ -78,14 +78,19 @@ const token = 'browser-test-token-5f2c9e';
 fs.writeFileSync(path.join(dir, 'tokens'), token + '\n', { mode: 0o600 });
 fs.writeFileSync(path.join(dir, 'token'), token + '\n', { mode: 0o600 });
 const repo = JSON.parse(sh(`python3 ${sourceDir}/tests/lib/make_repo.py ${dir}/repo --commits 40 --seed 12`));
-// The test: says it started, waits for the gate the browser test opens, says more, then waits
-// for the job to be cancelled (bounded, so that nothing outlives a broken test for long).
+// The test: the first two tasks (tickets 0 and 1) say they started, wait for the gate the
+// browser test opens, say more and give their verdict; later ones say they started and wait to be
+// cancelled (bounded, and ended by the `stop` file, so that nothing outlives the test for long).
 fs.writeFileSync(path.join(dir, 'test.sh'), `#!/bin/sh
-echo "phase one: testing $(git rev-parse --short HEAD)"
-i=0; while [ ! -e ${dir}/gate ] && [ ! -e ${dir}/stop ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-echo "phase two: the gate opened"
+t=0; while ! mkdir ${dir}/ticket.$t 2>/dev/null; do t=$((t+1)); done
+echo "phase one: testing $(git rev-parse --short HEAD) (ticket $t)"
+if [ $t -lt 2 ]; then
+  i=0; while [ ! -e ${dir}/gate ] && [ ! -e ${dir}/stop ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+  echo "phase two: the gate opened"
+  test -f bug && exit 1
+  exit 0
+fi
 i=0; while [ ! -e ${dir}/stop ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
-test -f bug && exit 1
 exit 0
 `, { mode: 0o755 });
 
@@ -203,6 +208,11 @@ await until('the live log to grow', 30, async () => {
   return /phase one[\s\S]*phase two/.test(t) && (t.match(/phase one/g) || []).length === 1;
 });
 ok('the live log grew while the task ran: ' + JSON.stringify(await text('#live-log')));
+// The two verdicts drawn, and the two tasks started after them in flight.
+await until('two verdicts and two tasks in flight', 30, () => js(`
+  document.querySelectorAll('#range .cell.good, #range .cell.bad').length === 2 &&
+  document.querySelectorAll('#range .cell.inflight').length === 2`));
+ok('the range shows the verdicts: ' + (await text('#range-legend')));
 await shot('job');
 
 await go('#/monitors');
@@ -217,6 +227,11 @@ await js(`document.getElementById('cancel-job').click()`);
 await until('the cancel to be armed', 10, async () => /Really/.test(await text('#cancel-job')));
 await js(`document.getElementById('cancel-job').click()`);
 await until('the page to say CANCELLED', 20, async () => (await text('#job-state')) === 'CANCELLED');
+// The tasks in flight when the job was cancelled are drawn as cancelled, with any cancelled before.
+await until('the cancelled tasks drawn', 20, () => js(`document.querySelectorAll('#range .cell.inflight').length === 0 &&
+  document.querySelectorAll('#range .cell.cancelled').length >= 2`));
+ok('after the cancel the range shows: ' + (await text('#range-legend')));
+await shot('job-cancelled');
 const status = farm('status', job);
 if (!/CANCELLED|cancelled/.test(status)) fail('farm status after the cancel says ' + status);
 ok('cancel from the page cancelled the job (farm status agrees)');
@@ -229,5 +244,12 @@ ok('after logging out the agents page is refused');
 
 console.log(`PASSED: ${checks.length} checks`);
 cleanup();
-fs.rmSync(dir, { recursive: true, force: true });
+// The directory goes once nothing writes into it any more.
+await Promise.all([browser, ...children].map((c) =>
+  c.exitCode !== null || c.signalCode !== null ? null : new Promise((r) => c.once('exit', r))));
+try {
+  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
+} catch (e) {
+  console.log(`(left ${dir}: ${e.message})`);
+}
 process.exit(0);

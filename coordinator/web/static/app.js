@@ -121,7 +121,7 @@ function rangeStrip(j) {
   for (const t of cancelled) cells.push(cell('cancelled', short(t.commit) + ' cancelled'));
   const count = (cls) => cells.filter((c) => c.classList.contains(cls)).length;
   const legend = el('div', { class: 'legend', id: 'range-legend' },
-    ...[['candidate', 'candidates left'], ['good', 'good'], ['bad', 'bad'], ['skip', 'skipped'],
+    ...[['candidate', 'candidates not yet tested'], ['good', 'good'], ['bad', 'bad'], ['skip', 'skipped'],
         ['inflight', 'in flight'], ['cancelled', 'cancelled']].map(([cls, label]) =>
       el('span', { 'data-kind': cls }, el('span', { class: 'cell ' + cls }), `${label}: ${count(cls)}`)));
   return el('div', {}, el('div', { class: 'range', id: 'range' }, ...cells), legend);
