@@ -225,6 +225,43 @@ TEST_F(DashboardTest, JobPageDrawsRangeAndAgentsShowTasks) {
   EXPECT_EQ(unknown->status, 404);
 }
 
+// --http-tls: the port speaks HTTPS with the coordinator's certificate, so a token may come from
+// anywhere; a client that does not trust the certificate gets nothing.
+TEST_F(DashboardTest, ServesHttpsWithTheCoordinatorsCertificate) {
+  farm::testing::CommandResult certs = farm::testing::Sh(absl::StrCat(
+      "cd ", farm::testing::Quote(dir_),
+      " && openssl req -x509 -newkey "
+      "rsa:2048 -nodes -days 2 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 -keyout "
+      "server.key -out server.pem 2>&1"));
+  if (certs.exit_code != 0) GTEST_SKIP() << "openssl cannot make a certificate: " << certs.output;
+  DashboardOptions o;
+  o.tokens = {kToken};
+  o.tls.cert = dir_ + "/server.pem";
+  o.tls.key = dir_ + "/server.key";
+  auto d = Dashboard::Start(core_.get(), o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_STREQ((*d)->scheme(), "https");
+  const std::string address = (*d)->address();
+  const std::string host = address.substr(0, address.rfind(':'));
+  const int port = std::stoi(address.substr(address.rfind(':') + 1));
+  httplib::SSLClient trusting(host, port);
+  trusting.set_ca_cert_path((dir_ + "/server.pem").c_str());
+  trusting.enable_server_certificate_verification(true);
+  httplib::Result res = trusting.Get(
+      "/api/v1/session", httplib::Headers{{"Authorization", absl::StrCat("Bearer ", kToken)}});
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_TRUE(absl::StrContains(res->body, R"("caller":"user")")) << res->body;
+  httplib::SSLClient stranger(host, port);
+  stranger.enable_server_certificate_verification(true);  // the system's CAs only
+  EXPECT_FALSE(stranger.Get("/api/v1/session"));
+  // Unusable files are named.
+  o.tls.key = dir_ + "/missing.key";
+  auto bad = Dashboard::Start(core_.get(), o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(absl::StrContains(bad.status().message(), "missing.key")) << bad.status();
+}
+
 TEST(Utf8TailTest, ReplacesInvalidBytesAndKeepsCutCharacters) {
   uint64_t next = 0;
   EXPECT_EQ(Utf8Tail("ab\xFF"
