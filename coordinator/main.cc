@@ -122,6 +122,11 @@ int main(int argc, char** argv) {
       metrics_host = metrics_host.substr(1, metrics_host.size() - 2);
     }
   }
+  if (public_dashboard && metrics_listen.empty()) {
+    FARM_LOG(Error) << "--public-dashboard opens the dashboard of --http-listen HOST:PORT: give "
+                       "that too";
+    return kExitUsage;
+  }
   if (http_tls && (security.tls.cert.empty() || metrics_listen.empty())) {
     FARM_LOG(Error) << "--http-tls serves --http-listen with --tls-cert/--tls-key: give all three";
     return kExitUsage;

@@ -1,5 +1,7 @@
 #include "coordinator/web/dashboard.h"
 
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstring>
 #include <string_view>
@@ -109,6 +111,12 @@ absl::StatusOr<std::unique_ptr<Dashboard>> Dashboard::Start(Coordinator* core,
   } else {
     d->server_ = std::make_unique<httplib::Server>();
   }
+  // cpp-httplib sets SO_REUSEPORT by default: a second coordinator would then share the port
+  // and answer half of the requests. SO_REUSEADDR alone still allows a quick restart.
+  d->server_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   d->Routes();
   int port = o.port == 0 ? d->server_->bind_to_any_port(o.host)
                          : (d->server_->bind_to_port(o.host, o.port) ? o.port : -1);
