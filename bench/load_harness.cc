@@ -112,8 +112,9 @@ class CoordinatorProcess {
 
   absl::Status Start(const std::string& binary, const std::string& dir) {
     log_ = dir + "/coordinator.log";
-    std::vector<std::string> args = {binary,           "--listen",         "127.0.0.1:0", "--db",
-                                     dir + "/farm.db", "--metrics-listen", "127.0.0.1:0"};
+    std::vector<std::string> args = {binary,        "--listen",          "127.0.0.1:0",
+                                     "--db",        dir + "/farm.db",    "--metrics-listen",
+                                     "127.0.0.1:0", "--public-dashboard"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -347,6 +348,8 @@ class Harness {
   absl::Status ConnectAgents();
   void TimerLoop();
   void SubmitAll();
+  // Reads the dashboard's job list and job pages until `stop`, as a browser polling them would.
+  void ProbeDashboard(const std::atomic<bool>& stop);
   void Verify(LoadReport& r);
   void PairVerdictsWithAssigns(LoadReport& r);
   void SendHook(const std::string& job_id);
@@ -1004,6 +1007,11 @@ absl::StatusOr<LoadReport> Harness::Run() {
   }
 
   SubmitAll();
+  std::atomic<bool> stop_probe{false};
+  std::thread probe;
+  if (o_.probe_dashboard && o_.mode == LoadOptions::Mode::kChild) {
+    probe = std::thread([this, &stop_probe] { ProbeDashboard(stop_probe); });
+  }
   {
     std::unique_lock<std::mutex> lock(wait_mu_);
     watch_cv_.wait_for(lock, absl::ToChronoNanoseconds(o_.timeout), [&] {
@@ -1015,6 +1023,8 @@ absl::StatusOr<LoadReport> Harness::Run() {
     });
   }
   report_.load_seconds = Ms(Clock::now() - load_start) / 1000;
+  stop_probe = true;
+  if (probe.joinable()) probe.join();
   stop_progress = true;
   if (progress.joinable()) progress.join();
 
@@ -1121,6 +1131,31 @@ std::string Latency::Summary() const {
                          Percentile(90), Percentile(99), *std::max_element(ms.begin(), ms.end()));
 }
 
+void Harness::ProbeDashboard(const std::atomic<bool>& stop) {
+  const std::string& a = child_.metrics_address();
+  httplib::Client http(a.substr(0, a.rfind(':')), std::stoi(a.substr(a.rfind(':') + 1)));
+  http.set_keep_alive(true);
+  int64_t next_job = 1;
+  while (!stop) {
+    auto t0 = Clock::now();
+    httplib::Result list = http.Get("/api/v1/jobs?limit=200");
+    double list_ms = Ms(Clock::now() - t0);
+    t0 = Clock::now();
+    httplib::Result page = http.Get(absl::StrCat("/api/v1/jobs/", next_job).c_str());
+    double page_ms = Ms(Clock::now() - t0);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!list || list->status != 200 || !page || page->status != 200) {
+      if (report_.problems.size() < 20) {
+        report_.problems.push_back("the dashboard's API did not answer 200 under load");
+      }
+      return;
+    }
+    report_.api_job_list.ms.push_back(list_ms);
+    report_.api_job_page.ms.push_back(page_ms);
+    next_job = next_job % std::max(1, o_.repos * o_.bisects_per_repo) + 1;
+  }
+}
+
 std::string LoadReport::ToText() const {
   std::string s;
   absl::StrAppendFormat(&s, "bisects: %d, correct %d, wrong %d, unfinished %d -> %s\n", bisects,
@@ -1146,6 +1181,12 @@ std::string LoadReport::ToText() const {
                         coordinator_assign_p50_ms, coordinator_assign_p99_ms,
                         coordinator_assign_mean_ms);
   absl::StrAppendFormat(&s, "SubmitBisect round trip:                      %s\n", submit.Summary());
+  if (!api_job_list.ms.empty()) {
+    absl::StrAppendFormat(&s, "dashboard GET /api/v1/jobs?limit=200:         %s\n",
+                          api_job_list.Summary());
+    absl::StrAppendFormat(&s, "dashboard GET /api/v1/jobs/ID:                %s\n",
+                          api_job_page.Summary());
+  }
   absl::StrAppendFormat(&s,
                         "bisect duration: %s; median of the first half submitted %.1f s, of "
                         "the second half %.1f s\n",

@@ -46,6 +46,9 @@ struct LoadOptions {
   bool share_recipes = false;
   absl::Duration timeout = absl::Minutes(15);
   bool verbose = false;  // a progress line every 5 s on stderr
+  // Child mode: while the bisects run, a client reads the dashboard's JSON API in a loop (the
+  // job list, and the page of a running job in turn), measuring each request (api_* below).
+  bool probe_dashboard = false;
 };
 
 // Latency samples in milliseconds.
@@ -86,7 +89,10 @@ struct LoadReport {
   uint64_t coordinator_assigns = 0;
   double coordinator_assign_p50_ms = 0, coordinator_assign_p99_ms = 0,
          coordinator_assign_mean_ms = 0;
-  Latency submit;       // SubmitBisect round trip
+  Latency submit;  // SubmitBisect round trip
+  // probe_dashboard: GET /api/v1/jobs?limit=200 and GET /api/v1/jobs/ID round trips under load.
+  Latency api_job_list;
+  Latency api_job_page;
   Latency job_elapsed;  // each bisect, submitted to ended (JobStatus.elapsed_seconds)
   // Median time to end of the bisects submitted first (lower half of job ids) and last: far
   // apart when the scheduler serves jobs in id order instead of sharing the agents.

@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
                "submit identical recipes, so that bisects of a repository may reuse each other's "
                "verdicts (default: one recipe per bisect)");
   app.add_flag("-v,--verbose", o.verbose, "progress every 5 s");
+  app.add_flag("--probe-dashboard", o.probe_dashboard,
+               "measure the dashboard's JSON API (job list, job page) during the load");
   CLI11_PARSE(app, argc, argv);
   o.test_min = absl::Milliseconds(test_min_ms);
   o.test_max = absl::Milliseconds(test_max_ms);

@@ -18,6 +18,7 @@
 #include "coordinator/service/service.h"
 #include "coordinator/store/backup.h"
 #include "httplib.h"
+#include "coordinator/web/dashboard.h"
 
 namespace {
 
@@ -82,8 +83,16 @@ int main(int argc, char** argv) {
                  "at most this many tasks of one user's jobs run at once (0: no cap)")
       ->capture_default_str();
   std::string metrics_listen;
-  app.add_option("--metrics-listen", metrics_listen,
-                 "serve Prometheus metrics at http://HOST:PORT/metrics (default: off)");
+  app.add_option("--http-listen,--metrics-listen", metrics_listen,
+                 "serve Prometheus metrics (/metrics), the dashboard (/) and its JSON API "
+                 "(/api/v1) at http://HOST:PORT (default: off)");
+  bool public_dashboard = false;
+  app.add_flag("--public-dashboard", public_dashboard,
+               "let visitors without a token read the dashboard and its API (never cancel)");
+  bool http_tls = false;
+  app.add_flag("--http-tls", http_tls,
+               "serve --http-listen over HTTPS with --tls-cert/--tls-key (tokens are otherwise "
+               "accepted over HTTP only from this host)");
   std::string backup_file;
   app.add_option("--backup", backup_file,
                  "copy the database (--db) into FILE as one consistent snapshot, even while a "
@@ -130,7 +139,7 @@ int main(int argc, char** argv) {
     if (colon == std::string::npos || colon == 0 ||
         !absl::SimpleAtoi(metrics_listen.substr(colon + 1), &metrics_port) || metrics_port < 0 ||
         metrics_port > 65535) {
-      FARM_LOG(Error) << "--metrics-listen '" << metrics_listen
+      FARM_LOG(Error) << "--http-listen '" << metrics_listen
                       << "' is not HOST:PORT (e.g. 0.0.0.0:9411, or 127.0.0.1:0 for any free "
                          "port)";
       return kExitUsage;
@@ -139,6 +148,15 @@ int main(int argc, char** argv) {
     if (metrics_host.size() > 2 && metrics_host.front() == '[') {
       metrics_host = metrics_host.substr(1, metrics_host.size() - 2);
     }
+  }
+  if (public_dashboard && metrics_listen.empty()) {
+    FARM_LOG(Error) << "--public-dashboard opens the dashboard of --http-listen HOST:PORT: give "
+                       "that too";
+    return kExitUsage;
+  }
+  if (http_tls && (security.tls.cert.empty() || metrics_listen.empty())) {
+    FARM_LOG(Error) << "--http-tls serves --http-listen with --tls-cert/--tls-key: give all three";
+    return kExitUsage;
   }
   if (!tokens_file.empty()) {
     std::string warning = farm::PermissionWarning(tokens_file);
@@ -175,39 +193,37 @@ int main(int argc, char** argv) {
     return ExitCodeFor(server.status());
   }
   stop_target.store(server->get());
-  // Prometheus metrics over plain HTTP (read-only, no job data: counts and latencies).
-  httplib::Server metrics;
-  std::thread metrics_thread;
-  std::string metrics_address;
+  // The HTTP port: Prometheus metrics, the dashboard and its JSON API (coordinator/web).
+  std::unique_ptr<farm::web::Dashboard> dashboard;
   if (!metrics_listen.empty()) {
-    farm::Coordinator* core = (*server)->core();
-    metrics.Get("/metrics", [core](const httplib::Request&, httplib::Response& res) {
-      res.set_content(core->MetricsText(), "text/plain; version=0.0.4; charset=utf-8");
-    });
-    int port = metrics_port == 0
-                   ? metrics.bind_to_any_port(metrics_host)
-                   : (metrics.bind_to_port(metrics_host, metrics_port) ? metrics_port : -1);
-    if (port < 0) {
-      FARM_LOG(Error) << "cannot serve metrics on " << metrics_listen << ": "
-                      << std::strerror(errno);
-      return kExitAddressInUse;
+    farm::web::DashboardOptions web;
+    web.host = metrics_host;
+    web.port = metrics_port;
+    web.tokens = security.tokens;
+    web.public_read = public_dashboard;
+    if (http_tls) web.tls = security.tls;
+    absl::StatusOr<std::unique_ptr<farm::web::Dashboard>> started =
+        farm::web::Dashboard::Start((*server)->core(), std::move(web));
+    if (!started.ok()) {
+      FARM_LOG(Error) << "--http-listen: " << started.status().message();
+      return ExitCodeFor(started.status());
     }
-    metrics_address = absl::StrCat(metrics_host, ":", port);
-    metrics_thread = std::thread([&metrics] { metrics.listen_after_bind(); });
+    dashboard = std::move(*started);
   }
   std::printf("farm-coordinator listening on %s (database %s, %s%s%s)\n",
               (*server)->address().c_str(), opts.db_path.c_str(),
               security.tls.cert.empty() ? "plaintext" : "TLS",
               security.tls.ca.empty() ? "" : ", agents need client certificates",
               security.tokens.empty() ? "" : ", clients need tokens");
-  if (!metrics_address.empty()) {
-    std::printf("farm-coordinator metrics at http://%s/metrics\n", metrics_address.c_str());
+  if (dashboard) {
+    // Tests and the load harness read these two lines for the addresses.
+    std::printf("farm-coordinator metrics at %s://%s/metrics\n", dashboard->scheme(),
+                dashboard->address().c_str());
+    std::printf("farm-coordinator dashboard at %s://%s/\n", dashboard->scheme(),
+                dashboard->address().c_str());
   }
   std::fflush(stdout);
   (*server)->Wait();
-  if (metrics_thread.joinable()) {
-    metrics.stop();
-    metrics_thread.join();
-  }
+  dashboard.reset();
   return 0;
 }

@@ -13,9 +13,12 @@ packages=(
   bc bison flex libelf-dev linux-source-6.1 redis-server
   clang-14 libclang-rt-14-dev file sudo
 )
+# Installed without their recommended packages too: chromium (headless) is the browser of the
+# dashboard's test (tests/browser), driven over its DevTools pipe by node (nodejs).
+lean_browser=(chromium nodejs)
 # Installed without their recommended packages: ansible-core recommends the 260 MB `ansible`
 # collection bundle, which the roles (ansible/, ansible.builtin only) do not use.
-lean_packages=(ansible-core)
+lean_packages=(ansible-core "${lean_browser[@]}")
 missing=() missing_lean=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

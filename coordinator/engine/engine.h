@@ -96,6 +96,10 @@ class BisectEngine {
 
   virtual EngineProgress Progress(size_t k) const = 0;
 
+  // At most `max` of the commits that may still be the answer, for display (the dashboard draws
+  // them); empty when the kind does not list them.
+  virtual std::vector<CommitId> CandidateCommits(size_t max) const { return {}; }
+
   // Whether a verdict known for the same tree under the same recipe may stand for a run (false
   // where every run is evidence, as in flaky mode).
   virtual bool ReusesVerdicts() const = 0;

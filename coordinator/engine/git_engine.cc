@@ -108,4 +108,10 @@ std::string GitEngine::Report(const JobText& job) const {
   return report;
 }
 
+std::vector<CommitId> GitEngine::CandidateCommits(size_t max) const {
+  std::vector<CommitId> all = frontier_.Candidates();
+  if (all.size() > max) all.resize(max);
+  return all;
+}
+
 }  // namespace farm

@@ -26,6 +26,7 @@ class GitEngine : public BisectEngine {
   EngineAnswer Answer() const override;
   double Confidence() const override { return 0; }
   EngineProgress Progress(size_t k) const override;
+  std::vector<CommitId> CandidateCommits(size_t max) const override;
   bool ReusesVerdicts() const override { return true; }
   std::string BisectLog(const JobText& job) const override;
   std::string Report(const JobText& job) const override;

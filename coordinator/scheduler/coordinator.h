@@ -183,6 +183,8 @@ class Coordinator {
   // `full`: with every finished task and the bisect log; without them for the events of a
   // running job (a watcher gets the whole status when it attaches and when the job ends).
   farm::v1::JobStatus StatusLocked(Job& job, bool full = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets `st`'s spec from the job's, without its payloads (test script, boot payload).
+  void SetSpecLocked(const Job& job, farm::v1::JobStatus& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitLocked(Job& job, const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string BisectLogLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string ReportLocked(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -12,6 +12,9 @@ namespace {
 
 bool IsTerminal(v1::JobState s) { return s != v1::RUNNING; }
 
+// A status lists at most this many candidate commits (JobStatus.candidate_commits).
+constexpr size_t kMaxCandidatesShown = 2000;
+
 }  // namespace
 
 std::string Coordinator::BisectLogLocked(Job& job) {
@@ -26,18 +29,20 @@ std::string Coordinator::ReportLocked(Job& job) {
       JobText{job.spec, job.state, job.first_bad, job.error, job.merge_note, job.finished, texts});
 }
 
+void Coordinator::SetSpecLocked(const Job& job, v1::JobStatus& st) {
+  *st.mutable_spec() = job.spec;
+  // The payloads can be megabytes: a status names the job, it does not carry them.
+  st.mutable_spec()->mutable_recipe()->clear_test_script();
+  if (st.spec().recipe().has_boot()) {
+    st.mutable_spec()->mutable_recipe()->mutable_boot()->clear_payload();
+  }
+}
+
 v1::JobStatus Coordinator::StatusLocked(Job& job, bool full) {
   v1::JobStatus st;
   st.set_job_id(absl::StrCat(job.id));
   st.set_state(job.state);
-  if (full) {
-    *st.mutable_spec() = job.spec;
-    // The payloads can be megabytes: a status names the job, it does not carry them.
-    st.mutable_spec()->mutable_recipe()->clear_test_script();
-    if (st.spec().recipe().has_boot()) {
-      st.mutable_spec()->mutable_recipe()->mutable_boot()->clear_payload();
-    }
-  }
+  if (full) SetSpecLocked(job, st);
   const size_t slots = agents_.connected_slots();
   if (job.engine) {
     size_t k = std::max<size_t>(
@@ -132,7 +137,14 @@ void Coordinator::NoteWaitingLocked(absl::Time now) {
 absl::StatusOr<v1::JobStatus> Coordinator::GetJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   FARM_ASSIGN_OR_RETURN(Job * job, FindJobLocked(job_id));
-  return StatusLocked(*job);
+  v1::JobStatus st = StatusLocked(*job);
+  // Only here: listing candidates walks the job's graph, too much for every job of ListJobs.
+  if (job->engine && job->graph && job->state == v1::RUNNING) {
+    for (CommitId c : job->engine->CandidateCommits(kMaxCandidatesShown)) {
+      st.add_candidate_commits(job->graph->Hex(c));
+    }
+  }
+  return st;
 }
 
 absl::StatusOr<std::vector<v1::JobStatus>> Coordinator::ListJobs(size_t limit) {
@@ -141,9 +153,10 @@ absl::StatusOr<std::vector<v1::JobStatus>> Coordinator::ListJobs(size_t limit) {
   std::vector<v1::JobStatus> out;
   for (const Store::JobRow& row : rows) {
     FARM_ASSIGN_OR_RETURN(Job * job, FindJobLocked(absl::StrCat(row.id)));
-    v1::JobStatus st = StatusLocked(*job);
-    st.clear_finished();
-    st.clear_bisect_log();
+    // The light status and the spec: the finished tasks and the bisect log (which the engine
+    // writes anew) would be built under the lock for every job only to be dropped.
+    v1::JobStatus st = StatusLocked(*job, /*full=*/false);
+    SetSpecLocked(*job, st);
     out.push_back(std::move(st));
   }
   return out;

@@ -113,6 +113,29 @@ TEST(StartupErrors, UnknownLogLevelIsNamed) {
   EXPECT_FALSE(quiet.address().empty()) << quiet.process().Output();
 }
 
+TEST(StartupErrors, DashboardFlagsWithoutTheirPortAreNamed) {
+  std::string dir = MakeTempDir("dashboard-flags");
+  const std::string db = " --db " + Quote(dir + "/farm.db");
+  CommandResult open = StartRefused("--listen 127.0.0.1:0 --public-dashboard" + db);
+  EXPECT_EQ(open.exit_code, kExitUsage) << open.output;
+  EXPECT_TRUE(absl::StrContains(open.output, "--http-listen HOST:PORT: give that too"))
+      << open.output;
+  CommandResult tls = StartRefused("--listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --http-tls" + db);
+  EXPECT_EQ(tls.exit_code, kExitUsage) << tls.output;
+  EXPECT_TRUE(absl::StrContains(tls.output, "--tls-cert/--tls-key: give all three")) << tls.output;
+  // The HTTP port taken: exit 3, naming it.
+  RunningCoordinator first(dir, dir + "/first.db", {"--http-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(first.process().WaitForOutput("dashboard at", absl::Seconds(30)))
+      << first.process().Output();
+  std::string out = first.process().Output();
+  size_t at = out.find("dashboard at http://");
+  ASSERT_NE(at, std::string::npos) << out;
+  std::string http = out.substr(at + 20, out.find('/', at + 20) - at - 20);
+  CommandResult taken = StartRefused("--listen 127.0.0.1:0 --http-listen " + http + db);
+  EXPECT_EQ(taken.exit_code, kExitAddressInUse) << taken.output;
+  EXPECT_TRUE(absl::StrContains(taken.output, "cannot serve HTTP on " + http)) << taken.output;
+}
+
 TEST(StartupErrors, DatabaseDamagedInTheMiddleIsRefused) {
   std::string dir = MakeTempDir("damaged");
   const std::string db = dir + "/farm.db";
