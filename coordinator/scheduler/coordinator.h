@@ -31,6 +31,7 @@
 #include "common/git/git.h"
 #include "coordinator/clock/clock.h"
 #include "coordinator/metrics/coordinator_metrics.h"
+#include "coordinator/power/power.h"
 #include "coordinator/scheduler/agent_registry.h"
 #include "coordinator/scheduler/job.h"
 #include "coordinator/store/store.h"
@@ -53,6 +54,11 @@ struct CoordinatorOptions {
   // Where time comes from (leases, quarantines, elapsed times); null: the real clock. The lease
   // thread still wakes every real second; tests on a fake clock call ExpireLeases themselves.
   std::shared_ptr<Clock> clock;
+  // How kexec agents' machines are power-cycled when one does not come back from a kexec by its
+  // boot deadline (null: none; such a machine is then an infrastructure error at once).
+  std::shared_ptr<PowerControl> power;
+  // The longest boot deadline an agent may announce before a kexec.
+  absl::Duration max_boot_deadline = absl::Minutes(10);
 };
 
 class Coordinator {
@@ -167,6 +173,15 @@ class Coordinator {
 
   // --- agents (agent_sessions.cc) ---
   void RequeueExpiredLocked(absl::Time now, bool& changed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Kexec-aware leases (kexec_leases.cc): a KexecAnnounce extends the task's
+  // lease to the boot deadline; a task whose machine is not back by then is power-cycled once,
+  // then ends as an infrastructure error and quarantines the agent. True when it handled the
+  // expired task (it is then not lost).
+  void OnKexecAnnounceLocked(Session& session, const farm::v1::KexecAnnounce& announce)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ExpireKexecLeaseLocked(Task& task, absl::Time now,
+                              std::vector<std::pair<uint64_t, farm::v1::TaskResult>>& failed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetDisconnectedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyRetentionLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool QuarantinedLocked(const std::string& agent_id, absl::Time now)
