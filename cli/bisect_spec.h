@@ -37,6 +37,8 @@ struct BisectFlags {
   int max_runs = 0;
   std::string job_file;
   std::vector<std::string> require;  // KEY=VALUE labels an agent must have
+  // Every task runs under this host kernel (an image path on the kexec agents).
+  std::string host_kernel, host_kernel_initrd, host_kernel_cmdline;
   KernelFlags kernel;
   std::vector<std::string> command;
 };
