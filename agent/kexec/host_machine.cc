@@ -76,7 +76,9 @@ absl::Status RealHostMachine::Execute() {
 absl::StatusOr<std::string> BzImageRelease(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read kernel image '", path, "'"));
-  std::string head(0x4000, '\0');
+  // kernel_version is a 16-bit offset from 0x200: the string is within the first 0x10200 bytes
+  // (Debian's kernels put it past 16 KiB).
+  std::string head(0x10200, '\0');
   in.read(head.data(), head.size());
   head.resize(in.gcount());
   auto u16 = [&head](size_t off) {

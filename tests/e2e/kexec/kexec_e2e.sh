@@ -159,7 +159,8 @@ printf 'agents:\n  metal: bash %s restart\n' "$work/vm.sh" >"$work/power.yaml"
   --heartbeat 2 --power-commands "$work/power.yaml" --max-boot-deadline 120 \
   >"$work/coordinator.log" 2>&1 &
 coord_pid=$!
-farm() { "$bin/farm" "$@" --coordinator "127.0.0.1:$port"; }
+export FARM_COORDINATOR=127.0.0.1:$port
+farm() { "$bin/farm" "$@"; }
 start=$(date +%s)
 "$work/vm.sh" start
 # The agent is up when the coordinator lists it (bounded: a TCG boot takes ~20-60 s here).
@@ -174,7 +175,7 @@ echo "agent ready in $(($(date +%s) - start)) s (VM start to connected)"
 test_cmd='uname -r; test ! -e bug'
 job=$(farm submit --repo "$repo" --good HEAD~2 --bad HEAD --host-kernel /kernels/vmlinuz-B \
       -- sh -c "$test_cmd") || fail "submit: $job"
-timeout 600 "$bin/farm" watch "$job" --coordinator "127.0.0.1:$port" >"$work/watch1.log" 2>&1 || true
+timeout 600 "$bin/farm" watch "$job" >"$work/watch1.log" 2>&1 || true
 farm status "$job" >"$work/status1.log" 2>&1 || true
 farm log "$job" HEAD~1 >"$work/log1.log" 2>&1 || true
 cat "$work/status1.log"
@@ -186,7 +187,7 @@ echo "PASS 1: kexec into $rel_b, test saw uname -r = $rel_b"
 # 2. A host kernel that panics (rdinit missing): power-cycled, "host kernel did not boot".
 job2=$(farm submit --repo "$repo" --good HEAD~2 --bad HEAD --host-kernel /kernels/vmlinuz-B \
        --host-kernel-cmdline "rdinit=/nonexistent" -- sh -c "$test_cmd") || fail "submit 2: $job2"
-timeout 600 "$bin/farm" watch "$job2" --coordinator "127.0.0.1:$port" >"$work/watch2.log" 2>&1 || true
+timeout 600 "$bin/farm" watch "$job2" >"$work/watch2.log" 2>&1 || true
 farm status "$job2" >"$work/status2.log" 2>&1 || true
 cat "$work/status2.log"
 grep -q "host kernel did not boot" "$work/status2.log" "$work/watch2.log" ||

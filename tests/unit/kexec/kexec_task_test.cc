@@ -56,9 +56,9 @@ class FakeMachine : public HostMachine {
 
 // A file with just enough of a bzImage's setup header to name its release.
 std::string WriteBzImage(const std::string& path, const std::string& release) {
-  std::string data(0x1000, '\0');
+  std::string data(0x5000, '\0');
   data.replace(0x202, 4, "HdrS");
-  const uint16_t version_offset = 0x400;  // kernel_version, relative to 0x200
+  const uint16_t version_offset = 0x42c0;  // kernel_version, relative to 0x200 (as Debian's)
   data[0x20e] = static_cast<char>(version_offset & 0xff);
   data[0x20f] = static_cast<char>(version_offset >> 8);
   std::string version = release + " (debian-kernel@lists.debian.org) #1 SMP";
