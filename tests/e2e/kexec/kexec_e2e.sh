@@ -183,6 +183,11 @@ grep -q "$rel_b" "$work/log1.log" || { cat "$work/log1.log"; fail "the test did 
 grep -q "$(git -C "$repo" rev-parse HEAD~1)" "$work/status1.log" || fail "job 1 did not find c1"
 grep -q "farm-vm: $rel_b up" "$work/console.log" || fail "the VM never booted $rel_b"
 echo "PASS 1: kexec into $rel_b, test saw uname -r = $rel_b"
+# bench: kexec-to-agent-ready, from the agent's "rebooting into" to its "resuming task" (both
+# logged by the agent inside the VM, on the VM's clock).
+stamp() { date -d "$(grep -m1 "$1" "$work/console.log" | cut -d' ' -f1 | tr T ' ')" +%s.%N; }
+echo "kexec-to-agent-ready: $(echo "$(stamp 'kexec: resuming task') - $(stamp 'rebooting into')" \
+  | bc) s"
 
 # 2. A host kernel that panics (rdinit missing): power-cycled, "host kernel did not boot".
 job2=$(farm submit --repo "$repo" --good HEAD~2 --bad HEAD --host-kernel /kernels/vmlinuz-B \

@@ -61,28 +61,29 @@ class KexecLeaseTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *s : 0;
   }
-  v1::JobStatus Submit() {
+  v1::JobStatus Submit(const std::string& image = "/boot/vmlinuz-test") {
     v1::BisectSpec s;
     s.set_repo(repo_.path);
     s.add_good(repo_.root);
     s.set_bad(repo_.bad);
     s.mutable_recipe()->add_test_argv("true");
-    s.mutable_host_kernel()->set_image("/boot/vmlinuz-test");
+    s.mutable_host_kernel()->set_image(image);
     s.set_max_parallel(1);
     auto job = coordinator_->SubmitBisect(s);
     EXPECT_TRUE(job.ok()) << job.status();
     return job.ok() ? *job : v1::JobStatus();
   }
-  // The task assigned on `channel` (its Assign must carry the host kernel).
-  std::string AssignedTask(RecordingChannel& channel) {
+  // The first Assign sent on `channel` (it must carry a host kernel), or none.
+  v1::Assign FirstAssign(RecordingChannel& channel) {
     for (const auto& m : channel.sent) {
       if (m.has_assign()) {
-        EXPECT_EQ(m.assign().host_kernel().image(), "/boot/vmlinuz-test");
-        return m.assign().task_id();
+        EXPECT_FALSE(m.assign().host_kernel().image().empty());
+        return m.assign();
       }
     }
-    return "";
+    return v1::Assign();
   }
+  std::string AssignedTask(RecordingChannel& channel) { return FirstAssign(channel).task_id(); }
   void Announce(uint64_t session, const std::string& task, uint32_t deadline_s) {
     v1::AgentMessage m;
     m.mutable_kexec()->set_task_id(task);
@@ -194,6 +195,26 @@ TEST_F(KexecLeaseTest, BackAfterPowerCycleReportsTheVerdict) {
   EXPECT_EQ(t->verdict(), v1::SKIP);
   EXPECT_TRUE(absl::StrContains(t->detail(), "host kernel did not boot"));
   for (const v1::AgentInfo& a : coordinator_->ListAgents()) EXPECT_FALSE(a.quarantined());
+}
+
+// A verdict under one host kernel is not reused under another: the reuse key covers it.
+TEST_F(KexecLeaseTest, VerdictsAreNotReusedAcrossHostKernels) {
+  auto first = std::make_shared<RecordingChannel>();
+  uint64_t sid = Connect(first, "metal");
+  Submit("/boot/vmlinuz-a");
+  const v1::Assign tested = FirstAssign(*first);
+  ASSERT_FALSE(tested.task_id().empty());
+  v1::AgentMessage r;
+  r.mutable_result()->set_task_id(tested.task_id());
+  r.mutable_result()->set_verdict(v1::BAD);
+  coordinator_->OnAgentMessage(sid, r);
+  v1::JobStatus other = Submit("/boot/vmlinuz-b");
+  auto second = std::make_shared<RecordingChannel>();
+  Connect(second, "metal2");
+  const v1::Assign again = FirstAssign(*second);
+  EXPECT_EQ(again.commit(), tested.commit()) << "the commit's verdict under host kernel a was "
+                                                "reused for host kernel b";
+  EXPECT_EQ(again.host_kernel().image(), "/boot/vmlinuz-b");
 }
 
 }  // namespace
