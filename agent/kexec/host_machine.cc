@@ -3,11 +3,13 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -104,6 +106,7 @@ std::string KexecCmdline(const std::string& base, const std::string& task_id, in
                          const std::string& extra) {
   std::vector<std::string> words;
   for (absl::string_view w : absl::StrSplit(base, ' ', absl::SkipWhitespace())) {
+    if (w == kExtraMarker) break;  // an earlier task's HostKernel.cmdline
     if (!absl::StartsWith(w, "farm.") && !absl::StartsWith(w, "panic=") &&
         !absl::StartsWith(w, "BOOT_IMAGE=")) {
       words.emplace_back(w);
@@ -111,8 +114,19 @@ std::string KexecCmdline(const std::string& base, const std::string& task_id, in
   }
   words.push_back(absl::StrCat("farm.task=", task_id));
   words.push_back(absl::StrCat("panic=", panic_seconds));
-  if (!extra.empty()) words.push_back(extra);
+  const std::string wanted = CmdlineExtra(absl::StrCat(kExtraMarker, " ", extra));
+  if (!wanted.empty()) {
+    words.push_back(kExtraMarker);
+    words.push_back(wanted);
+  }
   return absl::StrJoin(words, " ");
+}
+
+std::string CmdlineExtra(const std::string& cmdline) {
+  std::vector<absl::string_view> words = absl::StrSplit(cmdline, ' ', absl::SkipWhitespace());
+  auto marker = std::find(words.begin(), words.end(), kExtraMarker);
+  if (marker == words.end()) return "";
+  return absl::StrJoin(marker + 1, words.end(), " ");
 }
 
 std::string TaskOnCmdline(const std::string& cmdline) {

@@ -52,6 +52,13 @@ absl::StatusOr<std::string> BzImageRelease(const std::string& path);
 std::string KexecCmdline(const std::string& base, const std::string& task_id, int panic_seconds,
                          const std::string& extra);
 
+// Marks where HostKernel.cmdline starts on a host kernel's command line.
+inline constexpr char kExtraMarker[] = "farm.extra=1";
+
+// The HostKernel.cmdline part of a host kernel's command line (after kExtraMarker), with single
+// spaces; "" without the marker.
+std::string CmdlineExtra(const std::string& cmdline);
+
 // The value of `farm.task=` on a command line, or "".
 std::string TaskOnCmdline(const std::string& cmdline);
 

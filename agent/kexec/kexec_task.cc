@@ -101,8 +101,10 @@ KexecStep KexecTask::Stage(v1::KexecJournal journal) {
             : DidNotBoot(assign, machine_->Release(), std::string(release.status().message())));
   }
   journal.set_expected_release(*release);
-  if (machine_->Release() == *release && journal.attempts() == 0) {
-    // Already there (a previous task kexecked into it): no reboot.
+  if (machine_->Release() == *release && journal.attempts() == 0 &&
+      CmdlineExtra(machine_->Cmdline()) ==
+          CmdlineExtra(absl::StrCat(kExtraMarker, " ", kernel.cmdline()))) {
+    // Already there, with the same command line (a previous task kexecked into it): no reboot.
     return Run(std::move(journal));
   }
   if (journal.attempts() >= options_.max_attempts) {

@@ -100,7 +100,13 @@ TEST(BzImageReleaseTest, ReadsTheSetupHeaderAndRejectsOtherFiles) {
 TEST(KexecCmdlineTest, NamesTheTaskAndReplacesEarlierFarmParameters) {
   EXPECT_EQ(KexecCmdline("BOOT_IMAGE=/vmlinuz console=ttyS0 farm.task=1.1 panic=0 quiet", "2.5", 10,
                          "init=/bad"),
-            "console=ttyS0 quiet farm.task=2.5 panic=10 init=/bad");
+            "console=ttyS0 quiet farm.task=2.5 panic=10 farm.extra=1 init=/bad");
+  // A later task's command line drops an earlier one's extra parameters.
+  EXPECT_EQ(
+      KexecCmdline("console=ttyS0 farm.task=2.5 panic=10 farm.extra=1 init=/bad", "2.6", 10, ""),
+      "console=ttyS0 farm.task=2.6 panic=10");
+  EXPECT_EQ(CmdlineExtra("console=ttyS0 farm.task=2.5 farm.extra=1 init=/bad  quiet"),
+            "init=/bad quiet");
   EXPECT_EQ(TaskOnCmdline("console=ttyS0 farm.task=2.5 panic=10"), "2.5");
   EXPECT_EQ(TaskOnCmdline("console=ttyS0"), "");
 }
@@ -143,6 +149,10 @@ TEST_F(KexecTaskTest, RunsInPlaceWhenTheKernelIsAlreadyThere) {
   KexecStep step = KexecTask(&machine_, options_).Begin(assign_);
   EXPECT_EQ(step.kind, Kind::kRun);
   EXPECT_EQ(machine_.executed, 0);
+  // The same kernel with another command line (one that panics, say) is a reboot.
+  assign_.set_task_id("7.4");
+  assign_.mutable_host_kernel()->set_cmdline("rdinit=/nonexistent");
+  EXPECT_EQ(KexecTask(&machine_, options_).Begin(assign_).kind, Kind::kSwitch);
 }
 
 // Power cycles before staging and after staging (before the kexec): staged again, not lost.
