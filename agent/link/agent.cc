@@ -355,7 +355,12 @@ std::optional<v1::TaskResult> Agent::KexecTaskSteps(Running* r, const RunFn& run
     kexec_->Finished(result);
     return result;
   }
-  if (step.kind == kexec::KexecStep::Kind::kReport) return step.result;
+  if (step.kind == kexec::KexecStep::Kind::kReport) {
+    FARM_LOG(Info) << "kexec: task " << id << " ends under " << machine_->Release() << ": "
+                   << (step.result.has_infra_error() ? step.result.infra_error()
+                                                     : step.result.detail());
+    return step.result;
+  }
   // kSwitch: the coordinator must know before the stream breaks, or it would requeue the task.
   v1::AgentMessage announce;
   announce.mutable_kexec()->set_task_id(id);
