@@ -35,6 +35,19 @@ int main(int argc, char** argv) {
   app.add_option("--label", labels,
                  "KEY=VALUE this agent offers (repeatable); a job that requires labels (farm "
                  "bisect --require) runs only on agents that have them all");
+  app.add_flag("--kexec", opts.kexec,
+               "bare-metal kexec agent: run tasks that name a host kernel by rebooting this "
+               "machine into it (kexec-tools; --slots 1; the task survives the reboot in WORKDIR)");
+  app.add_option("--kexec-initrd", opts.kexec_initrd,
+                 "initrd for host kernels that come without one");
+  app.add_option("--kexec-cmdline", opts.kexec_cmdline,
+                 "command line of the host kernels (default: this boot's /proc/cmdline)");
+  int boot_deadline = 300;
+  app.add_option("--kexec-boot-deadline", boot_deadline,
+                 "seconds a reboot into a host kernel may take before the coordinator "
+                 "power-cycles the machine")
+      ->check(CLI::Range(10, 3600))
+      ->capture_default_str();
   std::string probe_kernel = farm::boot::DefaultProbeKernel();
   app.add_option("--kvm-probe-kernel", probe_kernel,
                  "a kernel known to boot, booted once under KVM at start-up to tell whether KVM "
@@ -56,6 +69,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : farm::kExitBadInput;
   }
   farm::log::SetProgramName("farm-agent");
+  opts.kexec_boot_deadline = absl::Seconds(boot_deadline);
   if (log_level_flag->count() > 0) farm::log::SetLevel(*farm::log::ParseLevel(log_level));
   for (const std::string& label : labels) {
     std::string key, value;

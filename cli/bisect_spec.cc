@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -135,6 +136,14 @@ void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
                   "accel=kvm); repeatable");
   cmd->add_option("--job", f.job_file,
                   "a job file (YAML, docs/jobfile.md) describing everything the flags do");
+  cmd->add_option("--host-kernel", f.host_kernel,
+                  "run every task under this host kernel: an image path on the agents, which "
+                  "must be kexec agents (farm-agent --kexec); one that does not boot is a skip, "
+                  "or bad with --bad-on host-boot");
+  cmd->add_option("--host-kernel-initrd", f.host_kernel_initrd,
+                  "initrd of --host-kernel (default: the agent's --kexec-initrd)");
+  cmd->add_option("--host-kernel-cmdline", f.host_kernel_cmdline,
+                  "appended to the command line --host-kernel boots with");
   AddKernelFlags(cmd, f.kernel);
   cmd->add_option("command", f.command, "the test command and its arguments (after --)");
 }
@@ -260,6 +269,22 @@ absl::StatusOr<v1::BisectSpec> MakeSpec(const BisectFlags& f, bool repo_must_be_
   // The declared owner; a coordinator with tokens replaces it with the token's user.
   if (const char* user = std::getenv("USER"); user != nullptr && spec.owner().empty()) {
     spec.set_owner(user);
+  }
+  const bool bad_on_host_boot = std::find(f.kernel.bad_on.begin(), f.kernel.bad_on.end(),
+                                          "host-boot") != f.kernel.bad_on.end();
+  if (f.host_kernel.empty() &&
+      (bad_on_host_boot || !f.host_kernel_initrd.empty() || !f.host_kernel_cmdline.empty())) {
+    return absl::InvalidArgumentError(
+        "--bad-on host-boot, --host-kernel-initrd and --host-kernel-cmdline need --host-kernel "
+        "IMAGE (the host kernel the tasks run under)");
+  }
+  if (!f.host_kernel.empty()) {
+    v1::HostKernel* k = spec.mutable_host_kernel();
+    k->set_image(f.host_kernel);
+    k->set_initrd(f.host_kernel_initrd);
+    k->set_cmdline(f.host_kernel_cmdline);
+    k->set_label(f.host_kernel.substr(f.host_kernel.rfind('/') + 1));
+    k->set_bad_on_host_boot(bad_on_host_boot);
   }
   FARM_RETURN_IF_ERROR(ValidateBisectSpec(spec));
   return spec;

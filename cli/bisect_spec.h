@@ -39,6 +39,8 @@ struct BisectFlags {
   int verify = 0;  // retests of the culprit, its parent and its revert; 0: none
   std::string job_file;
   std::vector<std::string> require;  // KEY=VALUE labels an agent must have
+  // Every task runs under this host kernel (an image path on the kexec agents).
+  std::string host_kernel, host_kernel_initrd, host_kernel_cmdline;
   KernelFlags kernel;
   std::vector<std::string> command;
 };

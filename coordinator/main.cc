@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include "CLI/CLI.hpp"
@@ -15,6 +16,7 @@
 #include "common/log/log.h"
 #include "common/rpc/credentials.h"
 #include "common/signals.h"
+#include "coordinator/power/power.h"
 #include "coordinator/service/service.h"
 #include "coordinator/store/backup.h"
 #include "httplib.h"
@@ -105,6 +107,15 @@ int main(int argc, char** argv) {
                  "<bisect-farm@HOSTNAME>)");
   app.add_option("--public-url", opts.public_url,
                  "base URL of the links in reports (a dashboard; default: `farm status` commands)");
+  std::string power_file;
+  app.add_option("--power-commands", power_file,
+                 "YAML file of the command that power-cycles each kexec agent's machine "
+                 "(agents: {AGENT_ID: COMMAND}); run when one is not back from a kexec in time");
+  int max_boot_deadline_s = 600;
+  app.add_option("--max-boot-deadline", max_boot_deadline_s,
+                 "the longest a kexec agent may take to reboot before it is power-cycled, seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 86400));
   std::string log_level;
   app.add_option("--log-level", log_level,
                  "lowest level logged: debug, info, warning, error or off (default: info, or "
@@ -171,6 +182,16 @@ int main(int argc, char** argv) {
     security.tokens = *tokens;
   }
   opts.retention = absl::Hours(24) * retention_days;
+  opts.max_boot_deadline = absl::Seconds(max_boot_deadline_s);
+  if (!power_file.empty()) {
+    absl::StatusOr<std::map<std::string, std::string>> commands =
+        farm::LoadPowerCommands(power_file);
+    if (!commands.ok()) {
+      FARM_LOG(Error) << "--power-commands: " << commands.status().message();
+      return kExitUsage;
+    }
+    opts.power = std::make_shared<farm::PowerCommands>(std::move(*commands));
+  }
   std::atomic<farm::CoordinatorServer*> stop_target{nullptr};
   farm::HandleTerminationSignals([&stop_target](int) {
     if (farm::CoordinatorServer* s = stop_target.load()) s->Shutdown();

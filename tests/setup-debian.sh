@@ -12,6 +12,8 @@ packages=(
   qemu-system-x86 busybox-static cpio libc6-dev musl-tools lz4 xz-utils zstd
   bc bison flex libelf-dev linux-source-6.1 redis-server
   clang-14 libclang-rt-14-dev file sudo
+  # kexec agents (farm-agent --kexec) and their e2e test, which copies kexec into a VM
+  kexec-tools e2fsprogs
 )
 # Installed without their recommended packages too: chromium (headless) is the browser of the
 # dashboard's test (tests/browser), driven over its DevTools pipe by node (nodejs).

@@ -55,6 +55,18 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
     options.capabilities.emplace(
         "memory_mb", absl::StrCat(static_cast<int64_t>(pages) * sysconf(_SC_PAGESIZE) >> 20));
   }
+  if (options.kexec) {
+    if (options.slots != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--kexec with --slots ", options.slots,
+                       ": a kexec agent reboots its whole machine for a task, give --slots 1"));
+    }
+    if (!options.host_machine) options.host_machine = std::make_shared<kexec::RealHostMachine>();
+    // A label jobs with a host kernel require, and the kernel this boot runs (the dispatcher
+    // prefers an agent already in the wanted kernel).
+    options.capabilities["kexec"] = "1";
+    options.capabilities["host_kernel"] = options.host_machine->Release();
+  }
   FARM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
                         MakeChannelCredentials(options.tls, ""));
   FARM_ASSIGN_OR_RETURN(std::unique_ptr<Workspace> ws, Workspace::Open(options.workdir));
@@ -72,6 +84,14 @@ Agent::Agent(AgentOptions options, std::unique_ptr<Workspace> ws,
   channel_ = MakeCoordinatorChannel(options_.coordinator, std::move(creds));
   stub_ = v1::AgentLink::NewStub(channel_);
   slot_busy_.assign(options_.slots, false);
+  if (options_.kexec) {
+    machine_ = options_.host_machine;
+    kexec::KexecOptions ko;
+    ko.journal_path = options_.workdir + "/kexec/task";
+    ko.default_initrd = options_.kexec_initrd;
+    ko.base_cmdline = options_.kexec_cmdline;
+    kexec_ = std::make_unique<kexec::KexecTask>(machine_.get(), std::move(ko));
+  }
 }
 
 Agent::~Agent() {
@@ -101,6 +121,7 @@ void Agent::Stop() {
 }
 
 void Agent::Run() {
+  if (kexec_) ResumeKexecTask();
   absl::Duration backoff = absl::Milliseconds(100);
   while (true) {
     {
@@ -204,18 +225,19 @@ bool Agent::Session() {
   return welcomed;
 }
 
-void Agent::Send(const v1::AgentMessage& msg) {
+bool Agent::Send(const v1::AgentMessage& msg) {
   absl::MutexLock w(&write_mu_);
   Stream* s;
   {
     absl::MutexLock lock(&mu_);
     s = stream_;
   }
-  if (s != nullptr && s->Write(msg)) return;
+  if (s != nullptr && s->Write(msg)) return true;
   if (msg.has_result()) {
     absl::MutexLock lock(&mu_);
     undelivered_.push_back(msg);
   }
+  return false;
 }
 
 void Agent::OnMessage(const v1::CoordinatorMessage& msg) {
@@ -253,6 +275,11 @@ void Agent::OnMessage(const v1::CoordinatorMessage& msg) {
       draining_ = false;
       break;
     }
+    case v1::CoordinatorMessage::kKexecAck: {
+      absl::MutexLock lock(&mu_);
+      kexec_acked_.insert(msg.kexec_ack().task_id());
+      break;
+    }
     default:
       break;
   }
@@ -273,13 +300,19 @@ void Agent::StartTask(const v1::Assign& assign) {
   ReapFinished();
   absl::MutexLock lock(&mu_);
   if (stopping_ || running_.count(assign.task_id())) return;
-  if (draining_) {
+  auto refuse = [&](const std::string& error) {
+    mu_.AssertHeld();
     v1::AgentMessage r;
     r.mutable_result()->set_task_id(assign.task_id());
-    r.mutable_result()->set_infra_error(
-        "agent is drained: it takes no new tasks (`farm undrain AGENT` to resume)");
+    r.mutable_result()->set_infra_error(error);
     undelivered_.push_back(r);
-    return;
+  };
+  if (assign.has_host_kernel() && !kexec_) {
+    return refuse(
+        "the task needs a host kernel and this agent does not kexec (start it with --kexec)");
+  }
+  if (draining_) {
+    return refuse("agent is drained: it takes no new tasks (`farm undrain AGENT` to resume)");
   }
   int slot = -1;
   for (int i = 0; i < options_.slots; ++i) {
@@ -288,13 +321,7 @@ void Agent::StartTask(const v1::Assign& assign) {
       break;
     }
   }
-  if (slot < 0) {
-    v1::AgentMessage r;
-    r.mutable_result()->set_task_id(assign.task_id());
-    r.mutable_result()->set_infra_error("agent has no free slot (coordinator and agent disagree)");
-    undelivered_.push_back(r);
-    return;
-  }
+  if (slot < 0) return refuse("agent has no free slot (coordinator and agent disagree)");
   slot_busy_[slot] = true;
   auto run = std::make_unique<Running>();
   run->assign = assign;
@@ -310,28 +337,98 @@ void Agent::StartTask(const v1::Assign& assign) {
   r->thread = std::thread(&Agent::TaskThread, this, r);
 }
 
+void Agent::ResumeKexecTask() {
+  std::optional<kexec::KexecStep> step = kexec_->Resume();
+  if (!step) return;
+  FARM_LOG(Info) << "kexec: resuming task " << step->assign.task_id() << " under "
+                 << machine_->Release();
+  absl::MutexLock lock(&mu_);
+  slot_busy_[0] = true;
+  auto run = std::make_unique<Running>();
+  run->assign = step->assign;
+  run->resumed = std::move(step);
+  Running* r = run.get();
+  running_[r->assign.task_id()] = std::move(run);
+  r->thread = std::thread(&Agent::TaskThread, this, r);
+}
+
+std::optional<v1::TaskResult> Agent::KexecTaskSteps(Running* r, const RunFn& run) {
+  const std::string& id = r->assign.task_id();
+  kexec::KexecStep step = r->resumed ? *r->resumed : kexec_->Begin(r->assign);
+  if (step.kind == kexec::KexecStep::Kind::kRun) {
+    v1::TaskResult result = run(step.assign);
+    result.set_host_kernel_release(machine_->Release());
+    kexec_->Finished(result);
+    return result;
+  }
+  if (step.kind == kexec::KexecStep::Kind::kReport) {
+    FARM_LOG(Info) << "kexec: task " << id << " ends under " << machine_->Release() << ": "
+                   << (step.result.has_infra_error() ? step.result.infra_error()
+                                                     : step.result.detail());
+    return step.result;
+  }
+  // kSwitch: the coordinator must know before the stream breaks, or it would requeue the task.
+  v1::AgentMessage announce;
+  announce.mutable_kexec()->set_task_id(id);
+  announce.mutable_kexec()->set_host_kernel_release(step.release);
+  announce.mutable_kexec()->set_boot_deadline_seconds(
+      static_cast<uint32_t>(absl::ToInt64Seconds(options_.kexec_boot_deadline)));
+  Send(announce);
+  {
+    absl::MutexLock lock(&mu_);
+    auto acked = [this, &id] {
+      mu_.AssertHeld();
+      return stopping_ || kexec_acked_.count(id) > 0;
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&acked), absl::Seconds(10))) {
+      FARM_LOG(Warning) << "kexec: the coordinator did not acknowledge task " << id
+                        << " within 10s; rebooting anyway (it may requeue the task)";
+    }
+    kexec_acked_.erase(id);
+    if (stopping_) return std::nullopt;  // the journal resumes it at the next start
+  }
+  FARM_LOG(Info) << "kexec: task " << id << ": rebooting into " << step.release;
+  absl::Status st = kexec_->Switch();
+  if (!st.ok()) {
+    kexec_->Delivered();
+    v1::TaskResult result;
+    result.set_task_id(id);
+    result.set_infra_error(absl::StrCat("kexec into ", step.release, " failed: ", st.message()));
+    return result;
+  }
+  // systemd stops this process, or the kernel is replaced: no result from this boot.
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(&stopping_));
+  return std::nullopt;
+}
+
 void Agent::TaskThread(Running* r) {
   const std::string id = r->assign.task_id();
   uint64_t offset = 0;
-  v1::TaskResult result = runner_->Run(
-      r->assign, r->slot, &r->control,
-      [&](v1::Phase phase) {
-        v1::AgentMessage m;
-        m.mutable_progress()->set_task_id(id);
-        m.mutable_progress()->set_phase(phase);
-        Send(m);
-      },
-      [&](std::string_view data) {
-        v1::AgentMessage m;
-        m.mutable_log()->set_task_id(id);
-        m.mutable_log()->set_offset(offset);
-        m.mutable_log()->set_data(std::string(data));
-        offset += data.size();
-        Send(m);
-      },
-      r->jobs);
+  RunFn run = [&](const v1::Assign& assign) {
+    return runner_->Run(
+        assign, r->slot, &r->control,
+        [&](v1::Phase phase) {
+          v1::AgentMessage m;
+          m.mutable_progress()->set_task_id(id);
+          m.mutable_progress()->set_phase(phase);
+          Send(m);
+        },
+        [&](std::string_view data) {
+          v1::AgentMessage m;
+          m.mutable_log()->set_task_id(id);
+          m.mutable_log()->set_offset(offset);
+          m.mutable_log()->set_data(std::string(data));
+          offset += data.size();
+          Send(m);
+        },
+        r->jobs);
+  };
+  const bool kexec_task = kexec_ && (r->resumed || r->assign.has_host_kernel());
+  std::optional<v1::TaskResult> result =
+      kexec_task ? KexecTaskSteps(r, run) : std::optional<v1::TaskResult>(run(r->assign));
   v1::AgentMessage m;
-  *m.mutable_result() = std::move(result);
+  if (result) *m.mutable_result() = std::move(*result);
   {
     // Leave the running set first, so a reconnect in between does not list the task as running
     // while its result waits in undelivered_.
@@ -341,7 +438,8 @@ void Agent::TaskThread(Running* r) {
     finished_.push_back(std::move(it->second));
     running_.erase(it);
   }
-  Send(m);
+  if (!result) return;
+  if (Send(m) && kexec_task) kexec_->Delivered();
 }
 
 }  // namespace farm

@@ -9,8 +9,11 @@
 #include <grpcpp/grpcpp.h>
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,6 +21,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/kexec/host_machine.h"
+#include "agent/kexec/kexec_task.h"
 #include "agent/runner/task_runner.h"
 #include "agent/workspace/workspace.h"
 #include "common/rpc/credentials.h"
@@ -36,6 +41,13 @@ struct AgentOptions {
   std::map<std::string, std::string> labels;
   absl::Duration max_backoff = absl::Seconds(5);
   TlsFiles tls;  // ca: verify the coordinator; cert/key: this agent's client certificate
+  // Kexec agent (`--kexec`): runs tasks with a host kernel by rebooting into it (agent/kexec).
+  bool kexec = false;
+  std::string kexec_initrd;   // initrd for host kernels without their own
+  std::string kexec_cmdline;  // host kernels' base command line; empty: this boot's
+  absl::Duration kexec_boot_deadline = absl::Minutes(5);  // announced to the coordinator
+  // The machine kexec acts on; null: this one (tests pass a fake).
+  std::shared_ptr<kexec::HostMachine> host_machine;
 };
 
 class Agent {
@@ -59,7 +71,9 @@ class Agent {
     int jobs = 1;  // cores its build may use
     TaskControl control;
     std::thread thread;
+    std::optional<kexec::KexecStep> resumed;  // a host-kernel task found in the journal
   };
+  using RunFn = std::function<farm::v1::TaskResult(const farm::v1::Assign&)>;
   using Stream = grpc::ClientReaderWriter<farm::v1::AgentMessage, farm::v1::CoordinatorMessage>;
 
   Agent(AgentOptions options, std::unique_ptr<Workspace> ws,
@@ -70,8 +84,13 @@ class Agent {
   void OnMessage(const farm::v1::CoordinatorMessage& msg);
   void StartTask(const farm::v1::Assign& assign);
   void TaskThread(Running* r);
-  // Sends now if connected. Results are kept for resending when not delivered.
-  void Send(const farm::v1::AgentMessage& msg);
+  // A task with a host kernel (or resumed from the kexec journal): stage, announce, reboot, or
+  // run it here. nullopt when the machine is rebooting (no result: the next boot reports).
+  std::optional<farm::v1::TaskResult> KexecTaskSteps(Running* r, const RunFn& run);
+  // Finds the task the kexec journal holds (after a reboot) and starts it again.
+  void ResumeKexecTask();
+  // Sends now if connected; true when written. Results are kept for resending when not.
+  bool Send(const farm::v1::AgentMessage& msg);
   // The ids of the tasks running now.
   std::vector<std::string> RunningIds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReapFinished();
@@ -79,6 +98,8 @@ class Agent {
   AgentOptions options_;
   std::unique_ptr<Workspace> workspace_;
   std::unique_ptr<TaskRunner> runner_;
+  std::shared_ptr<kexec::HostMachine> machine_;  // kexec agents only
+  std::unique_ptr<kexec::KexecTask> kexec_;      // kexec agents only
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<farm::v1::AgentLink::Stub> stub_;
 
@@ -93,6 +114,7 @@ class Agent {
   std::vector<std::unique_ptr<Running>> finished_ ABSL_GUARDED_BY(mu_);
   std::vector<bool> slot_busy_ ABSL_GUARDED_BY(mu_);
   std::deque<farm::v1::AgentMessage> undelivered_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> kexec_acked_ ABSL_GUARDED_BY(mu_);  // KexecAck received for these tasks
   absl::Mutex write_mu_;  // taken before mu_: one Write at a time on the stream
 };
 

@@ -109,6 +109,15 @@ bool AgentRegistry::RecordInfraError(const std::string& agent_id, const std::str
   return true;
 }
 
+void AgentRegistry::Quarantine(const std::string& agent_id, const std::string& reason,
+                               absl::Time now) {
+  AgentHealth& health = health_[agent_id];
+  if (health.quarantined_until == absl::InfinitePast()) ++quarantined_;
+  health.quarantined_until = now + quarantine_;
+  health.reason = reason;
+  health.consecutive_infra_errors = 0;
+}
+
 void AgentRegistry::RecordVerdict(const std::string& agent_id) {
   health_[agent_id].consecutive_infra_errors = 0;
 }

@@ -89,6 +89,9 @@ class AgentRegistry {
   // Counts an infrastructure error of `agent_id`; true when this one quarantined it (until
   // now + quarantine, with `error` as the reason).
   bool RecordInfraError(const std::string& agent_id, const std::string& error, absl::Time now);
+  // Quarantines `agent_id` now, whatever its count (a machine that did not come back from a
+  // kexec even after a power cycle).
+  void Quarantine(const std::string& agent_id, const std::string& reason, absl::Time now);
   // A verdict resets the count of errors in a row.
   void RecordVerdict(const std::string& agent_id);
   // Lifts quarantines that ran out by `now`; true when any did.

@@ -61,6 +61,7 @@ absl::StatusOr<uint64_t> Coordinator::Connect(const v1::Hello& hello,
         t.session = sid;
         t.state = v1::TASK_RUNNING;
         t.lease_expiry = Now() + options_.lease;
+        t.in_kexec = false;  // back from its kexec (the result says in which kernel)
         job.running.insert(tid);
         ++job.plan_epoch;  // in flight again: the job's plan must not start it twice
       }
@@ -90,7 +91,8 @@ void Coordinator::OnAgentMessage(uint64_t sid, const v1::AgentMessage& msg) {
     mu_.AssertHeld();
     auto it = tasks_.find(tid);
     if (it == tasks_.end() || it->second.session != sid) return nullptr;
-    it->second.lease_expiry = Now() + options_.lease;
+    // A task inside a kexec keeps the boot deadline it announced.
+    it->second.lease_expiry = std::max(it->second.lease_expiry, Now() + options_.lease);
     return &it->second;
   };
   switch (msg.kind_case()) {
@@ -119,6 +121,9 @@ void Coordinator::OnAgentMessage(uint64_t sid, const v1::AgentMessage& msg) {
       break;
     case v1::AgentMessage::kResult:
       OnResultLocked(session, msg.result());
+      break;
+    case v1::AgentMessage::kKexec:
+      OnKexecAnnounceLocked(session, msg.kexec());
       break;
     default:
       break;
@@ -236,8 +241,10 @@ void Coordinator::ApplyRetentionLocked(absl::Time now) {
 }
 
 void Coordinator::RequeueExpiredLocked(absl::Time now, bool& changed) {
+  std::vector<std::pair<uint64_t, v1::TaskResult>> kexec_failed;
   for (auto& [tid, t] : tasks_) {
     if (t.state != v1::TASK_RUNNING || t.lease_expiry > now) continue;
+    if (ExpireKexecLeaseLocked(t, now, kexec_failed)) continue;
     Job& job = jobs_[t.job_id];
     t.state = v1::TASK_LOST;
     Session* s = agents_.Find(t.session);
@@ -258,6 +265,10 @@ void Coordinator::RequeueExpiredLocked(absl::Time now, bool& changed) {
     PersistTaskLocked(job, summary, 0);
     job.finished.push_back(summary);
     EmitLocked(job, absl::StrCat(ShortSha(summary.commit()), ": ", summary.detail()));
+    changed = true;
+  }
+  for (const auto& [sid, result] : kexec_failed) {
+    if (Session* s = agents_.Find(sid)) OnResultLocked(*s, result);
     changed = true;
   }
 }

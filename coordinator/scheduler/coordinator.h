@@ -32,6 +32,7 @@
 #include "common/rpc/credentials.h"
 #include "coordinator/clock/clock.h"
 #include "coordinator/metrics/coordinator_metrics.h"
+#include "coordinator/power/power.h"
 #include "coordinator/scheduler/agent_registry.h"
 #include "coordinator/scheduler/job.h"
 #include "coordinator/store/store.h"
@@ -61,6 +62,11 @@ struct CoordinatorOptions {
   std::string sendmail = "/usr/sbin/sendmail";
   std::string report_from;
   std::string public_url;
+  // How kexec agents' machines are power-cycled when one does not come back from a kexec by its
+  // boot deadline (null: none; such a machine is then an infrastructure error at once).
+  std::shared_ptr<PowerControl> power;
+  // The longest boot deadline an agent may announce before a kexec.
+  absl::Duration max_boot_deadline = absl::Minutes(10);
 };
 
 class Coordinator {
@@ -194,6 +200,15 @@ class Coordinator {
 
   // --- agents (agent_sessions.cc) ---
   void RequeueExpiredLocked(absl::Time now, bool& changed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Kexec-aware leases (kexec_leases.cc): a KexecAnnounce extends the task's
+  // lease to the boot deadline; a task whose machine is not back by then is power-cycled once,
+  // then ends as an infrastructure error and quarantines the agent. True when it handled the
+  // expired task (it is then not lost).
+  void OnKexecAnnounceLocked(Session& session, const farm::v1::KexecAnnounce& announce)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ExpireKexecLeaseLocked(Task& task, absl::Time now,
+                              std::vector<std::pair<uint64_t, farm::v1::TaskResult>>& failed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetDisconnectedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyRetentionLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool QuarantinedLocked(const std::string& agent_id, absl::Time now)

@@ -41,6 +41,10 @@ struct Coordinator::Turn {
 };
 
 bool Coordinator::Eligible(const Job& job, const Session& session) {
+  if (job.spec.has_host_kernel()) {
+    auto it = session.labels.find("kexec");
+    if (it == session.labels.end() || it->second != "1") return false;
+  }
   for (const auto& [key, value] : job.spec.require()) {
     auto it = session.labels.find(key);
     if (it == session.labels.end() || it->second != value) return false;
@@ -198,7 +202,7 @@ int Coordinator::PickSlotLocked(Job& job, FreeSlots& free, CommitId c) {
     everyone_failed =
         std::includes(failed->begin(), failed->end(), free.usable.begin(), free.usable.end());
   }
-  const bool any_requirement = !job.spec.require().empty();
+  const bool any_requirement = !job.spec.require().empty() || job.spec.has_host_kernel();
   std::vector<size_t> eligible;
   for (size_t i = 0; i < free.slots.size(); ++i) {
     if (free.used[i]) continue;
@@ -336,6 +340,7 @@ void Coordinator::StartTaskLocked(Job& job, CommitId commit, Session& session) {
   a->set_repo(job.spec.repo());
   a->set_commit(ProbeHex(job, commit));
   *a->mutable_recipe() = job.spec.recipe();
+  if (job.spec.has_host_kernel()) *a->mutable_host_kernel() = job.spec.host_kernel();
   session.channel->Send(msg);
   metrics_.Assigned(Now());
   EmitLocked(job, absl::StrCat("testing ", ShortSha(ProbeHex(job, commit)), " on ", t.agent_id));

@@ -30,6 +30,12 @@ struct Task {
   farm::v1::TaskState state = farm::v1::TASK_RUNNING;
   farm::v1::Phase phase = farm::v1::CHECKOUT;
   int64_t log_bytes = 0;
+  // Kexec agents: the agent announced a reboot into the task's host kernel (KexecAnnounce); the
+  // lease runs to the boot deadline, then the machine is power-cycled once (coordinator/power).
+  bool in_kexec = false;
+  bool power_cycled = false;
+  std::string kexec_release;
+  absl::Duration boot_deadline;
 };
 
 struct Job {

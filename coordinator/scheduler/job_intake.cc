@@ -90,13 +90,16 @@ absl::StatusOr<v1::BisectSpec> ResolveSpec(v1::BisectSpec spec, RepoCache& cache
 
 namespace {
 
-std::string RecipeDigest(const v1::Recipe& recipe) {
+// The recipe, and the host kernel when the job has one: a verdict under one host kernel says
+// nothing about another (without one, the digest is the recipe's alone, as before).
+std::string RecipeDigest(const v1::BisectSpec& spec) {
   std::string bytes;
   {
     google::protobuf::io::StringOutputStream raw(&bytes);
     google::protobuf::io::CodedOutputStream out(&raw);
     out.SetSerializationDeterministic(true);
-    recipe.SerializeToCodedStream(&out);
+    spec.recipe().SerializeToCodedStream(&out);
+    if (spec.has_host_kernel()) spec.host_kernel().SerializeToCodedStream(&out);
     out.Trim();
   }
   unsigned char md[SHA256_DIGEST_LENGTH];
@@ -141,7 +144,7 @@ absl::StatusOr<LoadedJob> LoadJob(const v1::BisectSpec& spec, RepoCache& cache) 
       return (from && *from >= size) || to >= size ? 0.0 : cost(from, to);
     };
   }
-  job.recipe_digest = RecipeDigest(spec.recipe());
+  job.recipe_digest = RecipeDigest(spec);
   return job;
 }
 
