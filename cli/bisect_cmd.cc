@@ -201,8 +201,9 @@ int RunLocalBisect(BisectFlags& f) {
   // From here a signal cancels the job: the coordinator stops its tasks, the watch below sees it
   // end, and stop_all waits for the tests' process groups to be killed.
   interrupts.OnSignal([&client, job_id] { client.Cancel(job_id).IgnoreError(); });
-  std::printf("bisecting %u commits with %d local agent%s (job %s, state in %s)\n",
-              resp->status().candidates(), agents, agents == 1 ? "" : "s", job_id.c_str(),
+  std::printf("%s %u %s with %d local agent%s (job %s, state in %s)\n",
+              spec->has_matrix() && !spec->matrix().bisect() ? "testing" : "bisecting",
+              resp->status().candidates(), spec->has_matrix() ? "cells" : "commits", agents, agents == 1 ? "" : "s", job_id.c_str(),
               Printable(*state_dir).c_str());
   std::fflush(stdout);
   ProgressView view;

@@ -118,6 +118,8 @@ const char* StateName(v1::JobState s) {
       return "running";
     case v1::FOUND:
       return "found";
+    case v1::COMPLETE:
+      return "complete";
     case v1::AMBIGUOUS:
       return "ambiguous";
     case v1::FAILED:
@@ -132,6 +134,7 @@ const char* StateName(v1::JobState s) {
 int ExitCodeForJob(const v1::JobStatus& st) {
   switch (st.state()) {
     case v1::FOUND:
+    case v1::COMPLETE:
       return kExitFound;
     case v1::AMBIGUOUS:
       return kExitAmbiguous;

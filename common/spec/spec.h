@@ -32,6 +32,7 @@ inline constexpr uint32_t kMaxTestTimeoutSeconds = 86400;           // 1 day
 inline constexpr uint32_t kMaxStepTimeoutSeconds = 7 * 86400;       // Recipe.timeout_seconds
 inline constexpr uint32_t kMaxParallel = 65536;                     // BisectSpec.max_parallel
 inline constexpr uint32_t kMaxMakeJobs = 1024;                      // KernelBuild.jobs
+inline constexpr int kMaxMatrixKernels = 256;  // MatrixSpec.hosts, MatrixSpec.guests, each
 
 // A term (spec.term_old / term_new) git accepts: letters, digits, '-' and '_', not a bisect
 // subcommand.

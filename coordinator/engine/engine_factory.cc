@@ -4,6 +4,8 @@
 #include "common/status_macros.h"
 #include "coordinator/engine/flaky_engine.h"
 #include "coordinator/engine/git_engine.h"
+#include "coordinator/engine/matrix_engine.h"
+#include "coordinator/engine/two_dim_engine.h"
 
 namespace farm {
 
@@ -29,6 +31,11 @@ absl::StatusOr<std::unique_ptr<BisectEngine>> CreateEngine(const farm::v1::Bisec
                                                            std::shared_ptr<const CommitGraph> graph,
                                                            const std::vector<CommitId>& skipped) {
   // One line per job kind; the first whose spec field is set wins.
+  if (spec.has_matrix()) {
+    FARM_ASSIGN_OR_RETURN(CellGrid grid, CellGrid::Create(spec.matrix(), *graph));
+    if (spec.matrix().bisect()) return std::make_unique<TwoDimEngine>(std::move(grid), graph);
+    return std::make_unique<MatrixEngine>(std::move(grid), std::move(graph));
+  }
   if (!spec.flaky().empty()) return CreateFlakyEngine(spec, std::move(graph), skipped);
   return std::make_unique<GitEngine>(std::move(graph), skipped);
 }
