@@ -98,7 +98,9 @@ class Stmt {
   int rc_;
 };
 
-constexpr char kSchema[] = R"sql(
+// Version 1: the schema of every database written before the store had versions (their
+// user_version is 0). IF NOT EXISTS makes it a no-op on those.
+constexpr char kSchemaV1[] = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   spec BLOB NOT NULL,
@@ -133,6 +135,19 @@ CREATE TABLE IF NOT EXISTS logs (
   PRIMARY KEY (task_id, n)
 );
 )sql";
+
+// The schema's history: kMigrations[i] takes a database from version i to i + 1 (PRAGMA
+// user_version). Open applies the missing steps in order, each in its own transaction with the
+// version bump, so a crash between two steps leaves a database at a known version. Append new
+// steps at the end; never edit one that has shipped (databases in the field have run it).
+struct Migration {
+  const char* what;
+  const char* sql;
+};
+constexpr Migration kMigrations[] = {
+    {"jobs, tasks, tree verdicts and task output", kSchemaV1},
+};
+constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 // What a user whose database is damaged can do, for the messages that say so.
 std::string DamagedAdvice(const std::string& path) {
@@ -177,13 +192,55 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   std::unique_ptr<Store> store(new Store(db, path));
   absl::Status st = store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
   if (st.ok()) st = store->CheckIntegrity();
-  if (st.ok()) st = store->Exec(kSchema);
-  if (absl::IsDataLoss(st)) return st;
+  if (st.ok()) st = store->Migrate();
+  if (absl::IsDataLoss(st) || absl::IsFailedPrecondition(st)) return st;
   if (!st.ok()) {
     return absl::UnavailableError(
         absl::StrCat("database '", path, "' is not usable: ", st.message()));
   }
   return store;
+}
+
+absl::StatusOr<int> Store::SchemaVersion() {
+  Stmt s(db_, "PRAGMA user_version");
+  FARM_RETURN_IF_ERROR(s.status());
+  FARM_ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return absl::UnavailableError("PRAGMA user_version returned nothing");
+  return static_cast<int>(s.Int(0));
+}
+
+int Store::LatestSchemaVersion() { return kSchemaVersion; }
+
+absl::Status Store::Migrate() {
+  FARM_ASSIGN_OR_RETURN(int version, SchemaVersion());
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "database '", path_, "' has schema version ", version,
+        ", written by a newer farm-coordinator (this one knows versions up to ", kSchemaVersion,
+        "): run the newer farm-coordinator, or restore a backup taken before the upgrade"));
+  }
+  for (int v = version; v < kSchemaVersion; ++v) {
+    // BEGIN IMMEDIATE: two coordinators cannot both migrate (the second waits, then finds the
+    // version bumped and has nothing left to do).
+    FARM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    FARM_ASSIGN_OR_RETURN(int now, SchemaVersion());
+    absl::Status st = now == v ? Exec(kMigrations[v].sql) : absl::OkStatus();
+    if (st.ok() && now == v) {
+      st = Exec(absl::StrCat("PRAGMA user_version = ", v + 1).c_str());
+    }
+    if (!st.ok()) {
+      (void)Exec("ROLLBACK");
+      return absl::Status(st.code(), absl::StrCat("migrating the schema from version ", v, " to ",
+                                                  v + 1, " (", kMigrations[v].what,
+                                                  ") failed: ", st.message()));
+    }
+    FARM_RETURN_IF_ERROR(Exec("COMMIT"));
+    if (now == v && version > 0) {
+      FARM_LOG(Info) << "database '" << path_ << "': schema migrated to version " << v + 1 << " ("
+                     << kMigrations[v].what << ")";
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Store::CheckIntegrity() {

@@ -42,8 +42,15 @@ class Store {
   // what to do, when it is damaged, is not a database, or is empty (0 bytes: truncated; a new
   // database is only created where no file is); UNAVAILABLE when the file cannot be opened, with
   // SQLite's message. Later calls return DATA_LOSS when they meet a damaged page.
+  // Open also brings the schema to the latest version (PRAGMA user_version; the steps are
+  // kMigrations in store.cc), each step in one transaction; FAILED_PRECONDITION when the file was
+  // written by a newer coordinator (a higher version than this one knows).
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
   ~Store();
+
+  // The schema version of the open database, and the latest this build knows.
+  absl::StatusOr<int> SchemaVersion();
+  static int LatestSchemaVersion();
 
   // Groups every write made while it lives into one transaction (one WAL commit instead of one
   // per write). Nested batches join the outermost one. A failed BEGIN leaves the writes to commit
@@ -96,6 +103,8 @@ class Store {
  private:
   Store(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   absl::Status Exec(const char* sql);
+  // Applies the migrations the database has not had yet.
+  absl::Status Migrate();
   // DATA_LOSS when PRAGMA quick_check finds a damaged page.
   absl::Status CheckIntegrity();
   sqlite3* db_;

@@ -277,6 +277,13 @@ TEST(PlannerKSectionTest, EightyThousandKernelShapedCommitsSixteenSlots) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("%zu candidates, 16 slots: planned in %.3f s\n", f.num_candidates(), seconds);
   EXPECT_EQ(plan.start.size(), 16u);
+  // A verdict mid-round: one slot free, the other 15 still running.
+  std::vector<CommitId> running(plan.start.begin() + 1, plan.start.end());
+  start = std::chrono::steady_clock::now();
+  Plan replan = PlanKSection(f, {running, 1});
+  std::printf("re-plan of 1 slot around 15 running: %.3f s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  EXPECT_EQ(replan.start.size(), 1u);
 }
 
 TEST(PlannerKSectionTest, OneSlotIsGitsMidpoint) {
