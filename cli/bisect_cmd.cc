@@ -203,8 +203,8 @@ int RunLocalBisect(BisectFlags& f) {
   interrupts.OnSignal([&client, job_id] { client.Cancel(job_id).IgnoreError(); });
   std::printf("%s %u %s with %d local agent%s (job %s, state in %s)\n",
               spec->has_matrix() && !spec->matrix().bisect() ? "testing" : "bisecting",
-              resp->status().candidates(), spec->has_matrix() ? "cells" : "commits", agents, agents == 1 ? "" : "s", job_id.c_str(),
-              Printable(*state_dir).c_str());
+              resp->status().candidates(), spec->has_matrix() ? "cells" : "commits", agents,
+              agents == 1 ? "" : "s", job_id.c_str(), Printable(*state_dir).c_str());
   std::fflush(stdout);
   ProgressView view;
   FarmClient::WatchCallbacks callbacks = ShowingCallbacks(&view);

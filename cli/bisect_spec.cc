@@ -216,7 +216,8 @@ absl::Status PrepareCells(BisectFlags& f, v1::BisectSpec* spec) {
   }
   if (f.command.empty() && f.kernel.test.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        what, " needs a test: --test FILE (run inside each guest kernel, or on the host kernel "
+        what,
+        " needs a test: --test FILE (run inside each guest kernel, or on the host kernel "
         "when there are no guests), or a command after -- (run in the cell's worktree, which "
         "holds bzImage and host-kernel)"));
   }

@@ -100,9 +100,9 @@ absl::Status ValidateMatrix(const v1::BisectSpec& spec) {
         "spec.matrix.hosts is empty: give at least one host kernel (--host-kernels)");
   }
   if (m.hosts_size() > spec::kMaxMatrixKernels || m.guests_size() > spec::kMaxMatrixKernels) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "spec.matrix has ", m.hosts_size(), " host and ", m.guests_size(),
-        " guest kernels: give at most ", spec::kMaxMatrixKernels, " of each"));
+    return absl::InvalidArgumentError(absl::StrCat("spec.matrix has ", m.hosts_size(), " host and ",
+                                                   m.guests_size(), " guest kernels: give at most ",
+                                                   spec::kMaxMatrixKernels, " of each"));
   }
   for (int i = 0; i < m.hosts_size(); ++i) {
     if (m.hosts(i).image().empty() || m.hosts(i).key().empty()) {

@@ -32,8 +32,8 @@ std::optional<Cell> CellGrid::CellOf(CommitId commit) const {
   return CellAt(it->second);
 }
 
-std::optional<Cell> CellGrid::Record(std::vector<std::optional<Verdict>>& verdicts,
-                                     CommitId commit, Verdict verdict) const {
+std::optional<Cell> CellGrid::Record(std::vector<std::optional<Verdict>>& verdicts, CommitId commit,
+                                     Verdict verdict) const {
   std::optional<Cell> cell = CellOf(commit);
   if (!cell || verdicts[Index(*cell)].has_value()) return std::nullopt;
   verdicts[Index(*cell)] = verdict;

@@ -344,9 +344,9 @@ void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& 
   running_jobs_.erase(job.id);
   job.state = state;
   ++(state == v1::FOUND || state == v1::COMPLETE ? metrics_.ended_found
-     : state == v1::AMBIGUOUS ? metrics_.ended_ambiguous
-     : state == v1::CANCELLED ? metrics_.ended_cancelled
-                              : metrics_.ended_failed);
+     : state == v1::AMBIGUOUS                    ? metrics_.ended_ambiguous
+     : state == v1::CANCELLED                    ? metrics_.ended_cancelled
+                                                 : metrics_.ended_failed);
   job.error = error;
   job.elapsed_seconds = absl::ToDoubleSeconds(Now() - job.started);
   for (auto it = tasks_.begin(); it != tasks_.end();) {
@@ -362,7 +362,7 @@ void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& 
     CancelTaskLocked(tasks_[id],
                      state == v1::CANCELLED ? "the job was cancelled" : "the job has ended");
   }
-  std::string what = state == v1::COMPLETE ? std::string("complete: every cell tested")
+  std::string what = state == v1::COMPLETE    ? std::string("complete: every cell tested")
                      : state == v1::FOUND     ? absl::StrCat("found ", ShortSha(job.first_bad[0]))
                      : state == v1::AMBIGUOUS ? "only skipped commits left"
                      : state == v1::CANCELLED ? "cancelled"
