@@ -198,13 +198,17 @@ void PrintReport(const v1::JobStatus& st, const std::string& log_file) {
     tested += t.state() == v1::TASK_DONE && !t.reused();
     reused += t.reused();
   }
-  std::printf("\n%d commits tested in %.1fs", tested, st.elapsed_seconds());
+  std::printf("\n%d %s tested in %.1fs", tested, st.spec().has_matrix() ? "cells" : "commits",
+              st.elapsed_seconds());
   if (reused > 0) std::printf(", %d verdicts reused", reused);
   if (!log_file.empty() && !st.bisect_log().empty()) {
     std::ofstream f(log_file, std::ios::trunc);
     f << st.bisect_log();
     if (!f.good()) {
       std::fprintf(stderr, "farm: cannot write the bisect log to %s\n", P(log_file).c_str());
+    } else if (st.spec().has_matrix()) {
+      std::printf("; log of the cells' verdicts written to %s (not a log for git bisect replay)",
+                  P(log_file).c_str());
     } else if (st.spec().flaky().empty()) {
       std::printf("; bisect log written to %s (git bisect replay accepts it)", P(log_file).c_str());
     } else {
