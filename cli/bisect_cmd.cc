@@ -126,6 +126,11 @@ int RunLocalBisect(BisectFlags& f) {
   Interrupts& interrupts = ProcessInterrupts();
   absl::StatusOr<v1::BisectSpec> spec = MakeSpec(f, /*repo_must_be_local=*/true);
   if (!spec.ok()) return Fail(spec.status());
+  if (spec->has_matrix()) {
+    return Fail(absl::InvalidArgumentError(
+        "host kernels need kexec agents (farm-agent --kexec on each host): run with "
+        "--coordinator HOST:PORT"));
+  }
   if (!f.log_file.empty()) {
     absl::Status writable = CheckWritable(f.log_file, "--log");
     if (!writable.ok()) return Fail(writable);

@@ -1,8 +1,9 @@
 // Host x guest jobs with real agents, a real coordinator and the farm command (issue 11): a
 // host-only matrix's table, its cells' logs, the grouping of cells by host kernel per agent and
 // reuse across jobs; a two-dimensional bisect over image lists that names both kernels. The agents
-// here are ordinary ones (they run the cell's test in its worktree, which names the host image
-// by digest and holds the guest image); the kexec agents' own tests are tests/e2e/kexec/.
+// here are ordinary ones labelled kexec=1 (a matrix requires it): they run the cell's test in its
+// worktree, which names the host image by digest and holds the guest image, without switching
+// kernels; the kexec agents' own tests are tests/e2e/kexec/.
 #include <map>
 #include <set>
 
@@ -61,8 +62,9 @@ TEST(Matrix, HostOnlyTableLogsGroupingAndReuse) {
                                              "echo \"cell on host $h\"\n[ \"$h\" != 1 ]\n"));
   TestFarm farm(dir);
   ASSERT_TRUE(farm.started()) << farm.coordinator().Output();
-  farm.AddAgent("a", dir + "/a");
-  farm.AddAgent("b", dir + "/b");
+  farm.AddAgent("a", dir + "/a", {}, {"--label", "kexec=1"});
+  farm.AddAgent("b", dir + "/b", {}, {"--label", "kexec=1"});
+  farm.AddAgent("plain", dir + "/plain");  // no kexec: gets no cell
   ASSERT_TRUE(farm.WaitForAgents()) << farm.Agents();
   const std::string env = absl::StrCat("XDG_CACHE_HOME=", Quote(dir + "/cache"), " ");
   const std::string args =
@@ -84,6 +86,7 @@ TEST(Matrix, HostOnlyTableLogsGroupingAndReuse) {
   ASSERT_NE(at, std::string::npos) << status;
   std::string sha = status.substr(status.rfind('\n', at) + 3, 12);
   EXPECT_TRUE(absl::StrContains(farm.Log("1", sha), "cell on host 1")) << farm.Log("1", sha);
+  EXPECT_FALSE(absl::StrContains(status, " on plain ")) << status;
   // No agent came back to a host kernel it had left.
   for (const auto& [agent, seq] : HostsPerAgent(status)) {
     std::set<std::string> seen;
@@ -97,6 +100,11 @@ TEST(Matrix, HostOnlyTableLogsGroupingAndReuse) {
   CommandResult again = Sh(env + Farm() + args);
   ASSERT_EQ(again.exit_code, 0) << again.output;
   EXPECT_TRUE(absl::StrContains(again.output, "3 verdicts reused")) << again.output;
+  // The job requires kexec agents; local agents are not, so a local run is refused at once.
+  CommandResult local =
+      Sh(absl::StrCat(env, Farm(), " matrix --host-kernels ", Quote(hosts[0]), " -- true"));
+  EXPECT_EQ(local.exit_code, 2) << local.output;
+  EXPECT_TRUE(absl::StrContains(local.output, "host kernels need kexec agents")) << local.output;
 }
 
 TEST(Matrix, TwoDimensionalBisectNamesBothKernels) {
@@ -110,8 +118,8 @@ TEST(Matrix, TwoDimensionalBisectNamesBothKernels) {
                                              "[ \"$h\" -lt 3 ] || [ \"$g\" -lt 2 ]\n"));
   TestFarm farm(dir);
   ASSERT_TRUE(farm.started()) << farm.coordinator().Output();
-  farm.AddAgent("a", dir + "/a");
-  farm.AddAgent("b", dir + "/b");
+  farm.AddAgent("a", dir + "/a", {}, {"--label", "kexec=1"});
+  farm.AddAgent("b", dir + "/b", {}, {"--label", "kexec=1"});
   ASSERT_TRUE(farm.WaitForAgents()) << farm.Agents();
   std::string args = " bisect --coordinator " + farm.listen() + " --host-kernels";
   for (const auto& h : hosts) absl::StrAppend(&args, " ", Quote(h));

@@ -728,6 +728,7 @@ TEST(MatrixDispatch, AssignsCarryTheHostKernelAndAgentsStayOnTheirHost) {
     v1::Hello h;
     h.set_agent_id(id);
     h.set_slots(1);
+    (*h.mutable_capabilities())["kexec"] = "1";
     auto s = (*c)->Connect(h, channels[id]);
     ASSERT_TRUE(s.ok()) << s.status();
     sessions[id] = *s;
