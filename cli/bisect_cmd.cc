@@ -126,6 +126,11 @@ int RunLocalBisect(BisectFlags& f) {
   Interrupts& interrupts = ProcessInterrupts();
   absl::StatusOr<v1::BisectSpec> spec = MakeSpec(f, /*repo_must_be_local=*/true);
   if (!spec.ok()) return Fail(spec.status());
+  if (spec->has_matrix()) {
+    return Fail(absl::InvalidArgumentError(
+        "host kernels need kexec agents (farm-agent --kexec on each host): run with "
+        "--coordinator HOST:PORT"));
+  }
   if (!f.log_file.empty()) {
     absl::Status writable = CheckWritable(f.log_file, "--log");
     if (!writable.ok()) return Fail(writable);
@@ -201,9 +206,10 @@ int RunLocalBisect(BisectFlags& f) {
   // From here a signal cancels the job: the coordinator stops its tasks, the watch below sees it
   // end, and stop_all waits for the tests' process groups to be killed.
   interrupts.OnSignal([&client, job_id] { client.Cancel(job_id).IgnoreError(); });
-  std::printf("bisecting %u commits with %d local agent%s (job %s, state in %s)\n",
-              resp->status().candidates(), agents, agents == 1 ? "" : "s", job_id.c_str(),
-              Printable(*state_dir).c_str());
+  std::printf("%s %u %s with %d local agent%s (job %s, state in %s)\n",
+              spec->has_matrix() && !spec->matrix().bisect() ? "testing" : "bisecting",
+              resp->status().candidates(), spec->has_matrix() ? "cells" : "commits", agents,
+              agents == 1 ? "" : "s", job_id.c_str(), Printable(*state_dir).c_str());
   std::fflush(stdout);
   ProgressView view;
   FarmClient::WatchCallbacks callbacks = ShowingCallbacks(&view);

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "cli/matrix_cells.h"
 #include "common/jobfile/jobfile.h"
 #include "common/spec/spec.h"
 #include "common/status_macros.h"
@@ -145,7 +146,21 @@ void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
   cmd->add_option("--host-kernel-cmdline", f.host_kernel_cmdline,
                   "appended to the command line --host-kernel boots with");
   AddKernelFlags(cmd, f.kernel);
+  AddHostGuestFlags(cmd, f);
   cmd->add_option("command", f.command, "the test command and its arguments (after --)");
+}
+
+void AddHostGuestFlags(CLI::App* cmd, BisectFlags& f) {
+  cmd->add_option("--host-kernels", f.host_kernels,
+                  f.matrix ? "prebuilt host kernel images: each cell's agent kexecs into its host"
+                           : "two-dimensional bisect: prebuilt host kernel images, oldest (good) "
+                             "first; with --guest-kernels")
+      ->take_all();
+  cmd->add_option("--guest-kernels", f.guest_kernels,
+                  f.matrix ? "prebuilt guest kernel images booted on each host (none: host-only)"
+                           : "two-dimensional bisect: prebuilt guest kernel images, oldest (good) "
+                             "first; with --host-kernels")
+      ->take_all();
 }
 
 absl::Status CheckWritable(const std::string& path, const std::string& flag) {
@@ -162,6 +177,57 @@ absl::Status CheckWritable(const std::string& path, const std::string& flag) {
 }
 
 namespace {
+
+// A repository the client makes under $XDG_CACHE_HOME/farm/<kind>/, named by the files it is
+// made of.
+std::string CacheRepoDir(const std::string& kind,
+                         const std::vector<const std::vector<std::string>*>& lists) {
+  const char* cache = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  std::string base = cache ? cache : home ? absl::StrCat(home, "/.cache") : "/tmp";
+  std::string key;
+  for (const std::vector<std::string>* list : lists) {
+    for (const auto& k : *list) absl::StrAppend(&key, fs::absolute(k).string(), "\n");
+    key += "--\n";
+  }
+  return absl::StrFormat("%s/farm/%s/%016x.git", base, kind, std::hash<std::string>{}(key));
+}
+
+// Host x guest jobs: the cells repository replaces --repo/--good/--bad (MatrixSpec says how).
+absl::Status PrepareCells(BisectFlags& f, v1::BisectSpec* spec) {
+  const char* what = f.matrix ? "farm matrix" : "a two-dimensional bisect";
+  if (f.host_kernels.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " needs --host-kernels: the prebuilt host kernel images (oldest first)"));
+  }
+  if (!f.matrix && (f.host_kernels.size() < 2 || f.guest_kernels.size() < 2)) {
+    return absl::InvalidArgumentError(
+        "a two-dimensional bisect needs at least two --host-kernels and two --guest-kernels "
+        "(oldest, good, first; newest, bad, last); to test every pair use farm matrix");
+  }
+  if (!f.good.empty() || !f.bad.empty() || f.kernel.kernel || !f.kernel.kernels.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " takes its kernels from --host-kernels and --guest-kernels: drop --good/--bad/",
+        "--kernel/--kernels"));
+  }
+  if (f.command.empty() && f.kernel.test.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what,
+        " needs a test: --test FILE (run inside each guest kernel, or on the host kernel "
+        "when there are no guests), or a command after -- (run in the cell's worktree, which "
+        "holds bzImage and host-kernel)"));
+  }
+  FARM_ASSIGN_OR_RETURN(
+      MatrixCells made,
+      MakeMatrixCells(f.host_kernels, f.guest_kernels,
+                      CacheRepoDir("matrix-cells", {&f.host_kernels, &f.guest_kernels})));
+  made.matrix.set_bisect(!f.matrix);
+  *spec->mutable_matrix() = std::move(made.matrix);
+  f.repo = made.path;
+  f.good = {made.root};
+  f.bad = made.last;
+  return absl::OkStatus();
+}
 
 // The spec of the flags (or of the job file), before the labels and the schema's check.
 absl::StatusOr<v1::BisectSpec> BuildSpec(BisectFlags f, bool repo_must_be_local) {
@@ -183,20 +249,16 @@ absl::StatusOr<v1::BisectSpec> BuildSpec(BisectFlags f, bool repo_must_be_local)
     FARM_RETURN_IF_ERROR(CheckSpec(*loaded));
     return *loaded;
   }
-  if (!f.kernel.kernels.empty()) {
+  const bool cells = !f.host_kernels.empty() || !f.guest_kernels.empty() || f.matrix;
+  if (cells) FARM_RETURN_IF_ERROR(PrepareCells(f, &spec));
+  if (!f.kernel.kernels.empty() && !cells) {
     // Prebuilt images: bisect a repository with one commit per image, made here.
     if (!f.good.empty() || !f.bad.empty()) {
       return absl::InvalidArgumentError(
           "--kernels replaces --good/--bad: the first image is the good one, the last the bad");
     }
-    const char* cache = std::getenv("XDG_CACHE_HOME");
-    const char* home = std::getenv("HOME");
-    std::string base = cache ? cache : home ? absl::StrCat(home, "/.cache") : "/tmp";
-    std::string key;
-    for (const auto& k : f.kernel.kernels) absl::StrAppend(&key, fs::absolute(k).string(), "\n");
-    std::string dir =
-        absl::StrFormat("%s/farm/kernel-lists/%016x.git", base, std::hash<std::string>{}(key));
-    absl::StatusOr<KernelListRepo> list = MakeKernelListRepo(f.kernel.kernels, dir);
+    absl::StatusOr<KernelListRepo> list =
+        MakeKernelListRepo(f.kernel.kernels, CacheRepoDir("kernel-lists", {&f.kernel.kernels}));
     if (!list.ok()) return list.status();
     f.repo = list->path;
     f.good = {list->first};
@@ -234,6 +296,25 @@ absl::StatusOr<v1::BisectSpec> BuildSpec(BisectFlags f, bool repo_must_be_local)
   v1::Recipe* r = spec.mutable_recipe();
   r->set_build_command(f.build);
   r->set_timeout_seconds(f.timeout);
+  if (cells && f.command.empty()) {
+    // A host-only matrix runs its --test on the host kernel itself.
+    if (f.guest_kernels.empty()) {
+      FARM_RETURN_IF_ERROR(ResolveTestCommand({f.kernel.test}, r));
+      return spec;
+    }
+    KernelFlags guests = f.kernel;
+    guests.kernels = f.guest_kernels;  // each cell's worktree holds its guest as bzImage
+    FARM_RETURN_IF_ERROR(ApplyKernelFlags(guests, r));
+    return spec;
+  }
+  if (cells) {
+    if (!f.kernel.test.empty()) {
+      return absl::InvalidArgumentError(
+          "give the test with --test FILE or as a command after --, not both");
+    }
+    FARM_RETURN_IF_ERROR(ResolveTestCommand(f.command, r));
+    return spec;
+  }
   if (f.kernel.any()) {
     if (!f.command.empty()) {
       return absl::InvalidArgumentError(

@@ -43,10 +43,17 @@ struct BisectFlags {
   std::string host_kernel, host_kernel_initrd, host_kernel_cmdline;
   KernelFlags kernel;
   std::vector<std::string> command;
+  // Host x guest jobs (issue 11): prebuilt host and guest images, oldest first. On farm bisect
+  // they make a two-dimensional bisect; `matrix` (farm matrix) tests every cell instead.
+  std::vector<std::string> host_kernels;
+  std::vector<std::string> guest_kernels;
+  bool matrix = false;
 };
 
 // Declares the flags shared by `farm bisect` and `farm submit` on `cmd`, bound to `f`.
 void AddBisectFlags(CLI::App* cmd, BisectFlags& f);
+// --host-kernels and --guest-kernels (part of AddBisectFlags; farm matrix declares them alone).
+void AddHostGuestFlags(CLI::App* cmd, BisectFlags& f);
 
 // The job `f` describes, checked as far as the client can, and against the request schema
 // (common/spec: the same words the coordinator and a job file would use). A repository path is made

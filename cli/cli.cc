@@ -33,6 +33,8 @@ int FarmMain(int argc, char** argv) {
   BisectCommand submit_cmd;
   submit_cmd.submit = true;
   CLI::App* submit = AddSubmitCommand(app, submit_cmd, client);
+  BisectCommand matrix_cmd;
+  CLI::App* matrix = AddMatrixCommand(app, matrix_cmd, client);
   WatchCommand watch_cmd;
   CLI::App* watch = AddWatchCommand(app, watch_cmd, client);
   CancelCommand cancel_cmd;
@@ -72,6 +74,7 @@ int FarmMain(int argc, char** argv) {
   if (next->parsed()) return RunNext(next_flags);
   if (bisect->parsed()) return RunBisect(bisect_cmd, client);
   if (submit->parsed()) return RunBisect(submit_cmd, client);
+  if (matrix->parsed()) return RunBisect(matrix_cmd, client);
   if (watch->parsed()) return RunWatch(watch_cmd, client);
   if (cancel->parsed()) return RunCancel(cancel_cmd, client);
   if (status->parsed()) return RunStatus(status_cmd, client);

@@ -58,6 +58,9 @@ struct BisectCommand {
 CLI::App* AddBisectCommand(CLI::App& app, BisectCommand& cmd, ClientFlags& client);
 CLI::App* AddSubmitCommand(CLI::App& app, BisectCommand& cmd, ClientFlags& client);
 int RunBisect(BisectCommand& cmd, const ClientFlags& client);
+// farm matrix: a BisectCommand whose flags make a matrix job (cli/matrix_cmd.cc); run with
+// RunBisect.
+CLI::App* AddMatrixCommand(CLI::App& app, BisectCommand& cmd, ClientFlags& client);
 
 // farm watch JOB [--log FILE].
 struct WatchCommand {

@@ -141,17 +141,8 @@ absl::Status ApplyKernelFlags(const KernelFlags& f, v1::Recipe* recipe) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<KernelListRepo> MakeKernelListRepo(const std::vector<std::string>& images,
-                                                  const std::string& dir) {
-  if (images.size() < 2) {
-    return absl::InvalidArgumentError(
-        "--kernels needs at least two images: the oldest (good) first, the newest (bad) last");
-  }
-  for (const auto& img : images) {
-    if (!fs::is_regular_file(img)) {
-      return absl::InvalidArgumentError(absl::StrCat("--kernels: '", img, "' is not a file"));
-    }
-  }
+absl::StatusOr<std::vector<std::string>> WriteCommitChain(const std::string& dir,
+                                                          const std::vector<ChainCommit>& commits) {
   GitLibrary::Ensure();
   fs::remove_all(dir);
   git_repository* raw = nullptr;
@@ -161,19 +152,22 @@ absl::StatusOr<KernelListRepo> MakeKernelListRepo(const std::vector<std::string>
   GitRepository repo(raw);
   git_signature* sig = nullptr;
   git_signature_new(&sig, "farm", "farm@localhost", 1700000000, 0);
-  KernelListRepo out;
-  out.path = dir;
+  std::vector<std::string> out;
   git_oid parent;
   bool has_parent = false;
-  for (size_t i = 0; i < images.size(); ++i) {
-    git_oid blob, name_blob, tree;
-    std::string name = fs::absolute(images[i]).string();
+  for (const ChainCommit& c : commits) {
+    git_oid tree;
     git_treebuilder* tb = nullptr;
-    int rc = git_blob_create_from_disk(&blob, repo.get(), name.c_str());
-    if (!rc) rc = git_blob_create_from_buffer(&name_blob, repo.get(), name.data(), name.size());
-    if (!rc) rc = git_treebuilder_new(&tb, repo.get(), nullptr);
-    if (!rc) rc = git_treebuilder_insert(nullptr, tb, "bzImage", &blob, GIT_FILEMODE_BLOB);
-    if (!rc) rc = git_treebuilder_insert(nullptr, tb, "image-path", &name_blob, GIT_FILEMODE_BLOB);
+    int rc = git_treebuilder_new(&tb, repo.get(), nullptr);
+    for (const ChainFile& f : c.files) {
+      git_oid blob;
+      if (!rc && !f.disk_path.empty()) {
+        rc = git_blob_create_from_disk(&blob, repo.get(), f.disk_path.c_str());
+      } else if (!rc) {
+        rc = git_blob_create_from_buffer(&blob, repo.get(), f.content.data(), f.content.size());
+      }
+      if (!rc) rc = git_treebuilder_insert(nullptr, tb, f.name.c_str(), &blob, GIT_FILEMODE_BLOB);
+    }
     if (!rc) rc = git_treebuilder_write(&tree, tb);
     git_treebuilder_free(tb);
     git_tree* t = nullptr;
@@ -182,26 +176,44 @@ absl::StatusOr<KernelListRepo> MakeKernelListRepo(const std::vector<std::string>
     if (!rc && has_parent) rc = git_commit_lookup(&p, repo.get(), &parent);
     const git_commit* parents[] = {p};
     git_oid commit;
-    std::string msg = absl::StrCat(fs::path(images[i]).filename().string(), "\n\n", name, "\n");
     if (!rc) {
-      rc = git_commit_create(&commit, repo.get(), "refs/heads/main", sig, sig, nullptr, msg.c_str(),
-                             t, has_parent ? 1 : 0, parents);
+      rc = git_commit_create(&commit, repo.get(), "refs/heads/main", sig, sig, nullptr,
+                             c.message.c_str(), t, has_parent ? 1 : 0, parents);
     }
     git_tree_free(t);
     git_commit_free(p);
     if (rc) {
       git_signature_free(sig);
-      return GitError(rc, absl::StrCat("cannot record ", name));
+      return GitError(rc, absl::StrCat("cannot record ", c.message.substr(0, c.message.find('\n')),
+                                       " in ", dir));
     }
     char hex[GIT_OID_HEXSZ + 1];
     git_oid_tostr(hex, sizeof(hex), &commit);
-    if (i == 0) out.first = hex;
-    out.last = hex;
+    out.push_back(hex);
     parent = commit;
     has_parent = true;
   }
   git_signature_free(sig);
   return out;
+}
+
+absl::StatusOr<KernelListRepo> MakeKernelListRepo(const std::vector<std::string>& images,
+                                                  const std::string& dir) {
+  if (images.size() < 2) {
+    return absl::InvalidArgumentError(
+        "--kernels needs at least two images: the oldest (good) first, the newest (bad) last");
+  }
+  std::vector<ChainCommit> commits;
+  for (const auto& img : images) {
+    if (!fs::is_regular_file(img)) {
+      return absl::InvalidArgumentError(absl::StrCat("--kernels: '", img, "' is not a file"));
+    }
+    std::string name = fs::absolute(img).string();
+    commits.push_back({{{"bzImage", name, ""}, {"image-path", "", name}},
+                       absl::StrCat(fs::path(img).filename().string(), "\n\n", name, "\n")});
+  }
+  FARM_ASSIGN_OR_RETURN(std::vector<std::string> ids, WriteCommitChain(dir, commits));
+  return KernelListRepo{dir, ids.front(), ids.back()};
 }
 
 }  // namespace farm

@@ -39,6 +39,20 @@ void AddKernelFlags(CLI::App* cmd, KernelFlags& f);
 // Fills recipe->kernel and recipe->boot. Errors name the flag and what is allowed.
 absl::Status ApplyKernelFlags(const KernelFlags& f, farm::v1::Recipe* recipe);
 
+// A file of a commit the CLI makes: `name` in the tree, its content read from `disk_path` when
+// that is set, else `content`.
+struct ChainFile {
+  std::string name, disk_path, content;
+};
+struct ChainCommit {
+  std::vector<ChainFile> files;
+  std::string message;
+};
+// A new bare repository in `dir` (whatever was there is removed) whose main branch is `commits`,
+// each the parent of the next. Returns their ids in order; libgit2's errors name `dir`.
+absl::StatusOr<std::vector<std::string>> WriteCommitChain(const std::string& dir,
+                                                          const std::vector<ChainCommit>& commits);
+
 // `--kernels A B C`: a repository in `dir` with one commit per image (the file bzImage), oldest
 // first, so that the ordinary machinery bisects them. Returns the first and last commit ids.
 struct KernelListRepo {

@@ -132,6 +132,8 @@ const char* StateName(v1::JobState s) {
       return "running";
     case v1::FOUND:
       return "found";
+    case v1::COMPLETE:
+      return "complete";
     case v1::AMBIGUOUS:
       return "ambiguous";
     case v1::FAILED:
@@ -146,6 +148,7 @@ const char* StateName(v1::JobState s) {
 int ExitCodeForJob(const v1::JobStatus& st) {
   switch (st.state()) {
     case v1::FOUND:
+    case v1::COMPLETE:
       return kExitFound;
     case v1::AMBIGUOUS:
       return kExitAmbiguous;
@@ -209,13 +212,17 @@ void PrintReport(const v1::JobStatus& st, const std::string& log_file) {
     tested += t.state() == v1::TASK_DONE && !t.reused();
     reused += t.reused();
   }
-  std::printf("\n%d commits tested in %.1fs", tested, st.elapsed_seconds());
+  std::printf("\n%d %s tested in %.1fs", tested, st.spec().has_matrix() ? "cells" : "commits",
+              st.elapsed_seconds());
   if (reused > 0) std::printf(", %d verdicts reused", reused);
   if (!log_file.empty() && !st.bisect_log().empty()) {
     std::ofstream f(log_file, std::ios::trunc);
     f << st.bisect_log();
     if (!f.good()) {
       std::fprintf(stderr, "farm: cannot write the bisect log to %s\n", P(log_file).c_str());
+    } else if (st.spec().has_matrix()) {
+      std::printf("; log of the cells' verdicts written to %s (not a log for git bisect replay)",
+                  P(log_file).c_str());
     } else if (st.spec().flaky().empty()) {
       std::printf("; bisect log written to %s (git bisect replay accepts it)", P(log_file).c_str());
     } else {

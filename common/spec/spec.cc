@@ -117,6 +117,45 @@ absl::Status ValidateBoot(const v1::BootSpec& b) {
 
 }  // namespace
 
+namespace {
+
+absl::Status ValidateMatrix(const v1::BisectSpec& spec) {
+  const v1::MatrixSpec& m = spec.matrix();
+  if (m.hosts().empty()) {
+    return absl::InvalidArgumentError(
+        "spec.matrix.hosts is empty: give at least one host kernel (--host-kernels)");
+  }
+  if (m.hosts_size() > spec::kMaxMatrixKernels || m.guests_size() > spec::kMaxMatrixKernels) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.matrix has ", m.hosts_size(), " host and ",
+                                                   m.guests_size(), " guest kernels: give at most ",
+                                                   spec::kMaxMatrixKernels, " of each"));
+  }
+  for (int i = 0; i < m.hosts_size(); ++i) {
+    if (m.hosts(i).image().empty() || m.hosts(i).key().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.matrix.hosts[", i, "] has no image or no key: give the image's path and sha256"));
+    }
+  }
+  const int cells = m.hosts_size() * std::max(1, m.guests_size());
+  if (m.cells_size() != cells) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.matrix.cells has ", m.cells_size(), " commits for ", m.hosts_size(),
+                     " x ", std::max(1, m.guests_size()), " cells: give one commit per cell"));
+  }
+  if (m.bisect() && (m.hosts_size() < 2 || m.guests_size() < 2)) {
+    return absl::InvalidArgumentError(
+        "spec.matrix.bisect needs at least two host and two guest kernels (the good one first, "
+        "the bad one last); for one dimension use a plain bisect (--kernels)");
+  }
+  if (!spec.flaky().empty()) {
+    return absl::InvalidArgumentError(
+        "spec.flaky does not apply to a matrix or a two-dimensional bisect: drop --flaky");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ValidateBisectSpec(const v1::BisectSpec& spec) {
   if (spec.repo().empty()) {
     return absl::InvalidArgumentError("spec.repo is empty: give the repository path or URL");
@@ -180,6 +219,9 @@ absl::Status ValidateBisectSpec(const v1::BisectSpec& spec) {
           absl::StrCat("spec.require has the key '", k,
                        "': give keys of letters, digits, '.', '-', '_' or '/' (e.g. gpu=a100)"));
     }
+  }
+  if (spec.has_matrix()) {
+    if (absl::Status st = ValidateMatrix(spec); !st.ok()) return st;
   }
   bool has_terms = !spec.term_old().empty() || !spec.term_new().empty();
   if (has_terms && (!spec::ValidTerm(spec.term_old()) || !spec::ValidTerm(spec.term_new()) ||

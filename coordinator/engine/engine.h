@@ -31,10 +31,13 @@ enum class CancelReason {
 
 // What a finished search found.
 struct EngineAnswer {
-  farm::v1::JobState state = farm::v1::RUNNING;  // FOUND or AMBIGUOUS once Done()
+  // FOUND or AMBIGUOUS once Done(); COMPLETE for a kind that has no culprit (a matrix); FAILED
+  // when the job's own range contradicts itself (its report says how).
+  farm::v1::JobState state = farm::v1::RUNNING;
   std::vector<CommitId> commits;  // FOUND: the culprit; AMBIGUOUS: the possible culprits
   // The answer is exact in git's sense, so a merge found first-bad may be descended into.
   bool may_descend_merges = false;
+  std::string error;  // FAILED: what contradicts, and what to do
 };
 
 // Progress figures shown in a job's status.
@@ -114,6 +117,11 @@ class BisectEngine {
 
   // What verifying the answer showed so far.
   virtual EngineVerification Verification() const { return {}; }
+
+  // What a probe runs on besides its commit: the host kernel its agent switches to (kexec) before
+  // the test (Assign.host_kernel), or null for a probe that is only a commit of the job's graph.
+  // Kinds with a host axis (a matrix, a two-dimensional bisect) map each probe commit to its cell.
+  virtual const farm::v1::HostKernel* HostKernelOf(CommitId /*commit*/) const { return nullptr; }
 };
 
 }  // namespace farm

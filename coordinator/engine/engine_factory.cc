@@ -4,7 +4,9 @@
 #include "common/status_macros.h"
 #include "coordinator/engine/flaky_engine.h"
 #include "coordinator/engine/git_engine.h"
+#include "coordinator/engine/matrix_engine.h"
 #include "coordinator/engine/probe_engine.h"
+#include "coordinator/engine/two_dim_engine.h"
 #include "coordinator/engine/verifying_engine.h"
 
 namespace farm {
@@ -33,6 +35,11 @@ absl::StatusOr<std::unique_ptr<BisectEngine>> CreateEngine(
   std::unique_ptr<BisectEngine> engine;
   // One line per job kind; the first whose spec field is set wins.
   if (spec.probe()) return std::make_unique<ProbeEngine>(std::move(graph));
+  if (spec.has_matrix()) {
+    FARM_ASSIGN_OR_RETURN(CellGrid grid, CellGrid::Create(spec.matrix(), *graph));
+    if (spec.matrix().bisect()) return std::make_unique<TwoDimEngine>(std::move(grid), graph);
+    return std::make_unique<MatrixEngine>(std::move(grid), std::move(graph));
+  }
   if (!spec.flaky().empty()) {
     FARM_ASSIGN_OR_RETURN(engine, CreateFlakyEngine(spec, graph, skipped));
   } else {

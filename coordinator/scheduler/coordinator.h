@@ -172,6 +172,8 @@ class Coordinator {
   bool DealOneLocked(Job& job, FreeSlots& slots, size_t share) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The free slot where `commit` of `job` is cheapest to test, or -1.
   int PickSlotLocked(Job& job, FreeSlots& free, CommitId commit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static int SameHostKernelSlot(const Job& job, const FreeSlots& free,
+                                const std::vector<size_t>& eligible, CommitId c);
   // Whether `session`'s agent may run tasks of `job` (its labels satisfy the job's require).
   static bool Eligible(const Job& job, const Session& session);
   void StartTaskLocked(Job& job, CommitId commit, Session& session)

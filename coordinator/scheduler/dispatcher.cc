@@ -210,6 +210,9 @@ int Coordinator::PickSlotLocked(Job& job, FreeSlots& free, CommitId c) {
     if (any_requirement && !Eligible(job, *free.slots[i])) continue;
     eligible.push_back(i);
   }
+  if (eligible.size() > 1) {
+    if (int same = SameHostKernelSlot(job, free, eligible, c); same >= 0) return same;
+  }
   if (eligible.size() <= 1 || !job.move_cost) {
     return eligible.empty() ? -1 : static_cast<int>(eligible[0]);
   }
@@ -234,6 +237,18 @@ int Coordinator::PickSlotLocked(Job& job, FreeSlots& free, CommitId c) {
     }
   }
   return best;
+}
+
+// Host kernels (matrix jobs, issue 11): a cell goes to a free agent whose machine already runs
+// its host kernel, so that it need not kexec; -1 when no eligible slot does.
+int Coordinator::SameHostKernelSlot(const Job& job, const FreeSlots& free,
+                                    const std::vector<size_t>& eligible, CommitId c) {
+  const v1::HostKernel* host = job.engine->HostKernelOf(c);
+  if (host == nullptr) return -1;
+  for (size_t i : eligible) {
+    if (free.slots[i]->host_key == host->key()) return static_cast<int>(i);
+  }
+  return -1;
 }
 
 bool Coordinator::DealOneLocked(Job& job, FreeSlots& free, size_t share) {
@@ -341,6 +356,10 @@ void Coordinator::StartTaskLocked(Job& job, CommitId commit, Session& session) {
   a->set_commit(ProbeHex(job, commit));
   *a->mutable_recipe() = job.spec.recipe();
   if (job.spec.has_host_kernel()) *a->mutable_host_kernel() = job.spec.host_kernel();
+  if (const v1::HostKernel* host = job.engine->HostKernelOf(commit)) {
+    *a->mutable_host_kernel() = *host;
+    session.host_key = host->key();
+  }
   session.channel->Send(msg);
   metrics_.Assigned(Now());
   EmitLocked(job, absl::StrCat("testing ", ShortSha(ProbeHex(job, commit)), " on ", t.agent_id));

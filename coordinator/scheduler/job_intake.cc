@@ -82,6 +82,9 @@ absl::StatusOr<v1::BisectSpec> ResolveSpec(v1::BisectSpec spec, RepoCache& cache
     FARM_ASSIGN_OR_RETURN(std::string s, resolve(spec.skip(i), "skip"));
     spec.set_skip(i, s);
   }
+  // Cells switch their agent's machine to a host kernel: only kexec agents (Hello capability
+  // kexec=1) can run them, and the labels machinery says so to a job no agent can serve.
+  if (spec.has_matrix()) (*spec.mutable_require())["kexec"] = "1";
   if (spec.recipe().timeout_seconds() == 0) {
     spec.mutable_recipe()->set_timeout_seconds(default_timeout);
   }

@@ -250,7 +250,7 @@ void Coordinator::CheckDoneLocked(Job& job) {
   job.first_bad.clear();
   for (CommitId id : answer.commits) job.first_bad.push_back(job.graph->Hex(id));
   if (answer.may_descend_merges && job.first_bad.size() == 1) ExplainMergeLocked(job);
-  EndJobLocked(job, answer.state, "");
+  EndJobLocked(job, answer.state, answer.error);
 }
 
 void Coordinator::ExplainMergeLocked(Job& job) {
@@ -347,10 +347,10 @@ void Coordinator::LoadPendingJobs() {
 void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& error) {
   running_jobs_.erase(job.id);
   job.state = state;
-  ++(state == v1::FOUND       ? metrics_.ended_found
-     : state == v1::AMBIGUOUS ? metrics_.ended_ambiguous
-     : state == v1::CANCELLED ? metrics_.ended_cancelled
-                              : metrics_.ended_failed);
+  ++(state == v1::FOUND || state == v1::COMPLETE ? metrics_.ended_found
+     : state == v1::AMBIGUOUS                    ? metrics_.ended_ambiguous
+     : state == v1::CANCELLED                    ? metrics_.ended_cancelled
+                                                 : metrics_.ended_failed);
   job.error = error;
   job.elapsed_seconds = absl::ToDoubleSeconds(Now() - job.started);
   for (auto it = tasks_.begin(); it != tasks_.end();) {
@@ -366,7 +366,8 @@ void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& 
     CancelTaskLocked(tasks_[id],
                      state == v1::CANCELLED ? "the job was cancelled" : "the job has ended");
   }
-  std::string what = state == v1::FOUND       ? absl::StrCat("found ", ShortSha(job.first_bad[0]))
+  std::string what = state == v1::COMPLETE    ? std::string("complete: every cell tested")
+                     : state == v1::FOUND     ? absl::StrCat("found ", ShortSha(job.first_bad[0]))
                      : state == v1::AMBIGUOUS ? "only skipped commits left"
                      : state == v1::CANCELLED ? "cancelled"
                                               : absl::StrCat("failed: ", error);

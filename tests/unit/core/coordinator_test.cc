@@ -5,10 +5,12 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/matrix_cells.h"
 #include "coordinator/clock/clock.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
@@ -696,6 +698,91 @@ TEST_F(CoordinatorTest, RetentionDeletesEndedJobsAfterItsTime) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(absl::IsNotFound((*again)->GetJob(ended->job_id()).status()));
   EXPECT_TRUE((*again)->GetJob(running->job_id()).ok());
+}
+
+// A matrix job: every Assign carries the host kernel of its cell (for the kexec agent), no agent
+// is sent back to a host kernel it left, and the job ends COMPLETE with the table.
+TEST(MatrixDispatch, AssignsCarryTheHostKernelAndAgentsStayOnTheirHost) {
+  std::string dir = MakeTempDir("matrix-dispatch");
+  std::vector<std::string> hosts, guests;
+  for (int i = 0; i < 3; ++i) {
+    hosts.push_back(absl::StrCat(dir, "/host-", i));
+    ::farm::testing::WriteScript(hosts.back(), absl::StrCat("host ", i, "\n"));
+    guests.push_back(absl::StrCat(dir, "/guest-", i));
+    ::farm::testing::WriteScript(guests.back(), absl::StrCat("guest ", i, "\n"));
+  }
+  absl::StatusOr<MatrixCells> cells = MakeMatrixCells(hosts, guests, dir + "/cells.git");
+  ASSERT_TRUE(cells.ok()) << cells.status();
+  std::map<std::string, int> host_of;  // cell commit -> host index
+  for (int i = 0; i < cells->matrix.cells_size(); ++i) host_of[cells->matrix.cells(i)] = i / 3;
+
+  CoordinatorOptions o;
+  o.db_path = dir + "/farm.db";
+  o.cache_dir = dir + "/cache";
+  auto c = Coordinator::Create(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  std::map<std::string, std::shared_ptr<FakeChannel>> channels;
+  std::map<std::string, uint64_t> sessions;
+  for (const std::string id : {"a", "b"}) {
+    channels[id] = std::make_shared<FakeChannel>();
+    v1::Hello h;
+    h.set_agent_id(id);
+    h.set_slots(1);
+    (*h.mutable_capabilities())["kexec"] = "1";
+    auto s = (*c)->Connect(h, channels[id]);
+    ASSERT_TRUE(s.ok()) << s.status();
+    sessions[id] = *s;
+  }
+  v1::BisectSpec spec;
+  spec.set_repo(cells->path);
+  spec.add_good(cells->root);
+  spec.set_bad(cells->last);
+  spec.mutable_recipe()->add_test_argv("true");
+  *spec.mutable_matrix() = cells->matrix;
+  auto job = (*c)->SubmitBisect(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+
+  std::map<std::string, std::vector<int>> hosts_run;  // agent -> host index of each Assign
+  int assigns = 0;
+  for (int guard = 0; guard < 100; ++guard) {
+    bool any = false;
+    for (const std::string id : {"a", "b"}) {
+      for (const v1::CoordinatorMessage& m : channels[id]->Take()) {
+        if (!m.has_assign()) continue;
+        ++assigns;
+        any = true;
+        const v1::Assign& a = m.assign();
+        ASSERT_TRUE(host_of.count(a.commit())) << a.commit();
+        int h = host_of[a.commit()];
+        EXPECT_EQ(a.host_kernel().key(), cells->matrix.hosts(h).key()) << a.DebugString();
+        EXPECT_EQ(a.host_kernel().image(), cells->matrix.hosts(h).image());
+        hosts_run[id].push_back(h);
+        v1::AgentMessage r;
+        r.mutable_result()->set_task_id(a.task_id());
+        r.mutable_result()->set_verdict(h == 2 ? v1::BAD : v1::GOOD);
+        (*c)->OnAgentMessage(sessions[id], r);
+      }
+    }
+    if (!any) break;
+  }
+  EXPECT_EQ(assigns, 9);
+  int kexecs = 0, distinct = 0;
+  for (const auto& [agent, seq] : hosts_run) {
+    std::set<int> seen;
+    for (size_t i = 0; i < seq.size(); ++i) {
+      if (i > 0 && seq[i] == seq[i - 1]) continue;
+      ++kexecs;
+      EXPECT_TRUE(seen.insert(seq[i]).second) << agent << " was sent back to host " << seq[i];
+    }
+    distinct += static_cast<int>(seen.size());
+  }
+  EXPECT_EQ(kexecs, distinct);
+  EXPECT_LE(kexecs, 4) << "3 host kernels on 2 agents";
+  auto st = (*c)->GetJob(job->job_id());
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->state(), v1::COMPLETE) << st->DebugString();
+  EXPECT_TRUE(absl::StrContains(st->report(), "host-2        bad      bad      bad\n"))
+      << st->report();
 }
 
 }  // namespace
