@@ -19,8 +19,8 @@
 #include "coordinator/power/power.h"
 #include "coordinator/service/service.h"
 #include "coordinator/store/backup.h"
-#include "httplib.h"
 #include "coordinator/web/dashboard.h"
+#include "httplib.h"
 
 namespace {
 

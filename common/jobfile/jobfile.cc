@@ -35,9 +35,9 @@ constexpr size_t kMaxErrors = 20;
 // Keys allowed at each level; the order is the order of the schema (used in messages).
 const std::vector<std::string>& TopKeys() {
   static const auto* k = new std::vector<std::string>{
-      "repo",  "good",    "bad", "skip", "first_parent", "terms", "max_parallel", "description",
-      "build", "timeout", "env", "test", "kernel",       "boot",  "require",      "verify",
-      "priority"};
+      "repo",         "good",        "bad",     "skip",    "first_parent", "terms",
+      "max_parallel", "description", "build",   "timeout", "env",          "test",
+      "kernel",       "boot",        "require", "verify",  "priority"};
   return *k;
 }
 const std::vector<std::string>& TermsKeys() {

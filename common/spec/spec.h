@@ -36,7 +36,7 @@ inline constexpr uint32_t kMaxPriority = 100;                       // BisectSpe
 inline constexpr uint32_t kDefaultPriority = 50;                    // when unset
 inline constexpr uint32_t kMaxVerifyRuns = 20;                      // BisectSpec.verify
 inline constexpr uint32_t kDefaultVerifyRuns = 3;  // --verify without a number, `verify: true`
-inline constexpr int kMaxMatrixKernels = 256;  // MatrixSpec.hosts, MatrixSpec.guests, each
+inline constexpr int kMaxMatrixKernels = 256;      // MatrixSpec.hosts, MatrixSpec.guests, each
 
 // A term's characters (spec.term_old / term_new): letters, digits, '-' and '_'. CheckTerm adds
 // git's rules on which words.

@@ -37,6 +37,13 @@ class VerifyingEngine : public BisectEngine {
   std::string BisectLog(const JobText& job) const override;
   std::string Report(const JobText& job) const override;
   std::vector<git_oid> ExtraProbes() const override { return extra_; }
+  // The search's own: a decorator adds no candidates and no host kernels.
+  std::vector<CommitId> CandidateCommits(size_t max) const override {
+    return inner_->CandidateCommits(max);
+  }
+  const farm::v1::HostKernel* HostKernelOf(CommitId commit) const override {
+    return inner_->HostKernelOf(commit);
+  }
   EngineVerification Verification() const override;
 
  private:

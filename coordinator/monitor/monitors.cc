@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
+#include "common/spec/spec.h"
 #include "common/status_macros.h"
 #include "common/subprocess/subprocess.h"
 
@@ -83,14 +84,13 @@ v1::BisectSpec MakeRegressionBisectSpec(const v1::Monitor& monitor, const std::s
   spec.set_first_parent(false);
   spec.set_description(absl::StrCat("monitor ", monitor.monitor_id(), " (", monitor.branch(),
                                     "): regression bisect"));
-  // Verification (issue 12's "verify" work) is switched on here once BisectSpec has it.
+  // The service's own bisects always verify their culprit (the monitor's own count if it set
+  // one): nobody is told of a culprit that a retest would contradict.
+  if (spec.verify() == 0) spec.set_verify(spec::kDefaultVerifyRuns);
   return spec;
 }
 
-bool CulpritVerified(const v1::JobStatus& bisect) {
-  // Verification statuses arrive with the "verify" work; until then no culprit is verified.
-  return false;
-}
+bool CulpritVerified(const v1::JobStatus& bisect) { return bisect.verification() == v1::VERIFIED; }
 
 Monitors::Monitors(Coordinator* core, MonitorOptions options, std::unique_ptr<MonitorStore> store)
     : core_(core),

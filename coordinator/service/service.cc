@@ -332,9 +332,12 @@ grpc::ServerUnaryReactor* FarmService::SetAgentState(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* FarmService::WatchBranch(grpc::CallbackServerContext* ctx,
                                                    const v1::WatchBranchRequest* req,
                                                    v1::Monitor* resp) {
-  FARM_AUTHORIZE(ctx);
+  FARM_AUTHORIZE(ctx, caller);
   FARM_NEED_MONITORS(ctx);
-  absl::StatusOr<v1::Monitor> st = monitors_->Add(req->monitor());
+  v1::Monitor monitor = req->monitor();
+  // The monitor's bisects belong to whoever registered it (the token's user, when tokens are on).
+  if (!policy_.tokens.empty()) monitor.mutable_job()->set_owner(caller->user);
+  absl::StatusOr<v1::Monitor> st = monitors_->Add(monitor);
   if (st.ok()) *resp = std::move(*st);
   return Done(ctx, st.status());
 }
@@ -342,7 +345,7 @@ grpc::ServerUnaryReactor* FarmService::WatchBranch(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* FarmService::ListMonitors(grpc::CallbackServerContext* ctx,
                                                     const v1::ListMonitorsRequest* req,
                                                     v1::ListMonitorsResponse* resp) {
-  FARM_AUTHORIZE(ctx);
+  FARM_AUTHORIZE(ctx, caller);
   FARM_NEED_MONITORS(ctx);
   for (auto& m : monitors_->List()) *resp->add_monitors() = std::move(m);
   return Done(ctx, absl::OkStatus());
@@ -351,7 +354,7 @@ grpc::ServerUnaryReactor* FarmService::ListMonitors(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* FarmService::Unwatch(grpc::CallbackServerContext* ctx,
                                                const v1::UnwatchRequest* req,
                                                v1::UnwatchResponse* resp) {
-  FARM_AUTHORIZE(ctx);
+  FARM_AUTHORIZE(ctx, caller);
   FARM_NEED_MONITORS(ctx);
   return Done(ctx, monitors_->Remove(req->monitor_id()));
 }
@@ -359,7 +362,7 @@ grpc::ServerUnaryReactor* FarmService::Unwatch(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* FarmService::ListRegressions(grpc::CallbackServerContext* ctx,
                                                        const v1::ListRegressionsRequest* req,
                                                        v1::ListRegressionsResponse* resp) {
-  FARM_AUTHORIZE(ctx);
+  FARM_AUTHORIZE(ctx, caller);
   FARM_NEED_MONITORS(ctx);
   for (auto& r : monitors_->ListRegressions(req->monitor_id())) {
     *resp->add_regressions() = std::move(r);

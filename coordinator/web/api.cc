@@ -226,7 +226,7 @@ ApiReply HandleApi(Coordinator& core, const ApiRequest& req) {
   }
   if (parts.size() == 3 && parts[0] == "jobs" && parts[2] == "cancel") {
     if (req.method != "POST") return MethodNotAllowed(req, "POST");
-    absl::StatusOr<v1::JobStatus> job = core.CancelJob(parts[1]);
+    absl::StatusOr<v1::JobStatus> job = core.CancelJob(parts[1], req.caller);
     if (!job.ok()) return ErrorReply(job.status());
     v1::CancelJobResponse resp;
     *resp.mutable_status() = std::move(*job);

@@ -31,6 +31,7 @@ struct ApiRequest {
   std::string method;
   std::string path;
   std::map<std::string, std::string> params;
+  CallerIdentity caller;  // a logged-in user (owner and admin rules); unset for anonymous reads
 };
 
 // Answers one API request. Unknown paths are 404, a known path with the wrong method 405, bad

@@ -62,7 +62,7 @@ void Asset(const httplib::Request& req, httplib::Response& res, std::string_view
 }  // namespace
 
 Caller Authenticate(const DashboardOptions& options, const std::string& authorization,
-                    bool loopback, bool tls, std::string* why) {
+                    bool loopback, bool tls, std::string* why, CallerIdentity* who) {
   if (authorization.empty()) {
     if (options.public_read) return Caller::kAnonymous;
     *why = options.tokens.empty()
@@ -77,7 +77,8 @@ Caller Authenticate(const DashboardOptions& options, const std::string& authoriz
     *why = "the Authorization header must be 'Bearer <token>'";
     return Caller::kRefused;
   }
-  if (!options.tokens.count(authorization.substr(kBearer.size()))) {
+  auto token = options.tokens.find(authorization.substr(kBearer.size()));
+  if (token == options.tokens.end()) {
     *why = options.tokens.empty()
                ? "this coordinator has no tokens (farm-coordinator --tokens FILE): log out"
                : "that token is not one of this farm's: check it (`farm` uses the same one) or ask "
@@ -90,6 +91,7 @@ Caller Authenticate(const DashboardOptions& options, const std::string& authoriz
         "farm-coordinator --http-tls, or reach it through a TLS proxy or `ssh -L`";
     return Caller::kRefused;
   }
+  if (who != nullptr) *who = token->second;
   return Caller::kUser;
 }
 
@@ -156,8 +158,9 @@ void Dashboard::Routes() {
   const bool tls = !options_.tls.cert.empty();
   auto api = [this, core, tls](const httplib::Request& req, httplib::Response& res) {
     std::string why;
+    CallerIdentity who;
     Caller caller = Authenticate(options_, req.get_header_value("Authorization"),
-                                 IsLoopback(req.remote_addr), tls, &why);
+                                 IsLoopback(req.remote_addr), tls, &why, &who);
     if (caller == Caller::kRefused) {
       res.set_header("WWW-Authenticate", "Bearer realm=\"farm\"");
       Json(res, ErrorReply(absl::UnauthenticatedError(why)));
@@ -166,6 +169,7 @@ void Dashboard::Routes() {
     ApiRequest ar;
     ar.method = req.method;
     ar.path = req.path.substr(std::string_view("/api/v1").size());
+    ar.caller = who;
     for (const auto& [k, v] : req.params) ar.params[k] = v;
     if (ar.path == "/session") {
       Json(res, ApiReply{200, absl::StrCat(R"({"caller":")",

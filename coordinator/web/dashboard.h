@@ -34,10 +34,10 @@ namespace farm::web {
 
 struct DashboardOptions {
   std::string host = "127.0.0.1";
-  int port = 0;                  // 0: any free port
-  std::set<std::string> tokens;  // the coordinator's bearer tokens (empty: nobody can log in)
-  bool public_read = false;      // --public-dashboard: anonymous visitors may read
-  TlsFiles tls;                  // cert/key set: serve HTTPS with them
+  int port = 0;              // 0: any free port
+  TokenTable tokens;         // the coordinator's bearer tokens (empty: nobody can log in)
+  bool public_read = false;  // --public-dashboard: anonymous visitors may read
+  TlsFiles tls;              // cert/key set: serve HTTPS with them
 };
 
 // Who a request comes from, as the dashboard decides it.
@@ -50,8 +50,9 @@ enum class Caller {
 // Decides who `authorization` (the header's value, "" when absent) is. `loopback`: the peer is on
 // this host; `tls`: the connection is encrypted. On kRefused, `*why` says what was wrong and what
 // to do.
+// On kUser, `who` (when given) is the token's identity (owner and admin rules of CancelJob).
 Caller Authenticate(const DashboardOptions& options, const std::string& authorization,
-                    bool loopback, bool tls, std::string* why);
+                    bool loopback, bool tls, std::string* why, CallerIdentity* who = nullptr);
 
 class Dashboard {
  public:

@@ -120,7 +120,8 @@ TEST(StartupErrors, DashboardFlagsWithoutTheirPortAreNamed) {
   EXPECT_EQ(open.exit_code, kExitUsage) << open.output;
   EXPECT_TRUE(absl::StrContains(open.output, "--http-listen HOST:PORT: give that too"))
       << open.output;
-  CommandResult tls = StartRefused("--listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --http-tls" + db);
+  CommandResult tls =
+      StartRefused("--listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --http-tls" + db);
   EXPECT_EQ(tls.exit_code, kExitUsage) << tls.output;
   EXPECT_TRUE(absl::StrContains(tls.output, "--tls-cert/--tls-key: give all three")) << tls.output;
   // The HTTP port taken: exit 3, naming it.

@@ -56,7 +56,7 @@ class DashboardTest : public ::testing::Test {
     dashboard_.reset();
     core_.reset();
   }
-  void Serve(bool public_read, std::set<std::string> tokens = {kToken}) {
+  void Serve(bool public_read, TokenTable tokens = {{kToken, CallerIdentity{"tester", true}}}) {
     DashboardOptions o;
     o.tokens = std::move(tokens);
     o.public_read = public_read;
@@ -152,7 +152,7 @@ TEST_F(DashboardTest, PublicDashboardReadsButNeverCancels) {
 
 TEST_F(DashboardTest, TokensOverPlainHttpOnlyFromLoopback) {
   DashboardOptions o;
-  o.tokens = {kToken};
+  o.tokens = {{kToken, CallerIdentity{"tester", true}}};
   std::string why;
   EXPECT_EQ(Authenticate(o, absl::StrCat("Bearer ", kToken), /*loopback=*/true, false, &why),
             Caller::kUser);
@@ -235,7 +235,7 @@ TEST_F(DashboardTest, ServesHttpsWithTheCoordinatorsCertificate) {
       "server.key -out server.pem 2>&1"));
   if (certs.exit_code != 0) GTEST_SKIP() << "openssl cannot make a certificate: " << certs.output;
   DashboardOptions o;
-  o.tokens = {kToken};
+  o.tokens = {{kToken, CallerIdentity{"tester", true}}};
   o.tls.cert = dir_ + "/server.pem";
   o.tls.key = dir_ + "/server.key";
   auto d = Dashboard::Start(core_.get(), o);
