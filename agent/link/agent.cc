@@ -242,9 +242,18 @@ bool Agent::Send(const v1::AgentMessage& msg) {
 
 void Agent::OnMessage(const v1::CoordinatorMessage& msg) {
   switch (msg.kind_case()) {
-    case v1::CoordinatorMessage::kAssign:
+    case v1::CoordinatorMessage::kAssign: {
       StartTask(msg.assign());
+      // A refused Assign's result (drained, no host kernel, no slot) goes out now, not with the
+      // next connection: the coordinator would otherwise show the task running until its lease.
+      std::deque<v1::AgentMessage> refused;
+      {
+        absl::MutexLock lock(&mu_);
+        refused.swap(undelivered_);
+      }
+      for (const v1::AgentMessage& m : refused) Send(m);
       break;
+    }
     case v1::CoordinatorMessage::kCancel: {
       bool known = false;
       {

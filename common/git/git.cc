@@ -485,6 +485,17 @@ absl::StatusOr<git_oid> ResolveCommit(git_repository* repo, const std::string& r
     return absl::InvalidArgumentError(absl::StrCat(
         "revision '", rev, "' is ambiguous in ", RepoDisplayPath(repo), ": give more hex digits"));
   }
+  const git_error* err = git_error_last();
+  if (rc == GIT_ERROR && err != nullptr && err->klass == GIT_ERROR_INVALID) {
+    // Syntax git has and libgit2 1.5 lacks (":<path>" lookups answer "unimplemented"): the user's
+    // input, not a failure of the repository.
+    std::string why = err->message != nullptr ? err->message : "not supported";
+    git_error_clear();
+    return absl::InvalidArgumentError(
+        absl::StrCat("revision '", rev, "' uses syntax the farm cannot resolve (", why,
+                     "): give a commit id, a branch or a tag, or resolve it first with "
+                     "`git rev-parse`"));
+  }
   if (rc < 0) return GitError(rc, absl::StrCat("cannot resolve revision '", rev, "'"));
   GitObject object(raw);
   git_object* peeled = nullptr;

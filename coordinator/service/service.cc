@@ -400,7 +400,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   absl::StatusOr<std::unique_ptr<Coordinator>> core = Coordinator::Create(std::move(options));
   if (!core.ok()) return core.status();
   s->core_ = std::move(*core);
-  FARM_ASSIGN_OR_RETURN(s->monitors_, Monitors::Start(s->core_.get(), monitor_options));
+  // Monitors keep their tables through a connection of their own, which an in-memory database
+  // (the fuzzers', the load harness's) cannot share: such a server runs no monitors, and their
+  // RPCs say so (UNIMPLEMENTED).
+  if (monitor_options.db_path != ":memory:") {
+    FARM_ASSIGN_OR_RETURN(s->monitors_, Monitors::Start(s->core_.get(), monitor_options));
+  }
   s->farm_ = std::make_unique<FarmService>(
       s->core_.get(), AccessPolicy{security.tokens, !security.tls.ca.empty()}, s->monitors_.get());
   s->link_ = std::make_unique<AgentLinkService>(s->core_.get(), !security.tls.ca.empty());

@@ -167,7 +167,10 @@ TEST(WatchBranch, FindsBisectsReportsAndClosesARegression) {
   EXPECT_NE(json.find(absl::StrCat("\"culprit\":\"", culprit, "\"")), std::string::npos) << json;
   EXPECT_NE(json.find("\"status\":\"found\""), std::string::npos) << json;
   std::string mail = Read(Files(mail_dir)[0]);
-  EXPECT_NE(mail.find("\nTo: owner@lab.test, net@lab.test\n"), std::string::npos) << mail;
+  // The service's bisects verify their culprit; a verified culprit's author is told too.
+  EXPECT_NE(mail.find("\nTo: owner@lab.test, net@lab.test, author@kernel.test\n"), std::string::npos)
+      << mail;
+  EXPECT_NE(mail.find("culprit verified"), std::string::npos) << mail;
   EXPECT_EQ(mail.find("docs@lab.test"), std::string::npos) << mail;
   EXPECT_NE(mail.find(culprit + " is the first bad commit"), std::string::npos) << mail;
   EXPECT_NE(
