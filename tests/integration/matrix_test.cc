@@ -60,7 +60,8 @@ TEST(Matrix, HostOnlyTableLogsGroupingAndReuse) {
   // test under the wrong kernel); agents that kexec run inside the emulated host of
   // tests/e2e/kexec, which does not yet take matrices. The engines are proved on a simulated farm
   // (matrix_engine_test) and the dispatch by coordinator_test's MatrixDispatch.
-  GTEST_SKIP() << "needs kexec agents in emulated hosts (tests/e2e/kexec does not run matrices yet)";
+  GTEST_SKIP()
+      << "needs kexec agents in emulated hosts (tests/e2e/kexec does not run matrices yet)";
   std::string dir = MakeTempDir("matrix");
   std::vector<std::string> hosts = Images(dir, "vmlinuz-", 3);
   WriteScript(dir + "/test.sh", absl::StrCat("#!/bin/sh\n", HostIndexCase(hosts),
@@ -117,7 +118,8 @@ TEST(Matrix, TwoDimensionalBisectNamesBothKernels) {
   // test under the wrong kernel); agents that kexec run inside the emulated host of
   // tests/e2e/kexec, which does not yet take matrices. The engines are proved on a simulated farm
   // (matrix_engine_test) and the dispatch by coordinator_test's MatrixDispatch.
-  GTEST_SKIP() << "needs kexec agents in emulated hosts (tests/e2e/kexec does not run matrices yet)";
+  GTEST_SKIP()
+      << "needs kexec agents in emulated hosts (tests/e2e/kexec does not run matrices yet)";
   std::string dir = MakeTempDir("matrix2d");
   std::vector<std::string> hosts = Images(dir, "host-", 6);
   std::vector<std::string> guests = Images(dir, "guest-", 5);

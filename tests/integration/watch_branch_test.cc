@@ -168,7 +168,8 @@ TEST(WatchBranch, FindsBisectsReportsAndClosesARegression) {
   EXPECT_NE(json.find("\"status\":\"found\""), std::string::npos) << json;
   std::string mail = Read(Files(mail_dir)[0]);
   // The service's bisects verify their culprit; a verified culprit's author is told too.
-  EXPECT_NE(mail.find("\nTo: owner@lab.test, net@lab.test, author@kernel.test\n"), std::string::npos)
+  EXPECT_NE(mail.find("\nTo: owner@lab.test, net@lab.test, author@kernel.test\n"),
+            std::string::npos)
       << mail;
   EXPECT_NE(mail.find("culprit verified"), std::string::npos) << mail;
   EXPECT_EQ(mail.find("docs@lab.test"), std::string::npos) << mail;
