@@ -73,6 +73,17 @@ absl::StatusOr<uint64_t> Coordinator::Connect(const v1::Hello& hello,
       session.channel->Send(msg);
     }
   }
+  // Tasks given to this agent on an earlier connection that it does not list: it never got them
+  // (the Assign went out on a stream that was breaking) or no longer runs them. Their lease ends
+  // now, so the next expiry pass requeues them instead of holding them for a whole lease. A task
+  // inside an announced kexec keeps its boot deadline.
+  const std::set<std::string> listed(hello.running().begin(), hello.running().end());
+  for (auto& [tid, t] : tasks_) {
+    if (t.agent_id == hello.agent_id() && t.state == v1::TASK_RUNNING && t.session != sid &&
+        !t.in_kexec && !listed.count(tid)) {
+      t.lease_expiry = std::min(t.lease_expiry, Now());
+    }
+  }
   agents_.RefreshFree(session);
   ScheduleLocked();
   return sid;
