@@ -483,9 +483,6 @@ void Parser::Terms(const YAML::Node& n, v1::BisectSpec& spec) {
     return;
   }
   Fields f = Entries(n, "terms", TermsKeys());
-  static const std::set<std::string> kReserved = {"help",  "start",     "skip", "next",
-                                                  "reset", "visualize", "view", "replay",
-                                                  "log",   "run",       "terms"};
   auto word = [&](const char* key, const char* other_side1,
                   const char* other_side2) -> std::optional<std::string> {
     auto it = f.find(key);
@@ -498,7 +495,8 @@ void Parser::Terms(const YAML::Node& n, v1::BisectSpec& spec) {
     if (!w) return std::nullopt;
     bool ok = std::all_of(w->begin(), w->end(),
                           [](char c) { return absl::ascii_isalnum(c) || c == '-' || c == '_'; });
-    if (!ok || (*w)[0] == '-' || kReserved.count(*w) || *w == other_side1 || *w == other_side2) {
+    if (!ok || (*w)[0] == '-' || spec::IsBisectCommand(*w) || *w == other_side1 ||
+        *w == other_side2) {
       Error(&it->second, field,
             absl::StrCat("expected a word of letters, digits, '-' or '_' that is not a git "
                          "bisect command",

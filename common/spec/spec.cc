@@ -15,13 +15,18 @@ constexpr const char* kBisectCommands[] = {"help", "start",  "skip", "next", "re
                                            "view", "replay", "log",  "run",  "terms"};
 }  // namespace
 
-absl::Status CheckTerm(const std::string& term, bool is_new) {
+bool IsBisectCommand(const std::string& word) {
   for (const char* c : kBisectCommands) {
-    if (term == c) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("can't use the builtin command '", term,
-                       "' as a term (as git bisect refuses it): choose another word"));
-    }
+    if (word == c) return true;
+  }
+  return false;
+}
+
+absl::Status CheckTerm(const std::string& term, bool is_new) {
+  if (IsBisectCommand(term)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("can't use the builtin command '", term,
+                     "' as a term (as git bisect refuses it): choose another word"));
   }
   bool means_new = term == "bad" || term == "new";
   bool means_old = term == "good" || term == "old";

@@ -47,6 +47,8 @@ bool ValidTerm(const std::string& term);
 // "good"/"old" only for the old one ("can't change the meaning of term"). INVALID_ARGUMENT with
 // git's words and what to do.
 absl::Status CheckTerm(const std::string& term, bool is_new);
+// One of git bisect's commands (help, start, skip, ...), which git refuses as a term.
+bool IsBisectCommand(const std::string& word);
 
 // A label key: letters, digits, '.', '-', '_', '/'.
 bool ValidLabelKey(const std::string& key);
