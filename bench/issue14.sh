@@ -12,23 +12,29 @@
 #   farm boot       Debian's cloud kernel under TCG, whole process (command start to exit)
 #   kernel build    (--kernel-build only: slow) bench/kernel_steps.sh, its cold-build row
 # Prints one Markdown table at the end (bench/README.md, "Issue 14, side by side").
-# Usage: bench/issue14.sh [--kernel-build] [--no-1m] [BUILD_DIR]
+# Usage: bench/issue14.sh [--kernel-build] [--no-1m] [--rows LIST] [BUILD_DIR]
+#   --rows rounds,dag,cproj,1m,boot: only those rows (default: all; kernel with --kernel-build).
 #   Needs in BUILD_DIR/bin: farm, rounds_sim, history_repo, farm_next.
 #   BOOTS=N farm boot runs (default 5); CULPRITS=N rounds_sim culprits per history (default 60);
 #   C_SECONDS=S the C project's single-threaded build time to aim at (default 20).
+#   ISSUE14_LOG=FILE keeps the output of the last `farm bisect`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 kernel_build=0
 big=1
+rows_wanted=rounds,dag,cproj,1m,boot
 build=$here/../build
-for a in "$@"; do
-  case "$a" in
+while [ $# -gt 0 ]; do
+  case "$1" in
     --kernel-build) kernel_build=1 ;;
     --no-1m) big=0 ;;
-    -*) echo "unknown option $a; usage: $0 [--kernel-build] [--no-1m] [BUILD_DIR]" >&2; exit 2 ;;
-    *) build=$a ;;
+    --rows) rows_wanted=$2; shift ;;
+    -*) echo "unknown option $1; usage: $0 [--kernel-build] [--no-1m] [--rows LIST] [BUILD_DIR]" >&2; exit 2 ;;
+    *) build=$1 ;;
   esac
+  shift
 done
+want() { [[ ",$rows_wanted," == *",$1,"* ]]; }
 bin=$build/bin
 for t in farm rounds_sim history_repo farm_next; do
   [ -x "$bin/$t" ] || { echo "$bin/$t is missing: build it (cmake --build $build --target $t)" >&2; exit 2; }
@@ -43,7 +49,27 @@ row() { printf '| %s |\n' "$*" >> "$rows"; echo "  $*" | tr '|' ' '; }
 median() { sort -n | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]}'; }
 echo "issue 14 rows, $(nproc) cores, load $(load) at start, $(date -u '+%F %H:%M UTC')"
 
+git_run() {  # repo good culprit test... -> seconds (checks git's answer)
+  local repo=$1 g=$2 c=$3 t0 out; shift 3
+  rm -rf "$work/clone" && git clone -q "$repo" "$work/clone"
+  t0=$(now)
+  out=$(cd "$work/clone" && git bisect start main "$g" >/dev/null && git bisect run "$@" 2>&1)
+  grep -q "^$c is the first bad commit" <<<"$out" || { echo "git: wrong answer: $out" >&2; exit 1; }
+  echo "$(since "$t0") s ($(grep -c '^running' <<<"$out") steps)"
+}
+farm_run() {  # repo good culprit agents state [farm bisect options] -- test... -> seconds
+  local repo=$1 g=$2 c=$3 k=$4 state=$5 t0 out; shift 5
+  t0=$(now)
+  out=$("$bin/farm" bisect --repo "$repo" --good "$g" --bad main --agents "$k" --workdir "$state" \
+        --no-reuse "$@" 2>&1)
+  # ISSUE14_LOG=FILE keeps the farm's last output (its per-commit lines) for a closer look.
+  [ -z "${ISSUE14_LOG:-}" ] || printf '%s\n' "$out" > "$ISSUE14_LOG"
+  grep -q "^$c is the first bad commit" <<<"$out" || { echo "farm: wrong answer: $out" >&2; exit 1; }
+  echo "$(since "$t0") s ($(grep -o '^[0-9]* commits tested' <<<"$out" | cut -d' ' -f1) tests)"
+}
+
 # --- rounds ------------------------------------------------------------------------------------
+if want rounds; then
 echo "rounds: rounds_sim 10000 ${CULPRITS:-60}"
 "$bin/rounds_sim" 10000 "${CULPRITS:-60}" > "$work/rounds.txt"
 # Mean rounds of k-section, verdicts one by one (the coordinator's model), per history and k.
@@ -52,8 +78,10 @@ rounds_of() {  # history -> "k=1 a, k=2 b, ..."
 }
 row "rounds, 10k linear (k-section, one by one) | $(rounds_of linear) | \`rounds_sim 10000 ${CULPRITS:-60}\`"
 row "rounds, 10k merge-heavy (k-section, one by one) | $(rounds_of merge-heavy) | same run"
+fi
 
 # --- 4 agents vs git bisect run, 3,000-commit merge-heavy DAG ------------------------------------
+if want dag; then
 python3 "$here/../tests/lib/make_repo.py" "$work/dag" --shape merges --commits 3000 --culprit 0.37 \
   --seed 7 > "$work/dag.json"
 good=$(git -C "$work/dag" rev-list --max-parents=0 main)
@@ -62,28 +90,12 @@ for s in 0 0.5 1; do
   printf '#!/bin/sh\nsleep %s\ntest -f bug && exit 1\nexit 0\n' "$s" > "$work/test$s.sh"
   chmod +x "$work/test$s.sh"
 done
-git_run() {  # repo good culprit test... -> seconds (checks git's answer)
-  local repo=$1 g=$2 c=$3 t0 out; shift 3
-  rm -rf "$work/clone" && git clone -q "$repo" "$work/clone"
-  t0=$(now)
-  out=$(cd "$work/clone" && git bisect start main "$g" >/dev/null && git bisect run "$@" 2>&1)
-  grep -q "^$c is the first bad commit" <<<"$out" || { echo "git: wrong answer: $out" >&2; exit 1; }
-  since "$t0"
-}
-farm_run() {  # repo good culprit agents state [farm bisect options] -- test... -> seconds
-  local repo=$1 g=$2 c=$3 k=$4 state=$5 t0 out; shift 5
-  t0=$(now)
-  out=$("$bin/farm" bisect --repo "$repo" --good "$g" --bad main --agents "$k" --workdir "$state" \
-        --no-reuse "$@" 2>&1)
-  grep -q "^$c is the first bad commit" <<<"$out" || { echo "farm: wrong answer: $out" >&2; exit 1; }
-  since "$t0"
-}
 # The farm's worktrees are checked out once before timing, as git's clone is.
 farm_run "$work/dag" "$good" "$culprit" 4 "$work/state" -- "$work/test0.sh" >/dev/null
 echo "4 agents vs git bisect run, 0.5 s test (load $(load))"
 g=$(git_run "$work/dag" "$good" "$culprit" "$work/test0.5.sh")
 f=$(farm_run "$work/dag" "$good" "$culprit" 4 "$work/state" -- "$work/test0.5.sh")
-row "4 agents vs git bisect run, 3,000-commit merge-heavy, 0.5 s test | git ${g} s, farm ${f} s: $(python3 -c "print('%.2fx' % ($g / $f))") faster (target >= 2.2x) | load $(load)"
+row "4 agents vs git bisect run, 3,000-commit merge-heavy, 0.5 s test | git ${g}, farm ${f}: $(python3 -c "print('%.2fx' % (${g%% *} / ${f%% *}))") faster (target >= 2.2x) | load $(load)"
 
 echo "peers: 4 workers, 1 s test (load $(load))"
 g=$(git_run "$work/dag" "$good" "$culprit" "$work/test1.sh")
@@ -92,9 +104,12 @@ peers="git-pisect, git-brisect: not installed (no Debian package; not measured)"
 if command -v git-pisect >/dev/null || command -v git-brisect >/dev/null; then
   peers="git-pisect / git-brisect installed but not driven by this script"
 fi
-row "vs the parallel peers, 4 workers, 1 s test | git bisect run ${g} s, farm ${f} s; ${peers} | load $(load)"
+row "vs the parallel peers, 4 workers, 1 s test | git bisect run ${g}, farm ${f}; ${peers} | load $(load)"
+
+fi
 
 # --- C project stand-in ---------------------------------------------------------------------------
+if want cproj; then
 # Many translation units, each recompiled at every step (every commit changes a header all of them
 # include); the planted regression changes a constant in one of them.
 cproj=$work/cproj
@@ -152,10 +167,12 @@ g=$(git_run "$cproj" "$cgood" "$cculprit" "$work/cgit.sh")
 farm_run "$cproj" "$cgood" "$cculprit" 2 "$work/cstate" -- grep -q 'return 42' answer.c >/dev/null
 f=$(farm_run "$cproj" "$cgood" "$cculprit" 2 "$work/cstate" \
   --build 'make -s -j"${FARM_JOBS:-1}" prog >/dev/null' -- sh -c './prog >/dev/null')
-row "C project stand-in, ${units} units (~${C_SECONDS:-20} s single-threaded build), 100 commits, 2 agents | git bisect run (make -j$(nproc)) ${g} s, farm ${f} s (target <= 100 s) | load $(load)"
+row "C project stand-in, ${units} units (~${C_SECONDS:-20} s single-threaded build), 100 commits, 2 agents | git bisect run (make -j$(nproc)) ${g}, farm ${f} (target <= 100 s) | load $(load)"
+
+fi
 
 # --- 1M commits without a commit-graph file --------------------------------------------------------
-if [ "$big" = 1 ]; then
+if [ "$big" = 1 ] && want 1m; then
   echo "1M commits: history_repo (minutes) (load $(load))"
   "$bin/history_repo" "$work/h1m" 1000000 1 > "$work/h1m.json"
   rm -f "$work/h1m/.git/objects/info/commit-graph" "$work/h1m/objects/info/commit-graph"
@@ -172,7 +189,9 @@ fi
 
 # --- farm boot, whole process -----------------------------------------------------------------------
 kernel=/var/cache/farm-test-kernels/debian-cloud/vmlinuz
-if [ -r "$kernel" ] && command -v qemu-system-x86_64 >/dev/null; then
+if ! want boot; then
+  :
+elif [ -r "$kernel" ] && command -v qemu-system-x86_64 >/dev/null; then
   echo 'int main(void) { return 0; }' > "$work/t.c"
   boot() { /usr/bin/time -f '%e %U %S' -o "$work/boot.time" "$bin/farm" boot --kernel "$kernel" \
     --test "$work/t.c" --work-dir "$work/boot" --console "$work/console" --accel tcg > "$work/boot.out" 2>&1; }
