@@ -30,14 +30,15 @@ TEST(WatchConnection, AnUnreachableCoordinatorIsGivenUpOn) {
 
 TEST(WatchConnection, AWatchWhoseCoordinatorStaysAwayGivesUp) {
   std::string dir = MakeTempDir("watch-lost");
-  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 6");
-  // The first run passes (a verdict: the watch prints a line); the next ones hold until the gate
-  // opens (at the end, whatever happens), so that the job is still running when the coordinator
-  // goes away.
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 200");
+  // Runs pass (each a verdict the watch prints) until the test holds them: from then on they wait
+  // for the gate (opened at the end, whatever happens), so that the job is still running when the
+  // coordinator goes away. The bisect of 200 commits needs about 8 rounds: time enough to hold.
+  const std::string hold = dir + "/hold";
   const std::string gate = dir + "/gate";
-  WriteScript(dir + "/test.sh", absl::StrCat("#!/bin/sh\nmkdir ", Quote(dir + "/first"),
-                                             " 2>/dev/null && exit 0\nwhile [ ! -e ", Quote(gate),
-                                             " ]; do sleep 0.1; done\n"));
+  WriteScript(dir + "/test.sh",
+              absl::StrCat("#!/bin/sh\nif [ ! -e ", Quote(hold), " ]; then sleep 0.5; exit 0; fi\n",
+                           "while [ ! -e ", Quote(gate), " ]; do sleep 0.1; done\n"));
   struct OpenGate {
     std::string path;
     ~OpenGate() { WriteScript(path, ""); }
@@ -53,7 +54,8 @@ TEST(WatchConnection, AWatchWhoseCoordinatorStaysAwayGivesUp) {
   Background watcher(
       {Bin("farm"), "--reconnect-timeout", "2", "watch", "--coordinator", listen, job},
       dir + "/watch.log");
-  ASSERT_TRUE(watcher.WaitForOutput("candidates", absl::Seconds(30))) << watcher.Output();
+  ASSERT_TRUE(watcher.WaitForOutput(" left, ~", absl::Seconds(30))) << watcher.Output();
+  WriteScript(hold, "");
   farm.coordinator().Kill(SIGKILL);
   farm.coordinator().Wait();
   // The message is the watch's last word: it exits right after (Wait() does not hang).
