@@ -53,12 +53,16 @@ bool Coordinator::Eligible(const Job& job, const Session& session) {
 }
 
 void Coordinator::ScheduleLocked() {
-  if (stopping_ || running_jobs_.empty()) return;
+  if (stopping_) return;
+  // Health checks come first: an agent with one due takes no job's task until it passed.
+  if (health_.enabled()) StartHealthChecksLocked(Now());
+  if (running_jobs_.empty()) return;
   FreeSlots free;
   free.now = Now();
   for (uint64_t id : agents_.free_sessions()) {
     Session& s = *agents_.Find(id);
     if (QuarantinedLocked(s.hello.agent_id(), free.now)) continue;
+    if (!health_.MayWork(s.hello.agent_id(), free.now)) continue;
     for (size_t i = s.tasks.size(); i < s.hello.slots(); ++i) free.slots.push_back(&s);
   }
   if (free.slots.empty()) return;
@@ -194,7 +198,7 @@ int Coordinator::PickSlotLocked(Job& job, FreeSlots& free, CommitId c) {
       free.usable_known = true;
       for (auto& [id, s] : agents_.sessions()) {
         if (s.connected && !s.draining && !QuarantinedLocked(s.hello.agent_id(), free.now) &&
-            Eligible(job, s)) {
+            !health_.Bad(s.hello.agent_id()) && Eligible(job, s)) {
           free.usable.insert(s.hello.agent_id());
         }
       }
