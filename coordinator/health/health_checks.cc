@@ -10,8 +10,6 @@
 
 namespace farm {
 
-namespace v1 = farm::v1;
-
 namespace {
 
 constexpr char kTaskPrefix[] = "health-";
