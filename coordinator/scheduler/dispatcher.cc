@@ -169,10 +169,16 @@ void Coordinator::QueueNoteLocked(const Job& job, v1::JobStatus& status) {
     }
   }
   const size_t cap = options_.max_slots_per_user;
+  bool all_bad = health_.enabled();
+  for (const auto& [sid, s] : agents_.sessions()) {
+    all_bad &= !s.connected || health_.Bad(s.hello.agent_id());
+  }
   if (!why.empty()) {
     // A label nobody has outweighs everything below.
   } else if (agents_.connected_agents() == 0) {
     why = "no agent connected";
+  } else if (all_bad) {
+    why = "every connected agent failed its health check (see `farm agents`)";
   } else if (cap > 0 && user_running[job.spec.owner()] >= cap) {
     why = absl::StrCat("user cap ", cap, " reached");
   } else if (higher > 0) {

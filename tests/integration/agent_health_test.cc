@@ -159,5 +159,25 @@ TEST(AgentHealth, AFailingCheckTakesTheAgentOutUntilItPasses) {
   EXPECT_FALSE(absl::StrContains(status, "health-")) << status;
 }
 
+TEST(AgentHealth, AJobSaysWhenEveryAgentFailedItsCheck) {
+  std::string dir = MakeTempDir("all-bad");
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 10 --seed 3");
+  WriteScript(dir + "/test.sh", "#!/bin/sh\n! test -e bug\n");
+  WriteScript(dir + "/check.sh", "#!/bin/sh\necho the bench is down\nexit 1\n");
+  TestFarm farm(dir, {"--health-check", "*=" + dir + "/check.sh"});
+  ASSERT_TRUE(farm.started()) << farm.coordinator().Output();
+  farm.AddAgent("a", dir + "/a");
+  ASSERT_TRUE(
+      WaitFor([&] { return absl::StrContains(farm.AgentLine("a"), " bad "); }, absl::Seconds(30)))
+      << farm.Agents() << farm.coordinator().Output();
+  const std::string job =
+      farm.Submit(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root, " --bad ",
+                               repo.bad, " -- ", Quote(dir + "/test.sh")));
+  ASSERT_FALSE(job.empty());
+  const std::string status = farm.Status(job);
+  EXPECT_TRUE(absl::StrContains(status, "every connected agent failed its health check")) << status;
+  EXPECT_FALSE(AnyRunning(status)) << status;
+}
+
 }  // namespace
 }  // namespace farm::testing
