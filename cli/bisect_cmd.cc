@@ -159,8 +159,11 @@ int RunLocalBisect(BisectFlags& f) {
 
   std::vector<std::unique_ptr<Agent>> local_agents;
   std::vector<std::thread> threads;
+  // The local agents run on one machine: their builds share its cores (FARM_JOBS).
+  auto cores = std::make_shared<CoreShare>(CoreShare::MachineCores());
   for (int i = 1; i <= agents; ++i) {
     AgentOptions aopts;
+    aopts.core_share = cores;
     aopts.coordinator = (*server)->address();
     aopts.workdir = absl::StrCat(*state_dir, "/agents/", i);
     aopts.ccache_dir = *state_dir + "/ccache";  // one cache: one agent's compile is another's hit
