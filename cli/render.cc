@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "cli/client.h"
 #include "cli/exit_codes.h"
 #include "common/spec/spec.h"
@@ -331,17 +332,30 @@ void PrintAgents(const std::vector<v1::AgentInfo>& agents) {
                                                    a.quarantine_reason())
                                  : "";
     const bool set_by_admin = a.state() == v1::AGENT_MAINTENANCE || a.state() == v1::AGENT_RETIRED;
-    std::string state = set_by_admin      ? AgentStateName(a.state())
-                        : a.quarantined() ? "quarantined"
-                        : a.draining()    ? "draining"
-                        : a.connected()   ? "connected"
-                                          : "gone";
-    if (set_by_admin && !a.state_reason().empty()) {
+    const bool bad = a.state() == v1::AGENT_BAD;
+    std::string state = set_by_admin || bad ? AgentStateName(a.state())
+                        : a.quarantined()   ? "quarantined"
+                        : a.draining()      ? "draining"
+                        : a.connected()     ? "connected"
+                                            : "gone";
+    if ((set_by_admin || bad) && !a.state_reason().empty()) {
       absl::StrAppend(&quarantine, " (", a.state_reason(), ")");
     }
     std::printf("%-30s %-11s slots=%u running=%d %s%s%s\n", P(a.agent_id()).c_str(), state.c_str(),
                 a.slots(), a.running_tasks_size(), P(absl::StrJoin(a.running_tasks(), ",")).c_str(),
                 P(boot).c_str(), P(quarantine).c_str());
+    if (a.has_health_check()) {
+      const v1::HealthCheck& h = a.health_check();
+      const std::string when =
+          absl::FormatTime("%Y-%m-%d %H:%M:%S UTC",
+                           absl::FromUnixSeconds(h.running() ? h.started_unix() : h.ended_unix()),
+                           absl::UTCTimeZone());
+      std::string result = h.running()  ? absl::StrCat("running since ", when)
+                           : h.passed() ? absl::StrCat("passed at ", when)
+                                        : absl::StrCat("failed at ", when, ": ", h.detail());
+      std::printf("  health check %s (%s) %s, log %s\n", P(h.task_id()).c_str(),
+                  P(h.label()).c_str(), P(result).c_str(), P(h.log_path()).c_str());
+    }
   }
 }
 

@@ -17,6 +17,7 @@
 #include "common/log/log.h"
 #include "common/rpc/credentials.h"
 #include "common/signals.h"
+#include "coordinator/health/health_checks.h"
 #include "coordinator/power/power.h"
 #include "coordinator/service/service.h"
 #include "coordinator/store/backup.h"
@@ -117,6 +118,14 @@ int main(int argc, char** argv) {
                  "the longest a kexec agent may take to reboot before it is power-cycled, seconds")
       ->capture_default_str()
       ->check(CLI::Range(10, 86400));
+  std::vector<std::string> health_flags;
+  app.add_option("--health-check", health_flags,
+                 "LABEL=SCRIPT[,every=DURATION][,tasks=N][,retry=DURATION][,timeout=DURATION]: "
+                 "agents with label LABEL (key=value, or * for all) run SCRIPT when they connect, "
+                 "every DURATION and every N tasks; one that fails it is bad (no work) until it "
+                 "passes, checked again every retry (default 5m). Repeatable; the first that "
+                 "matches an agent applies")
+      ->allow_extra_args(false);
   std::string log_level;
   app.add_option("--log-level", log_level,
                  "lowest level logged: debug, info, warning, error or off (default: info, or "
@@ -193,6 +202,14 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
     opts.power = std::make_shared<farm::PowerCommands>(std::move(*commands));
+  }
+  for (const std::string& flag : health_flags) {
+    absl::StatusOr<farm::HealthCheckConfig> check = farm::ParseHealthCheckFlag(flag);
+    if (!check.ok()) {
+      FARM_LOG(Error) << check.status().message();
+      return kExitUsage;
+    }
+    opts.health_checks.push_back(std::move(*check));
   }
   std::atomic<farm::CoordinatorServer*> stop_target{nullptr};
   farm::HandleTerminationSignals([&stop_target](int) {

@@ -1,5 +1,7 @@
 #include "agent/runner/steps.h"
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -63,6 +65,23 @@ absl::StatusOr<SubprocessResult> RunCommand(const char* name, std::vector<std::s
   return r;
 }
 
+// Where the attempt's commands run, their environment and timeout.
+void SetDirectories(const TaskContext& task, Attempt& a, const std::string& worktree,
+                    const std::string& build_dir) {
+  const v1::Assign& t = *task.task;
+  a.worktree = worktree;
+  a.build_dir = build_dir;
+  a.env = {{"FARM_COMMIT", t.commit()},
+           {"FARM_WORKTREE", worktree},
+           {"FARM_BUILD_DIR", build_dir},
+           {"FARM_JOB", t.job_id()},
+           {"FARM_PRISTINE", a.pristine ? "1" : "0"},
+           {"FARM_JOBS", absl::StrCat(task.jobs)}};
+  for (const auto& [k, v] : t.recipe().env()) a.env.emplace_back(k, v);
+  a.timeout = t.recipe().timeout_seconds() > 0 ? absl::Seconds(t.recipe().timeout_seconds())
+                                               : absl::InfiniteDuration();
+}
+
 // A command that did not exit by itself: cancelled, or an infrastructure error.
 StepOutcome NotExited(const char* name, const SubprocessResult& r) {
   if (r.kind == SubprocessResult::Kind::kCancelled) return StepOutcome::Cancelled();
@@ -95,17 +114,28 @@ class CheckoutStep : public Step {
         absl::StrFormat("farm: checked out %s%s in %s (%d files written, %d removed, %.2fs)\n",
                         t.commit(), a.pristine ? " pristine" : "", co->worktree, co->files_written,
                         co->files_removed, Secs(a.checkout)));
-    a.worktree = co->worktree;
-    a.build_dir = co->build_dir;
-    a.env = {{"FARM_COMMIT", t.commit()},
-             {"FARM_WORKTREE", co->worktree},
-             {"FARM_BUILD_DIR", co->build_dir},
-             {"FARM_JOB", t.job_id()},
-             {"FARM_PRISTINE", a.pristine ? "1" : "0"},
-             {"FARM_JOBS", absl::StrCat(task.jobs)}};
-    for (const auto& [k, v] : t.recipe().env()) a.env.emplace_back(k, v);
-    a.timeout = t.recipe().timeout_seconds() > 0 ? absl::Seconds(t.recipe().timeout_seconds())
-                                                 : absl::InfiniteDuration();
+    SetDirectories(task, a, co->worktree, co->build_dir);
+    return StepOutcome::Continue();
+  }
+};
+
+// A health check's stand-in for the checkout (Assign.health_check): no repository, an empty
+// directory of its own under the agent's scratch directory.
+class HealthCheckDirStep : public Step {
+ public:
+  v1::Phase phase(const Attempt&) const override { return v1::CHECKOUT; }
+  StepOutcome Run(const TaskContext& task, Attempt& a) const override {
+    const std::string dir = absl::StrCat(task.scratch_dir, "/health/", task.slot);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      return Said(
+          task, Kind::kInfraError,
+          absl::StrCat("cannot make the health check's directory ", dir, ": ", ec.message()));
+    }
+    SetDirectories(task, a, dir, dir);
+    a.env.emplace_back("FARM_HEALTH_CHECK", "1");
     return StepOutcome::Continue();
   }
 };
@@ -257,9 +287,14 @@ class BootTestStep : public Step {
 
 }  // namespace
 
-std::vector<std::unique_ptr<Step>> MakePipeline(const v1::Recipe& recipe) {
+std::vector<std::unique_ptr<Step>> MakePipeline(const v1::Assign& task) {
+  const v1::Recipe& recipe = task.recipe();
   std::vector<std::unique_ptr<Step>> steps;
-  steps.push_back(std::make_unique<CheckoutStep>());
+  if (task.health_check()) {
+    steps.push_back(std::make_unique<HealthCheckDirStep>());
+  } else {
+    steps.push_back(std::make_unique<CheckoutStep>());
+  }
   if (recipe.has_kernel()) {
     steps.push_back(std::make_unique<KernelBuildStep>());
   } else if (!recipe.build_command().empty()) {

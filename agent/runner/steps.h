@@ -92,9 +92,10 @@ class Step {
   virtual StepOutcome Run(const TaskContext& task, Attempt& attempt) const = 0;
 };
 
-// The steps for `recipe`: the checkout; the kernel build, or the shell build when there is a
-// build command; the boot when recipe.boot is set, else the test command.
-std::vector<std::unique_ptr<Step>> MakePipeline(const farm::v1::Recipe& recipe);
+// The steps for `task`: the checkout (an empty directory for a health check); the kernel build,
+// or the shell build when there is a build command; the boot when recipe.boot is set, else the
+// test command.
+std::vector<std::unique_ptr<Step>> MakePipeline(const farm::v1::Assign& task);
 
 // Runs `steps` in order until one ends the attempt, reporting each one's phase. A cancelled task
 // ends as kCancelled whatever its step said (a killed step's exit is not its verdict).

@@ -133,7 +133,7 @@ v1::TaskResult TaskRunner::Run(const v1::Assign& task, int slot, TaskControl* co
     });
   }
   control->SetContainer(container.get());
-  const std::vector<std::unique_ptr<Step>> steps = MakePipeline(task.recipe());
+  const std::vector<std::unique_ptr<Step>> steps = MakePipeline(task);
   AttemptFn attempt = [&](bool pristine) { return RunPipeline(steps, ctx, pristine, on_phase); };
   attempt = WithPristineRetry(WithDiskFullCheck(std::move(attempt), ctx), ctx);
   Attempt a = attempt(/*pristine=*/false);

@@ -85,6 +85,14 @@ absl::StatusOr<uint64_t> Coordinator::Connect(const v1::Hello& hello,
     }
   }
   agents_.RefreshFree(session);
+  // A check it ran on an earlier connection was cancelled above: this connection's runs anew.
+  for (const auto& [agent, tid] : health_.RunningChecks()) {
+    if (agent != hello.agent_id()) continue;
+    v1::TaskResult cancelled;
+    cancelled.set_cancelled(true);
+    FinishHealthCheckLocked(agent, tid, &cancelled, "");
+  }
+  health_.OnConnect(hello.agent_id(), session.labels);
   ScheduleLocked();
   return sid;
 }
@@ -100,6 +108,13 @@ void Coordinator::OnAgentMessage(uint64_t sid, const v1::AgentMessage& msg) {
   session.last_seen = Now();
   auto renew = [&](const std::string& tid) -> Task* {
     mu_.AssertHeld();
+    if (IsHealthCheckTask(tid)) {
+      auto lease = health_leases_.find(tid);
+      if (lease != health_leases_.end() && health_.Running(session.hello.agent_id(), tid)) {
+        lease->second = Now() + options_.lease;
+      }
+      return nullptr;
+    }
     auto it = tasks_.find(tid);
     if (it == tasks_.end() || it->second.session != sid) return nullptr;
     // A task inside a kexec keeps the boot deadline it announced.
@@ -120,7 +135,14 @@ void Coordinator::OnAgentMessage(uint64_t sid, const v1::AgentMessage& msg) {
       }
       break;
     case v1::AgentMessage::kLog:
-      if (Task* t = renew(msg.log().task_id())) {
+      if (health_.Running(session.hello.agent_id(), msg.log().task_id())) {
+        renew(msg.log().task_id());
+        absl::Status st = store_->AppendLog(msg.log().task_id(), msg.log().data());
+        if (!st.ok()) {
+          FARM_LOG(Error) << "cannot store output of " << msg.log().task_id() << ": "
+                          << st.message();
+        }
+      } else if (Task* t = renew(msg.log().task_id())) {
         if (t->log_bytes < kMaxLogBytesPerTask) {
           t->log_bytes += msg.log().data().size();
           absl::Status st = store_->AppendLog(t->id, msg.log().data());
@@ -166,7 +188,66 @@ bool Coordinator::AwaitAgents(size_t n, absl::Duration timeout) {
 
 std::vector<v1::AgentInfo> Coordinator::ListAgents() {
   absl::MutexLock lock(&mu_);
-  return agents_.List(Now());
+  std::vector<v1::AgentInfo> agents = agents_.List(Now());
+  for (v1::AgentInfo& a : agents) health_.Describe(a);
+  return agents;
+}
+
+absl::StatusOr<std::string> Coordinator::GetHealthCheckLog(const std::string& task_id) {
+  absl::MutexLock lock(&mu_);
+  if (!health_.Known(task_id)) {
+    return absl::NotFoundError(absl::StrCat(
+        "no health check '", task_id,
+        "' is kept (only each agent's last one is): see `farm agents` for the current ones"));
+  }
+  return store_->ReadLog(task_id);
+}
+
+void Coordinator::StartHealthChecksLocked(absl::Time now) {
+  const std::vector<uint64_t> free(agents_.free_sessions().begin(), agents_.free_sessions().end());
+  for (uint64_t id : free) {
+    Session& s = *agents_.Find(id);
+    const std::string& agent = s.hello.agent_id();
+    if (QuarantinedLocked(agent, now) || !health_.Due(agent, now)) continue;
+    v1::CoordinatorMessage msg;
+    *msg.mutable_assign() =
+        health_.Start(agent, now, absl::ToUnixMillis(now), options_.default_timeout_seconds);
+    const std::string& tid = msg.assign().task_id();
+    s.tasks.insert(tid);
+    agents_.RefreshFree(s);
+    health_leases_[tid] = now + options_.lease;
+    FARM_LOG(Info) << "health check " << tid << " started on agent " << agent;
+    s.channel->Send(msg);
+  }
+}
+
+void Coordinator::FinishHealthCheckLocked(const std::string& agent_id, const std::string& task_id,
+                                          const v1::TaskResult* result,
+                                          const std::string& failure) {
+  std::optional<v1::HealthCheck> done = health_.Finish(agent_id, task_id, result, failure, Now());
+  if (!done) return;
+  health_leases_.erase(task_id);
+  absl::Status st = store_->PutHealthCheck(agent_id, *done);
+  if (st.ok() && !health_.Superseded(agent_id).empty()) {
+    st = store_->DeleteLog(health_.Superseded(agent_id));
+  }
+  if (!st.ok()) {
+    FARM_LOG(Error) << "cannot store the health check of agent " << agent_id << ": "
+                    << st.message();
+  }
+  if (done->passed()) {
+    FARM_LOG(Info) << "agent " << agent_id << " passed its health check " << task_id;
+  } else {
+    FARM_LOG(Warning) << "agent " << agent_id << " failed its health check " << task_id << " ("
+                      << done->detail() << "): it is bad and takes no work until a check passes";
+  }
+}
+
+bool Coordinator::HealthCheckDueLocked(absl::Time now) {
+  for (uint64_t id : agents_.free_sessions()) {
+    if (health_.Due(agents_.Find(id)->hello.agent_id(), now)) return true;
+  }
+  return false;
 }
 
 absl::Status Coordinator::DrainAgent(const std::string& agent_id, bool drain) {
@@ -215,6 +296,7 @@ absl::StatusOr<v1::AgentInfo> Coordinator::SetAgentState(const std::string& agen
   }
   FARM_RETURN_IF_ERROR(store_->PutAgentState(agent_id, state, reason));
   agents_.SetAdminState(agent_id, state, reason);
+  if (state == v1::AGENT_GOOD) health_.CheckSoon(agent_id);
   v1::CoordinatorMessage msg;
   if (state == v1::AGENT_GOOD) {
     msg.mutable_undrain();
@@ -229,6 +311,7 @@ absl::StatusOr<v1::AgentInfo> Coordinator::SetAgentState(const std::string& agen
                  << (caller.user.empty() ? "an admin" : caller.user);
   if (state == v1::AGENT_GOOD) ScheduleLocked();
   for (v1::AgentInfo& a : agents_.List(Now())) {
+    health_.Describe(a);
     if (a.agent_id() == agent_id) return a;
   }
   return v1::AgentInfo();
@@ -282,6 +365,22 @@ void Coordinator::RequeueExpiredLocked(absl::Time now, bool& changed) {
     if (Session* s = agents_.Find(sid)) OnResultLocked(*s, result);
     changed = true;
   }
+  for (const auto& [agent, tid] : health_.RunningChecks()) {
+    auto lease = health_leases_.find(tid);
+    if (lease == health_leases_.end() || lease->second > now) continue;
+    // Its slot stays busy until the agent reports, as a job's task's would.
+    for (auto& [id, s] : agents_.sessions()) {
+      if (!s.connected || !s.tasks.count(tid)) continue;
+      v1::CoordinatorMessage msg;
+      msg.mutable_cancel()->set_task_id(tid);
+      s.channel->Send(msg);
+    }
+    FinishHealthCheckLocked(
+        agent, tid, nullptr,
+        absl::StrCat("the agent went silent for ", absl::FormatDuration(options_.lease),
+                     " during the check"));
+    changed = true;
+  }
 }
 
 void Coordinator::ForgetDisconnectedLocked() {
@@ -317,6 +416,7 @@ void Coordinator::ExpireLeases() {
   // A quarantine that ran out lets the agent work again.
   bool changed = agents_.EndQuarantines(now);
   RequeueExpiredLocked(now, changed);
+  if (health_.enabled() && HealthCheckDueLocked(now)) changed = true;
   ForgetDisconnectedLocked();
   if (changed) ScheduleLocked();
   NoteWaitingLocked(now);

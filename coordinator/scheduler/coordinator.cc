@@ -23,6 +23,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOpti
     for (const Store::AgentStateRow& row : states) {
       c->agents_.SetAdminState(row.agent_id, row.state, row.reason);
     }
+    using Checks = std::map<std::string, v1::HealthCheck>;
+    FARM_ASSIGN_OR_RETURN(Checks checks, c->store_->LoadHealthChecks());
+    for (const auto& [agent_id, check] : checks) c->health_.Restore(agent_id, check);
     c->metrics_.Arrived(Trigger::kResume, c->Now());
     c->ScheduleLocked();
   }
@@ -53,7 +56,8 @@ Coordinator::Coordinator(CoordinatorOptions options, std::unique_ptr<Store> stor
     : options_(std::move(options)),
       repo_cache_(options_.cache_dir),
       store_(std::move(store)),
-      agents_(options_.quarantine_after, options_.quarantine) {}
+      agents_(options_.quarantine_after, options_.quarantine),
+      health_(options_.health_checks) {}
 
 Coordinator::~Coordinator() {
   {

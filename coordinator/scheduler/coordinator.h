@@ -31,6 +31,7 @@
 #include "common/git/git.h"
 #include "common/rpc/credentials.h"
 #include "coordinator/clock/clock.h"
+#include "coordinator/health/health_checks.h"
 #include "coordinator/metrics/coordinator_metrics.h"
 #include "coordinator/power/power.h"
 #include "coordinator/scheduler/agent_registry.h"
@@ -67,6 +68,9 @@ struct CoordinatorOptions {
   std::shared_ptr<PowerControl> power;
   // The longest boot deadline an agent may announce before a kexec.
   absl::Duration max_boot_deadline = absl::Minutes(10);
+  // Agent health checks (--health-check), in the order given: an agent runs the first whose
+  // label it has.
+  std::vector<HealthCheckConfig> health_checks;
 };
 
 class Coordinator {
@@ -87,6 +91,9 @@ class Coordinator {
   std::vector<farm::v1::AgentInfo> ListAgents();
   absl::StatusOr<std::vector<farm::v1::TaskLog>> GetTaskLog(const std::string& job_id,
                                                             const std::string& commit);
+  // The output of a health check (HealthCheck.task_id); NOT_FOUND unless it is the last or
+  // running check of an agent.
+  absl::StatusOr<std::string> GetHealthCheckLog(const std::string& task_id);
   // Drains (true: running tasks finish, no new ones; the agent is told) or undrains an agent.
   // NOT_FOUND when no connected agent has that id.
   absl::Status DrainAgent(const std::string& agent_id, bool drain);
@@ -213,6 +220,14 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetDisconnectedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyRetentionLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Health checks (agent_sessions.cc): starts the checks due on free agents; ends one with the
+  // agent's result (null: `failure`, the agent went silent), storing it.
+  void StartHealthChecksLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishHealthCheckLocked(const std::string& agent_id, const std::string& task_id,
+                               const farm::v1::TaskResult* result, const std::string& failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a health check of `agent_id` is due (the lease thread's cue to schedule).
+  bool HealthCheckDueLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool QuarantinedLocked(const std::string& agent_id, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return agents_.Quarantined(agent_id, now);
@@ -231,6 +246,9 @@ class Coordinator {
   // The dispatcher's rotation: the next deal starts after this job.
   int64_t dealt_last_ ABSL_GUARDED_BY(mu_) = 0;
   AgentRegistry agents_ ABSL_GUARDED_BY(mu_);
+  HealthChecks health_ ABSL_GUARDED_BY(mu_);
+  // Lease of each running health check, by task id.
+  std::map<std::string, absl::Time> health_leases_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
   uint64_t next_watch_ ABSL_GUARDED_BY(mu_) = 1;
   absl::Time next_retention_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

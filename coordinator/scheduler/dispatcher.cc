@@ -53,12 +53,16 @@ bool Coordinator::Eligible(const Job& job, const Session& session) {
 }
 
 void Coordinator::ScheduleLocked() {
-  if (stopping_ || running_jobs_.empty()) return;
+  if (stopping_) return;
+  // Health checks come first: an agent with one due takes no job's task until it passed.
+  if (health_.enabled()) StartHealthChecksLocked(Now());
+  if (running_jobs_.empty()) return;
   FreeSlots free;
   free.now = Now();
   for (uint64_t id : agents_.free_sessions()) {
     Session& s = *agents_.Find(id);
     if (QuarantinedLocked(s.hello.agent_id(), free.now)) continue;
+    if (!health_.MayWork(s.hello.agent_id(), free.now)) continue;
     for (size_t i = s.tasks.size(); i < s.hello.slots(); ++i) free.slots.push_back(&s);
   }
   if (free.slots.empty()) return;
@@ -165,10 +169,16 @@ void Coordinator::QueueNoteLocked(const Job& job, v1::JobStatus& status) {
     }
   }
   const size_t cap = options_.max_slots_per_user;
+  bool all_bad = health_.enabled();
+  for (const auto& [sid, s] : agents_.sessions()) {
+    all_bad &= !s.connected || health_.Bad(s.hello.agent_id());
+  }
   if (!why.empty()) {
     // A label nobody has outweighs everything below.
   } else if (agents_.connected_agents() == 0) {
     why = "no agent connected";
+  } else if (all_bad) {
+    why = "every connected agent failed its health check (see `farm agents`)";
   } else if (cap > 0 && user_running[job.spec.owner()] >= cap) {
     why = absl::StrCat("user cap ", cap, " reached");
   } else if (higher > 0) {
@@ -194,7 +204,7 @@ int Coordinator::PickSlotLocked(Job& job, FreeSlots& free, CommitId c) {
       free.usable_known = true;
       for (auto& [id, s] : agents_.sessions()) {
         if (s.connected && !s.draining && !QuarantinedLocked(s.hello.agent_id(), free.now) &&
-            Eligible(job, s)) {
+            !health_.Bad(s.hello.agent_id()) && Eligible(job, s)) {
           free.usable.insert(s.hello.agent_id());
         }
       }

@@ -141,6 +141,11 @@ void Coordinator::PersistJobLocked(Job& job) {
 void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result) {
   session.tasks.erase(result.task_id());
   agents_.RefreshFree(session);
+  if (IsHealthCheckTask(result.task_id())) {
+    FinishHealthCheckLocked(session.hello.agent_id(), result.task_id(), &result, "");
+    ScheduleLocked();
+    return;
+  }
   auto it = tasks_.find(result.task_id());
   if (it == tasks_.end()) return;  // an attempt from before a restart that is already counted
   Task& task = it->second;
@@ -151,6 +156,7 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
                       << " of agent " << task.agent_id << ": ignored";
     return;
   }
+  if (!result.cancelled()) health_.OnTaskDone(task.agent_id);
   Job& job = jobs_[task.job_id];
   bool was_open = task.state == v1::TASK_RUNNING || task.state == v1::TASK_LOST;
   ReleaseTaskLocked(task);

@@ -160,6 +160,8 @@ constexpr Migration kMigrations[] = {
      "ALTER TABLE jobs ADD COLUMN verification INTEGER NOT NULL DEFAULT 0;"
      "ALTER TABLE jobs ADD COLUMN verification_reason TEXT NOT NULL DEFAULT '';"},
     {"branch monitors and regressions", kSchemaMonitors},
+    {"agents' last health checks (coordinator/health)",
+     "CREATE TABLE health_checks (agent_id TEXT PRIMARY KEY, data BLOB NOT NULL);"},
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -533,6 +535,51 @@ absl::StatusOr<std::vector<Store::AgentStateRow>> Store::LoadAgentStates() {
     rows.push_back({s.Blob(0), static_cast<farm::v1::AgentState>(s.Int(1)), s.Blob(2)});
   }
   return rows;
+}
+
+absl::Status Store::PutHealthCheck(const std::string& agent_id,
+                                   const farm::v1::HealthCheck& check) {
+  Stmt s(db_, &stmts_,
+         "INSERT INTO health_checks(agent_id, data) VALUES (?,?) "
+         "ON CONFLICT(agent_id) DO UPDATE SET data=excluded.data");
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, agent_id).Bind(2, check.SerializeAsString());
+  return s.Run();
+}
+
+absl::StatusOr<std::map<std::string, farm::v1::HealthCheck>> Store::LoadHealthChecks() {
+  Stmt s(db_, "SELECT agent_id, data FROM health_checks");
+  FARM_RETURN_IF_ERROR(s.status());
+  std::map<std::string, farm::v1::HealthCheck> checks;
+  while (true) {
+    FARM_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) break;
+    if (!checks[s.Blob(0)].ParseFromString(s.Blob(1))) {
+      return absl::DataLossError(
+          absl::StrCat("the health check of agent ", s.Blob(0), " in the store cannot be read"));
+    }
+  }
+  return checks;
+}
+
+absl::Status Store::DeleteLog(const std::string& task_id) {
+  Stmt s(db_, &stmts_, "DELETE FROM logs WHERE task_id=?");
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, task_id);
+  return s.Run();
+}
+
+absl::StatusOr<std::string> Store::ReadLog(const std::string& task_id) {
+  Stmt s(db_, &stmts_, "SELECT data FROM logs WHERE task_id=? ORDER BY n");
+  FARM_RETURN_IF_ERROR(s.status());
+  s.Bind(1, task_id);
+  std::string out;
+  while (true) {
+    FARM_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) break;
+    out += s.Blob(0);
+  }
+  return out;
 }
 
 absl::StatusOr<int> Store::DeleteEndedBefore(int64_t cutoff_unix) {

@@ -112,6 +112,15 @@ class Store {
   };
   absl::StatusOr<std::vector<AgentStateRow>> LoadAgentStates();
 
+  // The last health check of each agent (coordinator/health), kept across restarts; Put
+  // overwrites the agent's row. LoadHealthChecks: DATA_LOSS for a row that cannot be parsed.
+  absl::Status PutHealthCheck(const std::string& agent_id, const farm::v1::HealthCheck& check);
+  absl::StatusOr<std::map<std::string, farm::v1::HealthCheck>> LoadHealthChecks();
+  // The whole output of one task ("" when it has none), and its removal (a health check's output
+  // goes when the agent's next check ends).
+  absl::StatusOr<std::string> ReadLog(const std::string& task_id);
+  absl::Status DeleteLog(const std::string& task_id);
+
   // Deletes jobs that ended more than `max_age_seconds` ago, with their tasks and output.
   absl::StatusOr<int> DeleteEndedBefore(int64_t cutoff_unix);
 

@@ -241,10 +241,20 @@ ApiReply HandleApi(Coordinator& core, const ApiRequest& req) {
   if (parts.size() == 1 && parts[0] == "monitors") {
     return get ? Monitors() : MethodNotAllowed(req, "GET");
   }
+  if (parts.size() == 3 && parts[0] == "health-checks" && parts[2] == "log") {
+    if (!get) return MethodNotAllowed(req, "GET");
+    absl::StatusOr<std::string> log = core.GetHealthCheckLog(parts[1]);
+    if (!log.ok()) return ErrorReply(log.status());
+    Struct out;
+    (*out.mutable_fields())["task_id"] = StringValue(parts[1]);
+    uint64_t next = 0;
+    (*out.mutable_fields())["text"] = StringValue(Utf8Tail(*log, 0, &next));
+    return Reply(out);
+  }
   return ErrorReply(absl::NotFoundError(
       absl::StrCat("no API at /api/v1", req.path,
                    ": the routes are jobs, jobs/ID, jobs/ID/log, jobs/ID/cancel, agents, "
-                   "monitors (docs/api.md)")));
+                   "health-checks/TASK/log, monitors (docs/api.md)")));
 }
 
 }  // namespace farm::web

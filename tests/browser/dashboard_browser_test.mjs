@@ -1,7 +1,8 @@
 // The dashboard in a real browser: Debian's chromium, headless, driven over its DevTools
 // protocol on a pipe (--remote-debugging-pipe: no port, no download), against a live
 // farm-coordinator (TLS, tokens, the dashboard on its HTTP port) with two farm-agents and a
-// running bisect whose test prints, waits for the test to let it go, then prints again.
+// running bisect whose test prints, waits for the test to let it go, then prints again; the agents
+// pass a health check first; a host x guest matrix no agent can serve shows its table of cells.
 //
 // usage: node dashboard_browser_test.mjs BIN_DIR SOURCE_DIR [SCREENSHOT_DIR]
 // Exit 0: passed; 77: skipped (no chromium, no openssl); 1: failed, saying what.
@@ -94,9 +95,12 @@ i=0; while [ ! -e ${dir}/stop ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); do
 exit 0
 `, { mode: 0o755 });
 
+fs.writeFileSync(path.join(dir, 'check.sh'), '#!/bin/sh\necho "the bench is fine"\n', { mode: 0o755 });
+
 const coordLog = start('coordinator', [path.join(binDir, 'farm-coordinator'), '--listen', '127.0.0.1:0',
   '--db', path.join(dir, 'farm.db'), '--tls-cert', path.join(dir, 'server.pem'), '--tls-key',
-  path.join(dir, 'server.key'), '--tokens', path.join(dir, 'tokens'), '--http-listen', '127.0.0.1:0']);
+  path.join(dir, 'server.key'), '--tokens', path.join(dir, 'tokens'), '--http-listen', '127.0.0.1:0',
+  '--health-check', `*=${dir}/check.sh`]);
 const coordOut = await until('the coordinator to listen', 30, () => {
   const t = coordLog();
   return /dashboard at/.test(t) && t;
@@ -194,6 +198,13 @@ await until('both agents busy on the agents page', 30, () => js(`
   ['agent-a', 'agent-b'].every((id) => { const r = document.querySelector('#agents-table tr[data-agent-id="' + id + '"]');
     return r && /${job}\\.\\d+/.test(r.textContent) && /rack=r1/.test(r.textContent); })`));
 ok('the agents page shows agent-a and agent-b, their labels and their current tasks');
+// Each passed its health check on connecting; its output is one click away.
+await until('the health checks passed', 20, () => js(`['agent-a', 'agent-b'].every((id) =>
+  (document.querySelector('#agents-table tr[data-agent-id="' + id + '"] td.health') || {}).dataset?.taskId &&
+  document.querySelector('#agents-table tr[data-agent-id="' + id + '"] td.health').classList.contains('health-passed'))`));
+await js(`document.querySelector('#agents-table tr[data-agent-id="agent-a"] a.health-log').click()`);
+await until('the health check\'s log', 20, async () => /agent-a:\n[\s\S]*the bench is fine/.test(await text('#health-log')));
+ok('the agents page shows each agent\'s passed health check and its log: ' + JSON.stringify(await text('#health-log')));
 await shot('agents');
 
 // The job page: the range, then a log that grows while its task runs.
@@ -235,6 +246,28 @@ await shot('job-cancelled');
 const status = farm('status', job);
 if (!/CANCELLED|cancelled/.test(status)) fail('farm status after the cancel says ' + status);
 ok('cancel from the page cancelled the job (farm status agrees)');
+
+// A host x guest matrix: its cells need kexec agents, which this farm lacks, so they wait; the
+// job page draws the table from the API (spec.matrix and the tasks).
+for (const name of ['vmlinuz-6.1', 'vmlinuz-6.2', 'bzImage-a', 'bzImage-b']) {
+  fs.writeFileSync(path.join(dir, name), 'image ' + name + '\n');
+}
+start('matrix', ['sh', '-c', `XDG_CACHE_HOME=${dir}/cache exec ${path.join(binDir, 'farm')} --tls-ca ca.pem ` +
+  `--token-file token matrix --coordinator ${grpcAddr} --host-kernels ${dir}/vmlinuz-6.1 ${dir}/vmlinuz-6.2 ` +
+  `--guest-kernels ${dir}/bzImage-a ${dir}/bzImage-b -- true`]);
+const matrixJob = String(Number(job) + 1);
+await until('the matrix job', 30, async () =>
+  (await fetch(`${web}/api/v1/jobs/${matrixJob}`, { headers: { Authorization: 'Bearer ' + token } })).ok);
+await go('#/job/' + matrixJob);
+await until('the matrix table', 20, () => js(`document.querySelectorAll('#matrix-table td.matrix-cell').length === 4`));
+const cells = await js(`[...document.querySelectorAll('#matrix-table td.matrix-cell')].map((c) =>
+  c.dataset.host + ',' + c.dataset.guest + ':' + c.dataset.verdict).join(' ')`);
+if (cells !== '0,0:WAITING 0,1:WAITING 1,0:WAITING 1,1:WAITING') fail('the matrix cells are ' + cells);
+const heads = await js(`[...document.querySelectorAll('#matrix-table th.matrix-host, #matrix-table th.matrix-guest')].map((h) => h.textContent).join(' ')`);
+if (!/bzImage-a bzImage-b/.test(heads) || !/vmlinuz-6\.1/.test(heads) || !/vmlinuz-6\.2/.test(heads)) fail('the matrix headers are ' + heads);
+ok(`the matrix job's page shows its 2 x 2 table: ${heads}; ${cells}`);
+await shot('matrix');
+farm('cancel', matrixJob);
 
 // Logging out makes the visitor anonymous again.
 await js(`localStorage.removeItem('farm_token')`);

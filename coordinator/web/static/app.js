@@ -173,6 +173,57 @@ function taskRow(jobId, t) {
     el('td', {}, t.detail || ''));
 }
 
+// A matrix job's host x guest table (spec.matrix: hosts, guests, and the commit of each cell at
+// h * max(1, guests) + g): each cell's verdict from its tasks, a link to its log, the culprit
+// cells of a two-dimensional bisect (first_bad) and the sentence its report gives.
+function matrixTable(jobId, j) {
+  const m = (j.spec || {}).matrix;
+  if (!m || !(m.cells || []).length) return [];
+  const hosts = m.hosts || [];
+  const guests = m.guests || [];
+  const width = Math.max(1, guests.length);
+  const hostName = (h) => h.label || short(h.key) || h.image || '?';
+  const culprits = new Set(j.first_bad || []);
+  const cellOf = (commit) => {
+    const running = (j.running || []).some((t) => t.commit === commit);
+    const done = (j.finished || []).filter((t) => t.commit === commit);
+    const verdicts = done.filter((t) => t.verdict && t.verdict !== 'VERDICT_UNSPECIFIED');
+    if (verdicts.length) return { text: verdicts[verdicts.length - 1].verdict, done: true };
+    if (running) return { text: 'RUNNING', done: true };
+    const failed = done.filter((t) => t.state === 'TASK_INFRA_ERROR');
+    if (failed.length) return { text: 'REFUSED', detail: failed[failed.length - 1].detail, done: true };
+    return { text: 'WAITING', done: false };
+  };
+  const rows = hosts.map((h, hi) => el('tr', {},
+    el('th', { class: 'matrix-host' }, hostName(h)),
+    ...Array.from({ length: width }, (_, gi) => {
+      const commit = m.cells[hi * width + gi];
+      const c = cellOf(commit);
+      const culprit = culprits.has(commit);
+      return el('td', { class: `matrix-cell cell-${c.text}${culprit ? ' culprit' : ''}`,
+        'data-host': String(hi), 'data-guest': String(gi), 'data-verdict': c.text,
+        title: c.detail || '' },
+      c.done ? el('a', { class: 'cell-log', onclick: () => followLog(jobId, commit) }, c.text) : c.text,
+      culprit ? el('span', { class: 'culprit-mark' }, ' culprit') : null);
+    })));
+  const sentence = ((j.report || '').match(/cells tested\n([^\n]+)/) || [])[1];
+  const culpritText = [...culprits].map((c) => {
+    const i = m.cells.indexOf(c);
+    if (i < 0) return short(c);
+    const g = guests.length ? ` with guest ${guests[i % width]}` : '';
+    return `host ${hostName(hosts[Math.floor(i / width)] || {})}${g}`;
+  });
+  return [
+    el('h2', {}, m.bisect ? 'Host x guest bisect' : 'Host x guest matrix'),
+    el('table', { id: 'matrix-table' },
+      el('tr', {}, el('th', {}, 'host \\ guest'),
+        ...(guests.length ? guests : ['(host only)']).map((g) => el('th', { class: 'matrix-guest' }, g))),
+      ...rows),
+    ...(culpritText.length ? [el('p', { id: 'matrix-culprits' }, 'culprits: ' + culpritText.join('; '))] : []),
+    ...(sentence ? [el('p', { id: 'matrix-sentence' }, sentence)] : []),
+  ];
+}
+
 async function jobPage(id) {
   const j = await api('/jobs/' + encodeURIComponent(id));
   const spec = j.spec || {};
@@ -196,6 +247,7 @@ async function jobPage(id) {
     el('p', { id: 'job-progress' }, j.state === 'RUNNING'
       ? `${j.candidates} candidates left, ${j.testable} to test, about ${j.rounds_left} rounds; ${j.agents_connected} agents connected; ${seconds(j.elapsed_seconds)}`
       : `${(j.first_bad || []).length ? 'first bad: ' + (j.first_bad || []).map(short).join(' ') : ''} ${j.error || ''} (${seconds(j.elapsed_seconds)})`),
+    ...matrixTable(id, j),
     el('h2', {}, 'Commit range'),
     rangeStrip(j),
     el('h2', {}, 'Tasks'),
@@ -215,14 +267,34 @@ async function agentsPage() {
   const agents = data.agents || [];
   const stateOf = (a) => a.state || (!a.connected ? 'disconnected' : a.quarantined ? 'quarantined'
     : a.draining ? 'draining' : 'good');
+  // The last health check: its result, when, and a link to its output (fetched from the API).
+  const healthOf = (a) => {
+    const h = a.health_check;
+    if (!h || !h.task_id) return el('td', { class: 'health muted' }, '-');
+    const when = new Date(1000 * Number(h.running ? h.started_unix : h.ended_unix)).toISOString()
+      .replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+    const verdict = h.running ? 'running' : h.passed ? 'passed' : 'failed';
+    const link = el('a', { href: '#', class: 'health-log' }, 'log');
+    link.addEventListener('click', async (ev) => {
+      ev.preventDefault();
+      const out = await api(h.log_path.replace(/^\/api\/v1/, ''));
+      const pre = document.getElementById('health-log') || el('pre', { id: 'health-log' });
+      pre.textContent = `${h.task_id} on ${a.agent_id}:\n${out.text}`;
+      view.appendChild(pre);
+    });
+    return el('td', { class: 'health health-' + verdict, 'data-task-id': h.task_id },
+      `${verdict} ${when} `, link, h.detail ? el('div', { class: 'muted' }, h.detail) : null);
+  };
   view.replaceChildren(
     el('h1', {}, 'Agents'),
     agents.length ? el('table', { id: 'agents-table' },
-      el('tr', {}, ...['agent', 'host', 'state', 'slots', 'current tasks', 'kernel', 'labels', 'capabilities', 'last seen'].map((h) => el('th', {}, h))),
+      el('tr', {}, ...['agent', 'host', 'state', 'health check', 'slots', 'current tasks', 'kernel', 'labels', 'capabilities', 'last seen'].map((h) => el('th', {}, h))),
       ...agents.map((a) => el('tr', { 'data-agent-id': a.agent_id },
         el('td', {}, a.agent_id),
         el('td', {}, a.hostname),
-        el('td', {}, stateOf(a), a.quarantine_reason ? el('div', { class: 'muted' }, a.quarantine_reason) : null),
+        el('td', {}, stateOf(a), (a.state_reason || a.quarantine_reason)
+          ? el('div', { class: 'muted' }, a.state_reason || a.quarantine_reason) : null),
+        healthOf(a),
         el('td', {}, a.slots),
         el('td', {}, (a.running_tasks || []).join(' ') || el('span', { class: 'muted' }, 'idle')),
         el('td', {}, (a.capabilities || {}).kernel || (a.labels || {}).kernel || '-'),
