@@ -1,7 +1,10 @@
 #include "agent/workspace/workspace.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -349,6 +352,118 @@ absl::StatusOr<std::vector<Submodule>> ReadGitmodules(const std::string& file) {
   return modules;
 }
 
+// Whether the worktree's HEAD names a commit: a worktree whose first checkout never finished
+// (interrupted, or a seed cancelled half-way) has none, and whatever files it has are untracked.
+bool HoldsCommit(git_repository* repo) {
+  git_object* head = nullptr;
+  if (git_revparse_single(&head, repo, "HEAD^{commit}") < 0) {
+    git_error_clear();
+    return false;
+  }
+  git_object_free(head);
+  return true;
+}
+
+// Writes every entry of `tree` into the empty worktree `root`, as a checkout without filters
+// would (blobs, executables, symlinks, empty directories for gitlinks), asking `cancelled`
+// between entries.
+struct TreeWriter {
+  git_repository* repo;
+  std::string root;
+  const std::function<bool()>* cancelled;
+  absl::Status status;
+};
+
+absl::Status WriteBlob(git_repository* repo, const git_oid& id, git_filemode_t mode,
+                       const std::string& path) {
+  git_blob* raw = nullptr;
+  int rc = git_blob_lookup(&raw, repo, &id);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot read the blob of '", path, "'"));
+  std::unique_ptr<git_blob, decltype(&git_blob_free)> blob(raw, git_blob_free);
+  const char* data = static_cast<const char*>(git_blob_rawcontent(blob.get()));
+  const size_t size = static_cast<size_t>(git_blob_rawsize(blob.get()));
+  auto failed = [&path](const char* what) {
+    return DiskError(absl::StrCat("cannot ", what, " '", path, "'"),
+                     std::error_code(errno, std::generic_category()));
+  };
+  if (mode == GIT_FILEMODE_LINK) {
+    if (symlink(std::string(data, size).c_str(), path.c_str()) != 0) return failed("create");
+    return absl::OkStatus();
+  }
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                      mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0777 : 0666);
+  if (fd < 0) return failed("create");
+  for (size_t done = 0; done < size;) {
+    const ssize_t n = write(fd, data + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      absl::Status error = failed("write");
+      close(fd);
+      return error;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (close(fd) != 0) return failed("write");
+  return absl::OkStatus();
+}
+
+int WriteTreeEntry(const char* dir, const git_tree_entry* entry, void* payload) {
+  auto* w = static_cast<TreeWriter*>(payload);
+  if ((*w->cancelled)()) {
+    w->status = absl::CancelledError("cancelled");
+    return -1;
+  }
+  const std::string path = absl::StrCat(w->root, "/", dir, git_tree_entry_name(entry));
+  const git_filemode_t mode = git_tree_entry_filemode(entry);
+  if (mode == GIT_FILEMODE_TREE || mode == GIT_FILEMODE_COMMIT) {
+    if (mkdir(path.c_str(), 0777) != 0 && errno != EEXIST) {
+      w->status = DiskError(absl::StrCat("cannot create directory '", path, "'"),
+                            std::error_code(errno, std::generic_category()));
+      return -1;
+    }
+    return 0;
+  }
+  w->status = WriteBlob(w->repo, *git_tree_entry_id(entry), mode, path);
+  return w->status.ok() ? 0 : -1;
+}
+
+// Fills the index of the worktree at `root` with `tree`'s entries and the stat data of the files
+// just written, so that the next checkout sees them unchanged without reading them.
+absl::Status IndexWrittenTree(git_repository* repo, const std::string& root, git_tree* tree) {
+  git_index* raw = nullptr;
+  int rc = git_repository_index(&raw, repo);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot create an index in '", root, "'"));
+  GitIndex index(raw);
+  rc = git_index_read_tree(index.get(), tree);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot fill the index of '", root, "'"));
+  const size_t n = git_index_entrycount(index.get());
+  for (size_t i = 0; i < n; ++i) {
+    git_index_entry entry = *git_index_get_byindex(index.get(), i);
+    if (entry.mode == GIT_FILEMODE_COMMIT) continue;  // gitlinks carry no stat data
+    const std::string path = entry.path;  // adding frees the entry `entry.path` points into
+    entry.path = path.c_str();
+    struct stat st;
+    if (lstat(absl::StrCat(root, "/", path).c_str(), &st) != 0) {
+      return DiskError(absl::StrCat("cannot stat '", root, "/", path, "'"),
+                       std::error_code(errno, std::generic_category()));
+    }
+    entry.ctime.seconds = static_cast<int32_t>(st.st_ctim.tv_sec);
+    entry.ctime.nanoseconds = static_cast<uint32_t>(st.st_ctim.tv_nsec);
+    entry.mtime.seconds = static_cast<int32_t>(st.st_mtim.tv_sec);
+    entry.mtime.nanoseconds = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+    entry.dev = static_cast<uint32_t>(st.st_dev);
+    entry.ino = static_cast<uint32_t>(st.st_ino);
+    entry.uid = st.st_uid;
+    entry.gid = st.st_gid;
+    entry.file_size = static_cast<uint32_t>(st.st_size);
+    rc = git_index_add(index.get(), &entry);
+    if (rc < 0) return GitError(rc, absl::StrCat("cannot index '", path, "' in '", root, "'"));
+  }
+  rc = git_index_write(index.get());
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot write the index of '", root, "'"));
+  return absl::OkStatus();
+}
+
 constexpr int kMaxSubmoduleDepth = 8;
 
 }  // namespace
@@ -472,6 +587,69 @@ absl::Status Workspace::EmptyBuildDirectory(int slot) {
   return EmptyDirectory(build_path(slot));
 }
 
+absl::StatusOr<Workspace::ResolvedCommit> Workspace::Resolve(const std::string& url,
+                                                             const std::string& sha) {
+  ResolvedCommit resolved;
+  FARM_ASSIGN_OR_RETURN(resolved.source_path, cache_.Prepare(url, sha));
+  FARM_ASSIGN_OR_RETURN(GitRepository source, OpenRepository(resolved.source_path));
+  absl::StatusOr<git_oid> oid = ResolveCommit(source.get(), sha);
+  if (absl::IsNotFound(oid.status())) {
+    return absl::NotFoundError(absl::StrCat("commit '", sha, "' is not in repository '", url, "'"));
+  }
+  if (!oid.ok()) return oid.status();
+  resolved.oid = *oid;
+  return resolved;
+}
+
+bool Workspace::HasWorktree(int slot, const std::string& url) {
+  if (slot < 0) return false;
+  absl::StatusOr<GitRepository> existing = OpenWorktree(worktree_path(slot));
+  if (!existing.ok()) {
+    git_error_clear();
+    return false;
+  }
+  return ConfiguredUrl(existing->get()) == url && HoldsCommit(existing->get());
+}
+
+absl::StatusOr<bool> Workspace::SeedWorktree(int slot, const std::string& url,
+                                             const std::string& sha,
+                                             const std::function<bool()>& cancelled) {
+  if (slot < 0) return absl::InvalidArgumentError(absl::StrCat("bad workspace slot ", slot));
+  if (HasWorktree(slot, url)) return false;
+  FARM_ASSIGN_OR_RETURN(const ResolvedCommit resolved, Resolve(url, sha));
+  const std::string src = worktree_path(slot);
+  FARM_RETURN_IF_ERROR(CreateWorktree(src, url));
+  FARM_RETURN_IF_ERROR(SetAlternates(src, resolved.source_path + "/objects"));
+  FARM_RETURN_IF_ERROR(MakeDirs(build_path(slot)));
+  FARM_ASSIGN_OR_RETURN(GitRepository repo, OpenWorktree(src));
+  git_commit* raw_commit = nullptr;
+  int rc = git_commit_lookup(&raw_commit, repo.get(), &resolved.oid);
+  if (rc < 0) {
+    return GitError(
+        rc, absl::StrCat("cannot read commit ", sha, " through the alternates of '", src, "'"));
+  }
+  GitCommit commit(raw_commit);
+  if (filters_.MayNeed(repo.get(), *git_commit_tree_id(commit.get()))) {
+    CheckoutCounts counts;  // conversions to apply: libgit2 writes the files
+    FARM_RETURN_IF_ERROR(CheckOutCommit(filters_, src, resolved.oid, sha, false, counts));
+    return true;
+  }
+  git_tree* raw_tree = nullptr;
+  rc = git_commit_tree(&raw_tree, commit.get());
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot read the tree of ", sha));
+  GitTree tree(raw_tree);
+  TreeWriter writer{repo.get(), src, &cancelled, absl::OkStatus()};
+  rc = git_tree_walk(tree.get(), GIT_TREEWALK_PRE, WriteTreeEntry, &writer);
+  FARM_RETURN_IF_ERROR(writer.status);
+  if (rc < 0)
+    return GitError(rc, absl::StrCat("cannot write the tree of ", sha, " in '", src, "'"));
+  FARM_RETURN_IF_ERROR(IndexWrittenTree(repo.get(), src, tree.get()));
+  // Last: a worktree whose HEAD names a commit is complete (HoldsCommit).
+  rc = git_repository_set_head_detached(repo.get(), &resolved.oid);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot set HEAD of '", src, "' to ", sha));
+  return true;
+}
+
 absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& url,
                                                    const std::string& sha, bool pristine) {
   const absl::Time start = absl::Now();
@@ -479,18 +657,9 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
   const std::string src = worktree_path(slot);
   const std::string build = build_path(slot);
 
-  FARM_ASSIGN_OR_RETURN(const std::string source_path, cache_.Prepare(url, sha));
-  git_oid oid;
-  {
-    FARM_ASSIGN_OR_RETURN(GitRepository source, OpenRepository(source_path));
-    absl::StatusOr<git_oid> resolved = ResolveCommit(source.get(), sha);
-    if (absl::IsNotFound(resolved.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("commit '", sha, "' is not in repository '", url, "'"));
-    }
-    if (!resolved.ok()) return resolved.status();
-    oid = *resolved;
-  }
+  FARM_ASSIGN_OR_RETURN(const ResolvedCommit resolved, Resolve(url, sha));
+  const std::string& source_path = resolved.source_path;
+  const git_oid oid = resolved.oid;
   const std::string objects_dir = source_path + "/objects";
   struct stat source_st;
   const ino_t mirror_inode = stat(source_path.c_str(), &source_st) == 0 ? source_st.st_ino : 0;
@@ -502,7 +671,7 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
     absl::StatusOr<GitRepository> existing = OpenWorktree(src);
     if (existing.ok()) {
       other_url = ConfiguredUrl(existing->get()) != url;
-      sound = !other_url;
+      sound = !other_url && HoldsCommit(existing->get());
     } else {
       git_error_clear();
     }
