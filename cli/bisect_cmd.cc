@@ -207,15 +207,18 @@ int RunLocalBisect(BisectFlags& f) {
   };
   // Agents with a worktree start at once; with none, the first one is seeded first (the one
   // checkout the first round cannot avoid), then the others join as their trees are written.
-  // While seeding is quick (small trees) every agent is seeded before the job starts, so that
-  // the first round is planned for all of them.
+  // When that first seed shows seeding to be quick (a small tree), more agents are seeded before
+  // the job starts, so that the first round is planned for them too.
   constexpr absl::Duration kQuickSeeding = absl::Milliseconds(500);
   size_t next_cold = 0;
-  const absl::Time seeding_start = absl::Now();
-  while (next_cold < cold.size() &&
-         ((next_cold == 0 && cold.size() == static_cast<size_t>(agents)) ||
-          absl::Now() - seeding_start < kQuickSeeding)) {
+  if (cold.size() == static_cast<size_t>(agents)) {
+    const absl::Time start = absl::Now();
     seed(cold[next_cold++]);
+    const absl::Duration one = absl::Now() - start;
+    while (next_cold < cold.size() && absl::Now() - start + one < kQuickSeeding &&
+           interrupts.signo() == 0) {
+      seed(cold[next_cold++]);
+    }
     if (interrupts.signo() != 0) {
       (*server)->Shutdown(absl::Milliseconds(500));
       return interrupted();
