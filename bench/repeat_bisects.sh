@@ -36,7 +36,7 @@ git_run() {  # clone -> seconds
   (cd "$1" && git bisect start main "$good" >/dev/null && git bisect run "$work/trivial.sh" >/dev/null 2>&1)
   t1=$(now)
   git -C "$1" bisect log | grep -q "first bad commit" || { echo "git failed" >&2; exit 1; }
-  git -C "$1" bisect reset -q
+  git -C "$1" bisect reset >/dev/null 2>&1
   echo "$t0 $t1"
 }
 

@@ -299,7 +299,8 @@ absl::Status WriteBlobInto(git_repository* repo, const git_oid& id, uint32_t mod
   std::unique_ptr<git_blob, decltype(&git_blob_free)> blob(raw, git_blob_free);
   const mode_t perm = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0777 : 0666;
   const bool reused = fd >= 0;
-  if (!reused) fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, perm);
+  // O_NOFOLLOW: a symlink a build put there is not written through.
+  if (!reused) fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, perm);
   auto failed = [&path] {
     return DiskError(absl::StrCat("cannot write '", path, "'"),
                      std::error_code(errno, std::generic_category()));
