@@ -298,9 +298,10 @@ absl::Status WriteBlobInto(git_repository* repo, const git_oid& id, uint32_t mod
   if (rc < 0) return GitError(rc, absl::StrCat("cannot read the blob of '", path, "'"));
   std::unique_ptr<git_blob, decltype(&git_blob_free)> blob(raw, git_blob_free);
   const mode_t perm = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0777 : 0666;
+  // Written over, then cut to size, never truncated to 0 first: ext4 (auto_da_alloc) writes a
+  // file truncated to 0 back to disk as soon as it is closed, and waited for that on every file.
   const bool reused = fd >= 0;
-  // O_NOFOLLOW: a symlink a build put there is not written through.
-  if (!reused) fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, perm);
+  if (!reused) fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, perm);
   auto failed = [&path] {
     return DiskError(absl::StrCat("cannot write '", path, "'"),
                      std::error_code(errno, std::generic_category()));
@@ -308,17 +309,18 @@ absl::Status WriteBlobInto(git_repository* repo, const git_oid& id, uint32_t mod
   if (fd < 0) return failed();
   const char* data = static_cast<const char*>(git_blob_rawcontent(blob.get()));
   const size_t size = static_cast<size_t>(git_blob_rawsize(blob.get()));
-  bool ok = true;
-  if (reused) {
-    const mode_t umask_now = umask(0);  // (this process never changes it)
-    umask(umask_now);
-    ok = ftruncate(fd, 0) == 0 && fchmod(fd, perm & ~umask_now) == 0;
-  }
+  const mode_t umask_now = umask(0);  // (this process never changes it)
+  umask(umask_now);
+  bool ok = fchmod(fd, perm & ~umask_now) == 0;
   for (size_t done = 0; ok && done < size;) {
-    const ssize_t n = write(fd, data + done, size - done);
+    const ssize_t n = pwrite(fd, data + done, size - done, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     ok = n > 0;
     if (ok) done += static_cast<size_t>(n);
+  }
+  struct stat st;
+  if (ok && fstat(fd, &st) == 0 && static_cast<size_t>(st.st_size) != size) {
+    ok = ftruncate(fd, static_cast<off_t>(size)) == 0;
   }
   if (!ok) {
     absl::Status error = failed();
