@@ -555,6 +555,9 @@ struct TreeWriter {
   std::string root;
   const std::function<bool()>* cancelled;
   absl::Status status;
+  // Resuming a cancelled seed of the same commit: a regular file of the blob's size is the one
+  // written then (the seed writes files whole between two questions to `cancelled`).
+  bool resume = false;
 };
 
 absl::Status WriteBlob(git_repository* repo, const git_oid& id, git_filemode_t mode,
@@ -588,6 +591,21 @@ int WriteTreeEntry(const char* dir, const git_tree_entry* entry, void* payload) 
       return -1;
     }
     return 0;
+  }
+  if (w->resume && mode != GIT_FILEMODE_LINK) {
+    struct stat st;
+    size_t size = 0;
+    git_object_t type;
+    git_odb* odb = nullptr;
+    if (lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        git_repository_odb(&odb, w->repo) == 0) {
+      const bool same = git_odb_read_header(&size, &type, odb, git_tree_entry_id(entry)) == 0 &&
+                        static_cast<size_t>(st.st_size) == size;
+      git_odb_free(odb);
+      git_error_clear();
+      if (same) return 0;
+    }
+    git_error_clear();
   }
   w->status = WriteBlob(w->repo, *git_tree_entry_id(entry), mode, path);
   return w->status.ok() ? 0 : -1;
@@ -776,7 +794,23 @@ absl::StatusOr<bool> Workspace::SeedWorktree(int slot, const std::string& url,
   if (HasWorktree(slot, url)) return false;
   FARM_ASSIGN_OR_RETURN(const ResolvedCommit resolved, Resolve(url, sha));
   const std::string src = worktree_path(slot);
-  FARM_RETURN_IF_ERROR(CreateWorktree(src, url));
+  // Which commit a seed is writing, so that a seed cancelled half-way (the bisect ended first)
+  // is resumed by the next one instead of written again from the start.
+  const std::string marker = src + "/.git/farm-seed";
+  char hex[GIT_OID_HEXSZ + 1];
+  git_oid_tostr(hex, sizeof(hex), &resolved.oid);
+  bool resume = false;
+  if (absl::StatusOr<GitRepository> existing = OpenWorktree(src); existing.ok()) {
+    resume = ConfiguredUrl(existing->get()) == url && ReadSmallFile(marker) == hex;
+  } else {
+    git_error_clear();
+  }
+  if (!resume) {
+    FARM_RETURN_IF_ERROR(CreateWorktree(src, url));
+    std::ofstream out(marker, std::ios::trunc);
+    out << hex;
+    if (!out.flush()) return absl::InternalError(absl::StrCat("cannot write '", marker, "'"));
+  }
   FARM_RETURN_IF_ERROR(SetAlternates(src, resolved.source_path + "/objects"));
   FARM_RETURN_IF_ERROR(MakeDirs(build_path(slot)));
   FARM_ASSIGN_OR_RETURN(GitRepository repo, OpenWorktree(src));
@@ -796,7 +830,7 @@ absl::StatusOr<bool> Workspace::SeedWorktree(int slot, const std::string& url,
   rc = git_commit_tree(&raw_tree, commit.get());
   if (rc < 0) return GitError(rc, absl::StrCat("cannot read the tree of ", sha));
   GitTree tree(raw_tree);
-  TreeWriter writer{repo.get(), src, &cancelled, absl::OkStatus()};
+  TreeWriter writer{repo.get(), src, &cancelled, absl::OkStatus(), resume};
   rc = git_tree_walk(tree.get(), GIT_TREEWALK_PRE, WriteTreeEntry, &writer);
   FARM_RETURN_IF_ERROR(writer.status);
   if (rc < 0)

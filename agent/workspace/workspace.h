@@ -72,8 +72,9 @@ class Workspace {
   // the tree itself (unless line-ending or ident filters apply, then as Checkout does), asking
   // `cancelled` between files; submodules are left to Checkout. Every file is the slot's own:
   // nothing is shared with another worktree. Returns whether it wrote a tree.
-  // Errors: CANCELLED when `cancelled` said so (the partial worktree is recreated by the next
-  // Checkout or SeedWorktree); otherwise as Checkout.
+  // Errors: CANCELLED when `cancelled` said so (the partial worktree is resumed by the next
+  // SeedWorktree of the same commit, keeping the files written, or recreated by the next
+  // Checkout); otherwise as Checkout.
   absl::StatusOr<bool> SeedWorktree(int slot, const std::string& url, const std::string& sha,
                                     const std::function<bool()>& cancelled);
 

@@ -519,6 +519,20 @@ TEST_F(SeedTest, ACancelledSeedIsRecreatedByTheNextCheckout) {
   ExpectHolds(0, b_);  // nothing of the half-written commit A is left, untracked or not
 }
 
+TEST_F(SeedTest, ACancelledSeedIsResumedKeepingWhatItWrote) {
+  int asked = 0;
+  absl::StatusOr<bool> seeded =
+      ws_->SeedWorktree(0, repo_->path(), a_, [&asked] { return ++asked > 4; });
+  ASSERT_EQ(seeded.status().code(), absl::StatusCode::kCancelled) << seeded.status();
+  const std::string written = ws_->worktree_path(0) + "/change.txt";
+  SetOldMtime(written);
+  seeded = ws_->SeedWorktree(0, repo_->path(), a_, [] { return false; });
+  ASSERT_TRUE(seeded.ok()) << seeded.status();
+  EXPECT_TRUE(*seeded);
+  EXPECT_EQ(Mtime(written), kOldTime) << "a file the cancelled seed wrote was written again";
+  ExpectHolds(0, a_);
+}
+
 TEST_F(SeedTest, UnknownCommitSaysWhichRepository) {
   absl::StatusOr<bool> seeded =
       ws_->SeedWorktree(0, repo_->path(), "no-such-branch", [] { return false; });
