@@ -183,8 +183,11 @@ int RunLocalBisect(BisectFlags& f) {
   absl::Mutex agents_mu;
   std::vector<std::unique_ptr<Agent>> local_agents;
   std::vector<std::thread> threads;
+  // The local agents run on one machine: their builds share its cores (FARM_JOBS).
+  auto cores = std::make_shared<CoreShare>(CoreShare::MachineCores());
   auto start_agent = [&](int i) -> absl::Status {
     AgentOptions aopts;
+    aopts.core_share = cores;
     aopts.coordinator = (*server)->address();
     aopts.workdir = absl::StrCat(*state_dir, "/agents/", i);
     aopts.ccache_dir = *state_dir + "/ccache";  // one cache: one agent's compile is another's hit
@@ -224,23 +227,7 @@ int RunLocalBisect(BisectFlags& f) {
       return interrupted();
     }
   }
-  absl::flat_hash_set<int> later(cold.begin() + next_cold, cold.end());
-  for (int i = 1; i <= agents; ++i) {
-    if (later.contains(i)) continue;
-    if (absl::Status started = start_agent(i); !started.ok()) return Fail(started, kExitFailed);
-  }
-  const size_t ready_at_start = static_cast<size_t>(agents) - later.size();
-  std::thread seeder([&, rest = std::vector<int>(cold.begin() + next_cold, cold.end())] {
-    for (int i : rest) {
-      if (stop_seeding.load()) return;
-      seed(i);
-      if (stop_seeding.load()) return;
-      if (absl::Status started = start_agent(i); !started.ok()) {
-        std::fprintf(stderr, "farm: agent %d did not start: %s\n", i,
-                     std::string(started.message()).c_str());
-      }
-    }
-  });
+  std::thread seeder;
   // Stops the seeding and the agents (their running tests' process groups are killed) and waits
   // for them.
   auto stop_all = [&] {
@@ -253,6 +240,26 @@ int RunLocalBisect(BisectFlags& f) {
     (*server)->Shutdown(absl::Milliseconds(500));
   };
 
+  absl::flat_hash_set<int> later(cold.begin() + next_cold, cold.end());
+  for (int i = 1; i <= agents; ++i) {
+    if (later.contains(i)) continue;
+    if (absl::Status started = start_agent(i); !started.ok()) {
+      stop_all();
+      return Fail(started, kExitFailed);
+    }
+  }
+  const size_t ready_at_start = static_cast<size_t>(agents) - later.size();
+  seeder = std::thread([&, rest = std::vector<int>(cold.begin() + next_cold, cold.end())] {
+    for (int i : rest) {
+      if (stop_seeding.load()) return;
+      seed(i);
+      if (stop_seeding.load()) return;
+      if (absl::Status started = start_agent(i); !started.ok()) {
+        std::fprintf(stderr, "farm: agent %d did not start: %s\n", i,
+                     std::string(started.message()).c_str());
+      }
+    }
+  });
   // Start with every ready agent connected, so that the first plan uses them all.
   absl::Time agents_deadline = absl::Now() + absl::Seconds(30);
   while (!(*server)->core()->AwaitAgents(ready_at_start, absl::Milliseconds(200))) {

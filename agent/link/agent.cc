@@ -47,6 +47,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
     options.ccache_dir = std::filesystem::absolute(options.ccache_dir).lexically_normal().string();
   }
   if (options.agent_id.empty()) options.agent_id = absl::StrCat(Hostname(), ":", options.workdir);
+  if (options.core_share == nullptr) {
+    options.core_share = std::make_shared<CoreShare>(CoreShare::MachineCores());
+  }
   struct utsname u;
   if (uname(&u) == 0) options.capabilities.emplace("arch", u.machine);
   // What a job may require besides the operator's labels (BisectSpec.require).
@@ -335,12 +338,11 @@ void Agent::StartTask(const v1::Assign& assign) {
   auto run = std::make_unique<Running>();
   run->assign = assign;
   run->slot = slot;
-  // The machine's cores shared by the tasks running now, this one included: a probe alone on
-  // the agent (the last of its round, or a one-slot agent) builds with every core; speculative
-  // probes started together share them. A task keeps what it got when others end (make -j
-  // cannot grow), which errs towards fewer compilers than cores, never more.
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  run->jobs = std::max(1, cores / static_cast<int>(running_.size() + 1));
+  // The machine's cores shared by the tasks running now, this one included (those of the other
+  // agents sharing core_share too): a probe alone on the machine (the last of its round) builds
+  // with every core; speculative probes started together share them. A task keeps what it got
+  // when others start or end (make -j cannot change).
+  run->jobs = options_.core_share->Start();
   Running* r = run.get();
   running_[assign.task_id()] = std::move(run);
   r->thread = std::thread(&Agent::TaskThread, this, r);
@@ -356,6 +358,7 @@ void Agent::ResumeKexecTask() {
   auto run = std::make_unique<Running>();
   run->assign = step->assign;
   run->resumed = std::move(step);
+  run->jobs = options_.core_share->Start();
   Running* r = run.get();
   running_[r->assign.task_id()] = std::move(run);
   r->thread = std::thread(&Agent::TaskThread, this, r);
@@ -443,6 +446,7 @@ void Agent::TaskThread(Running* r) {
     // while its result waits in undelivered_.
     absl::MutexLock lock(&mu_);
     slot_busy_[r->slot] = false;
+    options_.core_share->End();
     auto it = running_.find(id);
     finished_.push_back(std::move(it->second));
     running_.erase(it);

@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "agent/kexec/host_machine.h"
 #include "agent/kexec/kexec_task.h"
+#include "agent/link/core_share.h"
 #include "agent/runner/task_runner.h"
 #include "agent/workspace/workspace.h"
 #include "common/rpc/credentials.h"
@@ -48,6 +49,9 @@ struct AgentOptions {
   absl::Duration kexec_boot_deadline = absl::Minutes(5);  // announced to the coordinator
   // The machine kexec acts on; null: this one (tests pass a fake).
   std::shared_ptr<kexec::HostMachine> host_machine;
+  // The machine's cores, shared with the other agents in this process that run on it (the
+  // local agents of `farm bisect`); null: this agent's own share of every core.
+  std::shared_ptr<CoreShare> core_share;
 };
 
 class Agent {

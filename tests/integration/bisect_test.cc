@@ -3,8 +3,10 @@
 // `git bisect run` answers on the same repository with the same script.
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -121,6 +123,34 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) {
       return absl::StrCat(std::get<0>(info.param).name, "_", std::get<1>(info.param), "agents");
     });
+
+// The local agents of one `farm bisect` run on one machine: the builds started together share
+// its cores through FARM_JOBS instead of each taking all of them.
+TEST(Bisect, LocalAgentsShareTheMachinesCores) {
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (cores < 2) GTEST_SKIP() << "one core: every task gets FARM_JOBS=1 anyway";
+  std::string dir = MakeTempDir("cores");
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 60 --seed 5");
+  WriteScript(dir + "/test.sh",
+              absl::StrCat("#!/bin/sh\necho \"$FARM_JOBS\" >> ", Quote(dir + "/jobs"),
+                           "\nsleep 1\n", "test -f bug && exit 1\nexit 0\n"));
+  FarmRun farm = RunFarm(absl::StrCat("--repo ", Quote(repo.path), " --good ", repo.root, " --bad ",
+                                      repo.bad, " --agents 4 --workdir ", Quote(dir + "/state"),
+                                      " -- ", Quote(dir + "/test.sh")));
+  ASSERT_EQ(farm.answer.first_bad, repo.culprit) << farm.result.output;
+  std::ifstream f(dir + "/jobs");
+  std::vector<int> seen;
+  for (std::string line; std::getline(f, line);) {
+    int jobs = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(line, &jobs)) << "FARM_JOBS='" << line << "'";
+    seen.push_back(jobs);
+  }
+  ASSERT_GE(seen.size(), 4u);
+  for (int jobs : seen) EXPECT_TRUE(jobs >= 1 && jobs <= cores) << jobs << " of " << cores;
+  // The first round starts four tests at once: the later ones get a share, not every core.
+  EXPECT_LT(*std::min_element(seen.begin(), seen.end()), cores)
+      << "every test was given all " << cores << " cores";
+}
 
 TEST(Bisect, LogIsAcceptedByGitBisectReplay) {
   std::string dir = MakeTempDir("replay");
