@@ -13,7 +13,7 @@ shift || true
 agent_counts=("$@")
 [ ${#agent_counts[@]} -gt 0 ] || agent_counts=(4 8)
 farm=$build/bin/farm
-work=$(mktemp -d "${TMPDIR:-/tmp}/farm-bench.XXXXXX")
+work=$(mktemp -d "${TMPDIR:-/tmp}/farm-cold.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 now() { date +%s.%N; }
 

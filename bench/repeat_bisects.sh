@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 runs=${1:-10}
 shift
 [ $# -gt 0 ] || set -- "$here/../build"
-work=$(mktemp -d "${TMPDIR:-/tmp}/farm-bench.XXXXXX")
+work=$(mktemp -d "${TMPDIR:-/tmp}/farm-repeat.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 now() { date +%s.%N; }
 
