@@ -5,8 +5,8 @@
 #   peers           4 workers, 1 s test, the same DAG: git bisect run, the farm, and git-pisect /
 #                   git-brisect when installed (they are not Debian packages)
 #   C project       a generated C project whose build takes ~20 s single-threaded, a planted
-#                   regression, 2 agents on this machine (`--build 'make -j$FARM_JOBS'`) against
-#                   `git bisect run` building with make -j$(nproc)
+#                   regression, 2 agents on this machine against `git bisect run`, both building
+#                   with plain make (C_BUILD=parallel: git make -j$(nproc), farm -j$FARM_JOBS)
 #   1M commits      `farm_next` on a 1,000,000-commit history without a commit-graph file,
 #                   /usr/bin/time -v (max RSS, wall)
 #   farm boot       Debian's cloud kernel under TCG, whole process (command start to exit)
@@ -160,14 +160,17 @@ echo "C project: $units units of ${per_unit} s each (load $(load))"
 )
 cgood=$(git -C "$cproj" rev-list --max-parents=0 main)
 cculprit=$(git -C "$cproj" log --format=%H -1 -S'return 41' main -- answer.c)
-printf '#!/bin/sh\nmake -s -j%s prog >/dev/null || exit 125\nexec ./prog >/dev/null\n' "$(nproc)" > "$work/cgit.sh"
+# The issue's row is about builds that use one core (C_BUILD=serial, the default: plain `make`
+# for both); C_BUILD=parallel lets both use every core (git make -j$(nproc), farm make -j$FARM_JOBS).
+if [ "${C_BUILD:-serial}" = parallel ]; then gitj=-j$(nproc) farmj='-j"${FARM_JOBS:-1}"'; else gitj= farmj=; fi
+printf '#!/bin/sh\nmake -s %s prog >/dev/null || exit 125\nexec ./prog >/dev/null\n' "$gitj" > "$work/cgit.sh"
 chmod +x "$work/cgit.sh"
 g=$(git_run "$cproj" "$cgood" "$cculprit" "$work/cgit.sh")
 # The farm's first checkouts are made before timing, as git's clone is.
 farm_run "$cproj" "$cgood" "$cculprit" 2 "$work/cstate" -- grep -q 'return 42' answer.c >/dev/null
 f=$(farm_run "$cproj" "$cgood" "$cculprit" 2 "$work/cstate" \
-  --build 'make -s -j"${FARM_JOBS:-1}" prog >/dev/null' -- sh -c './prog >/dev/null')
-row "C project stand-in, ${units} units (~${C_SECONDS:-20} s single-threaded build), 100 commits, 2 agents | git bisect run (make -j$(nproc)) ${g}, farm ${f} (target <= 100 s) | load $(load)"
+  --build "make -s $farmj prog >/dev/null" -- sh -c './prog >/dev/null')
+row "C project stand-in, ${units} units (~${C_SECONDS:-20} s single-threaded build, C_BUILD=${C_BUILD:-serial}), 100 commits, 2 agents | git bisect run (make $gitj) ${g}, farm (make $farmj) ${f} (target <= 100 s) | load $(load)"
 
 fi
 
