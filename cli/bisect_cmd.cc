@@ -4,20 +4,24 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <thread>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/link/agent.h"
+#include "agent/workspace/workspace.h"
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/render.h"
 #include "common/git/git.h"
+#include "common/status_macros.h"
 
 namespace farm {
 
@@ -157,39 +161,108 @@ int RunLocalBisect(BisectFlags& f) {
   absl::Status ended = EndInterruptedJobs(client);
   if (!ended.ok()) return Fail(ended, kExitFailed);
 
+  // Cold start (issue 14): k agents that each check out a whole tree at once on their first
+  // task make the first round cost k checkouts (the disk writes k trees before any test runs).
+  // Instead, worktrees are seeded one at a time at the bad commit, and each agent starts as soon
+  // as its worktree holds a commit: the first probes run while the later agents' trees are
+  // written, and every first task checks out only a diff.
+  auto interrupted = [&interrupts] {
+    int sig = interrupts.signo();
+    std::fprintf(stderr, "farm: interrupted (%s)\n", strsignal(sig));
+    return kExitSignalBase + sig;
+  };
+  std::vector<std::unique_ptr<Workspace>> workspaces;
+  std::vector<int> cold;  // agents (1-based) whose worktree holds no commit of the repository
+  for (int i = 1; i <= agents; ++i) {
+    absl::StatusOr<std::unique_ptr<Workspace>> ws =
+        Workspace::Open(absl::StrCat(*state_dir, "/agents/", i));
+    if (!ws.ok()) return Fail(ws.status(), kExitFailed);
+    if (!(*ws)->HasWorktree(/*slot=*/0, spec->repo())) cold.push_back(i);
+    workspaces.push_back(std::move(*ws));
+  }
+  absl::Mutex agents_mu;
   std::vector<std::unique_ptr<Agent>> local_agents;
   std::vector<std::thread> threads;
   // The local agents run on one machine: their builds share its cores (FARM_JOBS).
   auto cores = std::make_shared<CoreShare>(CoreShare::MachineCores());
-  for (int i = 1; i <= agents; ++i) {
+  auto start_agent = [&](int i) -> absl::Status {
     AgentOptions aopts;
     aopts.core_share = cores;
     aopts.coordinator = (*server)->address();
     aopts.workdir = absl::StrCat(*state_dir, "/agents/", i);
     aopts.ccache_dir = *state_dir + "/ccache";  // one cache: one agent's compile is another's hit
     aopts.agent_id = absl::StrCat("local-", i);
-    absl::StatusOr<std::unique_ptr<Agent>> a = Agent::Create(aopts);
-    if (!a.ok()) return Fail(a.status(), kExitFailed);
-    local_agents.push_back(std::move(*a));
+    FARM_ASSIGN_OR_RETURN(std::unique_ptr<Agent> a, Agent::Create(aopts));
+    absl::MutexLock lock(&agents_mu);
+    threads.emplace_back([p = a.get()] { p->Run(); });
+    local_agents.push_back(std::move(a));
+    return absl::OkStatus();
+  };
+  std::atomic<bool> stop_seeding{false};
+  auto seed = [&](int i) {
+    absl::StatusOr<bool> seeded = workspaces[i - 1]->SeedWorktree(
+        /*slot=*/0, spec->repo(), spec->bad(),
+        [&] { return stop_seeding.load() || interrupts.signo() != 0; });
+    if (!seeded.ok() && !absl::IsCancelled(seeded.status())) {
+      std::fprintf(stderr, "farm: agent %d's worktree will be checked out by its first task: %s\n",
+                   i, std::string(seeded.status().message()).c_str());
+    }
+  };
+  // Agents with a worktree start at once; with none, the first one is seeded first (the one
+  // checkout the first round cannot avoid), then the others join as their trees are written.
+  // When that first seed shows seeding to be quick (a small tree), more agents are seeded before
+  // the job starts, so that the first round is planned for them too.
+  constexpr absl::Duration kQuickSeeding = absl::Milliseconds(500);
+  size_t next_cold = 0;
+  if (cold.size() == static_cast<size_t>(agents)) {
+    const absl::Time start = absl::Now();
+    seed(cold[next_cold++]);
+    const absl::Duration one = absl::Now() - start;
+    while (next_cold < cold.size() && absl::Now() - start + one < kQuickSeeding &&
+           interrupts.signo() == 0) {
+      seed(cold[next_cold++]);
+    }
+    if (interrupts.signo() != 0) {
+      (*server)->Shutdown(absl::Milliseconds(500));
+      return interrupted();
+    }
   }
-  for (auto& a : local_agents) threads.emplace_back([p = a.get()] { p->Run(); });
-  // Stops the agents (their running tests' process groups are killed) and waits for them.
+  std::thread seeder;
+  // Stops the seeding and the agents (their running tests' process groups are killed) and waits
+  // for them.
   auto stop_all = [&] {
+    stop_seeding = true;
+    if (seeder.joinable()) seeder.join();
     for (auto& a : local_agents) a->Stop();
     for (auto& t : threads) t.join();
     threads.clear();
     local_agents.clear();
     (*server)->Shutdown(absl::Milliseconds(500));
   };
-  auto interrupted = [&interrupts] {
-    int sig = interrupts.signo();
-    std::fprintf(stderr, "farm: interrupted (%s)\n", strsignal(sig));
-    return kExitSignalBase + sig;
-  };
 
-  // Start with every agent ready, so that the first plan uses them all.
+  absl::flat_hash_set<int> later(cold.begin() + next_cold, cold.end());
+  for (int i = 1; i <= agents; ++i) {
+    if (later.contains(i)) continue;
+    if (absl::Status started = start_agent(i); !started.ok()) {
+      stop_all();
+      return Fail(started, kExitFailed);
+    }
+  }
+  const size_t ready_at_start = static_cast<size_t>(agents) - later.size();
+  seeder = std::thread([&, rest = std::vector<int>(cold.begin() + next_cold, cold.end())] {
+    for (int i : rest) {
+      if (stop_seeding.load()) return;
+      seed(i);
+      if (stop_seeding.load()) return;
+      if (absl::Status started = start_agent(i); !started.ok()) {
+        std::fprintf(stderr, "farm: agent %d did not start: %s\n", i,
+                     std::string(started.message()).c_str());
+      }
+    }
+  });
+  // Start with every ready agent connected, so that the first plan uses them all.
   absl::Time agents_deadline = absl::Now() + absl::Seconds(30);
-  while (!(*server)->core()->AwaitAgents(agents, absl::Milliseconds(200))) {
+  while (!(*server)->core()->AwaitAgents(ready_at_start, absl::Milliseconds(200))) {
     if (interrupts.signo() != 0) {
       stop_all();
       return interrupted();

@@ -1,7 +1,11 @@
 #include "agent/workspace/workspace.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -12,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "common/status_macros.h"
 
 namespace farm {
@@ -134,6 +139,19 @@ absl::Status SetAlternates(const std::string& src, const std::string& objects_di
   fs::rename(tmp, file, ec);
   if (ec) return DiskError(absl::StrCat("cannot write '", file, "'"), ec);
   return absl::OkStatus();
+}
+
+// An index entry's stat data, as git records it.
+void FillStat(git_index_entry& entry, const struct stat& st) {
+  entry.ctime.seconds = static_cast<int32_t>(st.st_ctim.tv_sec);
+  entry.ctime.nanoseconds = static_cast<uint32_t>(st.st_ctim.tv_nsec);
+  entry.mtime.seconds = static_cast<int32_t>(st.st_mtim.tv_sec);
+  entry.mtime.nanoseconds = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+  entry.dev = static_cast<uint32_t>(st.st_dev);
+  entry.ino = static_cast<uint32_t>(st.st_ino);
+  entry.uid = st.st_uid;
+  entry.gid = st.st_gid;
+  entry.file_size = static_cast<uint32_t>(st.st_size);
 }
 
 struct CheckoutCounts {
@@ -262,6 +280,170 @@ absl::Status RebuildIndex(const std::string& src) {
   return absl::OkStatus();
 }
 
+// Where a worktree keeps the files its checkouts deleted, for later ones to reuse (see
+// MoveToTree), and how many it keeps at most.
+constexpr char kSpareDir[] = "/.git/farm-spare";
+constexpr size_t kMaxSpareFiles = 50000;
+
+bool IsPlainFile(uint32_t mode) {
+  return mode == GIT_FILEMODE_BLOB || mode == GIT_FILEMODE_BLOB_EXECUTABLE;
+}
+
+// Writes blob `id` into `path` (0666 or 0777 before the umask), over `fd` if it is open (a spare
+// file renamed there: its inode is reused), else into a new file.
+absl::Status WriteBlobInto(git_repository* repo, const git_oid& id, uint32_t mode,
+                           const std::string& path, int fd) {
+  git_blob* raw = nullptr;
+  int rc = git_blob_lookup(&raw, repo, &id);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot read the blob of '", path, "'"));
+  std::unique_ptr<git_blob, decltype(&git_blob_free)> blob(raw, git_blob_free);
+  const mode_t perm = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0777 : 0666;
+  // Written over, then cut to size, never truncated to 0 first: ext4 (auto_da_alloc) writes a
+  // file truncated to 0 back to disk as soon as it is closed, and waited for that on every file.
+  const bool reused = fd >= 0;
+  if (!reused) fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, perm);
+  auto failed = [&path] {
+    return DiskError(absl::StrCat("cannot write '", path, "'"),
+                     std::error_code(errno, std::generic_category()));
+  };
+  if (fd < 0) return failed();
+  const char* data = static_cast<const char*>(git_blob_rawcontent(blob.get()));
+  const size_t size = static_cast<size_t>(git_blob_rawsize(blob.get()));
+  const mode_t umask_now = umask(0);  // (this process never changes it)
+  umask(umask_now);
+  bool ok = fchmod(fd, perm & ~umask_now) == 0;
+  for (size_t done = 0; ok && done < size;) {
+    const ssize_t n = pwrite(fd, data + done, size - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<size_t>(n);
+  }
+  struct stat st;
+  if (ok && fstat(fd, &st) == 0 && static_cast<size_t>(st.st_size) != size) {
+    ok = ftruncate(fd, static_cast<off_t>(size)) == 0;
+  }
+  if (!ok) {
+    absl::Status error = failed();
+    close(fd);
+    return error;
+  }
+  if (close(fd) != 0) return failed();
+  return absl::OkStatus();
+}
+
+// Moves the worktree at `src` from the tree of its HEAD to `target`'s, when every change is
+// between plain files (otherwise returns false without touching anything, and libgit2 does it
+// all). Unlike libgit2, which unlinks the files a commit drops and creates the ones it adds, it
+// keeps the dropped files (in kSpareDir) and renames them onto the added paths: on ext4 without a
+// journal (this machine's /tmp) every inode freed in the last 30 s is skipped, one inode-table
+// read each, by every new file's allocation, so a few bisects in a row slowed each other down.
+// Updates the index (with the written files' stat data) and HEAD; libgit2's checkout after it
+// then only restores files a build changed.
+absl::StatusOr<bool> MoveToTree(git_repository* repo, const std::string& src,
+                                const git_commit* target, CheckoutCounts& counts) {
+  git_object* raw_head = nullptr;
+  if (git_revparse_single(&raw_head, repo, "HEAD^{tree}") < 0) {
+    git_error_clear();
+    return false;
+  }
+  GitObject head(raw_head);
+  git_tree* raw_target = nullptr;
+  int rc = git_commit_tree(&raw_target, target);
+  if (rc < 0) return GitError(rc, "cannot read the target tree");
+  GitTree target_tree(raw_target);
+  git_diff* raw_diff = nullptr;
+  rc = git_diff_tree_to_tree(&raw_diff, repo, reinterpret_cast<git_tree*>(head.get()),
+                             target_tree.get(), nullptr);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot compare trees in '", src, "'"));
+  std::unique_ptr<git_diff, decltype(&git_diff_free)> diff(raw_diff, git_diff_free);
+  const size_t n = git_diff_num_deltas(diff.get());
+  for (size_t i = 0; i < n; ++i) {
+    const git_diff_delta* d = git_diff_get_delta(diff.get(), i);
+    if (d->status == GIT_DELTA_ADDED ? !IsPlainFile(d->new_file.mode)
+        : d->status == GIT_DELTA_DELETED
+            ? !IsPlainFile(d->old_file.mode)
+            : !IsPlainFile(d->old_file.mode) || !IsPlainFile(d->new_file.mode)) {
+      return false;
+    }
+  }
+  git_index* raw_index = nullptr;
+  rc = git_repository_index(&raw_index, repo);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot read the index of '", src, "'"));
+  GitIndex index(raw_index);
+  const std::string spare_dir = src + kSpareDir;
+  FARM_RETURN_IF_ERROR(MakeDirs(spare_dir));
+  std::vector<std::string> spare;
+  std::error_code ec;
+  for (fs::directory_iterator it(spare_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    spare.push_back(it->path().string());
+  }
+  const std::string prefix = absl::StrCat(spare_dir, "/", absl::ToUnixNanos(absl::Now()), "-");
+  std::vector<std::string> emptied;  // directories that lost a file
+  for (size_t i = 0; i < n; ++i) {   // deletions first: their files are the spares of additions
+    const git_diff_delta* d = git_diff_get_delta(diff.get(), i);
+    if (d->status != GIT_DELTA_DELETED) continue;
+    const std::string path = absl::StrCat(src, "/", d->old_file.path);
+    if (spare.size() < kMaxSpareFiles) {
+      std::string kept = absl::StrCat(prefix, i);
+      if (rename(path.c_str(), kept.c_str()) == 0) spare.push_back(std::move(kept));
+    } else {
+      unlink(path.c_str());
+    }
+    git_index_remove(index.get(), d->old_file.path, 0);
+    emptied.push_back(fs::path(d->old_file.path).parent_path().string());
+    ++counts.removed;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const git_diff_delta* d = git_diff_get_delta(diff.get(), i);
+    if (d->status == GIT_DELTA_DELETED) continue;
+    const std::string rel = d->new_file.path;
+    const std::string path = absl::StrCat(src, "/", rel);
+    int fd = -1;
+    if (d->status == GIT_DELTA_ADDED) {
+      FARM_RETURN_IF_ERROR(MakeDirs(fs::path(path).parent_path().string()));
+      while (fd < 0 && !spare.empty()) {
+        const std::string kept = std::move(spare.back());
+        spare.pop_back();
+        if (rename(kept.c_str(), path.c_str()) != 0) continue;
+        fd = open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        struct stat st;
+        if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_nlink != 1)) {
+          close(fd);  // linked from elsewhere (a build's hard link): not ours to rewrite
+          fd = -1;
+          unlink(path.c_str());
+        }
+      }
+    }
+    FARM_RETURN_IF_ERROR(WriteBlobInto(repo, d->new_file.id, d->new_file.mode, path, fd));
+    struct stat st;
+    if (lstat(path.c_str(), &st) != 0) {
+      return DiskError(absl::StrCat("cannot stat '", path, "'"),
+                       std::error_code(errno, std::generic_category()));
+    }
+    git_index_entry entry = {};
+    FillStat(entry, st);
+    entry.mode = d->new_file.mode;
+    entry.id = d->new_file.id;
+    entry.path = rel.c_str();
+    rc = git_index_add(index.get(), &entry);
+    if (rc < 0) return GitError(rc, absl::StrCat("cannot index '", rel, "' in '", src, "'"));
+    counts.updated.insert(rel);
+    ++counts.written;
+  }
+  // Directories the commit no longer has, deepest first (as git removes them).
+  std::sort(emptied.begin(), emptied.end(), std::greater<>());
+  for (const std::string& dir : emptied) {
+    for (fs::path p = dir; !p.empty(); p = p.parent_path()) {
+      if (rmdir(absl::StrCat(src, "/", p.string()).c_str()) != 0) break;
+    }
+  }
+  rc = git_index_write(index.get());
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot write the index of '", src, "'"));
+  rc = git_repository_set_head_detached(repo, git_commit_id(target));
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot set HEAD of '", src, "'"));
+  return true;
+}
+
 // Checks out commit `oid` (`sha` in messages) in the worktree at `src`, detaching HEAD there;
 // `pristine` removes untracked and ignored files. Counts what it writes and removes.
 absl::Status CheckOutCommit(CheckoutFilters& filters, const std::string& src, const git_oid& oid,
@@ -290,6 +472,10 @@ absl::Status CheckOutCommit(CheckoutFilters& filters, const std::string& src, co
   // Without line-ending or ident conversion to do, the same files are written without looking
   // up every file's attributes (agent/workspace/checkout_filters.h).
   opts.disable_filters = !filters.MayNeed(repo.get(), *git_commit_tree_id(commit.get()));
+  if (opts.disable_filters) {
+    FARM_ASSIGN_OR_RETURN(bool moved, MoveToTree(repo.get(), src, commit.get(), counts));
+    (void)moved;  // either way, libgit2 below finishes the job (restores what a build changed)
+  }
   opts.notify_flags = GIT_CHECKOUT_NOTIFY_UPDATED;
   if (pristine) {
     opts.checkout_strategy |= GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
@@ -347,6 +533,111 @@ absl::StatusOr<std::vector<Submodule>> ReadGitmodules(const std::string& file) {
     git_buf_dispose(&buf);
   }
   return modules;
+}
+
+// Whether the worktree's HEAD names a commit: a worktree whose first checkout never finished
+// (interrupted, or a seed cancelled half-way) has none, and whatever files it has are untracked.
+bool HoldsCommit(git_repository* repo) {
+  git_object* head = nullptr;
+  if (git_revparse_single(&head, repo, "HEAD^{commit}") < 0) {
+    git_error_clear();
+    return false;
+  }
+  git_object_free(head);
+  return true;
+}
+
+// Writes every entry of `tree` into the empty worktree `root`, as a checkout without filters
+// would (blobs, executables, symlinks, empty directories for gitlinks), asking `cancelled`
+// between entries.
+struct TreeWriter {
+  git_repository* repo;
+  std::string root;
+  const std::function<bool()>* cancelled;
+  absl::Status status;
+  // Resuming a cancelled seed of the same commit: a regular file of the blob's size is the one
+  // written then (the seed writes files whole between two questions to `cancelled`).
+  bool resume = false;
+};
+
+absl::Status WriteBlob(git_repository* repo, const git_oid& id, git_filemode_t mode,
+                       const std::string& path) {
+  if (mode != GIT_FILEMODE_LINK) return WriteBlobInto(repo, id, mode, path, /*fd=*/-1);
+  git_blob* raw = nullptr;
+  int rc = git_blob_lookup(&raw, repo, &id);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot read the blob of '", path, "'"));
+  std::unique_ptr<git_blob, decltype(&git_blob_free)> blob(raw, git_blob_free);
+  const std::string target(static_cast<const char*>(git_blob_rawcontent(blob.get())),
+                           static_cast<size_t>(git_blob_rawsize(blob.get())));
+  if (symlink(target.c_str(), path.c_str()) != 0) {
+    return DiskError(absl::StrCat("cannot create '", path, "'"),
+                     std::error_code(errno, std::generic_category()));
+  }
+  return absl::OkStatus();
+}
+
+int WriteTreeEntry(const char* dir, const git_tree_entry* entry, void* payload) {
+  auto* w = static_cast<TreeWriter*>(payload);
+  if ((*w->cancelled)()) {
+    w->status = absl::CancelledError("cancelled");
+    return -1;
+  }
+  const std::string path = absl::StrCat(w->root, "/", dir, git_tree_entry_name(entry));
+  const git_filemode_t mode = git_tree_entry_filemode(entry);
+  if (mode == GIT_FILEMODE_TREE || mode == GIT_FILEMODE_COMMIT) {
+    if (mkdir(path.c_str(), 0777) != 0 && errno != EEXIST) {
+      w->status = DiskError(absl::StrCat("cannot create directory '", path, "'"),
+                            std::error_code(errno, std::generic_category()));
+      return -1;
+    }
+    return 0;
+  }
+  if (w->resume && mode != GIT_FILEMODE_LINK) {
+    struct stat st;
+    size_t size = 0;
+    git_object_t type;
+    git_odb* odb = nullptr;
+    if (lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        git_repository_odb(&odb, w->repo) == 0) {
+      const bool same = git_odb_read_header(&size, &type, odb, git_tree_entry_id(entry)) == 0 &&
+                        static_cast<size_t>(st.st_size) == size;
+      git_odb_free(odb);
+      git_error_clear();
+      if (same) return 0;
+    }
+    git_error_clear();
+  }
+  w->status = WriteBlob(w->repo, *git_tree_entry_id(entry), mode, path);
+  return w->status.ok() ? 0 : -1;
+}
+
+// Fills the index of the worktree at `root` with `tree`'s entries and the stat data of the files
+// just written, so that the next checkout sees them unchanged without reading them.
+absl::Status IndexWrittenTree(git_repository* repo, const std::string& root, git_tree* tree) {
+  git_index* raw = nullptr;
+  int rc = git_repository_index(&raw, repo);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot create an index in '", root, "'"));
+  GitIndex index(raw);
+  rc = git_index_read_tree(index.get(), tree);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot fill the index of '", root, "'"));
+  const size_t n = git_index_entrycount(index.get());
+  for (size_t i = 0; i < n; ++i) {
+    git_index_entry entry = *git_index_get_byindex(index.get(), i);
+    if (entry.mode == GIT_FILEMODE_COMMIT) continue;  // gitlinks carry no stat data
+    const std::string path = entry.path;  // adding frees the entry `entry.path` points into
+    entry.path = path.c_str();
+    struct stat st;
+    if (lstat(absl::StrCat(root, "/", path).c_str(), &st) != 0) {
+      return DiskError(absl::StrCat("cannot stat '", root, "/", path, "'"),
+                       std::error_code(errno, std::generic_category()));
+    }
+    FillStat(entry, st);
+    rc = git_index_add(index.get(), &entry);
+    if (rc < 0) return GitError(rc, absl::StrCat("cannot index '", path, "' in '", root, "'"));
+  }
+  rc = git_index_write(index.get());
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot write the index of '", root, "'"));
+  return absl::OkStatus();
 }
 
 constexpr int kMaxSubmoduleDepth = 8;
@@ -472,6 +763,85 @@ absl::Status Workspace::EmptyBuildDirectory(int slot) {
   return EmptyDirectory(build_path(slot));
 }
 
+absl::StatusOr<Workspace::ResolvedCommit> Workspace::Resolve(const std::string& url,
+                                                             const std::string& sha) {
+  ResolvedCommit resolved;
+  FARM_ASSIGN_OR_RETURN(resolved.source_path, cache_.Prepare(url, sha));
+  FARM_ASSIGN_OR_RETURN(GitRepository source, OpenRepository(resolved.source_path));
+  absl::StatusOr<git_oid> oid = ResolveCommit(source.get(), sha);
+  if (absl::IsNotFound(oid.status())) {
+    return absl::NotFoundError(absl::StrCat("commit '", sha, "' is not in repository '", url, "'"));
+  }
+  if (!oid.ok()) return oid.status();
+  resolved.oid = *oid;
+  return resolved;
+}
+
+bool Workspace::HasWorktree(int slot, const std::string& url) {
+  if (slot < 0) return false;
+  absl::StatusOr<GitRepository> existing = OpenWorktree(worktree_path(slot));
+  if (!existing.ok()) {
+    git_error_clear();
+    return false;
+  }
+  return ConfiguredUrl(existing->get()) == url && HoldsCommit(existing->get());
+}
+
+absl::StatusOr<bool> Workspace::SeedWorktree(int slot, const std::string& url,
+                                             const std::string& sha,
+                                             const std::function<bool()>& cancelled) {
+  if (slot < 0) return absl::InvalidArgumentError(absl::StrCat("bad workspace slot ", slot));
+  if (HasWorktree(slot, url)) return false;
+  FARM_ASSIGN_OR_RETURN(const ResolvedCommit resolved, Resolve(url, sha));
+  const std::string src = worktree_path(slot);
+  // Which commit a seed is writing, so that a seed cancelled half-way (the bisect ended first)
+  // is resumed by the next one instead of written again from the start.
+  const std::string marker = src + "/.git/farm-seed";
+  char hex[GIT_OID_HEXSZ + 1];
+  git_oid_tostr(hex, sizeof(hex), &resolved.oid);
+  bool resume = false;
+  if (absl::StatusOr<GitRepository> existing = OpenWorktree(src); existing.ok()) {
+    resume = ConfiguredUrl(existing->get()) == url && ReadSmallFile(marker) == hex;
+  } else {
+    git_error_clear();
+  }
+  if (!resume) {
+    FARM_RETURN_IF_ERROR(CreateWorktree(src, url));
+    std::ofstream out(marker, std::ios::trunc);
+    out << hex;
+    if (!out.flush()) return absl::InternalError(absl::StrCat("cannot write '", marker, "'"));
+  }
+  FARM_RETURN_IF_ERROR(SetAlternates(src, resolved.source_path + "/objects"));
+  FARM_RETURN_IF_ERROR(MakeDirs(build_path(slot)));
+  FARM_ASSIGN_OR_RETURN(GitRepository repo, OpenWorktree(src));
+  git_commit* raw_commit = nullptr;
+  int rc = git_commit_lookup(&raw_commit, repo.get(), &resolved.oid);
+  if (rc < 0) {
+    return GitError(
+        rc, absl::StrCat("cannot read commit ", sha, " through the alternates of '", src, "'"));
+  }
+  GitCommit commit(raw_commit);
+  if (filters_.MayNeed(repo.get(), *git_commit_tree_id(commit.get()))) {
+    CheckoutCounts counts;  // conversions to apply: libgit2 writes the files
+    FARM_RETURN_IF_ERROR(CheckOutCommit(filters_, src, resolved.oid, sha, false, counts));
+    return true;
+  }
+  git_tree* raw_tree = nullptr;
+  rc = git_commit_tree(&raw_tree, commit.get());
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot read the tree of ", sha));
+  GitTree tree(raw_tree);
+  TreeWriter writer{repo.get(), src, &cancelled, absl::OkStatus(), resume};
+  rc = git_tree_walk(tree.get(), GIT_TREEWALK_PRE, WriteTreeEntry, &writer);
+  FARM_RETURN_IF_ERROR(writer.status);
+  if (rc < 0)
+    return GitError(rc, absl::StrCat("cannot write the tree of ", sha, " in '", src, "'"));
+  FARM_RETURN_IF_ERROR(IndexWrittenTree(repo.get(), src, tree.get()));
+  // Last: a worktree whose HEAD names a commit is complete (HoldsCommit).
+  rc = git_repository_set_head_detached(repo.get(), &resolved.oid);
+  if (rc < 0) return GitError(rc, absl::StrCat("cannot set HEAD of '", src, "' to ", sha));
+  return true;
+}
+
 absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& url,
                                                    const std::string& sha, bool pristine) {
   const absl::Time start = absl::Now();
@@ -479,18 +849,9 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
   const std::string src = worktree_path(slot);
   const std::string build = build_path(slot);
 
-  FARM_ASSIGN_OR_RETURN(const std::string source_path, cache_.Prepare(url, sha));
-  git_oid oid;
-  {
-    FARM_ASSIGN_OR_RETURN(GitRepository source, OpenRepository(source_path));
-    absl::StatusOr<git_oid> resolved = ResolveCommit(source.get(), sha);
-    if (absl::IsNotFound(resolved.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("commit '", sha, "' is not in repository '", url, "'"));
-    }
-    if (!resolved.ok()) return resolved.status();
-    oid = *resolved;
-  }
+  FARM_ASSIGN_OR_RETURN(const ResolvedCommit resolved, Resolve(url, sha));
+  const std::string& source_path = resolved.source_path;
+  const git_oid oid = resolved.oid;
   const std::string objects_dir = source_path + "/objects";
   struct stat source_st;
   const ino_t mirror_inode = stat(source_path.c_str(), &source_st) == 0 ? source_st.st_ino : 0;
@@ -502,7 +863,7 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
     absl::StatusOr<GitRepository> existing = OpenWorktree(src);
     if (existing.ok()) {
       other_url = ConfiguredUrl(existing->get()) != url;
-      sound = !other_url;
+      sound = !other_url && HoldsCommit(existing->get());
     } else {
       git_error_clear();
     }

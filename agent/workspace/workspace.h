@@ -4,6 +4,7 @@
 #define FARM_AGENT_WORKSPACE_WORKSPACE_H_
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -61,6 +62,22 @@ class Workspace {
   absl::StatusOr<CheckoutResult> Checkout(int slot, const std::string& url, const std::string& sha,
                                           bool pristine);
 
+  // Whether slot `slot`'s worktree holds a checked-out commit of `url` (its next Checkout writes
+  // only what differs). Thread safety: as Checkout.
+  bool HasWorktree(int slot, const std::string& url);
+
+  // Makes slot `slot`'s worktree hold commit `sha` of `url` if it holds no checked-out commit of
+  // `url` yet (otherwise does nothing), so that its first Checkout writes only a diff: for local
+  // agents started together, which would otherwise all check out a whole tree at once. Writes
+  // the tree itself (unless line-ending or ident filters apply, then as Checkout does), asking
+  // `cancelled` between files; submodules are left to Checkout. Every file is the slot's own:
+  // nothing is shared with another worktree. Returns whether it wrote a tree.
+  // Errors: CANCELLED when `cancelled` said so (the partial worktree is resumed by the next
+  // SeedWorktree of the same commit, keeping the files written, or recreated by the next
+  // Checkout); otherwise as Checkout.
+  absl::StatusOr<bool> SeedWorktree(int slot, const std::string& url, const std::string& sha,
+                                    const std::function<bool()>& cancelled);
+
   // Absolute paths of slot `slot`'s worktree and build directory (they may not exist yet).
   std::string worktree_path(int slot) const;
   std::string build_path(int slot) const;
@@ -75,6 +92,12 @@ class Workspace {
 
  private:
   explicit Workspace(std::string root);
+  struct ResolvedCommit {
+    std::string source_path;  // the repository RepoCache prepared (a mirror, or the local one)
+    git_oid oid;
+  };
+  // Prepares `url` (RepoCache::Prepare) and resolves `sha` there. Errors: as Checkout.
+  absl::StatusOr<ResolvedCommit> Resolve(const std::string& url, const std::string& sha);
   // The submodules of commit `oid`, checked out in the worktree at `src` (see Checkout); adds
   // the files it writes and removes to `result`. `depth`: how deep in nested submodules.
   absl::Status CheckoutSubmodules(const std::string& src, const std::string& url,

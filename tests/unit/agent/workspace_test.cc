@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -424,6 +425,168 @@ TEST_F(WorkspaceTest, SubmodulesAreCheckedOutAtTheRecordedCommits) {
   EXPECT_FALSE(fs::exists(r->worktree + "/lib/bug"));
   EXPECT_FALSE(fs::exists(r->worktree + "/lib/generated.o")) << "pristine reaches submodules";
   EXPECT_EQ(RunGit(r->worktree, {"status", "--porcelain"}), "");
+}
+
+// Issue 14's cold start: local agents' worktrees seeded one after another before their first task.
+class SeedTest : public WorkspaceTest {
+ protected:
+  void SetUp() override {
+    WorkspaceTest::SetUp();
+    if (IsSkipped()) return;
+    repo_->Write("bin/run.sh", "#!/bin/sh\nexit 0\n");
+    ASSERT_EQ(chmod((repo_->path() + "/bin/run.sh").c_str(), 0755), 0);
+    ASSERT_EQ(symlink("keep.txt", (repo_->path() + "/link").c_str()), 0);
+    c_ = repo_->Commit("C");
+  }
+
+  // Fails the test unless slot `slot` holds exactly commit `sha`'s tree, with an index whose
+  // stat data git itself accepts (`git diff-files` reads no file to find it clean).
+  void ExpectHolds(int slot, const std::string& sha) {
+    const std::string src = ws_->worktree_path(slot);
+    EXPECT_EQ(Head(slot), sha);
+    EXPECT_EQ(RunGit(src, {"status", "--porcelain", "--ignored", "--untracked-files=all"}), "");
+    EXPECT_EQ(RunGit(src, {"diff-files", "--name-only"}), "");
+    EXPECT_EQ(RunGit(src, {"write-tree"}), RunGit(src, {"rev-parse", sha + "^{tree}"}));
+  }
+
+  std::string c_;
+};
+
+TEST_F(SeedTest, SeededWorktreesHoldTheirCommitAndShareNoFile) {
+  constexpr int kSlots = 4;
+  for (int slot = 0; slot < kSlots; ++slot) {
+    absl::StatusOr<bool> seeded = ws_->SeedWorktree(slot, repo_->path(), c_, [] { return false; });
+    ASSERT_TRUE(seeded.ok()) << seeded.status();
+    EXPECT_TRUE(*seeded);
+    EXPECT_TRUE(ws_->HasWorktree(slot, repo_->path()));
+    ExpectHolds(slot, c_);
+  }
+  const std::string src0 = ws_->worktree_path(0);
+  struct stat st;
+  ASSERT_EQ(stat((src0 + "/bin/run.sh").c_str(), &st), 0);
+  EXPECT_TRUE(st.st_mode & S_IXUSR);
+  ASSERT_EQ(lstat((src0 + "/link").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  EXPECT_EQ(fs::read_symlink(src0 + "/link"), "keep.txt");
+  // Nothing a build could write through: every file has one link, no two slots share an inode.
+  std::set<ino_t> inodes;
+  size_t files = 0;
+  for (int slot = 0; slot < kSlots; ++slot) {
+    for (const char* rel : {"keep.txt", "change.txt", "new.txt", "bin/run.sh", ".gitignore"}) {
+      ASSERT_EQ(lstat(absl::StrCat(ws_->worktree_path(slot), "/", rel).c_str(), &st), 0) << rel;
+      EXPECT_EQ(st.st_nlink, 1u) << rel;
+      inodes.insert(st.st_ino);
+      ++files;
+    }
+  }
+  EXPECT_EQ(inodes.size(), files);
+  WriteFile(src0 + "/keep.txt", "a build wrote here\n");
+  EXPECT_EQ(ReadFile(ws_->worktree_path(1) + "/keep.txt"), "unchanged\n");
+
+  // The first task's checkout writes only the diff, and later ones stay exact.
+  SetOldMtime(ws_->worktree_path(1) + "/keep.txt");
+  auto r = ws_->Checkout(1, repo_->path(), a_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->files_written, 3u);  // change.txt, gone.txt, dir/only.txt
+  EXPECT_EQ(r->files_removed, 3u);  // new.txt, bin/run.sh, link
+  EXPECT_EQ(Mtime(ws_->worktree_path(1) + "/keep.txt"), kOldTime);
+  ExpectHolds(1, a_);
+  r = ws_->Checkout(1, repo_->path(), c_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectHolds(1, c_);
+  r = ws_->Checkout(0, repo_->path(), b_, false);  // restores what the "build" wrote
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectHolds(0, b_);
+}
+
+TEST_F(SeedTest, AWorktreeThatHoldsACommitIsLeftAlone) {
+  ASSERT_TRUE(ws_->Checkout(0, repo_->path(), a_, false).ok());
+  absl::StatusOr<bool> seeded = ws_->SeedWorktree(0, repo_->path(), c_, [] { return false; });
+  ASSERT_TRUE(seeded.ok()) << seeded.status();
+  EXPECT_FALSE(*seeded);
+  ExpectHolds(0, a_);
+}
+
+TEST_F(SeedTest, ACancelledSeedIsRecreatedByTheNextCheckout) {
+  int asked = 0;
+  absl::StatusOr<bool> seeded =
+      ws_->SeedWorktree(0, repo_->path(), a_, [&asked] { return ++asked > 4; });
+  EXPECT_EQ(seeded.status().code(), absl::StatusCode::kCancelled) << seeded.status();
+  EXPECT_FALSE(ws_->HasWorktree(0, repo_->path()));
+  EXPECT_TRUE(fs::exists(ws_->worktree_path(0) + "/change.txt"));  // half-written (tree order)
+  auto r = ws_->Checkout(0, repo_->path(), b_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectHolds(0, b_);  // nothing of the half-written commit A is left, untracked or not
+}
+
+TEST_F(SeedTest, ACancelledSeedIsResumedKeepingWhatItWrote) {
+  int asked = 0;
+  absl::StatusOr<bool> seeded =
+      ws_->SeedWorktree(0, repo_->path(), a_, [&asked] { return ++asked > 4; });
+  ASSERT_EQ(seeded.status().code(), absl::StatusCode::kCancelled) << seeded.status();
+  const std::string written = ws_->worktree_path(0) + "/change.txt";
+  SetOldMtime(written);
+  seeded = ws_->SeedWorktree(0, repo_->path(), a_, [] { return false; });
+  ASSERT_TRUE(seeded.ok()) << seeded.status();
+  EXPECT_TRUE(*seeded);
+  EXPECT_EQ(Mtime(written), kOldTime) << "a file the cancelled seed wrote was written again";
+  ExpectHolds(0, a_);
+}
+
+TEST_F(SeedTest, UnknownCommitSaysWhichRepository) {
+  absl::StatusOr<bool> seeded =
+      ws_->SeedWorktree(0, repo_->path(), "no-such-branch", [] { return false; });
+  EXPECT_EQ(seeded.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(seeded.status().message()), HasSubstr(repo_->path()));
+}
+
+ino_t Inode(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// Issue 14's repeated bisects: files a checkout drops are kept and renamed onto the files a later
+// one adds, so that no inode is freed and allocated again (ext4 without a journal makes every new
+// file skip the inodes freed in the last 30 s).
+TEST_F(SeedTest, DroppedFilesAreReusedForAddedOnes) {
+  ASSERT_TRUE(ws_->Checkout(0, repo_->path(), a_, false).ok());
+  const std::string src = ws_->worktree_path(0);
+  const std::set<ino_t> dropped = {Inode(src + "/gone.txt"), Inode(src + "/dir/only.txt")};
+  auto r = ws_->Checkout(0, repo_->path(), b_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->files_written, 2u);  // change.txt, new.txt
+  EXPECT_EQ(r->files_removed, 2u);  // gone.txt, dir/only.txt
+  EXPECT_EQ(dropped.count(Inode(src + "/new.txt")), 1u) << "new.txt got a new inode";
+  EXPECT_FALSE(fs::exists(src + "/dir")) << "a directory the commit no longer has is left";
+  ExpectHolds(0, b_);
+  EXPECT_EQ(ReadFile(src + "/new.txt"), "added in B\n");
+
+  // Back to A: new.txt's inode and the spare one come back; C adds an executable on one.
+  const std::set<ino_t> now = {Inode(src + "/new.txt"), *dropped.begin(), *dropped.rbegin()};
+  r = ws_->Checkout(0, repo_->path(), a_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(now.count(Inode(src + "/gone.txt")), 1u);
+  EXPECT_EQ(now.count(Inode(src + "/dir/only.txt")), 1u);
+  ExpectHolds(0, a_);
+  r = ws_->Checkout(0, repo_->path(), c_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectHolds(0, c_);
+  struct stat st;
+  ASSERT_EQ(stat((src + "/bin/run.sh").c_str(), &st), 0);
+  EXPECT_TRUE(st.st_mode & S_IXUSR) << "a reused inode keeps its old mode";
+}
+
+TEST_F(SeedTest, AFileABuildLinkedIsNotRewritten) {
+  ASSERT_TRUE(ws_->Checkout(0, repo_->path(), a_, false).ok());
+  const std::string src = ws_->worktree_path(0);
+  const std::string linked = ws_->build_path(0) + "/kept";
+  ASSERT_EQ(link((src + "/gone.txt").c_str(), linked.c_str()), 0);
+  ASSERT_EQ(link((src + "/dir/only.txt").c_str(), (linked + "2").c_str()), 0);
+  auto r = ws_->Checkout(0, repo_->path(), b_, false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadFile(linked), "deleted in B\n");
+  EXPECT_EQ(ReadFile(linked + "2"), "the only file of dir\n");
+  ExpectHolds(0, b_);
 }
 
 }  // namespace farm
