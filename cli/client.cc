@@ -183,7 +183,7 @@ absl::StatusOr<v1::JobStatus> FarmClient::WatchUntilDone(const std::string& firs
   std::string job_id = first_job_id;
   absl::Duration backoff = absl::Milliseconds(100);
   bool lost = false;
-  bool reached = false;  // a stream of this watch delivered an event
+  bool reached = false;                   // a stream of this watch delivered an event
   absl::Time trying_since = absl::Now();  // the last time the coordinator was known to answer
   while (true) {
     grpc::ClientContext ctx;
@@ -228,8 +228,7 @@ absl::StatusOr<v1::JobStatus> FarmClient::WatchUntilDone(const std::string& firs
       return absl::UnavailableError(absl::StrCat(
           "the coordinator is unreachable: ",
           reached ? absl::StrCat("lost the stream of job ", job_id, " at ", address_,
-                                 " and could not reattach within ",
-                                 absl::FormatDuration(budget),
+                                 " and could not reattach within ", absl::FormatDuration(budget),
                                  " (--reconnect-timeout)")
                   : absl::StrCat("no answer from ", address_, " within ",
                                  absl::FormatDuration(budget), " (--connect-timeout)"),
@@ -243,8 +242,8 @@ absl::StatusOr<v1::JobStatus> FarmClient::WatchUntilDone(const std::string& firs
       if (callbacks.on_connection) callbacks.on_connection(true, job_id, st.error_message());
     }
     // Backoff before reconnecting to an unreachable coordinator, not a synchronisation.
-    std::this_thread::sleep_for(absl::ToChronoMilliseconds(
-        std::min(backoff, budget - (absl::Now() - trying_since))));
+    std::this_thread::sleep_for(
+        absl::ToChronoMilliseconds(std::min(backoff, budget - (absl::Now() - trying_since))));
     backoff = std::min(backoff * 2, absl::Seconds(5));
   }
 }

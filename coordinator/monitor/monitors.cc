@@ -407,10 +407,10 @@ void Monitors::NotifyLocked(const v1::Monitor& m, v1::Regression& r, const v1::J
   r.clear_notified();
   std::vector<std::string> to = Recipients(m, c, job.verification());
   if (!to.empty()) {
-    absl::Status st = SendMail(
-        options_.sendmail,
-        MailMessage(reporter, to, ReportSubject(m, c, job.verification()), r.report()),
-        options_.notify_timeout);
+    absl::Status st =
+        SendMail(options_.sendmail,
+                 MailMessage(reporter, to, ReportSubject(m, c, job.verification()), r.report()),
+                 options_.notify_timeout);
     if (st.ok()) {
       for (const std::string& a : to) r.add_notified(a);
     } else {

@@ -325,12 +325,12 @@ TEST(WatchBranch, AFlakyFailureIsReportedUnreliableToTheOwnerOnly) {
   // regression), then the culprit, its parent and the revert three times each, among which 6, 9
   // and 12 fail: the culprit cannot fail all three of its retests.
   std::string counter = MakeTempDir("watch_flaky_counter") + "/count";
-  WatchedFarm lab("watch_flaky",
-                  absl::StrCat("#!/bin/sh\nexec 9>>", Quote(counter + ".lock"),
-                               "\nflock 9\nn=$(cat ", Quote(counter), " 2>/dev/null || echo 0)\n",
-                               "n=$((n + 1))\necho $n > ", Quote(counter), "\n",
-                               "test $((n % 3)) -ne 0\n"),
-                  /*agents=*/1);
+  WatchedFarm lab(
+      "watch_flaky",
+      absl::StrCat("#!/bin/sh\nexec 9>>", Quote(counter + ".lock"), "\nflock 9\nn=$(cat ",
+                   Quote(counter), " 2>/dev/null || echo 0)\n", "n=$((n + 1))\necho $n > ",
+                   Quote(counter), "\n", "test $((n % 3)) -ne 0\n"),
+      /*agents=*/1);
   ASSERT_TRUE(lab.Start());
   std::string docs = Commit(lab.repo(), "docs/a.txt", "a\n", "docs: add a");
   ASSERT_TRUE(lab.WaitForHead(docs, "PASS"));
