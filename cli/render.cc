@@ -74,7 +74,8 @@ std::string VerificationWord(v1::VerificationStatus s) {
 void PrintJobLine(const v1::JobStatus& st) {
   std::string answer = st.first_bad_size() == 1  ? Short(st.first_bad(0))
                        : st.first_bad_size() > 1 ? absl::StrCat(st.first_bad_size(), " candidates")
-                                                 : absl::StrCat(st.candidates(), " left");
+                       : st.state() == v1::RUNNING ? absl::StrCat(st.candidates(), " left")
+                                                   : std::string("-");
   if (st.verification() != v1::VERIFICATION_NONE) {
     absl::StrAppend(&answer, " ", VerificationWord(st.verification()));
   }
@@ -165,8 +166,9 @@ void ProgressView::Show(const v1::JobEvent& ev) {
   const v1::JobStatus& st = ev.status();
   if (!tty_) {
     if (!ev.message().empty() && ev.message() != "attached") {
-      std::printf("[%7.1fs] %s  (%u candidates left, ~%u rounds)\n", st.elapsed_seconds(),
-                  P(ev.message()).c_str(), st.candidates(), st.rounds_left());
+      std::printf("[%7.1fs] %s  (%u candidate%s left, ~%u round%s)\n", st.elapsed_seconds(),
+                  P(ev.message()).c_str(), st.candidates(), st.candidates() == 1 ? "" : "s",
+                  st.rounds_left(), st.rounds_left() == 1 ? "" : "s");
       std::fflush(stdout);
     }
     return;
@@ -212,9 +214,10 @@ void PrintReport(const v1::JobStatus& st, const std::string& log_file) {
     tested += t.state() == v1::TASK_DONE && !t.reused();
     reused += t.reused();
   }
-  std::printf("\n%d %s tested in %.1fs", tested, st.spec().has_matrix() ? "cells" : "commits",
+  const char* unit = st.spec().has_matrix() ? "cell" : "commit";
+  std::printf("\n%d %s%s tested in %.1fs", tested, unit, tested == 1 ? "" : "s",
               st.elapsed_seconds());
-  if (reused > 0) std::printf(", %d verdicts reused", reused);
+  if (reused > 0) std::printf(", %d verdict%s reused", reused, reused == 1 ? "" : "s");
   if (!log_file.empty() && !st.bisect_log().empty()) {
     std::ofstream f(log_file, std::ios::trunc);
     f << st.bisect_log();

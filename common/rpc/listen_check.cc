@@ -85,10 +85,16 @@ absl::Status CheckPortFree(const std::string& listen) {
   if (absl::StartsWith(listen, "unix:")) return absl::OkStatus();
   size_t colon = listen.rfind(':');
   int port = 0;
+  // gRPC binds a port it cannot parse (e.g. 99999) to one the kernel picks, and agents configured
+  // with the address the user meant would never find the server.
   if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
-      port <= 0 || port > 65535) {
-    return absl::OkStatus();
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot listen on '", listen,
+                     "': not HOST:PORT with a port from 0 to 65535 (0 lets the kernel pick one), "
+                     "nor unix:/path"));
   }
+  if (port == 0) return absl::OkStatus();
   std::string host = listen.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);

@@ -27,8 +27,9 @@ std::optional<PortListener> FindPortListener(int port);
 
 // OK when `listen` ("HOST:PORT", "[V6]:PORT") can be bound now, as gRPC would bind it
 // (SO_REUSEADDR, no SO_REUSEPORT); OK also for port 0, "unix:" addresses and hosts that do not
-// resolve (gRPC reports those itself). UNAVAILABLE when the port is in use, naming the process that
-// holds it when it can be found and what to do.
+// resolve (gRPC reports those itself). INVALID_ARGUMENT when there is no port from 0 to 65535.
+// UNAVAILABLE when the port is in use, naming the process that holds it when it can be found and
+// what to do.
 absl::Status CheckPortFree(const std::string& listen);
 
 }  // namespace farm

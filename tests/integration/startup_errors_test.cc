@@ -113,6 +113,20 @@ TEST(StartupErrors, UnknownLogLevelIsNamed) {
   EXPECT_FALSE(quiet.address().empty()) << quiet.process().Output();
 }
 
+// gRPC binds a port it cannot parse to one the kernel picks: the coordinator would run where no
+// agent looks for it.
+TEST(StartupErrors, PortOutOfRangeIsRefused) {
+  std::string dir = MakeTempDir("badport");
+  for (const char* listen : {"127.0.0.1:99999", "127.0.0.1:http", "127.0.0.1"}) {
+    CommandResult r =
+        StartRefused(absl::StrCat("--listen ", listen, " --db ", Quote(dir + "/farm.db")));
+    EXPECT_EQ(r.exit_code, kExitUsage) << listen << ": " << r.output;
+    EXPECT_TRUE(absl::StrContains(r.output, "not HOST:PORT with a port from 0 to 65535"))
+        << listen << ": " << r.output;
+    EXPECT_FALSE(absl::StrContains(r.output, "listening on")) << r.output;
+  }
+}
+
 TEST(StartupErrors, DashboardFlagsWithoutTheirPortAreNamed) {
   std::string dir = MakeTempDir("dashboard-flags");
   const std::string db = " --db " + Quote(dir + "/farm.db");
