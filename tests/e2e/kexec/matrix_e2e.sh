@@ -9,8 +9,10 @@
 #   1. farm matrix, 3 hosts x 3 guests: the printed table is right in every cell, every cell's
 #      log (farm log) names the host release it ran under, and each agent kexeced exactly once
 #      per distinct host kernel it ran, not once per cell;
+#      the same matrix again reuses all 9 verdicts;
 #   2. farm bisect --host-kernels --guest-kernels over the same images: the farm names host-B and
-#      guest-C and says the change needs both, testing fewer cells than the grid.
+#      guest-C and says the change needs both, testing fewer cells than the grid;
+#   3. the idle agents kexec back into their default kernel (--idle-return 60s).
 #
 # usage: matrix_e2e.sh BIN_DIR    exits 77 (skipped) without qemu, kexec-tools or the kernels.
 set -euo pipefail
@@ -41,9 +43,12 @@ FARM_COORDINATOR=127.0.0.1:1 timeout 60 "$bin/farm" matrix --host-kernels "${hos
   --guest-kernels "${guests[@]}" -- true >/dev/null 2>&1 || true
 [ -d "$work/cache/farm/matrix-cells" ] || fail "farm matrix made no cells repository"
 
+mkdir -p "$work/default" && cp "${kx_dirs[0]}/boot/vmlinuz-${kx_rels[0]}" "$work/default/vmlinuz"
 kx_initrd
-kx_vm metal1 "${kx_dirs[0]}" "$work/hosts" "$work/cache"
-kx_vm metal2 "${kx_dirs[0]}" "$work/hosts" "$work/cache"
+# Long enough that an agent waiting for the other's verdict in the bisect does not leave.
+KX_CMDLINE="FARM_IDLE_RETURN=60s FARM_DEFAULT_KERNEL=$work/default/vmlinuz"
+kx_vm metal1 "${kx_dirs[0]}" "$work/hosts" "$work/cache" "$work/default"
+kx_vm metal2 "${kx_dirs[0]}" "$work/hosts" "$work/cache" "$work/default"
 kx_coordinator metal1 metal2
 start=$(date +%s)
 "$work/metal1/vm.sh" start
@@ -98,6 +103,12 @@ for agent in metal1 metal2; do
 done
 echo "PASS 1b: kexecs = distinct host kernels per agent ($total_kexecs kexecs for 9 cells," \
   "matrix wall time $matrix_s s)"
+# The same images and test again: every cell is reused (same digests, same recipe), none runs.
+timeout 300 "$bin/farm" matrix --host-kernels "${hosts[@]}" --guest-kernels "${guests[@]}" \
+  --timeout 300 -- sh -c "$(cell_test matrix)" >"$work/again.out" 2>&1 || { cat "$work/again.out"; fail "farm matrix again failed"; }
+grep -q "9 verdicts reused" "$work/again.out" || { cat "$work/again.out"; fail "the cells were not reused"; }
+[ "$(($(kx_kexecs metal1) + $(kx_kexecs metal2)))" -eq "$total_kexecs" ] || fail "reused cells kexeced"
+echo "PASS 1c: the same matrix again reused its 9 verdicts"
 
 # 2. The two-dimensional bisect over the same images (other recipe: nothing reused).
 t2=$(date +%s)
@@ -115,4 +126,21 @@ tested=$(grep -oE '[0-9]+ of 9 cells tested' "$work/bisect.out" | cut -d' ' -f1)
 kexecs2=$(($(kx_kexecs metal1) + $(kx_kexecs metal2) - total_kexecs))
 echo "PASS 2: 2D bisect named host-B and guest-C with $tested of 9 cells, $kexecs2 kexecs," \
   "wall time $bisect_s s"
+
+# 3. Idle in a task's host kernel for --idle-return: each agent kexecs back into its default
+# kernel (bounded: 60 s idle, a kexec and a boot, on a loaded machine).
+t3=$(date +%s)
+for agent in metal1 metal2; do
+  for _ in $(seq 300); do
+    grep -q "farm-vm: ${kx_rels[0]} up" <(sed -n '/returning to the default kernel/,$p' \
+      "$work/$agent/console.log") && break
+    sleep 1
+  done
+  grep -q "idle for .* returning to the default kernel" "$work/$agent/console.log" ||
+    fail "$agent did not return to its default kernel"
+  grep -q "farm-vm: ${kx_rels[0]} up" <(sed -n '/returning to the default kernel/,$p' \
+    "$work/$agent/console.log") || fail "$agent did not come back up in ${kx_rels[0]}"
+done
+kx_wait_agents metal1 metal2
+echo "PASS 3: idle agents back in ${kx_rels[0]} $(($(date +%s) - t3)) s after the bisect"
 echo "total $(($(date +%s) - start)) s"
