@@ -56,8 +56,7 @@ start=$(date +%s)
 kx_wait_agents metal1 metal2
 echo "agents ready in $(($(date +%s) - start)) s (VM start to connected)"
 
-# 1. The matrix. (--timeout after the kernel lists: CLI11 drops a "--" that ends a list option,
-# and would then take the test's own options for farm's.)
+# 1. The matrix.
 t1=$(date +%s)
 timeout 900 "$bin/farm" matrix --host-kernels "${hosts[@]}" --guest-kernels "${guests[@]}" \
   --timeout 300 -- sh -c "$(cell_test matrix)" >"$work/matrix.out" 2>&1 || { cat "$work/matrix.out"; fail "farm matrix failed"; }
