@@ -11,6 +11,7 @@
 #include "agent/boot/qemu_boot.h"
 #include "agent/link/agent.h"
 #include "cli/exit_codes.h"
+#include "common/log/grpc_log.h"
 #include "common/log/log.h"
 #include "common/signals.h"
 #include "common/spec/spec.h"
@@ -89,6 +90,7 @@ int main(int argc, char** argv) {
   opts.kexec_boot_deadline = absl::Seconds(boot_deadline);
   absl::ParseDuration(idle_return, &opts.kexec_idle_return);
   if (log_level_flag->count() > 0) farm::log::SetLevel(*farm::log::ParseLevel(log_level));
+  farm::log::RouteGrpcLogs();
   for (const std::string& label : labels) {
     std::string key, value;
     absl::Status st = farm::spec::ParseLabel(label, "--label", &key, &value);

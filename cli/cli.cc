@@ -61,6 +61,11 @@ int FarmMain(int argc, char** argv) {
                  "seconds to keep retrying an unreachable coordinator before exiting with 5")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 3600.0));
+  app.add_option("--reconnect-timeout", client.reconnect_timeout,
+                 "seconds a watch keeps reconnecting after the coordinator went away before "
+                 "exiting with 5")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
 
   BisectCommand bisect_cmd;
   CLI::App* bisect = AddBisectCommand(app, bisect_cmd, client);

@@ -24,9 +24,10 @@ absl::Status FromRpc(const grpc::Status& st) {
 }  // namespace
 
 FarmClient::FarmClient(const std::string& address, std::shared_ptr<grpc::ChannelCredentials> creds,
-                       absl::Duration retry_for)
+                       absl::Duration retry_for, absl::Duration reconnect_for)
     : address_(address),
       retry_for_(retry_for),
+      reconnect_for_(reconnect_for),
       stub_(v1::Farm::NewStub(MakeCoordinatorChannel(address, std::move(creds)))) {}
 
 absl::Status FarmClient::Call(absl::Duration timeout,
@@ -182,6 +183,8 @@ absl::StatusOr<v1::JobStatus> FarmClient::WatchUntilDone(const std::string& firs
   std::string job_id = first_job_id;
   absl::Duration backoff = absl::Milliseconds(100);
   bool lost = false;
+  bool reached = false;  // a stream of this watch delivered an event
+  absl::Time trying_since = absl::Now();  // the last time the coordinator was known to answer
   while (true) {
     grpc::ClientContext ctx;
     v1::WatchJobRequest req;
@@ -192,6 +195,7 @@ absl::StatusOr<v1::JobStatus> FarmClient::WatchUntilDone(const std::string& firs
     bool follow = false;
     while (reader->Read(&ev)) {
       got = true;
+      reached = true;
       if (lost) {
         lost = false;
         if (callbacks.on_connection) callbacks.on_connection(false, job_id, "");
@@ -213,13 +217,34 @@ absl::StatusOr<v1::JobStatus> FarmClient::WatchUntilDone(const std::string& firs
         st.error_code() != grpc::StatusCode::CANCELLED && !st.ok()) {
       return FromRpc(st);
     }
-    if (got) backoff = absl::Milliseconds(100);
+    if (got) {
+      backoff = absl::Milliseconds(100);
+      trying_since = absl::Now();
+    }
+    // Bounded: a typo in --coordinator, or a coordinator that is gone for good, must not keep the
+    // command (or the script that runs it) waiting forever.
+    const absl::Duration budget = reached ? reconnect_for_ : retry_for_;
+    if (absl::Now() - trying_since >= budget) {
+      return absl::UnavailableError(absl::StrCat(
+          "the coordinator is unreachable: ",
+          reached ? absl::StrCat("lost the stream of job ", job_id, " at ", address_,
+                                 " and could not reattach within ",
+                                 absl::FormatDuration(budget),
+                                 " (--reconnect-timeout)")
+                  : absl::StrCat("no answer from ", address_, " within ",
+                                 absl::FormatDuration(budget), " (--connect-timeout)"),
+          ": ", st.error_message(),
+          ". Check that farm-coordinator runs there and that --coordinator (or "
+          "FARM_COORDINATOR) names it; `farm watch ",
+          job_id, "` reattaches once it is back"));
+    }
     if (!lost) {
       lost = true;
       if (callbacks.on_connection) callbacks.on_connection(true, job_id, st.error_message());
     }
     // Backoff before reconnecting to an unreachable coordinator, not a synchronisation.
-    std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff));
+    std::this_thread::sleep_for(absl::ToChronoMilliseconds(
+        std::min(backoff, budget - (absl::Now() - trying_since))));
     backoff = std::min(backoff * 2, absl::Seconds(5));
   }
 }

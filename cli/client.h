@@ -28,9 +28,11 @@ class FarmClient {
  public:
   // `address` as farm-coordinator prints it ("host:port", "unix:/path"); `creds` from
   // MakeChannelCredentials (null: plaintext). Unary calls retry an unreachable coordinator for at
-  // most `retry_for`.
+  // most `retry_for`; so does a watch that has not reached it yet. A watch whose stream worked and
+  // broke reconnects for at most `reconnect_for` (a coordinator restart takes that long at most).
   FarmClient(const std::string& address, std::shared_ptr<grpc::ChannelCredentials> creds,
-             absl::Duration retry_for = absl::Seconds(10));
+             absl::Duration retry_for = absl::Seconds(10),
+             absl::Duration reconnect_for = absl::Minutes(5));
 
   const std::string& address() const { return address_; }
 
@@ -62,9 +64,11 @@ class FarmClient {
     // it is back.
     std::function<void(bool lost, const std::string& job_id, const std::string& why)> on_connection;
   };
-  // Watches `job_id` until it ends, reattaching (with backoff, without limit) after a broken
-  // connection, and following --descend's follow-up jobs. Returns the final status of the last
-  // job. Errors: NOT_FOUND for an unknown job; any error other than UNAVAILABLE/CANCELLED.
+  // Watches `job_id` until it ends, reattaching (with backoff) after a broken connection, and
+  // following --descend's follow-up jobs. Returns the final status of the last job. Errors:
+  // NOT_FOUND for an unknown job; UNAVAILABLE naming the address when the coordinator was not
+  // reached within `retry_for`, or stayed unreachable for `reconnect_for` after the stream broke;
+  // any other error of the stream.
   absl::StatusOr<farm::v1::JobStatus> WatchUntilDone(const std::string& job_id,
                                                      const WatchCallbacks& callbacks);
 
@@ -75,6 +79,7 @@ class FarmClient {
 
   std::string address_;
   absl::Duration retry_for_;
+  absl::Duration reconnect_for_;
   std::unique_ptr<farm::v1::Farm::Stub> stub_;
 };
 

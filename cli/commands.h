@@ -25,6 +25,8 @@ struct ClientFlags {
   TlsFiles tls;
   std::string token_file;
   double connect_timeout = 10;  // seconds of retrying an unreachable coordinator per call
+  // Seconds a watch reconnects after its established stream broke (a coordinator restart).
+  double reconnect_timeout = 300;
 };
 
 // Where a local bisect's state is, for commands run without --coordinator.

@@ -11,6 +11,7 @@ namespace farm {
 absl::StatusOr<Connection> Connect(const ClientFlags& flags, const LocalFlags* local) {
   Connection c;
   const absl::Duration retry_for = absl::Seconds(flags.connect_timeout);
+  const absl::Duration reconnect_for = absl::Seconds(flags.reconnect_timeout);
   if (flags.coordinator.empty()) {
     if (local == nullptr) {
       return absl::InvalidArgumentError(
@@ -21,7 +22,7 @@ absl::StatusOr<Connection> Connect(const ClientFlags& flags, const LocalFlags* l
     absl::StatusOr<std::unique_ptr<LocalCoordinator>> lc = LocalCoordinator::Open(*dir);
     if (!lc.ok()) return lc.status();
     c.local = std::move(*lc);
-    c.client = std::make_unique<FarmClient>(c.local->address(), nullptr, retry_for);
+    c.client = std::make_unique<FarmClient>(c.local->address(), nullptr, retry_for, reconnect_for);
     return c;
   }
   std::string token;
@@ -36,7 +37,7 @@ absl::StatusOr<Connection> Connect(const ClientFlags& flags, const LocalFlags* l
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
       MakeChannelCredentials(flags.tls, token);
   if (!creds.ok()) return creds.status();
-  c.client = std::make_unique<FarmClient>(flags.coordinator, *creds, retry_for);
+  c.client = std::make_unique<FarmClient>(flags.coordinator, *creds, retry_for, reconnect_for);
   return c;
 }
 

@@ -66,11 +66,6 @@ std::string VerdictWord(const v1::JobStatus& st, v1::Verdict v) {
   return "skip";
 }
 
-// "verified", "unreliable", ... (the enum's name in lower case).
-std::string VerificationWord(v1::VerificationStatus s) {
-  return absl::AsciiStrToLower(v1::VerificationStatus_Name(s));
-}
-
 void PrintJobLine(const v1::JobStatus& st) {
   std::string answer = st.first_bad_size() == 1  ? Short(st.first_bad(0))
                        : st.first_bad_size() > 1 ? absl::StrCat(st.first_bad_size(), " candidates")
@@ -88,6 +83,10 @@ void PrintJobLine(const v1::JobStatus& st) {
 }
 
 }  // namespace
+
+std::string VerificationWord(v1::VerificationStatus s) {
+  return absl::AsciiStrToLower(v1::VerificationStatus_Name(s));
+}
 
 std::string Printable(absl::string_view text, bool multiline) {
   std::string out;

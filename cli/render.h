@@ -27,6 +27,8 @@ int Fail(const absl::Status& error, int code);
 int Fail(const absl::Status& error);
 
 const char* StateName(farm::v1::JobState state);
+// "verified", "unreliable", ... (the enum's name in lower case).
+std::string VerificationWord(farm::v1::VerificationStatus status);
 
 // The exit code (cli/exit_codes.h) of a job that ended in `state`.
 int ExitCodeForJob(const farm::v1::JobStatus& status);

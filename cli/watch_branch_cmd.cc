@@ -155,6 +155,10 @@ int RunMonitorCommand(MonitorCommands& cmd, const ClientFlags& client) {
     }
     if (!r.fixed_by().empty()) std::printf(", fixed by %s", Short(r.fixed_by()).c_str());
     std::printf("\n");
+    if (r.verification() != v1::VERIFICATION_NONE) {
+      std::printf("  verification: %s: %s\n", VerificationWord(r.verification()).c_str(),
+                  Printable(r.verification_reason()).c_str());
+    }
     if (!r.notified().empty()) {
       std::printf("  reported to %s\n", Printable(absl::StrJoin(r.notified(), ", ")).c_str());
     }

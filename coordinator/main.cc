@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cli/exit_codes.h"
+#include "common/log/grpc_log.h"
 #include "common/log/log.h"
 #include "common/rpc/credentials.h"
 #include "common/signals.h"
@@ -134,6 +135,7 @@ int main(int argc, char** argv) {
     }
     farm::log::SetLevel(*level);
   }
+  farm::log::RouteGrpcLogs();
   if (!backup_file.empty()) {
     absl::Status st = farm::BackupDatabase(opts.db_path, backup_file);
     if (!st.ok()) {

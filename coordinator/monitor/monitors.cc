@@ -369,6 +369,8 @@ void Monitors::OnBisectEndedLocked(v1::Regression& r, const v1::JobStatus& job) 
   r.clear_culprits();
   for (const std::string& c : job.first_bad()) r.add_culprits(c);
   if (!job.error().empty()) r.set_error(job.error());
+  r.set_verification(job.verification());
+  r.set_verification_reason(job.verification_reason());
   auto m = monitors_.find(Id(r.monitor_id()));
   if (m != monitors_.end()) NotifyLocked(m->second, r, job);
   SaveLocked(r);
@@ -403,11 +405,12 @@ void Monitors::NotifyLocked(const v1::Monitor& m, v1::Regression& r, const v1::J
   r.set_report(ReportBody(m, r, job, c, verified, link, reporter));
   std::vector<std::string> errors;
   r.clear_notified();
-  std::vector<std::string> to = Recipients(m, c, verified);
+  std::vector<std::string> to = Recipients(m, c, job.verification());
   if (!to.empty()) {
-    absl::Status st =
-        SendMail(options_.sendmail, MailMessage(reporter, to, ReportSubject(m, c), r.report()),
-                 options_.notify_timeout);
+    absl::Status st = SendMail(
+        options_.sendmail,
+        MailMessage(reporter, to, ReportSubject(m, c, job.verification()), r.report()),
+        options_.notify_timeout);
     if (st.ok()) {
       for (const std::string& a : to) r.add_notified(a);
     } else {

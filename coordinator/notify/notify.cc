@@ -36,11 +36,22 @@ std::vector<std::string> Recipients(const v1::Monitor& monitor, const CulpritInf
   return out;
 }
 
+std::vector<std::string> Recipients(const v1::Monitor& monitor, const CulpritInfo* culprit,
+                                    v1::VerificationStatus verification) {
+  if (verification == v1::UNRELIABLE) return Recipients(monitor, nullptr, false);
+  return Recipients(monitor, culprit, verification == v1::VERIFIED);
+}
+
 std::string StatusWord(v1::JobState state) {
   return absl::AsciiStrToLower(v1::JobState_Name(state));  // FOUND -> "found", ...
 }
 
-std::string ReportSubject(const v1::Monitor& monitor, const CulpritInfo* culprit) {
+std::string ReportSubject(const v1::Monitor& monitor, const CulpritInfo* culprit,
+                          v1::VerificationStatus verification) {
+  if (culprit != nullptr && verification == v1::UNRELIABLE) {
+    return absl::StrCat("[farm] ", monitor.branch(), ": unreliable bisection to \"",
+                        culprit->subject, "\" (not verified)");
+  }
   if (culprit != nullptr) {
     return absl::StrCat("[farm] ", monitor.branch(), ": regression bisected to \"",
                         culprit->subject, "\"");
@@ -59,12 +70,18 @@ std::string ReportBody(const v1::Monitor& monitor, const v1::Regression& regress
                   "  last passing head:  ", regression.last_pass(), "\n",
                   "  first failing head: ", regression.first_fail(), "\n\n");
   absl::StrAppend(&b, "Bisection (job ", bisect.job_id(), "): ", StatusWord(bisect.state()));
-  if (culprit != nullptr) {
+  const bool unreliable = regression.verification() == v1::UNRELIABLE;
+  if (culprit != nullptr && unreliable) {
+    absl::StrAppend(&b, ", culprit UNRELIABLE: ", regression.verification_reason(),
+                    "\n\nDo not act on this culprit: a retest contradicted the bisection, or the "
+                    "commit cannot be the cause. The test may be flaky, or the regression may come "
+                    "from a merge. Only the monitor's owner is told; the culprit's author is not.");
+  } else if (culprit != nullptr) {
     absl::StrAppend(&b, culprit_verified ? ", culprit verified" : ", culprit not verified");
   }
   absl::StrAppend(&b, "\n\n", bisect.report());
   if (!b.empty() && b.back() != '\n') b += '\n';
-  if (culprit != nullptr) {
+  if (culprit != nullptr && !unreliable) {
     absl::StrAppend(&b, "\nIf you fix this, please add these tags to the commit:\n\n",
                     "Fixes: ", culprit->commit.substr(0, 12), " (\"", culprit->subject, "\")\n",
                     "Reported-by: ", reporter, "\n");

@@ -29,12 +29,20 @@ struct CulpritInfo {
 // `culprit_verified`. Each address once, in that order.
 std::vector<std::string> Recipients(const farm::v1::Monitor& monitor, const CulpritInfo* culprit,
                                     bool culprit_verified);
+// The same by what the culprit's verification showed: VERIFIED as `culprit_verified`; UNRELIABLE
+// only the owner's addresses (the culprit cannot be trusted, so neither the paths it touches nor
+// its author say who should read it: syzbot and KernelCI mail nobody else either); any other
+// status as a culprit that is not verified.
+std::vector<std::string> Recipients(const farm::v1::Monitor& monitor, const CulpritInfo* culprit,
+                                    farm::v1::VerificationStatus verification);
 
 // The report's subject line and body. `bisect` is the regression's ended bisect (its report in
 // git's words is quoted); `culprit` null when the bisect found no single commit; `job_link` how
 // to look at the bisect (a URL, or a `farm status` command); `reporter` the Reported-by: name and
-// address.
-std::string ReportSubject(const farm::v1::Monitor& monitor, const CulpritInfo* culprit);
+// address. A regression whose verification is UNRELIABLE gets a subject and body that say so,
+// with `regression.verification_reason`, and no Fixes: tag to paste.
+std::string ReportSubject(const farm::v1::Monitor& monitor, const CulpritInfo* culprit,
+                          farm::v1::VerificationStatus verification = farm::v1::VERIFICATION_NONE);
 std::string ReportBody(const farm::v1::Monitor& monitor, const farm::v1::Regression& regression,
                        const farm::v1::JobStatus& bisect, const CulpritInfo* culprit,
                        bool culprit_verified, const std::string& job_link,

@@ -43,6 +43,7 @@ struct Job {
   farm::v1::BisectSpec spec;  // resolved
   farm::v1::JobState state = farm::v1::RUNNING;
   int64_t created_unix = 0;
+  int64_t ended_unix = 0;  // Now() when it ended (the store's retention compares it with Now())
   absl::Time started;
   double elapsed_seconds = 0;
   // Loaded while the job runs (job_intake.h); released when it ends.

@@ -86,6 +86,7 @@ absl::StatusOr<Job*> Coordinator::FindJobLocked(const std::string& job_id) {
   job.first_bad = row->first_bad;
   job.error = row->error;
   job.created_unix = row->created_unix;
+  job.ended_unix = row->ended_unix;
   job.elapsed_seconds = row->elapsed_seconds;
   FARM_ASSIGN_OR_RETURN(std::vector<v1::TaskSummary> tasks, store_->LoadTasks(id));
   for (auto& t : tasks) {
@@ -126,6 +127,7 @@ void Coordinator::PersistJobLocked(Job& job) {
   row.bisect_log = job.engine ? BisectLogLocked(job) : job.stored_bisect_log;
   row.report = job.report;
   row.created_unix = job.created_unix;
+  row.ended_unix = job.ended_unix;
   row.elapsed_seconds = job.elapsed_seconds;
   const EngineVerification v = JobVerification(job);
   row.verification = v.status;
@@ -353,6 +355,7 @@ void Coordinator::EndJobLocked(Job& job, v1::JobState state, const std::string& 
                                                  : metrics_.ended_failed);
   job.error = error;
   job.elapsed_seconds = absl::ToDoubleSeconds(Now() - job.started);
+  job.ended_unix = absl::ToUnixSeconds(Now());
   for (auto it = tasks_.begin(); it != tasks_.end();) {
     it = (it->second.job_id == job.id && it->second.state == v1::TASK_LOST) ? tasks_.erase(it)
                                                                             : std::next(it);

@@ -328,7 +328,7 @@ absl::StatusOr<int64_t> Store::InsertJob(const farm::v1::BisectSpec& spec, int64
 absl::Status Store::UpdateJob(const JobRow& row) {
   Stmt s(db_, &stmts_,
          "UPDATE jobs SET state=?, first_bad=?, error=?, bisect_log=?, elapsed=?, report=?, "
-         "ended=CASE WHEN ?=1 THEN 0 ELSE strftime('%s','now') END, verification=?, "
+         "ended=CASE WHEN ?=1 THEN 0 ELSE ? END, verification=?, "
          "verification_reason=? WHERE id=?");
   FARM_RETURN_IF_ERROR(s.status());
   s.Bind(1, static_cast<int64_t>(row.state))
@@ -338,9 +338,10 @@ absl::Status Store::UpdateJob(const JobRow& row) {
       .Bind(5, row.elapsed_seconds)
       .Bind(6, row.report)
       .Bind(7, static_cast<int64_t>(row.state))
-      .Bind(8, static_cast<int64_t>(row.verification))
-      .Bind(9, row.verification_reason)
-      .Bind(10, row.id);
+      .Bind(8, row.ended_unix)
+      .Bind(9, static_cast<int64_t>(row.verification))
+      .Bind(10, row.verification_reason)
+      .Bind(11, row.id);
   return s.Run();
 }
 
@@ -361,11 +362,12 @@ absl::StatusOr<Store::JobRow> ReadJobRow(Stmt& s) {
   row.report = s.Blob(8);
   row.verification = static_cast<farm::v1::VerificationStatus>(s.Int(9));
   row.verification_reason = s.Blob(10);
+  row.ended_unix = s.Int(11);
   return row;
 }
 constexpr char kJobColumns[] =
     "SELECT id, spec, state, first_bad, error, bisect_log, created, elapsed, report, "
-    "verification, verification_reason FROM jobs ";
+    "verification, verification_reason, ended FROM jobs ";
 }  // namespace
 
 absl::StatusOr<std::vector<Store::JobRow>> Store::LoadJobs(bool only_running, size_t limit) {

@@ -34,6 +34,8 @@ class Store {
     std::string bisect_log;
     std::string report;
     int64_t created_unix = 0;
+    // When it ended, by the coordinator's clock (as created_unix); ignored while it runs (0 then).
+    int64_t ended_unix = 0;
     double elapsed_seconds = 0;
     farm::v1::VerificationStatus verification = farm::v1::VERIFICATION_NONE;
     std::string verification_reason;

@@ -90,24 +90,46 @@ class WebhookReceiver {
   absl::Time first_at_;
 };
 
-TEST(WatchBranch, FindsBisectsReportsAndClosesARegression) {
-  std::string dir = MakeTempDir("watch_branch");
-  std::string repo = dir + "/repo";
+// A repository at `repo` on branch main, authored by author@kernel.test, with a root commit and
+// "state" = ok on it; returns the second commit.
+std::string MakeWatchedRepo(const std::string& repo) {
   fs::create_directories(repo);
   Git(repo, "init -q -b main");
   Git(repo, "config user.name 'A U Thor'");
   Git(repo, "config user.email author@kernel.test");
   Commit(repo, "README", "watched\n", "root");
-  std::string base = Commit(repo, "state", "ok\n", "base: state is ok");
-  std::string check = dir + "/check.sh";
-  WriteScript(check, "#!/bin/sh\ngrep -qx ok state\n");
+  return Commit(repo, "state", "ok\n", "base: state is ok");
+}
+
+// A sendmail stand-in at <dir>/sendmail behind the real `sendmail -t` interface; each message
+// lands in <dir>/mail whole (renamed into place), one file per message. Returns its path.
+std::string MakeMailSink(const std::string& dir) {
   std::string mail_dir = dir + "/mail";
   fs::create_directories(mail_dir);
   std::string sendmail = dir + "/sendmail";
-  // The message lands in a file whole (renamed into place), one file per message.
   WriteScript(sendmail,
               absl::StrCat("#!/bin/sh\n[ \"$1\" = -t ] || exit 64\n", "cat > ", mail_dir,
                            "/.msg.$$ && mv ", mail_dir, "/.msg.$$ ", mail_dir, "/msg.$$\n"));
+  return sendmail;
+}
+
+// `farm watch-branch` of `repo`'s main every second, reported to `hook`, to owner@lab.test and
+// to the subscribers of net/ and docs/.
+std::string WatchArgs(const std::string& repo, const WebhookReceiver& hook,
+                      const std::string& check) {
+  return absl::StrCat(" --repo ", repo, " --branch main --every 1s --notify-webhook ", hook.url(),
+                      " --notify-email owner@lab.test --subscribe net/=net@lab.test",
+                      " --subscribe docs/=docs@lab.test -- ", check);
+}
+
+TEST(WatchBranch, FindsBisectsReportsAndClosesARegression) {
+  std::string dir = MakeTempDir("watch_branch");
+  std::string repo = dir + "/repo";
+  std::string base = MakeWatchedRepo(repo);
+  std::string check = dir + "/check.sh";
+  WriteScript(check, "#!/bin/sh\ngrep -qx ok state\n");
+  std::string mail_dir = dir + "/mail";
+  std::string sendmail = MakeMailSink(dir);
   WebhookReceiver hook;
 
   TestFarm farm(dir, {"--sendmail", sendmail, "--report-from", "farm <farm@test.lab>"});
@@ -119,11 +141,8 @@ TEST(WatchBranch, FindsBisectsReportsAndClosesARegression) {
     return Sh(absl::StrCat(Farm(), " ", args, " --coordinator ", farm.listen()));
   };
 
-  CommandResult w =
-      Sh(absl::StrCat(Farm(), " watch-branch --coordinator ", farm.listen(), " --repo ", repo,
-                      " --branch main --every 1s --notify-webhook ", hook.url(),
-                      " --notify-email owner@lab.test --subscribe net/=net@lab.test",
-                      " --subscribe docs/=docs@lab.test -- ", check));
+  CommandResult w = Sh(absl::StrCat(Farm(), " watch-branch --coordinator ", farm.listen(),
+                                    WatchArgs(repo, hook, check)));
   ASSERT_EQ(w.exit_code, 0) << w.output;
   EXPECT_TRUE(absl::StartsWith(w.output, "monitor 1: ")) << w.output;
   // A typo in the branch is said at once.
@@ -235,6 +254,139 @@ TEST(WatchBranch, FindsBisectsReportsAndClosesARegression) {
   EXPECT_EQ(unwatch.exit_code, 0) << unwatch.output;
   EXPECT_NE(Sh(absl::StrCat(Farm(), " monitors --coordinator ", listen)).output.find("no monitors"),
             std::string::npos);
+}
+
+// A farm of `agents` agents whose monitor 1 watches MakeWatchedRepo's main with the test
+// `check_body` (reported as WatchArgs says), once the first head passed.
+class WatchedFarm {
+ public:
+  WatchedFarm(const std::string& name, const std::string& check_body, int agents)
+      : dir_(MakeTempDir(name)), repo_(dir_ + "/repo"), base_(MakeWatchedRepo(repo_)) {
+    WriteScript(dir_ + "/check.sh", check_body);
+    farm_ = std::make_unique<TestFarm>(
+        dir_, std::vector<std::string>{"--sendmail", MakeMailSink(dir_), "--report-from",
+                                       "farm <farm@test.lab>"});
+    for (int i = 0; i < agents; ++i) {
+      farm_->AddAgent(absl::StrCat("a", i), absl::StrCat(dir_, "/a", i));
+    }
+  }
+  // Starts the monitor and waits for the base to pass; false (with a test failure) otherwise.
+  bool Start() {
+    EXPECT_TRUE(farm_->started()) << farm_->coordinator().Output();
+    if (!farm_->started() || !farm_->WaitForAgents()) return false;
+    CommandResult w = Cmd("watch-branch" + WatchArgs(repo_, hook_, dir_ + "/check.sh"));
+    EXPECT_EQ(w.exit_code, 0) << w.output;
+    return w.exit_code == 0 && WaitForHead(base_, "PASS");
+  }
+  CommandResult Cmd(const std::string& args) {
+    return Sh(absl::StrCat(Farm(), " ", args, " --coordinator ", farm_->listen()));
+  }
+  // Waits until `farm monitors` lists `commit` tested with `verdict` (PASS or FAIL).
+  bool WaitForHead(const std::string& commit, const std::string& verdict) {
+    bool seen = WaitFor(
+        [&] {
+          return Cmd("monitors").output.find(commit.substr(0, 12) + " " + verdict) !=
+                 std::string::npos;
+        },
+        absl::Seconds(60));
+    EXPECT_TRUE(seen) << commit << " " << verdict << "\n"
+                      << Cmd("monitors").output << farm_->coordinator().Output();
+    return seen;
+  }
+  // Waits for the report: one webhook POST and one message. Returns the message.
+  std::string WaitForReport() {
+    bool sent = WaitFor([&] { return !hook_.bodies().empty() && !Files(mail_dir()).empty(); },
+                        absl::Seconds(120));
+    EXPECT_TRUE(sent) << Cmd("regressions").output << Cmd("monitors").output
+                      << farm_->coordinator().Output();
+    return sent ? Read(Files(mail_dir())[0]) : "";
+  }
+  std::string mail_dir() const { return dir_ + "/mail"; }
+  const std::string& dir() const { return dir_; }
+  const std::string& repo() const { return repo_; }
+  WebhookReceiver& hook() { return hook_; }
+
+ private:
+  std::string dir_;
+  std::string repo_;
+  std::string base_;
+  WebhookReceiver hook_;
+  std::unique_ptr<TestFarm> farm_;
+};
+
+// What a kernel developer wants of a test that fails now and then (KernelCI's and syzbot's rule):
+// no culprit is blamed. The flaky failure of a head opens a regression and its bisect names the
+// head, but the retests contradict it: the report says "unreliable" with the retests' counts, goes
+// to the monitor's owner only (not to the path's subscribers, not to the author), and carries no
+// Fixes: tag.
+TEST(WatchBranch, AFlakyFailureIsReportedUnreliableToTheOwnerOnly) {
+  // Every third run fails, whatever the tree, counted in a file under a lock. With one agent the
+  // runs are: 1 the base (passes), 2 the docs push (passes), 3 the net push (fails: the
+  // regression), then the culprit, its parent and the revert three times each, among which 6, 9
+  // and 12 fail: the culprit cannot fail all three of its retests.
+  std::string counter = MakeTempDir("watch_flaky_counter") + "/count";
+  WatchedFarm lab("watch_flaky",
+                  absl::StrCat("#!/bin/sh\nexec 9>>", Quote(counter + ".lock"),
+                               "\nflock 9\nn=$(cat ", Quote(counter), " 2>/dev/null || echo 0)\n",
+                               "n=$((n + 1))\necho $n > ", Quote(counter), "\n",
+                               "test $((n % 3)) -ne 0\n"),
+                  /*agents=*/1);
+  ASSERT_TRUE(lab.Start());
+  std::string docs = Commit(lab.repo(), "docs/a.txt", "a\n", "docs: add a");
+  ASSERT_TRUE(lab.WaitForHead(docs, "PASS"));
+  std::string net = Commit(lab.repo(), "net/dev.c", "int dev;\n", "net: add dev");
+  std::string mail = lab.WaitForReport();
+
+  std::string regressions = lab.Cmd("regressions").output;
+  EXPECT_NE(regressions.find("culprit " + net.substr(0, 12)), std::string::npos) << regressions;
+  EXPECT_NE(regressions.find("  verification: unreliable: the culprit passed "), std::string::npos)
+      << regressions;
+  std::string json = lab.hook().bodies()[0];
+  EXPECT_NE(json.find("\"verification\":\"UNRELIABLE\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"verificationReason\":\"the culprit passed "), std::string::npos) << json;
+
+  // The owner alone; the author's address is only in the quoted commit.
+  EXPECT_NE(mail.find("\nTo: owner@lab.test\n"), std::string::npos) << mail;
+  std::string headers = mail.substr(0, mail.find("\n\n"));
+  EXPECT_EQ(headers.find("author@kernel.test"), std::string::npos) << mail;
+  EXPECT_EQ(headers.find("net@lab.test"), std::string::npos) << mail;
+  EXPECT_NE(mail.find("\nSubject: [farm] main: unreliable bisection to \"net: add dev\""),
+            std::string::npos)
+      << mail;
+  EXPECT_NE(mail.find("culprit UNRELIABLE: the culprit passed "), std::string::npos) << mail;
+  EXPECT_EQ(mail.find("culprit verified"), std::string::npos) << mail;
+  EXPECT_EQ(mail.find("\nFixes: "), std::string::npos) << mail;
+  EXPECT_EQ(Files(lab.mail_dir()).size(), 1u);
+}
+
+// A regression that only two branches together make: the bisect ends on their merge, which the
+// report calls unreliable because it is a merge (syzbot's rule); its author is not told.
+TEST(WatchBranch, AMergeCulpritIsReportedUnreliable) {
+  WatchedFarm lab("watch_merge",
+                  "#!/bin/sh\ntest -f main-part && test -f topic-part && exit 1\nexit 0\n",
+                  /*agents=*/2);
+  ASSERT_TRUE(lab.Start());
+  Git(lab.repo(), "checkout -q -b topic");
+  Commit(lab.repo(), "topic-part", "t\n", "topic: add its part");
+  Git(lab.repo(), "checkout -q main");
+  std::string main_part = Commit(lab.repo(), "main-part", "m\n", "main: add its part");
+  ASSERT_TRUE(lab.WaitForHead(main_part, "PASS"));
+  Git(lab.repo(), "merge -q --no-ff -m 'merge topic' topic");
+  std::string merge = Git(lab.repo(), "rev-parse HEAD");
+  std::string mail = lab.WaitForReport();
+
+  std::string regressions = lab.Cmd("regressions").output;
+  EXPECT_NE(regressions.find("culprit " + merge.substr(0, 12)), std::string::npos) << regressions;
+  EXPECT_NE(regressions.find("  verification: unreliable: the culprit is a merge"),
+            std::string::npos)
+      << regressions;
+  std::string json = lab.hook().bodies()[0];
+  EXPECT_NE(json.find("\"verification\":\"UNRELIABLE\""), std::string::npos) << json;
+  EXPECT_NE(mail.find("\nTo: owner@lab.test\n"), std::string::npos) << mail;
+  EXPECT_EQ(mail.substr(0, mail.find("\n\n")).find("author@kernel.test"), std::string::npos)
+      << mail;
+  EXPECT_NE(mail.find("culprit UNRELIABLE: the culprit is a merge"), std::string::npos) << mail;
+  EXPECT_EQ(mail.find("\nFixes: "), std::string::npos) << mail;
 }
 
 }  // namespace

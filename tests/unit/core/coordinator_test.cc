@@ -13,6 +13,7 @@
 #include "cli/matrix_cells.h"
 #include "common/spec/spec.h"
 #include "coordinator/clock/clock.h"
+#include "coordinator/store/store.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
 
@@ -699,6 +700,40 @@ TEST_F(CoordinatorTest, RetentionDeletesEndedJobsAfterItsTime) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(absl::IsNotFound((*again)->GetJob(ended->job_id()).status()));
   EXPECT_TRUE((*again)->GetJob(running->job_id()).ok());
+}
+
+// A job's end is stamped with the coordinator's clock, as its creation is, so retention (and any
+// duration between the two) uses one clock: with a clock 25 years behind SQLite's, the ended job
+// is still deleted once its retention has passed on that clock, and the store holds the end time
+// the clock gave.
+TEST_F(CoordinatorTest, AJobsEndIsStampedWithTheCoordinatorsClock) {
+  const absl::Time start = absl::FromUnixSeconds(1000000000);  // September 2001
+  auto clock = std::make_shared<FakeClock>(start);
+  CoordinatorOptions o = Options();
+  o.clock = clock;
+  o.retention = absl::Hours(24);
+  auto c = Coordinator::Create(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto job = (*c)->SubmitBisect(Spec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  clock->Advance(absl::Minutes(5));
+  ASSERT_TRUE((*c)->CancelJob(job->job_id()).ok());
+  {
+    auto store = Store::Open(o.db_path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto rows = (*store)->LoadJobs(false);
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    ASSERT_EQ(rows->size(), 1u);
+    EXPECT_EQ((*rows)[0].created_unix, absl::ToUnixSeconds(start));
+    EXPECT_EQ((*rows)[0].ended_unix, absl::ToUnixSeconds(start + absl::Minutes(5)));
+  }
+  clock->Advance(absl::Hours(23));
+  (*c)->ExpireLeases();
+  EXPECT_TRUE((*c)->GetJob(job->job_id()).ok()) << "deleted before its retention ended";
+  clock->Advance(absl::Hours(2));
+  (*c)->ExpireLeases();
+  EXPECT_TRUE(absl::IsNotFound((*c)->GetJob(job->job_id()).status()))
+      << "kept after its retention ended";
 }
 
 // A coordinator on a new database in `dir`.

@@ -75,6 +75,33 @@ TEST(Notify, ReportCarriesTagsToPaste) {
   EXPECT_EQ(none.find("Fixes:"), std::string::npos) << none;
 }
 
+// An unreliable culprit blames nobody: the owner alone is told, why, and with no tag to paste.
+TEST(Notify, AnUnreliableCulpritIsToldToTheOwnerOnlyWithoutTags) {
+  v1::Monitor m = MonitorWithSubscribers();
+  CulpritInfo c{"abcdef0123456789abcdef0123456789abcdef01",
+                "net: break it",
+                "A <a@b>",
+                "a@b",
+                {"net/core/dev.c"}};
+  EXPECT_EQ(Recipients(m, &c, v1::UNRELIABLE), (std::vector<std::string>{"owner@lab"}));
+  EXPECT_EQ(Recipients(m, &c, v1::VERIFIED),
+            (std::vector<std::string>{"owner@lab", "net@lab", "a@b"}));
+  EXPECT_EQ(Recipients(m, &c, v1::VERIFICATION_NONE),
+            (std::vector<std::string>{"owner@lab", "net@lab"}));
+  v1::Regression r;
+  r.set_verification(v1::UNRELIABLE);
+  r.set_verification_reason("the culprit passed 2 of 3 retests");
+  v1::JobStatus job;
+  job.set_state(v1::FOUND);
+  std::string body = ReportBody(m, r, job, &c, false, "farm status 12", "farm <farm@lab>");
+  EXPECT_NE(body.find("culprit UNRELIABLE: the culprit passed 2 of 3 retests"), std::string::npos)
+      << body;
+  EXPECT_EQ(body.find("Fixes:"), std::string::npos) << body;
+  EXPECT_EQ(body.find("Reported-by:"), std::string::npos) << body;
+  EXPECT_EQ(ReportSubject(m, &c, v1::UNRELIABLE),
+            "[farm] main: unreliable bisection to \"net: break it\" (not verified)");
+}
+
 TEST(Notify, SendMailHandsTheMessageToSendmail) {
   std::string dir = MakeTempDir("sendmail");
   std::string sink = dir + "/sendmail";
