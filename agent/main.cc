@@ -49,6 +49,23 @@ int main(int argc, char** argv) {
                  "power-cycles the machine")
       ->check(CLI::Range(10, 3600))
       ->capture_default_str();
+  app.add_option("--kexec-default-kernel", opts.kexec_default_kernel,
+                 "this machine's default kernel image, which an idle agent kexecs back into "
+                 "(see --idle-return; with --kexec-default-initrd, else --kexec-initrd)");
+  app.add_option("--kexec-default-initrd", opts.kexec_default_initrd,
+                 "initrd of --kexec-default-kernel");
+  std::string idle_return = "10m";
+  app.add_option("--idle-return", idle_return,
+                 "how long an idle kexec agent stays in a task's host kernel (waiting for more "
+                 "tasks for it) before it kexecs back into --kexec-default-kernel, e.g. 90s, "
+                 "10m; 0: never")
+      ->check([](const std::string& text) {
+        absl::Duration d;
+        return absl::ParseDuration(text, &d) && d >= absl::ZeroDuration()
+                   ? std::string()
+                   : "--idle-return " + text + ": give a duration such as 90s or 10m (0: never)";
+      })
+      ->capture_default_str();
   std::string probe_kernel = farm::boot::DefaultProbeKernel();
   app.add_option("--kvm-probe-kernel", probe_kernel,
                  "a kernel known to boot, booted once under KVM at start-up to tell whether KVM "
@@ -71,6 +88,7 @@ int main(int argc, char** argv) {
   }
   farm::log::SetProgramName("farm-agent");
   opts.kexec_boot_deadline = absl::Seconds(boot_deadline);
+  absl::ParseDuration(idle_return, &opts.kexec_idle_return);
   if (log_level_flag->count() > 0) farm::log::SetLevel(*farm::log::ParseLevel(log_level));
   farm::log::RouteGrpcLogs();
   for (const std::string& label : labels) {

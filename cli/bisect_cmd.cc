@@ -125,6 +125,14 @@ void AddStateToHints(const std::string& state_flag, v1::JobStatus* st) {
   st->set_report(AddStateToHints(state_flag, st->report()));
 }
 
+// What a job does with its candidates: "testing 9 cells" (a matrix), "bisecting 9 cells" (a
+// two-dimensional bisect) or "bisecting 120 commits".
+std::string JobAction(const v1::BisectSpec& spec, uint32_t candidates) {
+  return absl::StrCat(spec.has_matrix() && !spec.matrix().bisect() ? "testing" : "bisecting", " ",
+                      candidates, spec.has_matrix() ? " cell" : " commit",
+                      candidates == 1 ? "" : "s");
+}
+
 // The local mode: an embedded coordinator and `agents` local agents over real gRPC on loopback.
 int RunLocalBisect(BisectFlags& f) {
   Interrupts& interrupts = ProcessInterrupts();
@@ -282,10 +290,9 @@ int RunLocalBisect(BisectFlags& f) {
   // From here a signal cancels the job: the coordinator stops its tasks, the watch below sees it
   // end, and stop_all waits for the tests' process groups to be killed.
   interrupts.OnSignal([&client, job_id] { client.Cancel(job_id).IgnoreError(); });
-  std::printf("%s %u %s with %d local agent%s (job %s, state in %s)\n",
-              spec->has_matrix() && !spec->matrix().bisect() ? "testing" : "bisecting",
-              resp->status().candidates(), spec->has_matrix() ? "cells" : "commits", agents,
-              agents == 1 ? "" : "s", job_id.c_str(), Printable(*state_dir).c_str());
+  std::printf("%s with %d local agent%s (job %s, state in %s)\n",
+              JobAction(*spec, resp->status().candidates()).c_str(), agents, agents == 1 ? "" : "s",
+              job_id.c_str(), Printable(*state_dir).c_str());
   std::fflush(stdout);
   ProgressView view;
   FarmClient::WatchCallbacks callbacks = ShowingCallbacks(&view);
@@ -322,8 +329,8 @@ int RunRemoteBisect(const BisectCommand& cmd, const ClientFlags& client) {
     std::printf("%s\n", resp->job_id().c_str());
     return 0;
   }
-  std::printf("job %s: bisecting %u commits on %s\n", resp->job_id().c_str(),
-              resp->status().candidates(), client.coordinator.c_str());
+  std::printf("job %s: %s on %s\n", resp->job_id().c_str(),
+              JobAction(*spec, resp->status().candidates()).c_str(), client.coordinator.c_str());
   ProgressView view;
   absl::StatusOr<v1::JobStatus> final =
       c->client->WatchUntilDone(resp->job_id(), ShowingCallbacks(&view));

@@ -2,6 +2,8 @@
 #include "cli/cli.h"
 
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "cli/boot_cmd.h"
@@ -10,6 +12,38 @@
 #include "cli/next_cmd.h"
 
 namespace farm {
+namespace {
+
+// CLI11 lets "--" end a list option's values and drops it ("--good A B -- sh -c x"), after which
+// the test command's own options would be parsed as farm's. Such a "--" is given twice, so that
+// one is left to mark the command.
+std::vector<std::string> KeepCommandMark(CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> out(argv, argv + argc);
+  CLI::App* cmd = nullptr;
+  const CLI::Option* last = nullptr;  // the last option whose values follow it as words
+  for (size_t i = 1; i < out.size(); ++i) {
+    const std::string& word = out[i];
+    if (word == "--") {
+      if (last != nullptr && last->get_items_expected_max() > 1 && out[i - 1][0] != '-') {
+        out.insert(out.begin() + static_cast<std::ptrdiff_t>(i), "--");
+      }
+      break;
+    }
+    if (word.size() > 1 && word[0] == '-') {
+      CLI::App* scope = cmd != nullptr ? cmd : &app;
+      last = word.find('=') == std::string::npos ? scope->get_option_no_throw(word) : nullptr;
+    } else if (cmd == nullptr && last == nullptr) {
+      for (CLI::App* sub : app.get_subcommands({})) {
+        if (sub->get_name() == word) cmd = sub;
+      }
+    } else if (last != nullptr && last->get_items_expected_max() <= 1) {
+      last = nullptr;  // its one value: later words are positional
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 int FarmMain(int argc, char** argv) {
   CLI::App app{"farm: find the commit that broke something, on many machines at once"};
@@ -68,8 +102,11 @@ int FarmMain(int argc, char** argv) {
   MonitorCommands monitor_cmds;
   AddMonitorCommands(app, monitor_cmds, client);
 
+  std::vector<std::string> args = KeepCommandMark(app, argc, argv);
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : args) arg_ptrs.push_back(a.data());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : kExitBadInput;

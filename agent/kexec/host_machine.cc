@@ -112,8 +112,8 @@ std::string KexecCmdline(const std::string& base, const std::string& task_id, in
       words.emplace_back(w);
     }
   }
-  words.push_back(absl::StrCat("farm.task=", task_id));
-  words.push_back(absl::StrCat("panic=", panic_seconds));
+  if (!task_id.empty()) words.push_back(absl::StrCat("farm.task=", task_id));
+  if (panic_seconds > 0) words.push_back(absl::StrCat("panic=", panic_seconds));
   const std::string wanted = CmdlineExtra(absl::StrCat(kExtraMarker, " ", extra));
   if (!wanted.empty()) {
     words.push_back(kExtraMarker);

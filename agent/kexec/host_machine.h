@@ -48,7 +48,8 @@ absl::StatusOr<std::string> BzImageRelease(const std::string& path);
 
 // The command line a task's host kernel boots with: `base` without earlier farm.* parameters,
 // then `farm.task=<task_id>`, `panic=<panic_seconds>` (a dead kernel reboots by itself) and
-// `extra` (HostKernel.cmdline, last so that it may override).
+// `extra` (HostKernel.cmdline, last so that it may override). An empty `task_id` and a
+// `panic_seconds` of 0 leave those out (the default kernel's command line).
 std::string KexecCmdline(const std::string& base, const std::string& task_id, int panic_seconds,
                          const std::string& extra);
 

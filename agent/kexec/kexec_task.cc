@@ -147,6 +147,11 @@ KexecStep KexecTask::Run(v1::KexecJournal journal) {
   if (absl::Status st = Write(journal); !st.ok()) {
     return Report(journal, InfraError(journal.assign().task_id(), std::string(st.message())));
   }
+  if (!options_.host_path.empty() && !journal.assign().host_kernel().key().empty()) {
+    // Best effort: without it a reconnect only loses the dispatcher's preference.
+    std::ofstream(options_.host_path, std::ios::trunc)
+        << machine_->BootId() << " " << journal.assign().host_kernel().key() << "\n";
+  }
   KexecStep step;
   step.kind = KexecStep::Kind::kRun;
   step.assign = WithoutHostKernel(journal.assign());
@@ -250,6 +255,28 @@ void KexecTask::Finished(const v1::TaskResult& result) {
   v1::TaskResult r = result;
   if (r.host_kernel_release().empty()) r.set_host_kernel_release(machine_->Release());
   Report(std::move(journal), std::move(r));
+}
+
+std::string KexecTask::RunningHostKey() {
+  std::ifstream in(options_.host_path);
+  std::string boot_id, key;
+  if (!(in >> boot_id >> key) || boot_id != machine_->BootId()) return "";
+  return key;
+}
+
+absl::Status KexecTask::ReturnToDefault() {
+  if (options_.default_kernel.empty()) {
+    return absl::FailedPreconditionError("no default kernel (--kexec-default-kernel) to return to");
+  }
+  if (Read().ok()) return absl::FailedPreconditionError("a task is in the kexec journal");
+  const std::string base =
+      options_.base_cmdline.empty() ? machine_->Cmdline() : options_.base_cmdline;
+  FARM_RETURN_IF_ERROR(machine_->Load(options_.default_kernel,
+                                      options_.default_kernel_initrd.empty()
+                                          ? options_.default_initrd
+                                          : options_.default_kernel_initrd,
+                                      KexecCmdline(base, "", 0, "")));
+  return machine_->Execute();
 }
 
 void KexecTask::Delivered() {

@@ -25,10 +25,15 @@ namespace farm::kexec {
 
 struct KexecOptions {
   std::string journal_path;    // <workdir>/kexec/task
+  std::string host_path;       // <workdir>/kexec/host: the boot id and key of the host kernel run
   std::string default_initrd;  // for a HostKernel without its own initrd
   std::string base_cmdline;    // the host kernels' command line; empty: this boot's /proc/cmdline
   int panic_seconds = 10;      // panic=N on the host kernel's command line
   uint32_t max_attempts = 3;   // kexecs of one task (restarted by crashes) before giving up
+  // The machine's default kernel, which an idle agent returns to (ReturnToDefault); its initrd,
+  // empty: default_initrd.
+  std::string default_kernel;
+  std::string default_kernel_initrd;
 };
 
 // What the agent does next with the task.
@@ -62,6 +67,13 @@ class KexecTask {
   void Finished(const farm::v1::TaskResult& result);
   // The result was sent: forgets the task.
   void Delivered();
+  // HostKernel.key of the host kernel this boot runs, when a task kexecked into it (kept across
+  // agent restarts within the boot); empty in any other boot, the default kernel's among them.
+  std::string RunningHostKey();
+  // Kexecs into the default kernel (no task: nothing is journaled, the next boot starts afresh).
+  // Returns only on failure: FAILED_PRECONDITION without a default kernel or with a task in the
+  // journal, or kexec's error.
+  absl::Status ReturnToDefault();
 
  private:
   absl::Status Write(const farm::v1::KexecJournal& journal);

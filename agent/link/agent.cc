@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/log/log.h"
 #include "common/rpc/channel.h"
+#include "common/spec/spec.h"
 #include "common/status_macros.h"
 #include "common/subprocess/containment.h"
 
@@ -91,6 +92,9 @@ Agent::Agent(AgentOptions options, std::unique_ptr<Workspace> ws,
     machine_ = options_.host_machine;
     kexec::KexecOptions ko;
     ko.journal_path = options_.workdir + "/kexec/task";
+    ko.host_path = options_.workdir + "/kexec/host";
+    ko.default_kernel = options_.kexec_default_kernel;
+    ko.default_kernel_initrd = options_.kexec_default_initrd;
     ko.default_initrd = options_.kexec_initrd;
     ko.base_cmdline = options_.kexec_cmdline;
     kexec_ = std::make_unique<kexec::KexecTask>(machine_.get(), std::move(ko));
@@ -165,6 +169,11 @@ bool Agent::Session() {
     h->set_hostname(Hostname());
     h->set_slots(options_.slots);
     for (const auto& [k, v] : options_.capabilities) (*h->mutable_capabilities())[k] = v;
+    if (kexec_) {
+      if (std::string key = kexec_->RunningHostKey(); !key.empty()) {
+        (*h->mutable_capabilities())[spec::kHostKernelKeyCapability] = key;
+      }
+    }
     for (const auto& [k, v] : options_.labels) (*h->mutable_labels())[k] = v;
     for (const std::string& id : RunningIds()) h->add_running(id);
   }
@@ -190,6 +199,7 @@ bool Agent::Session() {
       };
       mu_.AwaitWithTimeout(absl::Condition(&gone), heartbeat_);
       if (gone()) return;
+      MaybeReturnToDefault();
       v1::AgentMessage hb;
       for (const std::string& id : RunningIds()) hb.mutable_heartbeat()->add_running(id);
       mu_.Unlock();
@@ -326,6 +336,7 @@ void Agent::StartTask(const v1::Assign& assign) {
   if (draining_) {
     return refuse("agent is drained: it takes no new tasks (`farm undrain AGENT` to resume)");
   }
+  if (returning_) return refuse("agent is rebooting into its default kernel");
   int slot = -1;
   for (int i = 0; i < options_.slots; ++i) {
     if (!slot_busy_[i]) {
@@ -346,6 +357,28 @@ void Agent::StartTask(const v1::Assign& assign) {
   Running* r = run.get();
   running_[assign.task_id()] = std::move(run);
   r->thread = std::thread(&Agent::TaskThread, this, r);
+}
+
+void Agent::MaybeReturnToDefault() {
+  if (!kexec_ || returning_ || !running_.empty() || options_.kexec_default_kernel.empty() ||
+      options_.kexec_idle_return <= absl::ZeroDuration() ||
+      absl::Now() - idle_since_ < options_.kexec_idle_return) {
+    return;
+  }
+  const std::string key = kexec_->RunningHostKey();
+  if (key.empty()) return;  // already in the default kernel
+  returning_ = true;
+  FARM_LOG(Info) << "kexec: idle for "
+                 << absl::FormatDuration(absl::Trunc(absl::Now() - idle_since_, absl::Seconds(1)))
+                 << " in host kernel " << machine_->Release() << " (" << key.substr(0, 12)
+                 << "): returning to the default kernel " << options_.kexec_default_kernel;
+  mu_.Unlock();
+  absl::Status st = kexec_->ReturnToDefault();
+  mu_.Lock();
+  // Returns only on failure: try again after another idle period.
+  FARM_LOG(Warning) << "kexec: cannot return to the default kernel: " << st.message();
+  returning_ = false;
+  idle_since_ = absl::Now();
 }
 
 void Agent::ResumeKexecTask() {
@@ -450,6 +483,7 @@ void Agent::TaskThread(Running* r) {
     auto it = running_.find(id);
     finished_.push_back(std::move(it->second));
     running_.erase(it);
+    idle_since_ = absl::Now();
   }
   if (!result) return;
   if (Send(m) && kexec_task) kexec_->Delivered();

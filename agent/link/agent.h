@@ -47,6 +47,12 @@ struct AgentOptions {
   std::string kexec_initrd;   // initrd for host kernels without their own
   std::string kexec_cmdline;  // host kernels' base command line; empty: this boot's
   absl::Duration kexec_boot_deadline = absl::Minutes(5);  // announced to the coordinator
+  // An idle agent whose machine runs a task's host kernel kexecs back into this default kernel
+  // (with kexec_default_initrd, or kexec_initrd) after kexec_idle_return without a task; empty
+  // image or a zero duration: it stays.
+  std::string kexec_default_kernel;
+  std::string kexec_default_initrd;
+  absl::Duration kexec_idle_return = absl::Minutes(10);
   // The machine kexec acts on; null: this one (tests pass a fake).
   std::shared_ptr<kexec::HostMachine> host_machine;
   // The machine's cores, shared with the other agents in this process that run on it (the
@@ -93,6 +99,9 @@ class Agent {
   std::optional<farm::v1::TaskResult> KexecTaskSteps(Running* r, const RunFn& run);
   // Finds the task the kexec journal holds (after a reboot) and starts it again.
   void ResumeKexecTask();
+  // Called by the heartbeat loop: an agent idle for kexec_idle_return in a task's host kernel
+  // kexecs back into its default kernel (Assigns that arrive meanwhile are refused, requeued).
+  void MaybeReturnToDefault() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends now if connected; true when written. Results are kept for resending when not.
   bool Send(const farm::v1::AgentMessage& msg);
   // The ids of the tasks running now.
@@ -119,6 +128,10 @@ class Agent {
   std::vector<bool> slot_busy_ ABSL_GUARDED_BY(mu_);
   std::deque<farm::v1::AgentMessage> undelivered_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> kexec_acked_ ABSL_GUARDED_BY(mu_);  // KexecAck received for these tasks
+  // When the last task ended (or the agent started), and whether it is kexecking into the
+  // default kernel (MaybeReturnToDefault).
+  absl::Time idle_since_ ABSL_GUARDED_BY(mu_) = absl::Now();
+  bool returning_ ABSL_GUARDED_BY(mu_) = false;
   absl::Mutex write_mu_;  // taken before mu_: one Write at a time on the stream
 };
 

@@ -38,6 +38,10 @@ inline constexpr uint32_t kMaxVerifyRuns = 20;                      // BisectSpe
 inline constexpr uint32_t kDefaultVerifyRuns = 3;  // --verify without a number, `verify: true`
 inline constexpr int kMaxMatrixKernels = 256;      // MatrixSpec.hosts, MatrixSpec.guests, each
 
+// Hello capability of a kexec agent whose machine runs a task's host kernel: its HostKernel.key
+// (absent in the machine's default kernel). The dispatcher prefers it for that kernel's cells.
+inline constexpr char kHostKernelKeyCapability[] = "host_kernel_key";
+
 // A term's characters (spec.term_old / term_new): letters, digits, '-' and '_'. CheckTerm adds
 // git's rules on which words.
 bool ValidTerm(const std::string& term);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/spec/spec.h"
 
 namespace farm {
 
@@ -24,6 +25,12 @@ Session& AgentRegistry::Connect(const v1::Hello& hello, std::shared_ptr<AgentCha
   session.id = sid;
   session.hello = hello;
   session.labels = AgentLabels(hello);
+  // A kexec agent says which host kernel its machine runs (it may have kexecked into it before
+  // this coordinator, or this connection, existed).
+  if (auto key = hello.capabilities().find(spec::kHostKernelKeyCapability);
+      key != hello.capabilities().end()) {
+    session.host_key = key->second;
+  }
   session.channel = std::move(channel);
   session.last_seen = now;
   session.draining = drained_.count(hello.agent_id()) > 0;

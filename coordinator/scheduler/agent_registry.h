@@ -40,7 +40,8 @@ struct Session {
   // Where its worktree is: the last commit given to it (placement prefers the nearest agent).
   int64_t last_job = 0;
   std::optional<CommitId> last_commit;
-  // HostKernel.key of the host kernel last assigned to it: what its machine runs now (kexec).
+  // HostKernel.key of the host kernel its machine runs now (kexec): from its Hello, then the
+  // last host kernel assigned to it.
   std::string host_key;
   // The labels the scheduler matches against a job's requirements: Hello.labels and the
   // capabilities (accel, qemu, cores, memory_mb), as key -> value.

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/matrix_cells.h"
+#include "common/spec/spec.h"
 #include "coordinator/clock/clock.h"
 #include "coordinator/store/store.h"
 #include "gtest/gtest.h"
@@ -735,6 +736,41 @@ TEST_F(CoordinatorTest, AJobsEndIsStampedWithTheCoordinatorsClock) {
       << "kept after its retention ended";
 }
 
+// A coordinator on a new database in `dir`.
+std::unique_ptr<Coordinator> MatrixCoordinator(const std::string& dir) {
+  CoordinatorOptions o;
+  o.db_path = dir + "/farm.db";
+  o.cache_dir = dir + "/cache";
+  auto c = Coordinator::Create(o);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+// Connects a 1-slot kexec agent `id` (with `capabilities` besides kexec=1); its session id.
+uint64_t ConnectKexecAgent(Coordinator& c, const std::string& id,
+                           std::shared_ptr<FakeChannel> channel,
+                           const std::map<std::string, std::string>& capabilities = {}) {
+  v1::Hello h;
+  h.set_agent_id(id);
+  h.set_slots(1);
+  (*h.mutable_capabilities())["kexec"] = "1";
+  for (const auto& [k, v] : capabilities) (*h.mutable_capabilities())[k] = v;
+  auto s = c.Connect(h, std::move(channel));
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.value_or(0);
+}
+
+// The matrix job of `cells`, testing with `true`.
+v1::BisectSpec MatrixJob(const MatrixCells& cells) {
+  v1::BisectSpec spec;
+  spec.set_repo(cells.path);
+  spec.add_good(cells.root);
+  spec.set_bad(cells.last);
+  spec.mutable_recipe()->add_test_argv("true");
+  *spec.mutable_matrix() = cells.matrix;
+  return spec;
+}
+
 // A matrix job: every Assign carries the host kernel of its cell (for the kexec agent), no agent
 // is sent back to a host kernel it left, and the job ends COMPLETE with the table.
 TEST(MatrixDispatch, AssignsCarryTheHostKernelAndAgentsStayOnTheirHost) {
@@ -751,30 +787,15 @@ TEST(MatrixDispatch, AssignsCarryTheHostKernelAndAgentsStayOnTheirHost) {
   std::map<std::string, int> host_of;  // cell commit -> host index
   for (int i = 0; i < cells->matrix.cells_size(); ++i) host_of[cells->matrix.cells(i)] = i / 3;
 
-  CoordinatorOptions o;
-  o.db_path = dir + "/farm.db";
-  o.cache_dir = dir + "/cache";
-  auto c = Coordinator::Create(o);
-  ASSERT_TRUE(c.ok()) << c.status();
+  std::unique_ptr<Coordinator> c = MatrixCoordinator(dir);
+  ASSERT_NE(c, nullptr);
   std::map<std::string, std::shared_ptr<FakeChannel>> channels;
   std::map<std::string, uint64_t> sessions;
   for (const std::string id : {"a", "b"}) {
     channels[id] = std::make_shared<FakeChannel>();
-    v1::Hello h;
-    h.set_agent_id(id);
-    h.set_slots(1);
-    (*h.mutable_capabilities())["kexec"] = "1";
-    auto s = (*c)->Connect(h, channels[id]);
-    ASSERT_TRUE(s.ok()) << s.status();
-    sessions[id] = *s;
+    sessions[id] = ConnectKexecAgent(*c, id, channels[id]);
   }
-  v1::BisectSpec spec;
-  spec.set_repo(cells->path);
-  spec.add_good(cells->root);
-  spec.set_bad(cells->last);
-  spec.mutable_recipe()->add_test_argv("true");
-  *spec.mutable_matrix() = cells->matrix;
-  auto job = (*c)->SubmitBisect(spec);
+  auto job = c->SubmitBisect(MatrixJob(*cells));
   ASSERT_TRUE(job.ok()) << job.status();
 
   std::map<std::string, std::vector<int>> hosts_run;  // agent -> host index of each Assign
@@ -795,7 +816,7 @@ TEST(MatrixDispatch, AssignsCarryTheHostKernelAndAgentsStayOnTheirHost) {
         v1::AgentMessage r;
         r.mutable_result()->set_task_id(a.task_id());
         r.mutable_result()->set_verdict(h == 2 ? v1::BAD : v1::GOOD);
-        (*c)->OnAgentMessage(sessions[id], r);
+        c->OnAgentMessage(sessions[id], r);
       }
     }
     if (!any) break;
@@ -813,11 +834,46 @@ TEST(MatrixDispatch, AssignsCarryTheHostKernelAndAgentsStayOnTheirHost) {
   }
   EXPECT_EQ(kexecs, distinct);
   EXPECT_LE(kexecs, 4) << "3 host kernels on 2 agents";
-  auto st = (*c)->GetJob(job->job_id());
+  auto st = c->GetJob(job->job_id());
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->state(), v1::COMPLETE) << st->DebugString();
   EXPECT_TRUE(absl::StrContains(st->report(), "host-2        bad      bad      bad\n"))
       << st->report();
+}
+
+// A kexec agent's Hello names the host kernel its machine runs (after a reconnect, or a
+// coordinator restart, the coordinator has not assigned it one): that kernel's cells go to it,
+// whichever of the two hosts it is (without the Hello's key, one of the two would go wrong).
+TEST(MatrixDispatch, HelloNamesTheHostKernelTheAgentRuns) {
+  for (int on : {0, 1}) {
+    SCOPED_TRACE(absl::StrCat("the agent runs host ", on));
+    std::string dir = MakeTempDir(absl::StrCat("matrix-hello-", on));
+    std::vector<std::string> hosts;
+    for (int i = 0; i < 2; ++i) {
+      hosts.push_back(absl::StrCat(dir, "/host-", i));
+      ::farm::testing::WriteScript(hosts.back(), absl::StrCat("host ", i, "\n"));
+    }
+    absl::StatusOr<MatrixCells> cells = MakeMatrixCells(hosts, {}, dir + "/cells.git");
+    ASSERT_TRUE(cells.ok()) << cells.status();
+    std::unique_ptr<Coordinator> c = MatrixCoordinator(dir);
+    ASSERT_NE(c, nullptr);
+    // "fresh" connects first and runs its default kernel; "on" already runs host `on`.
+    std::map<std::string, std::shared_ptr<FakeChannel>> channels = {
+        {"fresh", std::make_shared<FakeChannel>()}, {"on", std::make_shared<FakeChannel>()}};
+    ConnectKexecAgent(*c, "fresh", channels["fresh"]);
+    ConnectKexecAgent(*c, "on", channels["on"],
+                      {{spec::kHostKernelKeyCapability, cells->matrix.hosts(on).key()}});
+    ASSERT_TRUE(c->SubmitBisect(MatrixJob(*cells)).ok());
+    for (const auto& [id, want] : {std::pair<std::string, int>{"on", on}, {"fresh", 1 - on}}) {
+      std::vector<v1::Assign> got;
+      for (const v1::CoordinatorMessage& m : channels[id]->Take()) {
+        if (m.has_assign()) got.push_back(m.assign());
+      }
+      ASSERT_EQ(got.size(), 1u) << id;
+      EXPECT_EQ(got[0].host_kernel().key(), cells->matrix.hosts(want).key())
+          << id << " got the cell of another host kernel than the one it runs";
+    }
+  }
 }
 
 }  // namespace

@@ -111,6 +111,42 @@ TEST(KexecCmdlineTest, NamesTheTaskAndReplacesEarlierFarmParameters) {
   EXPECT_EQ(TaskOnCmdline("console=ttyS0"), "");
 }
 
+// The host kernel a task kexecked into is what the agent's Hello names in that boot, across agent
+// restarts, and no longer once the machine boots again (a power cycle: the default kernel).
+TEST_F(KexecTaskTest, KnowsTheHostKernelItRunsUntilTheNextBoot) {
+  options_.host_path = dir_ + "/kexec/host";
+  assign_.mutable_host_kernel()->set_key("sha-57");
+  KexecTask task(&machine_, options_);
+  EXPECT_EQ(task.RunningHostKey(), "") << "the default kernel";
+  ASSERT_EQ(task.Begin(assign_).kind, Kind::kSwitch);
+  ASSERT_TRUE(task.Switch().ok());
+  EXPECT_EQ(task.RunningHostKey(), "") << "not there yet";
+  machine_.KexecBoots();
+  ASSERT_EQ(Restart()->kind, Kind::kRun);
+  EXPECT_EQ(KexecTask(&machine_, options_).RunningHostKey(), "sha-57");
+  machine_.PowerCycle();
+  EXPECT_EQ(KexecTask(&machine_, options_).RunningHostKey(), "");
+}
+
+// An idle agent's way back: its default kernel, with its own command line (no task, no panic=),
+// never while a task is journaled, and not at all without a default kernel.
+TEST_F(KexecTaskTest, ReturnsToTheDefaultKernel) {
+  EXPECT_TRUE(absl::IsFailedPrecondition(KexecTask(&machine_, options_).ReturnToDefault()));
+  options_.default_kernel = WriteBzImage(dir_ + "/vmlinuz-56", "6.1.0-56-cloud-amd64");
+  KexecTask task(&machine_, options_);
+  ASSERT_EQ(task.Begin(assign_).kind, Kind::kSwitch);
+  ASSERT_TRUE(task.Switch().ok());
+  machine_.KexecBoots();
+  ASSERT_EQ(Restart()->kind, Kind::kRun);
+  EXPECT_TRUE(absl::IsFailedPrecondition(task.ReturnToDefault())) << "a task is journaled";
+  task.Delivered();
+  ASSERT_TRUE(task.ReturnToDefault().ok());
+  EXPECT_EQ(machine_.executed, 2);
+  EXPECT_EQ(machine_.staged_release, "6.1.0-56-cloud-amd64");
+  EXPECT_EQ(machine_.staged_initrd, options_.default_initrd);
+  EXPECT_EQ(machine_.staged_cmdline, "console=ttyS0") << "neither the task nor panic=";
+}
+
 // The whole path: stage, switch, boot the wanted kernel, test, report, forget.
 TEST_F(KexecTaskTest, SwitchesRunsAndReports) {
   KexecTask task(&machine_, options_);
