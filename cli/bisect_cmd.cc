@@ -221,6 +221,7 @@ int RunLocalBisect(BisectFlags& f) {
   // When that first seed shows seeding to be quick (a small tree), more agents are seeded before
   // the job starts, so that the first round is planned for them too.
   constexpr absl::Duration kQuickSeeding = absl::Milliseconds(500);
+  constexpr absl::Duration kSeedSerially = absl::Seconds(5);
   size_t next_cold = 0;
   if (cold.size() == static_cast<size_t>(agents)) {
     const absl::Time start = absl::Now();
@@ -234,6 +235,11 @@ int RunLocalBisect(BisectFlags& f) {
       (*server)->Shutdown(absl::Milliseconds(500));
       return interrupted();
     }
+    // A tree that seeds in a few seconds (3,000 files: about 1 s) is written faster by every
+    // agent's first task at once than one tree at a time (measured: 8 agents, 3,000-commit repo,
+    // 6.7 s against 9.5 s, and only 4 agents ever joined): the other agents start now and check
+    // out on their first task. Serial seeding pays on trees like Linux's (20-40 s each here).
+    if (one < kSeedSerially) next_cold = cold.size();
   }
   std::thread seeder;
   // Stops the seeding and the agents (their running tests' process groups are killed) and waits
