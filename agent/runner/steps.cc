@@ -96,6 +96,14 @@ class CheckoutStep : public Step {
   StepOutcome Run(const TaskContext& task, Attempt& a) const override {
     const v1::Assign& t = *task.task;
     absl::Time t0 = absl::Now();
+    if (!t.revert_culprit().empty()) {
+      absl::Status made =
+          task.workspace->MakeRevert(t.repo(), t.commit(), t.revert_culprit(), t.revert_head());
+      if (!made.ok()) {
+        return Said(task, Kind::kInfraError,
+                    absl::StrCat("making the revert ", t.commit(), " failed: ", made.message()));
+      }
+    }
     absl::StatusOr<CheckoutResult> co =
         task.workspace->Checkout(task.slot, t.repo(), t.commit(), a.pristine);
     a.checkout = absl::Now() - t0;

@@ -777,6 +777,26 @@ absl::StatusOr<Workspace::ResolvedCommit> Workspace::Resolve(const std::string& 
   return resolved;
 }
 
+absl::Status Workspace::MakeRevert(const std::string& url, const std::string& sha,
+                                   const std::string& culprit, const std::string& head) {
+  // The head (and with it the culprit, its ancestor) fetched; then the revert, if missing.
+  FARM_ASSIGN_OR_RETURN(const ResolvedCommit top, Resolve(url, head));
+  FARM_ASSIGN_OR_RETURN(GitRepository repo, OpenRepository(top.source_path));
+  absl::StatusOr<git_oid> have = ResolveCommit(repo.get(), sha);
+  if (have.ok()) return absl::OkStatus();
+  if (!absl::IsNotFound(have.status())) return have.status();
+  FARM_ASSIGN_OR_RETURN(const git_oid culprit_oid, ResolveCommit(repo.get(), culprit));
+  FARM_ASSIGN_OR_RETURN(const git_oid made, MakeRevertCommit(repo.get(), culprit_oid, top.oid));
+  char hex[GIT_OID_HEXSZ + 1];
+  git_oid_tostr(hex, sizeof(hex), &made);
+  if (sha != hex) {
+    return absl::FailedPreconditionError(absl::StrCat("the revert of ", culprit, " on ", head,
+                                                      " made here is ", hex, ", not the commit ",
+                                                      sha, " the coordinator asked for"));
+  }
+  return absl::OkStatus();
+}
+
 bool Workspace::HasWorktree(int slot, const std::string& url) {
   if (slot < 0) return false;
   absl::StatusOr<GitRepository> existing = OpenWorktree(worktree_path(slot));

@@ -62,6 +62,15 @@ class Workspace {
   absl::StatusOr<CheckoutResult> Checkout(int slot, const std::string& url, const std::string& sha,
                                           bool pristine);
 
+  // Makes sure commit `sha` of `url` exists where Checkout looks for it, when it is the revert of
+  // `culprit` on top of `head` that a verification asked for (Assign.revert_culprit/revert_head):
+  // a mirror of a remote repository lacks it, and gets the same commit (MakeRevertCommit) written
+  // into it. Does nothing when `sha` is already there. Errors: FAILED_PRECONDITION when the
+  // commit made here is not `sha` (the coordinator and agent disagree on the revert), or the
+  // revert cannot be made; otherwise as Checkout. Thread safety: as Checkout.
+  absl::Status MakeRevert(const std::string& url, const std::string& sha,
+                          const std::string& culprit, const std::string& head);
+
   // Whether slot `slot`'s worktree holds a checked-out commit of `url` (its next Checkout writes
   // only what differs). Thread safety: as Checkout.
   bool HasWorktree(int slot, const std::string& url);

@@ -711,4 +711,46 @@ absl::StatusOr<std::string> RepoCache::Prepare(const std::string& url,
                                           "' (fetched all its branches and tags)"));
 }
 
+absl::StatusOr<git_oid> MakeRevertCommit(git_repository* repo, const git_oid& culprit,
+                                         const git_oid& head) {
+  GitLibrary::Ensure();
+  FARM_ASSIGN_OR_RETURN(GitCommit commit, LookupCommit(repo, culprit));
+  FARM_ASSIGN_OR_RETURN(GitCommit top, LookupCommit(repo, head));
+  const unsigned parents = git_commit_parentcount(commit.get());
+  if (parents != 1) {
+    return absl::FailedPreconditionError(parents == 0 ? "the culprit is a root commit"
+                                                      : "the culprit is a merge");
+  }
+  git_index* raw_index = nullptr;
+  int rc = git_revert_commit(&raw_index, repo, commit.get(), top.get(), 0, nullptr);
+  if (rc != 0) return GitError(rc, "reverting the culprit");
+  GitIndex index(raw_index);
+  if (git_index_has_conflicts(index.get())) {
+    return absl::FailedPreconditionError("the revert does not apply cleanly (it conflicts)");
+  }
+  git_oid tree_oid;
+  rc = git_index_write_tree_to(&tree_oid, index.get(), repo);
+  if (rc != 0) return GitError(rc, "writing the reverted tree");
+  git_tree* raw_tree = nullptr;
+  rc = git_tree_lookup(&raw_tree, repo, &tree_oid);
+  if (rc != 0) return GitError(rc, "reading the reverted tree");
+  GitTree tree(raw_tree);
+  // The head's time and a fixed name: the same revert is the same commit after a restart.
+  git_signature* raw_sig = nullptr;
+  rc = git_signature_new(&raw_sig, "farm", "farm@localhost", git_commit_time(top.get()),
+                         git_commit_time_offset(top.get()));
+  if (rc != 0) return GitError(rc, "making the revert's signature");
+  std::unique_ptr<git_signature, git_internal::Deleter<git_signature, git_signature_free>> sig(
+      raw_sig);
+  const char* summary = git_commit_summary(commit.get());
+  const std::string message = absl::StrCat("Revert \"", summary ? summary : "", "\"\n\n",
+                                           "This reverts commit ", OidToHex(culprit), ".\n");
+  const git_commit* parent = top.get();
+  git_oid out;
+  rc = git_commit_create(&out, repo, nullptr, sig.get(), sig.get(), nullptr, message.c_str(),
+                         tree.get(), 1, &parent);
+  if (rc != 0) return GitError(rc, "writing the revert commit");
+  return out;
+}
+
 }  // namespace farm

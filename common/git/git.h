@@ -80,6 +80,15 @@ absl::StatusOr<git_oid> ResolveCommit(git_repository* repo, const std::string& r
 absl::StatusOr<bool> IsAncestor(git_repository* repo, const git_oid& ancestor,
                                 const git_oid& descendant);
 
+// Writes into `repo` a commit on top of `head` that reverts `culprit` (as `git revert`), with a
+// fixed author ("farm", at `head`'s time) and message, so that the same inputs give the same commit
+// id in any repository holding both commits: the coordinator makes it to name the probe, an agent
+// whose mirror of a remote lacks it makes the same one. Errors: FAILED_PRECONDITION saying why it
+// cannot be made (a merge or root culprit, a revert that conflicts); NOT_FOUND for an unknown
+// commit; libgit2 failures.
+absl::StatusOr<git_oid> MakeRevertCommit(git_repository* repo, const git_oid& culprit,
+                                         const git_oid& head);
+
 struct CommitInfo {
   std::string sha;      // 40 hex digits.
   std::string subject;  // First paragraph of the message, on one line.

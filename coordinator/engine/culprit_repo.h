@@ -26,17 +26,17 @@ class CulpritRepo {
   // Errors: NOT_FOUND when `culprit` is not a commit of the repository.
   virtual absl::StatusOr<CulpritFacts> Facts(const git_oid& culprit) = 0;
 
-  // Writes a commit on top of `head` that reverts `culprit` (as `git revert`), where agents find
-  // it; the same inputs give the same commit id. Errors: FAILED_PRECONDITION saying why it was
-  // not made (a merge or root culprit, a revert that conflicts, a repository agents do not share);
-  // NOT_FOUND for an unknown commit; libgit2 failures.
+  // Writes a commit on top of `head` that reverts `culprit` (MakeRevertCommit: the same inputs
+  // give the same commit id, so an agent whose mirror lacks it makes the same one from the
+  // Assign's revert_culprit/revert_head). Errors: FAILED_PRECONDITION saying why it was not made
+  // (a merge or root culprit, a revert that conflicts); NOT_FOUND for an unknown commit; libgit2
+  // failures.
   virtual absl::StatusOr<git_oid> Revert(const git_oid& culprit, const git_oid& head) = 0;
 };
 
-// Over `repo` (not owned; it must outlive the result). `agents_share_objects`: agents use this
-// repository's objects in place (a local repository), so that a commit written here reaches them;
-// when false (a coordinator's mirror of a remote), Revert refuses.
-std::unique_ptr<CulpritRepo> NewGitCulpritRepo(git_repository* repo, bool agents_share_objects);
+// Over `repo` (not owned; it must outlive the result): a local repository agents use in place, or
+// the coordinator's mirror of a remote one.
+std::unique_ptr<CulpritRepo> NewGitCulpritRepo(git_repository* repo);
 
 }  // namespace farm
 

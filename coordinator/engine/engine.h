@@ -122,6 +122,15 @@ class BisectEngine {
   // the test (Assign.host_kernel), or null for a probe that is only a commit of the job's graph.
   // Kinds with a host axis (a matrix, a two-dimensional bisect) map each probe commit to its cell.
   virtual const farm::v1::HostKernel* HostKernelOf(CommitId /*commit*/) const { return nullptr; }
+
+  // For a probe that is a revert commit the engine made (verification): the culprit it reverts
+  // and the head it sits on, so that agents of a remote repository can make the same commit
+  // (Assign.revert_culprit/revert_head). nullopt for every other probe.
+  struct RevertProbe {
+    git_oid culprit;
+    git_oid head;
+  };
+  virtual std::optional<RevertProbe> RevertOf(CommitId /*commit*/) const { return std::nullopt; }
 };
 
 }  // namespace farm

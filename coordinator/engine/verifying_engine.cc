@@ -28,6 +28,11 @@ CommitId VerifyingEngine::AddExtra(const git_oid& oid) {
   return static_cast<CommitId>(graph_->size() + extra_.size() - 1);
 }
 
+std::optional<BisectEngine::RevertProbe> VerifyingEngine::RevertOf(CommitId commit) const {
+  if (revert_id_ && *revert_id_ == commit) return revert_of_;
+  return std::nullopt;
+}
+
 const git_oid& VerifyingEngine::Oid(CommitId id) const {
   return id < graph_->size() ? graph_->oid(id) : extra_[id - graph_->size()];
 }
@@ -65,7 +70,9 @@ void VerifyingEngine::StartVerification() {
     absl::StatusOr<git_oid> revert =
         repo_->Revert(graph_->oid(culprit), graph_->oid(graph_->bad()));
     if (revert.ok()) {
-      targets_.push_back({"revert", AddExtra(*revert), Verdict::kGood});
+      revert_id_ = AddExtra(*revert);
+      revert_of_ = {graph_->oid(culprit), graph_->oid(graph_->bad())};
+      targets_.push_back({"revert", *revert_id_, Verdict::kGood});
     } else {
       revert_note_ = std::string(revert.status().message());
     }

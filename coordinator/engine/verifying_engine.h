@@ -45,6 +45,7 @@ class VerifyingEngine : public BisectEngine {
     return inner_->HostKernelOf(commit);
   }
   EngineVerification Verification() const override;
+  std::optional<RevertProbe> RevertOf(CommitId commit) const override;
 
  private:
   enum class Phase { kSearch, kVerify, kDone };
@@ -73,6 +74,8 @@ class VerifyingEngine : public BisectEngine {
   std::vector<git_oid> extra_;
   std::vector<std::string> suspicious_;  // what is wrong with the culprit before any retest
   std::string revert_note_;              // why the revert was not tested
+  std::optional<CommitId> revert_id_;    // the revert probe, once made
+  RevertProbe revert_of_{};              // what it reverts, on what
   EngineVerification result_;            // once kDone
 };
 

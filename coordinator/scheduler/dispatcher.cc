@@ -370,6 +370,10 @@ void Coordinator::StartTaskLocked(Job& job, CommitId commit, Session& session) {
     *a->mutable_host_kernel() = *host;
     session.host_key = host->key();
   }
+  if (std::optional<BisectEngine::RevertProbe> revert = job.engine->RevertOf(commit)) {
+    a->set_revert_culprit(OidHex(revert->culprit));
+    a->set_revert_head(OidHex(revert->head));
+  }
   session.channel->Send(msg);
   metrics_.Assigned(Now());
   EmitLocked(job, absl::StrCat("testing ", ShortSha(ProbeHex(job, commit)), " on ", t.agent_id));

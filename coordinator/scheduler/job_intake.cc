@@ -134,11 +134,11 @@ absl::StatusOr<LoadedJob> LoadJob(const v1::BisectSpec& spec, RepoCache& cache) 
     FARM_ASSIGN_OR_RETURN(git_oid oid, ResolveCommit(job.repo.get(), s));
     if (std::optional<CommitId> id = job.graph->Find(oid)) skipped.push_back(*id);
   }
-  // A local repository is used in place by the agents too (RepoCache): a revert commit the
-  // verification writes there reaches them.
-  const bool shared = git_dir != cache.MirrorPath(spec.repo());
-  FARM_ASSIGN_OR_RETURN(job.engine, CreateEngine(spec, job.graph, skipped,
-                                                 NewGitCulpritRepo(job.repo.get(), shared)));
+  // A revert commit the verification writes reaches the agents in place for a local repository
+  // (RepoCache uses it as it is); agents of a remote one make the same commit in their mirrors
+  // from the Assign's revert_culprit/revert_head.
+  FARM_ASSIGN_OR_RETURN(job.engine,
+                        CreateEngine(spec, job.graph, skipped, NewGitCulpritRepo(job.repo.get())));
   job.move_cost = TreeDiffCost(job.repo.get(), job.graph);
   if (spec.verify() > 0) {
     // Probes beyond the graph (a verification's parent or revert): no cost known, any slot.

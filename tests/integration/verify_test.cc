@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
+#include "tests/integration/test_farm.h"
 #include "tests/lib/test_util.h"
 
 namespace farm::testing {
@@ -75,6 +76,34 @@ TEST(Verify, ACleanRegressionIsVerifiedWithItsRevertPassing) {
                     !absl::StrContains(line, "[reused");
   }
   EXPECT_GE(culprit_runs, 3) << "three fresh retests of the culprit:\n" << status.output;
+}
+
+// A repository the coordinator and agents each mirror from a URL: the revert commit the
+// coordinator makes in its mirror is not in the agents' ones, and they make the same commit from
+// the Assign's revert_culprit/revert_head (before, the revert was not tested for such jobs).
+TEST(Verify, TheRevertIsTestedForARemoteRepository) {
+  const std::string dir = MakeTempDir("verify-remote");
+  Repo repo = MakeRepo(dir + "/repo", "--shape linear --commits 24");
+  WriteScript(dir + "/test.sh", kTestScript);
+  TestFarm farm(dir);
+  ASSERT_TRUE(farm.started()) << farm.coordinator().Output();
+  farm.AddAgent("a1", dir + "/a1");
+  farm.AddAgent("a2", dir + "/a2");
+  ASSERT_TRUE(farm.WaitForAgents()) << farm.Agents();
+  const std::string job =
+      farm.Submit(absl::StrCat("--repo ", Quote("file://" + repo.path), " --good ", repo.root,
+                               " --bad ", repo.bad, " --verify -- ", Quote(dir + "/test.sh")));
+  ASSERT_FALSE(job.empty());
+  CommandResult r = farm.Watch(job);
+  EXPECT_EQ(ParseAnswer(r.output).first_bad, repo.culprit) << r.output;
+  EXPECT_TRUE(absl::StrContains(
+      r.output, "Verification: verified: culprit failed 3/3, parent passed 3/3, revert passed 3/3"))
+      << r.output;
+  EXPECT_FALSE(absl::StrContains(r.output, "revert not tested")) << r.output;
+  // The agents made it in their own mirrors: nothing was written into the user's repository.
+  CommandResult reverts = Sh(absl::StrCat("git -C ", Quote(repo.path),
+                                          " log --all --format=%s | grep -c '^Revert' || true"));
+  EXPECT_EQ(absl::StripAsciiWhitespace(reverts.output), "0") << reverts.output;
 }
 
 TEST(Verify, ATestThatFailsOneRunInThreeIsNotVerified) {
