@@ -274,7 +274,9 @@ class WatchedFarm {
   bool Start() {
     EXPECT_TRUE(farm_->started()) << farm_->coordinator().Output();
     if (!farm_->started() || !farm_->WaitForAgents()) return false;
-    CommandResult w = Cmd("watch-branch" + WatchArgs(repo_, hook_, dir_ + "/check.sh"));
+    // --coordinator before the command: everything after WatchArgs' `--` is the check's.
+    CommandResult w = Sh(absl::StrCat(Farm(), " watch-branch --coordinator ", farm_->listen(),
+                                      WatchArgs(repo_, hook_, dir_ + "/check.sh")));
     EXPECT_EQ(w.exit_code, 0) << w.output;
     return w.exit_code == 0 && WaitForHead(base_, "PASS");
   }
