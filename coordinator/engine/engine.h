@@ -126,6 +126,10 @@ class BisectEngine {
   // For a probe that is a revert commit the engine made (verification): the culprit it reverts
   // and the head it sits on, so that agents of a remote repository can make the same commit
   // (Assign.revert_culprit/revert_head). nullopt for every other probe.
+  // What a task's build of `commit` made (the kernel image's sha256), told before its verdict
+  // reaches Observe. Engines that do not care ignore it.
+  virtual void ObserveBuild(CommitId /*commit*/, const std::string& /*image_digest*/) {}
+
   struct RevertProbe {
     git_oid culprit;
     git_oid head;

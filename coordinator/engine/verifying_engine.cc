@@ -28,6 +28,10 @@ CommitId VerifyingEngine::AddExtra(const git_oid& oid) {
   return static_cast<CommitId>(graph_->size() + extra_.size() - 1);
 }
 
+void VerifyingEngine::ObserveBuild(CommitId commit, const std::string& image_digest) {
+  if (!image_digest.empty()) images_[commit] = image_digest;
+}
+
 std::optional<BisectEngine::RevertProbe> VerifyingEngine::RevertOf(CommitId commit) const {
   if (revert_id_ && *revert_id_ == commit) return revert_of_;
   return std::nullopt;
@@ -167,6 +171,23 @@ void VerifyingEngine::Finish() {
     if (t.skip > 0) {
       why.push_back(absl::StrCat("the ", t.what, " could not be tested (skip) ", t.skip, " of ",
                                  t.done(), " times"));
+    }
+  }
+  // The culprit's build made the very image its parent's did: the change touches only files the
+  // build does not use, so it cannot be what the test saw (syzbot marks such results unreliable).
+  const Target* culprit = nullptr;
+  const Target* parent = nullptr;
+  for (const Target& t : targets_) {
+    if (t.what == "culprit") culprit = &t;
+    if (t.what == "parent") parent = &t;
+  }
+  if (culprit != nullptr && parent != nullptr) {
+    auto c = images_.find(culprit->id);
+    auto p = images_.find(parent->id);
+    if (c != images_.end() && p != images_.end() && c->second == p->second) {
+      why.push_back(
+          absl::StrCat("the culprit's build makes the same image as its parent's (sha256 ",
+                       c->second.substr(0, 12), "): it only touches files the build does not use"));
     }
   }
   result_.status = why.empty() ? v1::VERIFIED : v1::UNRELIABLE;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "coordinator/engine/culprit_repo.h"
 #include "coordinator/engine/engine.h"
 
@@ -46,6 +47,9 @@ class VerifyingEngine : public BisectEngine {
   }
   EngineVerification Verification() const override;
   std::optional<RevertProbe> RevertOf(CommitId commit) const override;
+  // Remembers the image each target's build made: a culprit whose image equals its parent's
+  // changed nothing the build uses (syzbot's "unreliable" for such a commit).
+  void ObserveBuild(CommitId commit, const std::string& image_digest) override;
 
  private:
   enum class Phase { kSearch, kVerify, kDone };
@@ -76,7 +80,8 @@ class VerifyingEngine : public BisectEngine {
   std::string revert_note_;              // why the revert was not tested
   std::optional<CommitId> revert_id_;    // the revert probe, once made
   RevertProbe revert_of_{};              // what it reverts, on what
-  EngineVerification result_;            // once kDone
+  absl::flat_hash_map<CommitId, std::string> images_;  // the last image built of each commit
+  EngineVerification result_;                          // once kDone
 };
 
 }  // namespace farm

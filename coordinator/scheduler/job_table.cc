@@ -38,6 +38,7 @@ absl::Status Coordinator::ResumeLocked() {
       if (!id) continue;
       if (t.state() == v1::TASK_DONE) {
         job.verdict_seq++;
+        if (t.has_kernel_build()) job.engine->ObserveBuild(*id, t.kernel_build().image_sha256());
         job.engine->Observe(*id, VerdictFromProto(t.verdict()));
         job.finished.push_back(t);
       } else if (t.state() == v1::TASK_RUNNING) {
@@ -224,6 +225,9 @@ void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result)
     ++(result.verdict() == v1::GOOD  ? metrics_.verdicts_good
        : result.verdict() == v1::BAD ? metrics_.verdicts_bad
                                      : metrics_.verdicts_skip);
+    if (result.has_kernel_build()) {
+      job.engine->ObserveBuild(task.commit, result.kernel_build().image_sha256());
+    }
     bool applied = job.engine->Observe(task.commit, VerdictFromProto(result.verdict()));
     s.set_applied(applied);
     if (job.engine->ReusesVerdicts()) {

@@ -193,6 +193,13 @@ TEST_F(VerifyingEngineTest, RetestsCulpritParentAndRevertAndVerifies) {
   const CommitId revert = static_cast<CommitId>(graph_->size());
   const git_oid revert_oid = OrderedOid(1000);
   EXPECT_TRUE(git_oid_equal(&engine->ExtraProbes()[0], &revert_oid));
+  // What agents of a remote repository need to make the same revert (Assign.revert_*).
+  std::optional<BisectEngine::RevertProbe> made = engine->RevertOf(revert);
+  ASSERT_TRUE(made.has_value());
+  EXPECT_TRUE(git_oid_equal(&made->culprit, &graph_->oid(culprit_)));
+  EXPECT_TRUE(git_oid_equal(&made->head, &graph_->oid(graph_->bad())));
+  EXPECT_FALSE(engine->RevertOf(culprit_).has_value());
+  EXPECT_FALSE(engine->RevertOf(parent_).has_value());
   // All three retested at once, each `verify` times, repeats included.
   std::vector<CommitId> first = engine->Plan(3, {});
   EXPECT_EQ(first, (std::vector<CommitId>{culprit_, parent_, revert}));
@@ -230,6 +237,32 @@ TEST_F(VerifyingEngineTest, AFlakyRetestMakesItUnreliable) {
   EngineVerification v = engine->Verification();
   EXPECT_EQ(v.status, v1::UNRELIABLE);
   EXPECT_TRUE(absl::StartsWith(v.reason, "the culprit passed 1 of 3 retests")) << v.reason;
+}
+
+// syzbot's "unreliable" for a culprit that changes nothing the build uses: its kernel image is
+// byte for byte its parent's, whatever the retests said.
+TEST_F(VerifyingEngineTest, ACulpritThatBuildsItsParentsImageIsUnreliable) {
+  for (bool same : {true, false}) {
+    std::unique_ptr<BisectEngine> engine = Make({}, OrderedOid(1000));
+    Search(*engine);
+    for (int guard = 0; !engine->Done() && guard < 64; ++guard) {
+      for (CommitId c : engine->Plan(4, {})) {
+        engine->ObserveBuild(c, c == culprit_ && !same ? "c0ffee" : c == parent_ ? "aaaa" : "");
+        if (c == culprit_ && same) engine->ObserveBuild(c, "aaaa");
+        engine->Observe(c, c == culprit_ ? Verdict::kBad : Verdict::kGood);
+      }
+    }
+    ASSERT_TRUE(engine->Done());
+    EngineVerification v = engine->Verification();
+    if (same) {
+      EXPECT_EQ(v.status, v1::UNRELIABLE) << v.reason;
+      EXPECT_TRUE(
+          absl::StartsWith(v.reason, "the culprit's build makes the same image as its parent's"))
+          << v.reason;
+    } else {
+      EXPECT_EQ(v.status, v1::VERIFIED) << v.reason;
+    }
+  }
 }
 
 TEST_F(VerifyingEngineTest, ARevertThatStillFailsMakesItUnreliable) {
