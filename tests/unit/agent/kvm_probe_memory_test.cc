@@ -9,17 +9,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/lib/test_util.h"
 
 namespace farm::boot {
 namespace {
 
-std::string TempDir() {
-  static int counter = 0;
-  const std::string dir =
-      absl::StrCat(::testing::TempDir(), "kvm_probe_memory_", getpid(), "_", counter++);
-  mkdir(dir.c_str(), 0755);
-  return dir;
-}
+// A fresh directory each time: a name made of the pid would meet a file left
+// by an earlier run whose process had the same pid.
+std::string TempDir() { return farm::testing::MakeTempDir("kvm_probe_memory"); }
 
 KvmProbe Failed(const std::string& reason) {
   KvmProbe p;

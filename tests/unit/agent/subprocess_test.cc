@@ -25,6 +25,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/lib/test_util.h"
 
 namespace farm {
 namespace {
@@ -34,10 +35,9 @@ using Kind = SubprocessResult::Kind;
 
 constexpr absl::Duration kPatience = absl::Seconds(20);
 
+// A fresh directory each time (not one named by the pid, which a later run may reuse).
 std::string TestDir(const std::string& name) {
-  std::string dir = absl::StrCat(testing::TempDir(), "subprocess_test_", getpid(), "_", name);
-  mkdir(dir.c_str(), 0755);
-  return dir;
+  return farm::testing::MakeTempDir("subprocess_test_" + name);
 }
 
 SubprocessOptions Args(std::vector<std::string> argv) {
