@@ -269,6 +269,7 @@ void Agent::OnMessage(const v1::CoordinatorMessage& msg) {
       break;
     }
     case v1::CoordinatorMessage::kCancel: {
+      FARM_LOG(Debug) << options_.agent_id << ": cancel " << msg.cancel().task_id() << " received";
       bool known = false;
       {
         absl::MutexLock lock(&mu_);

@@ -108,9 +108,11 @@ class CheckoutStep : public Step {
       }
     }
     absl::StatusOr<CheckoutResult> co =
-        task.workspace->Checkout(task.slot, t.repo(), t.commit(), a.pristine);
+        task.workspace->Checkout(task.slot, t.repo(), t.commit(), a.pristine,
+                                 [control = task.control] { return control->cancelled(); });
     a.checkout = absl::Now() - t0;
     FARM_LOG(Debug) << "task " << t.task_id() << ": checkout took " << a.checkout;
+    if (absl::IsCancelled(co.status())) return StepOutcome::Cancelled();
     if (!co.ok()) {
       std::string detail =
           absl::StrCat("checkout of ", t.commit(), " failed: ", co.status().message());
