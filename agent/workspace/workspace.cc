@@ -950,12 +950,13 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
   const bool recreated = !sound;
   // Build outputs of another project would only confuse the next build.
   if (recreated && other_url) FARM_RETURN_IF_ERROR(EmptyDirectory(build));
-  if (recreated && cancelled) {
-    // A whole tree to write: the seed's writer stops between files when the task is cancelled.
-    FARM_RETURN_IF_ERROR(SeedWorktree(slot, url, sha, cancelled).status());
-  } else if (recreated) {
-    FARM_RETURN_IF_ERROR(CreateWorktree(src, url));
-  }
+  // A whole tree to write: the seed's writer stops between files when the task is cancelled.
+  // Should it fail otherwise (a damaged mirror, ...), libgit2's checkout below starts afresh and
+  // says what is wrong, or repairs the mirror.
+  absl::Status seeded = recreated && cancelled ? SeedWorktree(slot, url, sha, cancelled).status()
+                                               : absl::UnknownError("not seeded");
+  if (absl::IsCancelled(seeded)) return seeded;
+  if (recreated && !seeded.ok()) FARM_RETURN_IF_ERROR(CreateWorktree(src, url));
   FARM_RETURN_IF_ERROR(SetAlternates(src, objects_dir));
   // A checkout that died (agent killed) may have left the index locked; the slot is ours.
   std::error_code ec;
