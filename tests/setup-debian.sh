@@ -14,8 +14,6 @@ packages=(
   clang-14 libclang-rt-14-dev file sudo
   # kexec agents (farm-agent --kexec) and their e2e test, which copies kexec into a VM
   kexec-tools e2fsprogs
-  # CommitGraph::Load without a commit-graph file inflates every commit of the packs
-  libdeflate-dev
 )
 # Installed without their recommended packages too: chromium (headless) is the browser of the
 # dashboard's test (tests/browser), driven over its DevTools pipe by node (nodejs).

@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <libdeflate.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
+#include "coordinator/graph/small_inflate.h"
 
 namespace farm {
 namespace {
@@ -135,14 +135,12 @@ struct Parsed {
   std::vector<git_oid> parents;
 };
 
-// Inflates the start of each candidate (one z_stream, reset per object) just far enough to
-// read its parent lines. A candidate that does not inflate or parse is left out (read by id
+// Inflates the start of each candidate (one SmallInflater, reused) just far enough to read its
+// parent lines. A candidate that does not inflate or parse is left out (read by id
 // later, where libgit2 reports what is wrong with it).
 void ParseCandidates(const std::vector<Pack>& packs, absl::Span<const Candidate> candidates,
                      Parsed& out) {
-  libdeflate_decompressor* inflater = libdeflate_alloc_decompressor();
-  if (inflater == nullptr) return;
-  std::vector<char> buf;
+  SmallInflater inflater;
   std::vector<git_oid> parents;
   out.oids.reserve(candidates.size());
   out.begin.reserve(candidates.size() + 1);
@@ -164,18 +162,20 @@ void ParseCandidates(const std::vector<Pack>& packs, absl::Span<const Candidate>
       size |= uint64_t{byte & 0x7fu} << shift;
     }
     if (!header_ok || size < kTreeLine || size > kMaxCommit) continue;
-    // The whole object: libdeflate inflates whole buffers 2-3x faster than zlib's streams, and
-    // a commit is small (the parent lines are most of one without a long message).
-    buf.resize(size);
-    size_t used = 0, got = 0;
-    if (libdeflate_zlib_decompress_ex(inflater, p, end - p, buf.data(), size, &used, &got) !=
-            LIBDEFLATE_SUCCESS ||
-        got != size) {
-      continue;
+    // Only as far as the parent lines: a tree line and a parent line at a time.
+    if (!inflater.Start(p, end - p, size)) continue;
+    CommitParse parsed = CommitParse::kNeedMore;
+    for (size_t want = kTreeLine + 2 * kParentLine; parsed == CommitParse::kNeedMore;
+         want += 2 * kParentLine) {
+      if (!inflater.Produce(want)) break;
+      const bool whole = inflater.produced() == size;
+      if (!whole && inflater.ended()) break;  // shorter than its header said
+      parents.clear();
+      parsed = ParseCommitParents(
+          absl::string_view(reinterpret_cast<const char*>(inflater.data()), inflater.produced()),
+          whole, parents);
+      if (whole) break;
     }
-    parents.clear();
-    const CommitParse parsed =
-        ParseCommitParents(absl::string_view(buf.data(), size), /*whole=*/true, parents);
     if (parsed != CommitParse::kDone) continue;
     git_oid oid;
     std::memcpy(oid.id, pack.oids + size_t{c.entry} * GIT_OID_RAWSZ, GIT_OID_RAWSZ);
@@ -183,7 +183,6 @@ void ParseCandidates(const std::vector<Pack>& packs, absl::Span<const Candidate>
     out.parents.insert(out.parents.end(), parents.begin(), parents.end());
     out.begin.push_back(out.parents.size());
   }
-  libdeflate_free_decompressor(inflater);
 }
 
 }  // namespace
