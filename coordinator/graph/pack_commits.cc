@@ -165,8 +165,9 @@ void ParseCandidates(const std::vector<Pack>& packs, absl::Span<const Candidate>
     // Only as far as the parent lines: a tree line and a parent line at a time.
     if (!inflater.Start(p, end - p, size)) continue;
     CommitParse parsed = CommitParse::kNeedMore;
-    for (size_t want = kTreeLine + 2 * kParentLine; parsed == CommitParse::kNeedMore;
-         want += 2 * kParentLine) {
+    // Most commits have one parent: the tree line, a parent line and the next line's start.
+    for (size_t want = kTreeLine + kParentLine + kParent.size(); parsed == CommitParse::kNeedMore;
+         want += kParentLine) {
       if (!inflater.Produce(want)) break;
       const bool whole = inflater.produced() == size;
       if (!whole && inflater.ended()) break;  // shorter than its header said

@@ -1,6 +1,7 @@
 #include "coordinator/graph/small_inflate.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace farm {
@@ -25,42 +26,58 @@ using Code = SmallInflater::Code;
 // bits, distances and code-length codes fewer; longer ones take the slow path.
 constexpr int kLiteralBits = 9, kDistanceBits = 6, kPrecodeBits = 7;
 
+// 9-bit values with their bits reversed.
+const std::array<uint16_t, 512> kReversed9 = [] {
+  std::array<uint16_t, 512> table{};
+  for (uint32_t v = 0; v < 512; ++v) {
+    for (int b = 0; b < 9; ++b) table[v] |= static_cast<uint16_t>(((v >> b) & 1u) << (8 - b));
+  }
+  return table;
+}();
+
 // Builds `code` from code lengths; false if they are over-subscribed. An incomplete code is
 // accepted: a missing code is an error when met.
 bool Build(Code& code, const uint8_t* lengths, int n, int fast_bits) {
   code.fast_bits = fast_bits;
-  std::memset(code.count, 0, sizeof code.count);
-  // Most lengths are 0 (unused bytes): skipping them spares a chain of increments of count[0].
+  // Without branches on the (mostly zero, unpredictable) lengths: four count arrays break the
+  // chain of increments of one counter, and the used symbols are listed first.
+  uint16_t counts[4][16] = {};
+  uint16_t used[288];
+  int n_used = 0;
   for (int i = 0; i < n; ++i) {
-    if (lengths[i] != 0) ++code.count[lengths[i]];
+    ++counts[i & 3][lengths[i]];
+    used[n_used] = static_cast<uint16_t>(i);
+    n_used += lengths[i] != 0;
   }
+  for (int len = 0; len < 16; ++len) {
+    code.count[len] =
+        static_cast<uint16_t>(counts[0][len] + counts[1][len] + counts[2][len] + counts[3][len]);
+  }
+  code.count[0] = 0;
   int left = 1;
   for (int len = 1; len < 16; ++len) {
     left = 2 * left - code.count[len];
     if (left < 0) return false;
   }
-  uint16_t offset[16], next[16];
+  uint16_t offset[16];
   offset[1] = 0;
   for (int len = 1; len < 15; ++len) offset[len + 1] = offset[len] + code.count[len];
-  uint16_t canonical = 0;
-  for (int len = 1; len < 16; ++len) {
-    canonical = static_cast<uint16_t>((canonical + code.count[len - 1]) << 1);
-    next[len] = canonical;
-  }
-  const uint32_t table = 1u << fast_bits;
-  std::memset(code.fast, 0, table * sizeof code.fast[0]);
-  for (int sym = 0; sym < n; ++sym) {
-    const int len = lengths[sym];
-    if (len == 0) continue;
-    code.symbol[offset[len]++] = static_cast<uint16_t>(sym);
-    const uint32_t c = next[len]++;
-    if (len > fast_bits) continue;
-    // Codes are sent first bit first: index the table by the reversed code.
-    uint32_t reversed = 0;
-    for (int b = 0; b < len; ++b) reversed |= ((c >> b) & 1u) << (len - 1 - b);
-    for (uint32_t k = reversed; k < table; k += 1u << len) {
-      code.fast[k] = static_cast<uint16_t>(len << 9 | sym);
+  // Symbols in canonical order: by length, then by value.
+  for (int u = 0; u < n_used; ++u) code.symbol[offset[lengths[used[u]]]++] = used[u];
+  // The lookup table grows a bit at a time: doubling it (one memcpy) repeats every shorter code
+  // over the new bit, then each code of this length is one entry, at its reversed code (codes
+  // are sent first bit first). Unset entries (0) are prefixes of longer codes.
+  code.fast[0] = 0;
+  uint32_t filled = 1, canonical = 0;
+  int next_symbol = 0;
+  for (int len = 1; len <= fast_bits; ++len) {
+    std::memcpy(code.fast + filled, code.fast, filled * sizeof code.fast[0]);
+    filled *= 2;
+    for (int k = 0; k < code.count[len]; ++k, ++canonical) {
+      code.fast[kReversed9[canonical] >> (Code::kMaxFastBits - len)] =
+          static_cast<uint16_t>(len << 9 | code.symbol[next_symbol++]);
     }
+    canonical <<= 1;
   }
   return true;
 }
@@ -114,6 +131,17 @@ bool SmallInflater::Start(const uint8_t* in, size_t in_size, size_t size) {
 }
 
 void SmallInflater::Fill() {
+  if (in_end_ - in_ >= 8) {
+    // Eight bytes at once; the bytes above the whole ones counted are ORed in again, with the
+    // same values, by the next fill.
+    uint64_t word;
+    std::memcpy(&word, in_, sizeof word);
+    bit_buf_ |= word << bit_count_;
+    const int bytes = (63 - bit_count_) >> 3;
+    in_ += bytes;
+    bit_count_ += 8 * bytes;
+    return;
+  }
   // Past the input, zero bits: consuming one is an error, checked at the end of Produce.
   while (bit_count_ <= 56) {
     if (in_ < in_end_) {
