@@ -224,7 +224,8 @@ class LooseCommits {
   // in two packs): Find keeps returning the first copy, so a later one is never reached.
   // False if the arrays would overflow their indices.
   bool AddAll(const PackCommits& scanned) {
-    const size_t first = oids_.size(), links = scanned.size() == 0 ? 0 : scanned.begin(scanned.size());
+    const size_t first = oids_.size(),
+                 links = scanned.size() == 0 ? 0 : scanned.begin(scanned.size());
     if (first + scanned.size() >= UINT32_MAX / 4 || parents_.size() + links >= UINT32_MAX) {
       return false;
     }
@@ -338,8 +339,7 @@ absl::StatusOr<std::shared_ptr<const CommitGraph>> CommitGraph::LoadWithFile(
     info->commits_from_pack_scan += scanned.size();
     FARM_LOG(Debug) << "CommitGraph::Load: " << info->commits_from_pack_scan
                     << " commits from a scan of " << scanned.packs_read() << " pack(s) ("
-                    << scanned.packs_skipped() << " skipped) after " << read_by_id
-                    << " read by id";
+                    << scanned.packs_skipped() << " skipped) after " << read_by_id << " read by id";
     return absl::OkStatus();
   };
   auto node_of = [&](const git_oid& oid) -> absl::StatusOr<uint32_t> {

@@ -45,8 +45,10 @@ struct GraphLoadOptions {
 // What CommitGraph::Load did (for `farm next --timing` and benchmarks).
 struct GraphLoadInfo {
   bool used_commit_graph_file = false;
-  size_t commits_from_objects = 0;  // commits read and parsed from the object database
-  size_t commits_from_pack_scan = 0;  // of those, the ones taken from a pass over the packs
+  // Commits read and parsed from the object database: by id, plus every commit a pass over
+  // the packs found (reachable or not, see GraphLoadOptions::scan_packs_after).
+  size_t commits_from_objects = 0;
+  size_t commits_from_pack_scan = 0;  // of those, the ones from the pass over the packs
   // Which goods are ancestors of bad (as `git merge-base --is-ancestor good bad`), by index into
   // `good`, when Load could tell at no extra cost (always with the commit-graph file; with the
   // revision walk when every good is a parent of a commit in the range); empty otherwise.

@@ -230,6 +230,10 @@ PackCommits PackCommits::Scan(const std::string& objects_dir, int threads) {
     closedir(dir);
   }
   std::sort(bases.begin(), bases.end());
+  if (bases.empty() && stat((pack_dir + "/multi-pack-index").c_str(), &st) == 0) {
+    FARM_LOG(Debug) << "pack scan: " << pack_dir
+                    << " has a multi-pack-index and no .idx; its commits are read one by one";
+  }
   std::vector<Pack> packs(bases.size());
   std::vector<Candidate> candidates;
   for (size_t i = 0; i < bases.size(); ++i) {
