@@ -57,6 +57,10 @@ class Mapping {
   }
   const unsigned char* data() const { return data_; }
   size_t size() const { return size_; }
+  // Unmaps the pages read so far (they are read again from the file if touched).
+  void DropPages() const {
+    if (data_ != nullptr) madvise(const_cast<unsigned char*>(data_), size_, MADV_DONTNEED);
+  }
 
  private:
   const unsigned char* data_ = nullptr;
@@ -104,11 +108,12 @@ std::string OpenPack(const std::string& base, Pack& pack) {
   return "";
 }
 
-// A commit stored whole: where it starts, and its entry in the index (for its id).
+// A commit stored whole: where it starts, and its id (copied while the index is read in order,
+// rather than looked up at random later).
 struct Candidate {
   uint64_t offset;
   uint32_t pack;
-  uint32_t entry;
+  git_oid oid;
 };
 
 // Appends the commits of `pack` (number `p`) to `out`; false if an offset is out of range.
@@ -123,7 +128,11 @@ bool FindCommits(const Pack& pack, uint32_t p, std::vector<Candidate>& out) {
       offset = Be64(pack.off64 + 8 * large);
     }
     if (offset < 12 || offset >= limit) return false;
-    if (((data[offset] >> 4) & 7) == GIT_OBJECT_COMMIT) out.push_back(Candidate{offset, p, i});
+    if (((data[offset] >> 4) & 7) == GIT_OBJECT_COMMIT) {
+      Candidate c{offset, p, {}};
+      std::memcpy(c.oid.id, pack.oids + size_t{i} * GIT_OID_RAWSZ, GIT_OID_RAWSZ);
+      out.push_back(c);
+    }
   }
   return true;
 }
@@ -178,9 +187,7 @@ void ParseCandidates(const std::vector<Pack>& packs, absl::Span<const Candidate>
       if (whole) break;
     }
     if (parsed != CommitParse::kDone) continue;
-    git_oid oid;
-    std::memcpy(oid.id, pack.oids + size_t{c.entry} * GIT_OID_RAWSZ, GIT_OID_RAWSZ);
-    out.oids.push_back(oid);
+    out.oids.push_back(c.oid);
     out.parents.insert(out.parents.end(), parents.begin(), parents.end());
     out.begin.push_back(out.parents.size());
   }
@@ -255,6 +262,11 @@ PackCommits PackCommits::Scan(const std::string& objects_dir, int threads) {
       continue;
     }
     ++result.packs_read_;
+    Pack& pack = packs[i];
+    // Every page of the pack was touched for one byte: let them go from this process (they stay
+    // in the page cache), so that only the pages holding commits are mapped again below.
+    pack.idx.DropPages();
+    pack.pack.DropPages();
     // In pack order, so that each thread reads its part of the pack front to back.
     std::sort(candidates.begin() + before, candidates.end(),
               [](const Candidate& a, const Candidate& b) { return a.offset < b.offset; });
@@ -276,6 +288,7 @@ PackCommits PackCommits::Scan(const std::string& objects_dir, int threads) {
   ParseCandidates(packs, part(0), parsed[0]);
   for (std::thread& t : workers) t.join();
   candidates = std::vector<Candidate>();
+  packs = std::vector<Pack>();  // unmapped before the copies below, for a lower peak
 
   size_t commits = 0, links = 0;
   for (const Parsed& p : parsed) {
