@@ -12,6 +12,7 @@
 #include <memory>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
@@ -128,7 +129,8 @@ bool FindCommits(const Pack& pack, uint32_t p, std::vector<Candidate>& out) {
       offset = Be64(pack.off64 + 8 * large);
     }
     if (offset < 12 || offset >= limit) return false;
-    if (((data[offset] >> 4) & 7) == GIT_OBJECT_COMMIT) {
+    const int type = (data[offset] >> 4) & 7;
+    if (type == GIT_OBJECT_COMMIT || type == GIT_OBJECT_OFS_DELTA) {
       Candidate c{offset, p, {}};
       std::memcpy(c.oid.id, pack.oids + size_t{i} * GIT_OID_RAWSZ, GIT_OID_RAWSZ);
       out.push_back(c);
@@ -144,33 +146,195 @@ struct Parsed {
   std::vector<git_oid> parents;
 };
 
+// An object's header at `offset`: its type, size and where its data (or a delta's base
+// offset) starts. False if it runs past `end`.
+bool ReadHeader(const Pack& pack, uint64_t offset, int& type, uint64_t& size,
+                const unsigned char*& data) {
+  const unsigned char* p = pack.pack.data() + offset;
+  const unsigned char* end = pack.pack.data() + pack.pack.size() - kTrailer;
+  unsigned char byte = *p++;
+  type = (byte >> 4) & 7;
+  size = byte & 15;
+  for (int shift = 4; byte & 0x80; shift += 7) {
+    if (p >= end || shift > 57) return false;
+    byte = *p++;
+    size |= uint64_t{byte & 0x7fu} << shift;
+  }
+  data = p;
+  return p < end;
+}
+
+// An OFS_DELTA's base offset, read at `p` (advanced past it); 0 if malformed.
+uint64_t DeltaBase(const Pack& pack, uint64_t offset, const unsigned char*& p) {
+  const unsigned char* end = pack.pack.data() + pack.pack.size() - kTrailer;
+  unsigned char byte = *p++;
+  uint64_t back = byte & 0x7f;
+  while (byte & 0x80) {
+    if (p >= end || back > (uint64_t{1} << 56)) return 0;
+    byte = *p++;
+    back = ((back + 1) << 7) | (byte & 0x7f);
+  }
+  return back < offset ? offset - back : 0;
+}
+
+// A 7-bits-a-byte size at the start of a delta.
+bool DeltaSize(const uint8_t*& p, const uint8_t* end, uint64_t& size) {
+  size = 0;
+  for (int shift = 0; p < end && shift < 64; shift += 7) {
+    const uint8_t byte = *p++;
+    size |= uint64_t{byte & 0x7fu} << shift;
+    if (!(byte & 0x80)) return true;
+  }
+  return false;
+}
+
+// Applies a git delta (copy and insert instructions) to `base`.
+bool ApplyDelta(const std::string& base, const uint8_t* p, const uint8_t* end, std::string& out) {
+  uint64_t base_size, size;
+  if (!DeltaSize(p, end, base_size) || !DeltaSize(p, end, size) || base_size != base.size()) {
+    return false;
+  }
+  out.clear();
+  out.reserve(size);
+  while (p < end) {
+    const uint8_t op = *p++;
+    if (op & 0x80) {
+      uint64_t from = 0, n = 0;
+      for (int b = 0; b < 4; ++b) {
+        if (op & (1 << b)) {
+          if (p >= end) return false;
+          from |= uint64_t{*p++} << (8 * b);
+        }
+      }
+      for (int b = 0; b < 3; ++b) {
+        if (op & (0x10 << b)) {
+          if (p >= end) return false;
+          n |= uint64_t{*p++} << (8 * b);
+        }
+      }
+      if (n == 0) n = 0x10000;
+      if (from + n > base.size() || out.size() + n > size) return false;
+      out.append(base, from, n);
+    } else if (op != 0) {
+      if (static_cast<uint64_t>(end - p) < op || out.size() + op > size) return false;
+      out.append(reinterpret_cast<const char*>(p), op);
+      p += op;
+    } else {
+      return false;
+    }
+  }
+  return out.size() == size;
+}
+
+// Commits stored as deltas (OFS_DELTA chains ending at a commit): whole objects rebuilt from
+// their bases, the last few thousand kept, since in pack order a base comes shortly before the
+// objects made from it.
+class DeltaCommits {
+ public:
+  explicit DeltaCommits(SmallInflater& inflater) : inflater_(inflater) {}
+
+  // The object at `offset` if its chain ends at a commit; false otherwise or if malformed.
+  bool Commit(const Pack& pack, uint64_t offset, std::string& out) {
+    // First the chain's root type from the headers alone: most deltas are trees and blobs.
+    uint64_t at = offset;
+    for (int depth = 0;; ++depth) {
+      int type;
+      uint64_t size;
+      const unsigned char* data;
+      if (depth > kMaxDepth || !ReadHeader(pack, at, type, size, data)) return false;
+      if (type == GIT_OBJECT_COMMIT) break;
+      if (type != GIT_OBJECT_OFS_DELTA || (at = DeltaBase(pack, at, data)) == 0) return false;
+    }
+    return Build(pack, offset, 0, out);
+  }
+
+ private:
+  static constexpr int kMaxDepth = 64;
+  static constexpr size_t kKept = 8192;
+
+  bool Inflate(const unsigned char* data, const Pack& pack, uint64_t size, std::string& out) {
+    const unsigned char* end = pack.pack.data() + pack.pack.size() - kTrailer;
+    if (size > kMaxCommit || !inflater_.Start(data, end - data, size) || !inflater_.Produce(size) ||
+        inflater_.produced() != size) {
+      return false;
+    }
+    out.assign(reinterpret_cast<const char*>(inflater_.data()), size);
+    return true;
+  }
+
+  bool Build(const Pack& pack, uint64_t offset, int depth, std::string& out) {
+    if (auto it = kept_.find(offset); it != kept_.end()) {
+      out = ring_[it->second].second;
+      return true;
+    }
+    int type;
+    uint64_t size;
+    const unsigned char* data;
+    if (depth > kMaxDepth || !ReadHeader(pack, offset, type, size, data)) return false;
+    if (type == GIT_OBJECT_COMMIT) {
+      if (!Inflate(data, pack, size, out)) return false;
+    } else {
+      const uint64_t base_offset = DeltaBase(pack, offset, data);
+      std::string base, delta;
+      if (base_offset == 0 || !Build(pack, base_offset, depth + 1, base) ||
+          !Inflate(data, pack, size, delta) ||
+          !ApplyDelta(base, reinterpret_cast<const uint8_t*>(delta.data()),
+                      reinterpret_cast<const uint8_t*>(delta.data()) + delta.size(), out)) {
+        return false;
+      }
+    }
+    Keep(offset, out);
+    return true;
+  }
+
+  void Keep(uint64_t offset, const std::string& content) {
+    if (ring_.size() < kKept) {
+      ring_.emplace_back(offset, content);
+      kept_[offset] = ring_.size() - 1;
+      return;
+    }
+    kept_.erase(ring_[next_].first);
+    ring_[next_] = {offset, content};
+    kept_[offset] = next_;
+    next_ = (next_ + 1) % kKept;
+  }
+
+  SmallInflater& inflater_;
+  std::vector<std::pair<uint64_t, std::string>> ring_;
+  absl::flat_hash_map<uint64_t, size_t> kept_;
+  size_t next_ = 0;
+};
+
 // Inflates the start of each candidate (one SmallInflater, reused) just far enough to read its
 // parent lines. A candidate that does not inflate or parse is left out (read by id
 // later, where libgit2 reports what is wrong with it).
 void ParseCandidates(const std::vector<Pack>& packs, absl::Span<const Candidate> candidates,
                      Parsed& out) {
   SmallInflater inflater;
+  DeltaCommits deltas(inflater);
+  std::string rebuilt;
   std::vector<git_oid> parents;
   out.oids.reserve(candidates.size());
   out.begin.reserve(candidates.size() + 1);
   out.parents.reserve(candidates.size() + candidates.size() / 4);
   for (const Candidate& c : candidates) {
     const Pack& pack = packs[c.pack];
-    const unsigned char* p = pack.pack.data() + c.offset;
     const unsigned char* end = pack.pack.data() + pack.pack.size() - kTrailer;
-    // Object header: type and size, 4 bits then 7 per byte while the high bit is set.
-    unsigned char byte = *p++;
-    uint64_t size = byte & 15;
-    bool header_ok = true;
-    for (int shift = 4; byte & 0x80; shift += 7) {
-      if (p >= end || shift > 57) {
-        header_ok = false;
-        break;
+    int type;
+    uint64_t size;
+    const unsigned char* p;
+    if (!ReadHeader(pack, c.offset, type, size, p)) continue;
+    if (type == GIT_OBJECT_OFS_DELTA) {
+      parents.clear();
+      if (deltas.Commit(pack, c.offset, rebuilt) &&
+          ParseCommitParents(rebuilt, /*whole=*/true, parents) == CommitParse::kDone) {
+        out.oids.push_back(c.oid);
+        out.parents.insert(out.parents.end(), parents.begin(), parents.end());
+        out.begin.push_back(out.parents.size());
       }
-      byte = *p++;
-      size |= uint64_t{byte & 0x7fu} << shift;
+      continue;
     }
-    if (!header_ok || size < kTreeLine || size > kMaxCommit) continue;
+    if (size < kTreeLine || size > kMaxCommit) continue;
     // Only as far as the parent lines: a tree line and a parent line at a time.
     if (!inflater.Start(p, end - p, size)) continue;
     CommitParse parsed = CommitParse::kNeedMore;

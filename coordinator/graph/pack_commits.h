@@ -28,9 +28,10 @@ enum class CommitParse {
 // otherwise it is a prefix and kNeedMore asks for a longer one. Thread-safe.
 CommitParse ParseCommitParents(absl::string_view data, bool whole, std::vector<git_oid>& out);
 
-// The commits stored whole (object type 1, not as deltas) in the packs of one objects
-// directory, with their parents. A commit stored as a delta, a loose commit, or one in a pack
-// this reader skips is not here: callers read those by id (git_odb_read).
+// The commits in the packs of one objects directory, with their parents: those stored whole
+// (object type 1) and those stored as OFS_DELTA chains ending at a commit (rebuilt from their
+// bases). A commit stored as a REF_DELTA, a loose commit, or one in a pack this reader skips
+// is not here: callers read those by id (git_odb_read).
 //
 // Packs are skipped, with a Debug log saying why, when their index is not version 2, when
 // they are promisor packs, or when either file is truncated or malformed. Alternates are not
