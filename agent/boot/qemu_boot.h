@@ -45,6 +45,12 @@ const char* OutcomeName(BootOutcome outcome);
 // The BootFailure an outcome is (PANIC, OOPS, BUG, HANG, NO_INIT), if it is one.
 std::optional<farm::v1::BootFailure> FailureOf(BootOutcome outcome);
 
+// qboot (qemu-system-data's /usr/share/qemu/qboot.rom), a firmware that only loads the -kernel
+// qemu gives it: under TCG it reaches the kernel ~0.1-0.2 s sooner than SeaBIOS's POST. It leaves
+// the MTRRs blank (the kernel then runs without PAT, "x86/PAT: MTRRs disabled") and PCI BARs it
+// does not need unassigned (the kernel assigns them). "" when it is not installed.
+std::string DefaultFirmware();
+
 struct BootRequest {
   // The kernel: a bzImage, or the ELF vmlinux of a kernel with CONFIG_PVH, which qemu boots
   // through the PVH entry (no decompressor: ~0.3 s less per boot under TCG).
@@ -71,6 +77,9 @@ struct BootRequest {
   std::string kernel_cache_dir;
   // "pc" boots faster than "q35" under TCG and needs nothing q35 has.
   std::string machine = "pc";
+  // The firmware qemu runs (-bios): DefaultFirmware(), qboot when installed. Empty: qemu's own
+  // (SeaBIOS). A "-bios" in spec.qemu_args replaces it.
+  std::string firmware = DefaultFirmware();
 };
 
 struct BootResult {
