@@ -200,6 +200,7 @@ std::vector<std::string> QemuCommand(const BootRequest& req, std::string_view ac
   if (!req.initramfs.empty()) {
     argv.insert(argv.end(), {"-initrd", req.initramfs});
     absl::StrAppend(&cmdline, " ", text::Av(kInitCmdline));
+    if (accel == "tcg" && spec.cpus() <= 1) absl::StrAppend(&cmdline, " ", text::Av(kTcgUpCmdline));
   }
   argv.insert(argv.end(), {"-append", cmdline});
   if (!spec.disk_image().empty()) {

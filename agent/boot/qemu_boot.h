@@ -114,6 +114,11 @@ struct BootResult {
 // which -no-reboot turns into qemu exiting; cryptomgr.notests skips the crypto self-tests, a
 // third of the boot under TCG (0.35 s of CPU for Debian's cloud kernel).
 inline constexpr std::string_view kFarmCmdline = "console=ttyS0 panic=-1 cryptomgr.notests";
+// Added for a one-CPU TCG boot of the farm's initramfs: a kernel that finds one CPU rewrites
+// every LOCK prefix (~9,000 in Debian's cloud kernel) into a no-op prefix, and under TCG each of
+// those one-byte writes to code is self-modifying code that costs qemu far more than the
+// instructions. Keeping the LOCK prefixes changes nothing a test can see on one CPU.
+inline constexpr std::string_view kTcgUpCmdline = "noreplace-smp";
 
 // Boots once and classifies the outcome; never fails (errors are kQemuError with a detail).
 // Stops qemu (its whole process group) as soon as the outcome is known: the result marker, the

@@ -1051,6 +1051,21 @@ TEST(QemuCommandTest, DiskIsCopyOnWriteAndShareIs9p) {
   EXPECT_THAT(argv, Not(::testing::Contains("-initrd")));
 }
 
+TEST(QemuCommandTest, OneCpuTcgBootOfTheFarmsInitKeepsLockPrefixes) {
+  BootRequest req;
+  req.kernel = "/k";
+  req.initramfs = "/w/initramfs.cpio";
+  auto append = [&](std::string_view accel) {
+    std::vector<std::string> argv = QemuCommand(req, accel);
+    auto it = std::find(argv.begin(), argv.end(), "-append");
+    return it == argv.end() || it + 1 == argv.end() ? std::string() : *(it + 1);
+  };
+  EXPECT_THAT(append("tcg"), HasSubstr(std::string(kTcgUpCmdline)));
+  EXPECT_THAT(append("kvm"), Not(HasSubstr(std::string(kTcgUpCmdline))));
+  req.spec.set_cpus(2);  // no UP patching to avoid
+  EXPECT_THAT(append("tcg"), Not(HasSubstr(std::string(kTcgUpCmdline))));
+}
+
 TEST(QemuCommandTest, FirmwareIsQbootUnlessTheJobNamesItsOwn) {
   BootRequest req;
   req.kernel = "/k";
