@@ -1,5 +1,7 @@
 #include "agent/runner/steps.h"
 
+#include <sys/utsname.h>
+
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -261,6 +263,11 @@ class BootTestStep : public Step {
       return StepOutcome::Of(Kind::kInfraError,
                              "no kernel to boot: the job neither builds one nor names an image");
     }
+    // On a kexec agent the host kernel is a dimension of the job: the log says which one the
+    // guest ran under.
+    struct utsname host;
+    task.out->Write(absl::StrCat("farm: boot: guest kernel ", image, " under host kernel ",
+                                 uname(&host) == 0 ? host.release : "(unknown)", "\n"));
     absl::StatusOr<std::string> initramfs =
         boot::BuildInitramfs(spec, absl::StrCat(task.scratch_dir, "/initramfs"));
     if (!initramfs.ok()) {

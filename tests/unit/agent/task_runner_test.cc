@@ -4,6 +4,8 @@
 // disk with room stays what it is. Skips (saying why) when a tmpfs cannot be mounted (not root).
 #include "agent/runner/task_runner.h"
 
+#include <sys/utsname.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -246,6 +248,38 @@ TEST(DiskSpace, DiskFullErrorSaysFullOnlyWhenItIs) {
   EXPECT_TRUE(absl::IsResourceExhausted(full)) << full;
   EXPECT_THAT(full.message(), HasSubstr(dir));
   EXPECT_THAT(full.message(), HasSubstr("build failed (exit 1)"));
+}
+
+// A boot task's log names the host kernel the guest runs under (on a kexec agent, the cell's host
+// dimension), before the boot itself, which here fails for want of the image.
+TEST(TaskRunnerBootTest, BootLogNamesTheHostKernel) {
+  if (!testing_util::HaveGit()) GTEST_SKIP() << "the git CLI is not installed";
+  const std::string root = FreshTempDir("runner-boot") + "/agent";
+  TestRepo repo("origin");
+  repo.Write("README", "no kernel here\n");
+  const std::string commit = repo.Commit("a tree without bzImage");
+  auto ws = Workspace::Open(root);
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  TaskRunner runner(ws->get(), root);
+  v1::Assign a;
+  a.set_task_id("1.1");
+  a.set_job_id("1");
+  a.set_repo(repo.path());
+  a.set_commit(commit);
+  a.mutable_recipe()->set_timeout_seconds(60);
+  a.mutable_recipe()->mutable_boot()->set_kernel_image("bzImage");
+  a.mutable_recipe()->mutable_boot()->set_payload("#!/bin/sh\nexit 0\n");
+  TaskControl control;
+  std::string output;
+  v1::TaskResult r = runner.Run(
+      a, 0, &control, [](v1::Phase) {},
+      [&output](std::string_view d) { output.append(d.data(), d.size()); }, 0);
+  EXPECT_NE(r.verdict(), v1::GOOD) << output;
+  struct utsname host;
+  ASSERT_EQ(uname(&host), 0);
+  const std::string image = ws->get()->worktree_path(0) + "/bzImage";
+  EXPECT_THAT(output, HasSubstr(absl::StrCat("farm: boot: guest kernel ", image,
+                                             " under host kernel ", host.release, "\n")));
 }
 
 }  // namespace
