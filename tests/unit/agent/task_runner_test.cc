@@ -7,7 +7,9 @@
 #include <sys/utsname.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -280,6 +282,55 @@ TEST(TaskRunnerBootTest, BootLogNamesTheHostKernel) {
   const std::string image = ws->get()->worktree_path(0) + "/bzImage";
   EXPECT_THAT(output, HasSubstr(absl::StrCat("farm: boot: guest kernel ", image,
                                              " under host kernel ", host.release, "\n")));
+}
+
+// The guest's command line names the host kernel too (farm.host_kernel=, for a guest test that
+// depends on it): a stand-in qemu first on PATH prints the arguments it was given to the console.
+TEST(TaskRunnerBootTest, GuestCommandLineNamesTheHostKernel) {
+  if (!testing_util::HaveGit()) GTEST_SKIP() << "the git CLI is not installed";
+  if (std::system("command -v busybox >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "busybox is not installed (apt-get install busybox-static)";
+  }
+  const std::string dir = FreshTempDir("runner-cmdline");
+  const std::string fake_bin = dir + "/bin";
+  std::filesystem::create_directories(fake_bin);
+  {
+    std::ofstream qemu(fake_bin + "/qemu-system-x86_64");
+    qemu << "#!/bin/sh\necho \"stand-in qemu: $*\"\nexit 1\n";
+  }
+  std::filesystem::permissions(fake_bin + "/qemu-system-x86_64", std::filesystem::perms::owner_all);
+  const char* old_path = std::getenv("PATH");
+  const std::string saved = old_path ? old_path : "/usr/bin:/bin";
+  setenv("PATH", (fake_bin + ":" + saved).c_str(), 1);
+  TestRepo repo("origin");
+  repo.Write("bzImage", "not a kernel: the stand-in qemu does not care\n");
+  const std::string commit = repo.Commit("a guest image");
+  auto ws = Workspace::Open(dir + "/agent");
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  TaskRunner runner(ws->get(), dir + "/agent");
+  v1::Assign a;
+  a.set_task_id("1.1");
+  a.set_job_id("1");
+  a.set_repo(repo.path());
+  a.set_commit(commit);
+  a.mutable_recipe()->set_timeout_seconds(60);
+  v1::BootSpec* boot = a.mutable_recipe()->mutable_boot();
+  boot->set_kernel_image("bzImage");
+  boot->set_payload("#!/bin/sh\nexit 0\n");
+  boot->set_accel("tcg");
+  boot->set_kernel_cmdline("quiet -- init-arg");
+  TaskControl control;
+  std::string output;
+  runner.Run(
+      a, 0, &control, [](v1::Phase) {},
+      [&output](std::string_view d) { output.append(d.data(), d.size()); }, 0);
+  setenv("PATH", saved.c_str(), 1);
+  struct utsname host;
+  ASSERT_EQ(uname(&host), 0);
+  // Before the job's own line, whose "--" hands what follows to init.
+  EXPECT_THAT(output, HasSubstr("stand-in qemu: "));
+  EXPECT_THAT(output,
+              HasSubstr(absl::StrCat(" farm.host_kernel=", host.release, " quiet -- init-arg")));
 }
 
 }  // namespace
