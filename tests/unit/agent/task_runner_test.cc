@@ -252,16 +252,16 @@ TEST(DiskSpace, DiskFullErrorSaysFullOnlyWhenItIs) {
   EXPECT_THAT(full.message(), HasSubstr("build failed (exit 1)"));
 }
 
-// A boot task's log names the host kernel the guest runs under (on a kexec agent, the cell's host
-// dimension), before the boot itself, which here fails for want of the image.
-TEST(TaskRunnerBootTest, BootLogNamesTheHostKernel) {
-  if (!testing_util::HaveGit()) GTEST_SKIP() << "the git CLI is not installed";
-  const std::string root = FreshTempDir("runner-boot") + "/agent";
+// Runs a boot task of `spec` (the worktree's bzImage, a test that passes) at a commit whose tree
+// holds `file`, with an agent whose work directory is `root`. Returns the task's log; `image`
+// receives the path of the bzImage it booted.
+std::string RunBootTask(const std::string& root, const std::string& file,
+                        const std::string& content, v1::BootSpec spec, std::string* image) {
   TestRepo repo("origin");
-  repo.Write("README", "no kernel here\n");
-  const std::string commit = repo.Commit("a tree without bzImage");
+  repo.Write(file, content);
+  const std::string commit = repo.Commit("one file");
   auto ws = Workspace::Open(root);
-  ASSERT_TRUE(ws.ok()) << ws.status();
+  if (!ws.ok()) return std::string(ws.status().message());
   TaskRunner runner(ws->get(), root);
   v1::Assign a;
   a.set_task_id("1.1");
@@ -269,17 +269,27 @@ TEST(TaskRunnerBootTest, BootLogNamesTheHostKernel) {
   a.set_repo(repo.path());
   a.set_commit(commit);
   a.mutable_recipe()->set_timeout_seconds(60);
-  a.mutable_recipe()->mutable_boot()->set_kernel_image("bzImage");
-  a.mutable_recipe()->mutable_boot()->set_payload("#!/bin/sh\nexit 0\n");
+  spec.set_kernel_image("bzImage");
+  spec.set_payload("#!/bin/sh\nexit 0\n");
+  *a.mutable_recipe()->mutable_boot() = std::move(spec);
   TaskControl control;
   std::string output;
-  v1::TaskResult r = runner.Run(
+  runner.Run(
       a, 0, &control, [](v1::Phase) {},
       [&output](std::string_view d) { output.append(d.data(), d.size()); }, 0);
-  EXPECT_NE(r.verdict(), v1::GOOD) << output;
+  *image = (*ws)->worktree_path(0) + "/bzImage";
+  return output;
+}
+
+// A boot task's log names the host kernel the guest runs under (on a kexec agent, the cell's host
+// dimension), before the boot itself, which here fails for want of the image.
+TEST(TaskRunnerBootTest, BootLogNamesTheHostKernel) {
+  if (!testing_util::HaveGit()) GTEST_SKIP() << "the git CLI is not installed";
+  std::string image;
+  const std::string output = RunBootTask(FreshTempDir("runner-boot") + "/agent", "README",
+                                         "no kernel here\n", v1::BootSpec(), &image);
   struct utsname host;
   ASSERT_EQ(uname(&host), 0);
-  const std::string image = ws->get()->worktree_path(0) + "/bzImage";
   EXPECT_THAT(output, HasSubstr(absl::StrCat("farm: boot: guest kernel ", image,
                                              " under host kernel ", host.release, "\n")));
 }
@@ -302,33 +312,17 @@ TEST(TaskRunnerBootTest, GuestCommandLineNamesTheHostKernel) {
   const char* old_path = std::getenv("PATH");
   const std::string saved = old_path ? old_path : "/usr/bin:/bin";
   setenv("PATH", (fake_bin + ":" + saved).c_str(), 1);
-  TestRepo repo("origin");
-  repo.Write("bzImage", "not a kernel: the stand-in qemu does not care\n");
-  const std::string commit = repo.Commit("a guest image");
-  auto ws = Workspace::Open(dir + "/agent");
-  ASSERT_TRUE(ws.ok()) << ws.status();
-  TaskRunner runner(ws->get(), dir + "/agent");
-  v1::Assign a;
-  a.set_task_id("1.1");
-  a.set_job_id("1");
-  a.set_repo(repo.path());
-  a.set_commit(commit);
-  a.mutable_recipe()->set_timeout_seconds(60);
-  v1::BootSpec* boot = a.mutable_recipe()->mutable_boot();
-  boot->set_kernel_image("bzImage");
-  boot->set_payload("#!/bin/sh\nexit 0\n");
-  boot->set_accel("tcg");
-  boot->set_kernel_cmdline("quiet -- init-arg");
-  TaskControl control;
-  std::string output;
-  runner.Run(
-      a, 0, &control, [](v1::Phase) {},
-      [&output](std::string_view d) { output.append(d.data(), d.size()); }, 0);
+  v1::BootSpec spec;
+  spec.set_accel("tcg");
+  spec.set_kernel_cmdline("quiet -- init-arg");
+  std::string image;
+  const std::string output = RunBootTask(
+      dir + "/agent", "bzImage", "not a kernel: the stand-in qemu does not care\n", spec, &image);
   setenv("PATH", saved.c_str(), 1);
   struct utsname host;
   ASSERT_EQ(uname(&host), 0);
-  // Before the job's own line, whose "--" hands what follows to init.
   EXPECT_THAT(output, HasSubstr("stand-in qemu: "));
+  // Before the job's own line, whose "--" hands what follows to init.
   EXPECT_THAT(output,
               HasSubstr(absl::StrCat(" farm.host_kernel=", host.release, " quiet -- init-arg")));
 }
