@@ -57,8 +57,9 @@ image_test() {
        "echo \"cell host \$h guest \$g\"; h=\${h#6.1.0-};"\
        "[ \"\${h%%-*}\" -lt $planted_host ] || [ \"\${g##*-}\" != farmC ]"
 }
-# The guests boot nested under TCG, on qemu's microvm machine (qboot, no PCI: about a minute
-# nested, where the pc machine's SeaBIOS takes minutes); generous boot and test bounds.
+# The guests boot nested under TCG, on qemu's microvm machine (qboot, no PCI: 2-3 minutes nested
+# with both VMs busy on a loaded machine, against ~4 for the pc machine's SeaBIOS); generous
+# boot and test bounds.
 guest_flags=(--memory 64 --qemu-arg=-machine --qemu-arg=microvm --boot-timeout 400
              --test-timeout 200 --timeout 900)
 
