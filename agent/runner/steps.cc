@@ -1,5 +1,7 @@
 #include "agent/runner/steps.h"
 
+#include <sys/utsname.h>
+
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -267,6 +269,12 @@ class BootTestStep : public Step {
       return StepOutcome::Of(Kind::kInfraError,
                              "no kernel to boot: the job neither builds one nor names an image");
     }
+    // On a kexec agent the host kernel is a dimension of the job: the log says which one the
+    // guest runs under, and so does the guest's command line, for a test that depends on it.
+    struct utsname host;
+    const std::string host_release = uname(&host) == 0 ? host.release : "unknown";
+    task.out->Write(absl::StrCat("farm: boot: guest kernel ", image, " under host kernel ",
+                                 host_release, "\n"));
     absl::StatusOr<std::string> initramfs =
         boot::BuildInitramfs(spec, absl::StrCat(task.scratch_dir, "/initramfs"));
     if (!initramfs.ok()) {
@@ -277,6 +285,10 @@ class BootTestStep : public Step {
     req.kernel = image;
     req.initramfs = *initramfs;
     req.spec = spec;
+    // First: the job's own line may end in "-- ARGS" for init.
+    req.spec.set_kernel_cmdline(absl::StrCat("farm.host_kernel=", host_release,
+                                             spec.kernel_cmdline().empty() ? "" : " ",
+                                             spec.kernel_cmdline()));
     req.accel = spec.accel().empty() ? "auto" : spec.accel();
     req.on_console = [out = task.out](std::string_view d) { out->Write(d); };
     req.control = task.control;

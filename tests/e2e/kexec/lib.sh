@@ -10,7 +10,10 @@
 #
 #   kx_init BIN_DIR NAME      tools (exit 77 without them), $work, $port, cleanup
 #   kx_kernels N              newest N Debian cloud kernels, oldest first: kx_dirs, kx_rels
-#   kx_initrd                 $work/initrd.img for the kernels of kx_dirs
+#   kx_tiny_guests DIR        three tinyconfig guest kernels DIR/guest-{A,B,C} (releases
+#                             kx_guest_rels: 6.1.N-farmA < -farmB < -farmC), built once, cached
+#   kx_initrd                 $work/initrd.img for the kernels of kx_dirs (KX_NESTED=1: with
+#                             qemu-system-x86_64, its libraries and firmware, for nested guests)
 #   kx_vm NAME KDIR PATH...   VM NAME booting kernel KDIR by default, with outer PATHs copied in
 #                             (KX_CMDLINE: more of its command line, e.g. FARM_IDLE_RETURN=60s)
 #   kx_coordinator NAME...    the coordinator on loopback, power commands for those VMs
@@ -85,12 +88,75 @@ kx_kernels() {
   done
 }
 
+# Small guests that boot nested in affordable time: tinyconfig + tests/e2e/kernel/farm-tiny.config
+# from the linux-6.1 fixture (make-linux-repo.sh, shared with kernel_bisect_test), built out of
+# tree once under $cache/kexec/tiny-guest (flock'd, stamped); the three variants differ only in
+# LOCALVERSION (an incremental relink each).
+kx_tiny_guests() {
+  local out=$1 dir=$cache/kexec/tiny-guest version=1 repo v
+  local here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  for tool in make gcc flex bison bc; do
+    command -v "$tool" >/dev/null 2>&1 || skip "$tool is missing (tests/setup-debian.sh installs it)"
+  done
+  if [ "$(cat "$dir/.done" 2>/dev/null)" != "$version" ]; then
+    repo=$(FARM_KERNEL_CACHE=$cache "$here/../kernel/make-linux-repo.sh" | sed -n 's/^repo=//p') ||
+      skip "no linux-6.1 fixture (tests/e2e/kernel/make-linux-repo.sh)"
+    [ -n "$repo" ] || skip "no linux-6.1 fixture (tests/e2e/kernel/make-linux-repo.sh)"
+    (
+      flock 9
+      [ "$(cat "$dir/.done" 2>/dev/null)" = "$version" ] && exit 0
+      rm -rf "$dir" && mkdir -p "$dir/build"
+      # Read-only use of the fixture's checkout (flock'd against make-linux-repo.sh rebuilding it).
+      exec 8>"$cache/.linux-6.1.lock" && flock -s 8
+      make -s -C "$repo" O="$dir/build" tinyconfig >/dev/null
+      cat "$here/../kernel/farm-tiny.config" >>"$dir/build/.config"
+      make -s -C "$repo" O="$dir/build" olddefconfig >"$dir/config.log" 2>&1
+      for v in A B C; do
+        make -s -C "$repo" O="$dir/build" -j"$(nproc)" LOCALVERSION="-farm$v" bzImage >/dev/null
+        cp "$dir/build/arch/x86/boot/bzImage" "$dir/guest-$v"
+        make -s -C "$repo" O="$dir/build" LOCALVERSION="-farm$v" kernelrelease >"$dir/guest-$v.rel"
+      done
+      echo "$version" >"$dir/.done"
+    ) 9>"$cache/kexec/.tiny-guest.lock" || fail "building the tiny guest kernels failed"
+  fi
+  mkdir -p "$out"
+  kx_guest_rels=()
+  for v in A B C; do
+    cp "$dir/guest-$v" "$out/guest-$v"
+    kx_guest_rels+=("$(cat "$dir/guest-$v.rel")")
+  done
+}
+
+# $work/qemu: qemu-system-x86_64 for guests nested in the VMs, as kx_vm puts it on each state disk
+# (/state/qemu; not in the initramfs, which every boot and kexec unpacks again): the binary, the
+# libraries ldd names, its TCG module and the firmware a -kernel boot opens (strace -e openat of a
+# bzImage and a PVH boot on this machine: SeaBIOS, linuxboot_dma/pvh and kvmvapic option ROMs; and
+# qboot for -machine microvm, which boots a nested guest 1.4-1.6x faster than SeaBIOS does).
+# qemu finds its module and data directories relative to its own path.
+kx_nested_qemu() {
+  local q=$work/qemu exe lib f
+  exe=$(readlink -f "$(command -v qemu-system-x86_64)")
+  mkdir -p "$q/usr/bin" "$q/lib"
+  cp "$exe" "$q/usr/bin/qemu-system-x86_64"
+  for f in "$exe" /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so; do
+    [ -f "$f" ] || fail "no $f (qemu-system-x86)"
+    ldd "$f" | awk '$3 ~ /^\// {print $3}' | while read -r lib; do cp -L "$lib" "$q/lib/"; done
+  done
+  cp -L --parents /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so "$q"
+  for f in /usr/share/seabios/bios-256k.bin /usr/share/qemu/linuxboot_dma.bin \
+           /usr/share/qemu/pvh.bin /usr/share/qemu/kvmvapic.bin /usr/share/qemu/bios-microvm.bin; do
+    [ -f "$f" ] || fail "no $f (qemu-system-x86, seabios)"
+    cp -L --parents "$f" "$q"
+  done
+}
+
 kx_initrd() {
   local root=$work/root d rel m f applet
   mkdir -p "$root"/{bin,proc,sys,dev,state,tmp,etc,usr/bin,usr/sbin}
   cp /usr/bin/busybox "$root/bin/busybox"
   for applet in sh mount insmod ip uname cat mkdir echo sync ls test sleep env ln dirname \
-                strings grep cut sha256sum head; do
+                strings grep cut sha256sum head printf chmod; do
     ln -sf busybox "$root/bin/$applet"
   done
   with_libs() {  # binary destination
@@ -99,6 +165,7 @@ kx_initrd() {
       cp -L --parents "$lib" "$root" 2>/dev/null || true
     done
   }
+  [ "${KX_NESTED:-}" = 1 ] && kx_nested_qemu
   strip -o "$work/farm-agent" "$bin/farm-agent"
   with_libs "$work/farm-agent" /usr/bin/farm-agent
   with_libs "$(command -v kexec)" /usr/sbin/kexec
@@ -132,6 +199,11 @@ mount -t ext4 /dev/vda /state || echo "farm-vm: no state disk"
 for p in $(cat /state/outer.list 2>/dev/null); do
   mkdir -p "$(dirname "$p")" && ln -s "/state/outer$p" "$p"
 done
+if [ -x /state/qemu/usr/bin/qemu-system-x86_64 ]; then  # for nested guests (kx_nested_qemu)
+  printf '#!/bin/sh\nLD_LIBRARY_PATH=/state/qemu/lib exec /state/qemu/usr/bin/qemu-system-x86_64 "$@"\n' \
+    >/usr/bin/qemu-system-x86_64
+  chmod +x /usr/bin/qemu-system-x86_64
+fi
 echo "farm-vm: $(uname -r) up, cmdline: $(cat /proc/cmdline)"
 export HOME=/state/home PATH=/bin:/usr/bin:/usr/sbin
 mkdir -p $HOME
@@ -153,6 +225,7 @@ kx_vm() {
   rel=$(basename "$kdir"/lib/modules/*)
   mkdir -p "$vmdir/state/outer"
   cp "$work/initrd.img" "$vmdir/state/initrd.img"
+  [ -d "$work/qemu" ] && cp -a "$work/qemu" "$vmdir/state/qemu"
   : >"$vmdir/state/outer.list"
   for p in "$@"; do
     mkdir -p "$vmdir/state/outer$(dirname "$p")"

@@ -4,8 +4,12 @@
 // disk with room stays what it is. Skips (saying why) when a tmpfs cannot be mounted (not root).
 #include "agent/runner/task_runner.h"
 
+#include <sys/utsname.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -246,6 +250,81 @@ TEST(DiskSpace, DiskFullErrorSaysFullOnlyWhenItIs) {
   EXPECT_TRUE(absl::IsResourceExhausted(full)) << full;
   EXPECT_THAT(full.message(), HasSubstr(dir));
   EXPECT_THAT(full.message(), HasSubstr("build failed (exit 1)"));
+}
+
+// Runs a boot task of `spec` (the worktree's bzImage, a test that passes) at a commit whose tree
+// holds `file`, with an agent whose work directory is `root`. Returns the task's log; `image`
+// receives the path of the bzImage it booted.
+std::string RunBootTask(const std::string& root, const std::string& file,
+                        const std::string& content, v1::BootSpec spec, std::string* image) {
+  TestRepo repo("origin");
+  repo.Write(file, content);
+  const std::string commit = repo.Commit("one file");
+  auto ws = Workspace::Open(root);
+  if (!ws.ok()) return std::string(ws.status().message());
+  TaskRunner runner(ws->get(), root);
+  v1::Assign a;
+  a.set_task_id("1.1");
+  a.set_job_id("1");
+  a.set_repo(repo.path());
+  a.set_commit(commit);
+  a.mutable_recipe()->set_timeout_seconds(60);
+  spec.set_kernel_image("bzImage");
+  spec.set_payload("#!/bin/sh\nexit 0\n");
+  *a.mutable_recipe()->mutable_boot() = std::move(spec);
+  TaskControl control;
+  std::string output;
+  runner.Run(
+      a, 0, &control, [](v1::Phase) {},
+      [&output](std::string_view d) { output.append(d.data(), d.size()); }, 0);
+  *image = (*ws)->worktree_path(0) + "/bzImage";
+  return output;
+}
+
+// A boot task's log names the host kernel the guest runs under (on a kexec agent, the cell's host
+// dimension), before the boot itself, which here fails for want of the image.
+TEST(TaskRunnerBootTest, BootLogNamesTheHostKernel) {
+  if (!testing_util::HaveGit()) GTEST_SKIP() << "the git CLI is not installed";
+  std::string image;
+  const std::string output = RunBootTask(FreshTempDir("runner-boot") + "/agent", "README",
+                                         "no kernel here\n", v1::BootSpec(), &image);
+  struct utsname host;
+  ASSERT_EQ(uname(&host), 0);
+  EXPECT_THAT(output, HasSubstr(absl::StrCat("farm: boot: guest kernel ", image,
+                                             " under host kernel ", host.release, "\n")));
+}
+
+// The guest's command line names the host kernel too (farm.host_kernel=, for a guest test that
+// depends on it): a stand-in qemu first on PATH prints the arguments it was given to the console.
+TEST(TaskRunnerBootTest, GuestCommandLineNamesTheHostKernel) {
+  if (!testing_util::HaveGit()) GTEST_SKIP() << "the git CLI is not installed";
+  if (std::system("command -v busybox >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "busybox is not installed (apt-get install busybox-static)";
+  }
+  const std::string dir = FreshTempDir("runner-cmdline");
+  const std::string fake_bin = dir + "/bin";
+  std::filesystem::create_directories(fake_bin);
+  {
+    std::ofstream qemu(fake_bin + "/qemu-system-x86_64");
+    qemu << "#!/bin/sh\necho \"stand-in qemu: $*\"\nexit 1\n";
+  }
+  std::filesystem::permissions(fake_bin + "/qemu-system-x86_64", std::filesystem::perms::owner_all);
+  const char* old_path = std::getenv("PATH");
+  const std::string saved = old_path ? old_path : "/usr/bin:/bin";
+  setenv("PATH", (fake_bin + ":" + saved).c_str(), 1);
+  v1::BootSpec spec;
+  spec.set_accel("tcg");
+  spec.set_kernel_cmdline("quiet -- init-arg");
+  std::string image;
+  const std::string output = RunBootTask(
+      dir + "/agent", "bzImage", "not a kernel: the stand-in qemu does not care\n", spec, &image);
+  setenv("PATH", saved.c_str(), 1);
+  struct utsname host;
+  ASSERT_EQ(uname(&host), 0);
+  EXPECT_THAT(output, HasSubstr("stand-in qemu: "));
+  // Before the job's own line, whose "--" hands what follows to init.
+  EXPECT_THAT(output,
+              HasSubstr(absl::StrCat(" farm.host_kernel=", host.release, " quiet -- init-arg")));
 }
 
 }  // namespace
