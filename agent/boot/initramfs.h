@@ -15,7 +15,8 @@
 namespace farm::boot {
 
 // Kernel command line the initramfs needs (the kernel's default, said explicitly so that a
-// kernel_cmdline's rdinit= cannot replace the farm's init). Comes last on the command line.
+// kernel_cmdline's rdinit= cannot replace the farm's init). Comes last on the command line, before
+// a "--" and the arguments for init after it.
 inline constexpr std::string_view kInitCmdline = "rdinit=/init";
 
 // The static x86_64 executable packed as /init (agent/boot/farm_init.c, embedded at build time),

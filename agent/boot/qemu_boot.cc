@@ -195,13 +195,27 @@ std::vector<std::string> QemuCommand(const BootRequest& req, std::string_view ac
   argv.insert(argv.end(), {"-m", absl::StrCat(spec.memory_mb() ? spec.memory_mb() : 512), "-smp",
                            absl::StrCat(spec.cpus() ? spec.cpus() : 1), "-serial", "stdio",
                            "-kernel", kernel.empty() ? req.kernel : std::string(kernel)});
+  // The job's line, split at its "--": what follows is init's arguments, so the farm's own
+  // parameters go before it (after it, the kernel would hand them to init).
+  std::string job_params = spec.kernel_cmdline(), init_args;
+  if (absl::StartsWith(job_params, "-- ") || job_params == "--") {
+    init_args = job_params;
+    job_params.clear();
+  } else if (size_t dashes = job_params.find(" -- "); dashes != std::string::npos) {
+    init_args = job_params.substr(dashes + 1);
+    job_params.resize(dashes);
+  } else if (absl::EndsWith(job_params, " --")) {
+    init_args = "--";
+    job_params.resize(job_params.size() - 3);
+  }
   std::string cmdline(kFarmCmdline);
-  if (!spec.kernel_cmdline().empty()) absl::StrAppend(&cmdline, " ", spec.kernel_cmdline());
+  if (!job_params.empty()) absl::StrAppend(&cmdline, " ", job_params);
   if (!req.initramfs.empty()) {
     argv.insert(argv.end(), {"-initrd", req.initramfs});
     absl::StrAppend(&cmdline, " ", text::Av(kInitCmdline));
     if (accel == "tcg" && spec.cpus() <= 1) absl::StrAppend(&cmdline, " ", text::Av(kTcgUpCmdline));
   }
+  if (!init_args.empty()) absl::StrAppend(&cmdline, " ", init_args);
   argv.insert(argv.end(), {"-append", cmdline});
   if (!spec.disk_image().empty()) {
     // snapshot=on: writes go to a temporary overlay; the image is never changed.

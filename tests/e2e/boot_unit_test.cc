@@ -1030,6 +1030,23 @@ TEST(QemuCommandTest, DirectKernelBootOnTheSerialConsole) {
   EXPECT_THAT(QemuCommand(req, "kvm"), ::testing::Contains("host"));
 }
 
+TEST(QemuCommandTest, TheFarmsParametersComeBeforeTheJobsArgumentsForInit) {
+  BootRequest req;
+  req.kernel = "/k";
+  req.initramfs = "/w/initramfs.cpio";
+  auto append = [&](const std::string& job_line) {
+    req.spec.set_kernel_cmdline(job_line);
+    std::vector<std::string> argv = QemuCommand(req, "kvm");
+    auto it = std::find(argv.begin(), argv.end(), "-append");
+    return it == argv.end() || it + 1 == argv.end() ? std::string() : *(it + 1);
+  };
+  const std::string farm(kFarmCmdline);
+  EXPECT_EQ(append("quiet -- one two"), farm + " quiet rdinit=/init -- one two");
+  EXPECT_EQ(append("-- one"), farm + " rdinit=/init -- one");
+  EXPECT_EQ(append("quiet --"), farm + " quiet rdinit=/init --");
+  EXPECT_EQ(append("quiet a--b"), farm + " quiet a--b rdinit=/init");
+}
+
 TEST(QemuCommandTest, DiskIsCopyOnWriteAndShareIs9p) {
   const std::string dir = MakeTempDir("qemu-cmd");
   RemoveOnSuccess cleanup{dir};
