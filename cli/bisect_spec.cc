@@ -209,14 +209,7 @@ std::string CacheRepoDir(const std::string& kind,
 // revisions of --host-repo built with the --kernel --config recipe (--host-kernels REV... on farm
 // matrix, --host-good..--host-bad on farm bisect).
 absl::StatusOr<std::vector<v1::HostKernel>> HostKernelsOf(const BisectFlags& f) {
-  const bool range = !f.host_good.empty() || !f.host_bad.empty();
-  if (f.host_repo.empty()) {
-    if (range) {
-      return absl::InvalidArgumentError(
-          "--host-good/--host-bad are revisions of a kernel repository: add --host-repo REPO");
-    }
-    return PrebuiltHostKernels(f.host_kernels);
-  }
+  if (f.host_repo.empty()) return PrebuiltHostKernels(f.host_kernels);
   if (!f.kernel.kernel || f.kernel.config.empty()) {
     return absl::InvalidArgumentError(
         "--host-repo builds each host kernel from source: add --kernel --config CONFIG (e.g. "
@@ -251,6 +244,10 @@ absl::StatusOr<std::vector<v1::HostKernel>> HostKernelsOf(const BisectFlags& f) 
 absl::Status PrepareCells(BisectFlags& f, v1::BisectSpec* spec) {
   const char* what = f.matrix ? "farm matrix" : "a two-dimensional bisect";
   const bool from_source = !f.host_repo.empty();
+  if (!from_source && (!f.host_good.empty() || !f.host_bad.empty())) {
+    return absl::InvalidArgumentError(
+        "--host-good/--host-bad are revisions of a kernel repository: add --host-repo REPO");
+  }
   if (f.host_kernels.empty() && !from_source) {
     return absl::InvalidArgumentError(absl::StrCat(
         what,

@@ -50,7 +50,7 @@ TEST(Matrix, CommandAfterAListOption) {
 // agents, each of which will build its cells' host kernels with --kernel --config).
 TEST(Matrix, HostKernelsAsRevisions) {
   std::string dir = MakeTempDir("host-revisions");
-  Repo linux = MakeRepo(dir + "/linux", "--shape linear --commits 8 --seed 2");
+  Repo kernel_repo = MakeRepo(dir + "/linux", "--shape linear --commits 8 --seed 2");
   WriteScript(dir + "/guest-0", "image guest-0\n");
   WriteScript(dir + "/guest-1", "image guest-1\n");
   WriteScript(dir + "/t.sh", "#!/bin/sh\ntrue\n");
@@ -61,24 +61,24 @@ TEST(Matrix, HostKernelsAsRevisions) {
     return Sh(absl::StrCat(env, Farm(), " submit --coordinator ", coordinator, " --test ",
                            Quote(dir + "/t.sh"), guests, " ", args));
   };
-  const std::string range = absl::StrCat(" --host-repo ", Quote(linux.path), " --host-good ",
-                                         linux.root, " --host-bad ", linux.bad);
+  const std::string range = absl::StrCat(" --host-repo ", Quote(kernel_repo.path), " --host-good ",
+                                         kernel_repo.root, " --host-bad ", kernel_repo.bad);
   struct Case {
     std::string args, says;
   } cases[] = {
       {range, "add --kernel --config CONFIG"},
       {range + " --kernel --config tinyconfig --host-kernels " + Quote(dir + "/guest-0"),
        "not both"},
-      {absl::StrCat(" --host-repo ", Quote(linux.path), " --host-good ", linux.bad, " --host-bad ",
-                    linux.root, " --kernel --config tinyconfig"),
+      {absl::StrCat(" --host-repo ", Quote(kernel_repo.path), " --host-good ", kernel_repo.bad, " --host-bad ",
+                    kernel_repo.root, " --kernel --config tinyconfig"),
        "did you swap them?"},
-      {absl::StrCat(" --host-repo ", Quote(linux.path), " --host-good v0.1 --host-bad ", linux.bad,
+      {absl::StrCat(" --host-repo ", Quote(kernel_repo.path), " --host-good v0.1 --host-bad ", kernel_repo.bad,
                     " --kernel --config tinyconfig"),
        "--host-good: unknown revision 'v0.1'"},
-      {absl::StrCat(" --host-repo ", Quote(linux.path), " --host-bad ", linux.bad,
+      {absl::StrCat(" --host-repo ", Quote(kernel_repo.path), " --host-bad ", kernel_repo.bad,
                     " --kernel --config tinyconfig"),
        "missing --host-good"},
-      {absl::StrCat(" --host-good ", linux.root, " --host-bad ", linux.bad), "add --host-repo"},
+      {absl::StrCat(" --host-good ", kernel_repo.root, " --host-bad ", kernel_repo.bad), "add --host-repo"},
   };
   for (const Case& c : cases) {
     CommandResult r = bisect("127.0.0.1:1", c.args);
@@ -87,13 +87,13 @@ TEST(Matrix, HostKernelsAsRevisions) {
   }
   CommandResult matrix =
       Sh(absl::StrCat(env, Farm(), " matrix --coordinator 127.0.0.1:1 --host-repo ",
-                      Quote(linux.path), " --kernel --config tinyconfig --host-kernels ",
-                      linux.root, " nope --test ", Quote(dir + "/t.sh")));
+                      Quote(kernel_repo.path), " --kernel --config tinyconfig --host-kernels ",
+                      kernel_repo.root, " nope --test ", Quote(dir + "/t.sh")));
   EXPECT_EQ(matrix.exit_code, 2) << matrix.output;
   EXPECT_TRUE(absl::StrContains(matrix.output, "--host-kernels: unknown revision 'nope'"))
       << matrix.output;
 
-  TestFarm farm(dir + "/farm");
+  TestFarm farm(dir);
   ASSERT_TRUE(farm.started());
   CommandResult submitted = bisect(farm.listen(), range + " --kernel --config tinyconfig");
   ASSERT_EQ(submitted.exit_code, 0) << submitted.output;
