@@ -13,6 +13,7 @@
 #include "common/task_control/task_control.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
+#include "tests/unit/kexec/fake_kernel_repo.h"
 
 namespace farm::kexec {
 namespace {
@@ -271,54 +272,19 @@ TEST_F(KexecTaskTest, RefusedImageAndMissingTool) {
   EXPECT_FALSE(no_image.result.infra_error().empty()) << no_image.result.DebugString();
 }
 
-// Host kernels given as revisions: a git repository whose top Makefile plays the kernel's for
-// agent/build's BuildKernel (config targets, olddefconfig, bzImage), and whose bzImage names the
-// release written in the tree's `release` file. Every bzImage build appends a line to `builds`.
+// Host kernels given as revisions, built for real from a FakeKernelRepo.
 class HostBuildTest : public KexecTaskTest {
  protected:
   void SetUp() override {
     KexecTaskTest::SetUp();
-    repo_ = dir_ + "/linux";
-    std::filesystem::create_directories(repo_);
-    Write("Kconfig", "# fake\n");
-    Write("Makefile",
-          "tinyconfig defconfig:\n\techo CONFIG_FAKE=y > $(O)/.config\n"
-          "olddefconfig:\n\tmkdir -p $(O)/include/config\n"
-          "\tprintf 'deps_config := \\\\\\n\\tKconfig\\n' > "
-          "$(O)/include/config/auto.conf.cmd\n"
-          "bzImage:\n\techo built >> " +
-              dir_ +
-              "/builds\n"
-              "\tsh $(CURDIR)/mkbz.sh $(O)\n");
-    // The setup header BzImageRelease reads: "HdrS" at 0x202, the version's offset (0x42c0,
-    // relative to 0x200) at 0x20e.
-    Write("mkbz.sh",
-          "out=$1/arch/x86/boot; mkdir -p $out; f=$out/bzImage\n"
-          "head -c 20480 /dev/zero > $f\n"
-          "printf HdrS | dd of=$f bs=1 seek=514 conv=notrunc 2>/dev/null\n"
-          "printf '\\300\\102' | dd of=$f bs=1 seek=526 conv=notrunc 2>/dev/null\n"
-          "printf '%s (farm@test) #1' \"$(cat release)\" | "
-          "dd of=$f bs=1 seek=17600 conv=notrunc 2>/dev/null\n");
-    good_ = Commit("6.1.0-farm-good", "good");
-    culprit_ = Commit("6.1.0-farm-bad", "bad");
-    Write("mkbz.sh", "echo 'drivers/vhost/net.c:42:7: error: expected expression'; exit 1\n");
-    broken_ = Commit("6.1.0-farm-broken", "broken");
+    repo_ = std::make_unique<farm::testing::FakeKernelRepo>(dir_ + "/linux");
+    good_ = repo_->Commit("6.1.0-farm-good");
+    culprit_ = repo_->Commit("6.1.0-farm-bad");
+    broken_ = repo_->Commit("6.1.0-farm-broken", /*broken=*/true);
     ws_ = *Workspace::Open(dir_ + "/agent");
     builder_ = std::make_unique<WorkspaceHostKernelBuilder>(ws_.get(), 1, dir_ + "/ccache",
                                                             dir_ + "/agent/kexec/images");
     options_.builder = builder_.get();
-  }
-  void Write(const std::string& name, const std::string& content) {
-    std::ofstream(repo_ + "/" + name) << content;
-  }
-  std::string Commit(const std::string& release, const std::string& message) {
-    Write("release", release);
-    auto r = farm::testing::Sh("cd " + repo_ +
-                               " && git init -q . 2>/dev/null; git add -A && git -c user.name=t "
-                               "-c user.email=t@t commit -qm " +
-                               message + " && git rev-parse HEAD");
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    return r.output.substr(0, 40);
   }
   // The task `id` with the host kernel at `commit`, keyed as the client keys it.
   v1::Assign Source(const std::string& id, const std::string& commit) {
@@ -326,21 +292,17 @@ class HostBuildTest : public KexecTaskTest {
     a.set_task_id(id);
     v1::HostKernel* k = a.mutable_host_kernel();
     k->Clear();
-    k->set_repo(repo_);
+    k->set_repo(repo_->path());
     k->set_commit(commit);
     k->mutable_build()->set_config_target("tinyconfig");
     k->set_key("key-" + commit);
     k->set_label(commit.substr(0, 12));
     return a;
   }
-  int Builds() {
-    std::ifstream in(dir_ + "/builds");
-    int n = 0;
-    for (std::string line; std::getline(in, line);) ++n;
-    return n;
-  }
+  int Builds() { return repo_->Builds(); }
 
-  std::string repo_, good_, culprit_, broken_;
+  std::unique_ptr<farm::testing::FakeKernelRepo> repo_;
+  std::string good_, culprit_, broken_;
   std::unique_ptr<Workspace> ws_;
   std::unique_ptr<WorkspaceHostKernelBuilder> builder_;
   TaskControl control_;
