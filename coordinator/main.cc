@@ -241,6 +241,7 @@ int main(int argc, char** argv) {
     web.port = metrics_port;
     web.tokens = security.tokens;
     web.public_read = public_dashboard;
+    web.monitors = (*server)->monitors();
     if (http_tls) web.tls = security.tls;
     absl::StatusOr<std::unique_ptr<farm::web::Dashboard>> started =
         farm::web::Dashboard::Start((*server)->core(), std::move(web));

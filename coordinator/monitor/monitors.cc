@@ -508,13 +508,20 @@ absl::StatusOr<v1::Monitor> Monitors::Add(v1::Monitor m) {
   return m;
 }
 
-absl::Status Monitors::Remove(const std::string& monitor_id) {
+absl::Status Monitors::Remove(const std::string& monitor_id, const CallerIdentity& caller) {
   int64_t id = 0;
   if (!absl::SimpleAtoi(monitor_id, &id) || id <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("monitor id '", monitor_id, "' is not a number: `farm monitors` lists them"));
   }
   absl::MutexLock lock(&mu_);
+  auto it = monitors_.find(id);
+  if (it != monitors_.end() && !caller.admin && caller.user != it->second.owner()) {
+    const std::string& owner = it->second.owner();
+    return absl::PermissionDeniedError(
+        absl::StrCat("monitor ", monitor_id, " belongs to ", owner.empty() ? "nobody" : owner,
+                     ": only its owner or an admin may remove it (you are ", caller.user, ")"));
+  }
   FARM_RETURN_IF_ERROR(store_->DeleteMonitor(id));
   monitors_.erase(id);
   return absl::OkStatus();

@@ -58,8 +58,9 @@ class Monitors {
   // Checks and stores a new monitor (see Farm.WatchBranch for the errors; the branch is resolved
   // once, so that a typo is said at once) and polls it at once. Returns it with its id.
   absl::StatusOr<farm::v1::Monitor> Add(farm::v1::Monitor monitor);
-  // NOT_FOUND for an unknown id, INVALID_ARGUMENT for one that is not a number.
-  absl::Status Remove(const std::string& monitor_id);
+  // Stops and deletes a monitor: only its owner or an admin may (PERMISSION_DENIED otherwise,
+  // naming the owner). NOT_FOUND for an unknown id, INVALID_ARGUMENT for one that is not a number.
+  absl::Status Remove(const std::string& monitor_id, const CallerIdentity& caller);
   std::vector<farm::v1::Monitor> List();
   // Newest first; `monitor_id` "" for every monitor's.
   std::vector<farm::v1::Regression> ListRegressions(const std::string& monitor_id);

@@ -336,7 +336,10 @@ grpc::ServerUnaryReactor* FarmService::WatchBranch(grpc::CallbackServerContext* 
   FARM_NEED_MONITORS(ctx);
   v1::Monitor monitor = req->monitor();
   // The monitor's bisects belong to whoever registered it (the token's user, when tokens are on).
-  if (!policy_.tokens.empty()) monitor.mutable_job()->set_owner(caller->user);
+  if (!policy_.tokens.empty()) {
+    monitor.set_owner(caller->user);
+    monitor.mutable_job()->set_owner(caller->user);
+  }
   absl::StatusOr<v1::Monitor> st = monitors_->Add(monitor);
   if (st.ok()) *resp = std::move(*st);
   return Done(ctx, st.status());
@@ -356,7 +359,7 @@ grpc::ServerUnaryReactor* FarmService::Unwatch(grpc::CallbackServerContext* ctx,
                                                v1::UnwatchResponse* resp) {
   FARM_AUTHORIZE(ctx, caller);
   FARM_NEED_MONITORS(ctx);
-  return Done(ctx, monitors_->Remove(req->monitor_id()));
+  return Done(ctx, monitors_->Remove(req->monitor_id(), *caller));
 }
 
 grpc::ServerUnaryReactor* FarmService::ListRegressions(grpc::CallbackServerContext* ctx,

@@ -126,16 +126,16 @@ ApiReply Log(Coordinator& core, const std::string& job_id, const ApiRequest& req
   return Reply(out);
 }
 
-ApiReply Monitors() {
-  // No monitor service on this coordinator yet: the page shows this, not invented data.
-  Struct out;
-  Value empty;
-  empty.mutable_list_value();
-  (*out.mutable_fields())["monitors"] = empty;
-  (*out.mutable_fields())["regressions"] = empty;
-  (*out.mutable_fields())["note"] =
-      StringValue("no monitors: this coordinator has no monitor service yet");
-  return Reply(out);
+ApiReply MonitorsAndRegressions(Monitors* monitors) {
+  if (monitors == nullptr) {
+    return ErrorReply(absl::UnavailableError(
+        "this coordinator runs no branch monitors (a coordinator started by `farm bisect` for "
+        "one job does not): use farm-coordinator's dashboard"));
+  }
+  v1::MonitorsPage page;
+  for (v1::Monitor& m : monitors->List()) *page.add_monitors() = std::move(m);
+  for (v1::Regression& r : monitors->ListRegressions("")) *page.add_regressions() = std::move(r);
+  return Reply(page);
 }
 
 std::string ErrorJson(const std::string& code, const std::string& message) {
@@ -210,7 +210,7 @@ std::string Utf8Tail(const std::string& bytes, uint64_t offset, uint64_t* next) 
   return out;
 }
 
-ApiReply HandleApi(Coordinator& core, const ApiRequest& req) {
+ApiReply HandleApi(Coordinator& core, Monitors* monitors, const ApiRequest& req) {
   std::vector<std::string> parts = absl::StrSplit(req.path, '/', absl::SkipEmpty());
   const bool get = req.method == "GET" || req.method == "HEAD";
   if (parts.size() == 1 && parts[0] == "jobs") {
@@ -239,7 +239,7 @@ ApiReply HandleApi(Coordinator& core, const ApiRequest& req) {
     return Reply(resp);
   }
   if (parts.size() == 1 && parts[0] == "monitors") {
-    return get ? Monitors() : MethodNotAllowed(req, "GET");
+    return get ? MonitorsAndRegressions(monitors) : MethodNotAllowed(req, "GET");
   }
   if (parts.size() == 3 && parts[0] == "health-checks" && parts[2] == "log") {
     if (!get) return MethodNotAllowed(req, "GET");

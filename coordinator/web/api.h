@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "coordinator/monitor/monitors.h"
 #include "coordinator/scheduler/coordinator.h"
 #include "google/protobuf/message.h"
 
@@ -36,7 +37,8 @@ struct ApiRequest {
 
 // Answers one API request. Unknown paths are 404, a known path with the wrong method 405, bad
 // parameters 400, each with {"error": {"code": "...", "message": "..."}} saying what to do.
-ApiReply HandleApi(Coordinator& core, const ApiRequest& req);
+// `monitors` is the coordinator's branch watch (nullptr: /monitors answers 503, saying so).
+ApiReply HandleApi(Coordinator& core, Monitors* monitors, const ApiRequest& req);
 
 // `message` as JSON (proto field names, default values printed, enums by name).
 std::string ToJson(const google::protobuf::Message& message);

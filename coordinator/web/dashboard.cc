@@ -186,7 +186,7 @@ void Dashboard::Routes() {
     if (req.method == "POST") {
       FARM_LOG(Info) << "dashboard: " << req.path << " from " << req.remote_addr;
     }
-    Json(res, HandleApi(*core, ar));
+    Json(res, HandleApi(*core, options_.monitors, ar));
   };
   s.Get(R"(/api/v1/.*)", api);
   s.Post(R"(/api/v1/.*)", api);

@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/rpc/credentials.h"
+#include "coordinator/monitor/monitors.h"
 #include "coordinator/scheduler/coordinator.h"
 
 namespace httplib {
@@ -38,6 +39,8 @@ struct DashboardOptions {
   TokenTable tokens;         // the coordinator's bearer tokens (empty: nobody can log in)
   bool public_read = false;  // --public-dashboard: anonymous visitors may read
   TlsFiles tls;              // cert/key set: serve HTTPS with them
+  // The branch monitors shown by /api/v1/monitors (nullptr: none); must outlive the dashboard.
+  Monitors* monitors = nullptr;
 };
 
 // Who a request comes from, as the dashboard decides it.

@@ -226,11 +226,6 @@ await until('two verdicts and two tasks in flight', 30, () => js(`
 ok('the range shows the verdicts: ' + (await text('#range-legend')));
 await shot('job');
 
-await go('#/monitors');
-await until('the monitors page', 10, async () => /no monitors/.test(await text('#view')));
-ok('the monitors page says: ' + (await text('#monitors-empty')));
-await shot('monitors');
-
 // Cancel from the page (two clicks), and the coordinator's own answer agrees.
 await go('#/job/' + job);
 await until('the cancel button', 10, () => js(`!!document.getElementById('cancel-job')`));
@@ -268,6 +263,33 @@ if (!/bzImage-a bzImage-b/.test(heads) || !/vmlinuz-6\.1/.test(heads) || !/vmlin
 ok(`the matrix job's page shows its 2 x 2 table: ${heads}; ${cells}`);
 await shot('matrix');
 farm('cancel', matrixJob);
+
+// A branch monitor: its first head passes; the branch then moves to a failing head, which opens a
+// regression whose bisect (verified, as the service's always are) names the culprit.
+await go('#/monitors');
+await until('the empty monitors page', 10, async () => /no monitors/.test(await text('#monitors-empty')));
+// (Not the root commit: a head test needs the head's parent.)
+sh(`git -C ${repo.path} branch watched ${repo.commits[2]}`);
+fs.writeFileSync(path.join(dir, 'no-bug.sh'), '#!/bin/sh\ntest ! -f bug\n', { mode: 0o755 });
+const added = farm('watch-branch', `--repo ${repo.path} --branch watched --every 1s -- ${dir}/no-bug.sh`);
+const monitor = (added.match(/^monitor (\d+):/m) || [])[1];
+if (!monitor) fail('farm watch-branch printed ' + added);
+await until('the first head passed on the monitors page', 60, () => js(`
+  /pass/.test((document.querySelector('#monitors-table tr[data-monitor-id="${monitor}"] td.history') || {}).textContent || '')`));
+ok('the monitors page shows monitor ' + monitor + ': ' + (await text(`#monitors-table tr[data-monitor-id="${monitor}"]`)));
+sh(`git -C ${repo.path} branch -f watched ${repo.bad}`);
+const culprit = repo.culprit.slice(0, 12);
+await until('the regression verified on the monitors page', 180, () => js(`
+  [...document.querySelectorAll('#regressions-table tr[data-regression-id]')].some((r) =>
+    r.querySelector('td.culprit').textContent.startsWith(${JSON.stringify(culprit)}) &&
+    /VERIFIED|UNRELIABLE|INCONCLUSIVE/.test(r.querySelector('td.verification').textContent))`));
+const regression = await text('#regressions-table tr[data-regression-id]');
+if (!/VERIFIED/.test(regression) || /UNRELIABLE|INCONCLUSIVE/.test(regression)) fail('the regression row says ' + regression);
+await until('the monitor to show the failing head', 20, () => js(`
+  /FAIL/.test((document.querySelector('#monitors-table tr[data-monitor-id="${monitor}"] td.history') || {}).textContent || '')`));
+ok('the monitors page shows the regression, its culprit and its verification: ' + regression);
+await shot('monitors');
+farm('unwatch', monitor);
 
 // Logging out makes the visitor anonymous again.
 await js(`localStorage.removeItem('farm_token')`);

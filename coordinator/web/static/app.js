@@ -305,6 +305,27 @@ async function agentsPage() {
   return true;
 }
 
+function verdictName(v) { return { GOOD: 'pass', BAD: 'FAIL', SKIP: 'skip' }[v] || (v || '').toLowerCase(); }
+function unixTime(t) { return t && Number(t) ? new Date(Number(t) * 1000).toISOString().replace('T', ' ').slice(0, 16) : '-'; }
+function jobLink(id) { return id ? el('a', { href: '#/job/' + id }, id) : '-'; }
+
+// The monitor's state in a word: an open regression, a head being tested, a poll error, or the
+// last head's verdict.
+function monitorStatus(m) {
+  if (m.error) return el('span', { class: 'state state-FAILED', title: m.error }, 'error: ' + m.error);
+  if (m.open_regression) return el('span', { class: 'state state-FAILED' }, 'regression ' + m.open_regression);
+  if (m.probe_job) return el('span', {}, 'testing ', short(m.last_tested), ' (job ', jobLink(m.probe_job), ')');
+  const h = m.history || [];
+  return h.length ? el('span', {}, verdictName(h[h.length - 1].verdict)) : el('span', { class: 'muted' }, 'not tested yet');
+}
+
+function verificationOf(r) {
+  const v = (r.verification || '').replace(/^VERIFICATION_NONE$/, '');
+  if (!v) return el('td', { class: 'verification' }, el('span', { class: 'muted' }, '-'));
+  return el('td', { class: 'verification verification-' + v.toLowerCase() }, v,
+    r.verification_reason ? el('div', { class: 'muted' }, r.verification_reason) : null);
+}
+
 async function monitorsPage() {
   const data = await api('/monitors');
   const monitors = data.monitors || [];
@@ -312,16 +333,28 @@ async function monitorsPage() {
   view.replaceChildren(
     el('h1', {}, 'Monitors & regressions'),
     monitors.length ? el('table', { id: 'monitors-table' },
-      el('tr', {}, ...['monitor', 'repository', 'branch', 'last head', 'status'].map((h) => el('th', {}, h))),
-      ...monitors.map((m) => el('tr', {}, el('td', {}, m.id || ''), el('td', {}, m.repo || ''),
-        el('td', {}, m.branch || ''), el('td', {}, short(m.last_head)), el('td', {}, m.status || ''))))
-      : el('p', { class: 'muted', id: 'monitors-empty' }, data.note || 'no monitors'),
+      el('tr', {}, ...['monitor', 'owner', 'repository', 'branch', 'every', 'last passing head', 'status', 'history (oldest first)'].map((h) => el('th', {}, h))),
+      ...monitors.map((m) => el('tr', { 'data-monitor-id': m.monitor_id },
+        el('td', {}, m.monitor_id), el('td', {}, m.owner || '-'), el('td', {}, m.repo),
+        el('td', {}, m.branch), el('td', {}, seconds(m.every_seconds)), el('td', {}, short(m.last_pass) || '-'),
+        el('td', { class: 'monitor-status' }, monitorStatus(m)),
+        el('td', { class: 'history' }, ...(m.history || []).map((h) =>
+          el('a', { href: '#/job/' + h.job_id, class: 'pill verdict-' + verdictName(h.verdict).toLowerCase(),
+            title: unixTime(h.tested_unix) }, short(h.commit).slice(0, 7) + ' ' + verdictName(h.verdict)))))))
+      : el('p', { class: 'muted', id: 'monitors-empty' }, 'no monitors (farm watch-branch adds one)'),
     el('h2', {}, 'Regressions'),
     regressions.length ? el('table', { id: 'regressions-table' },
-      el('tr', {}, ...['regression', 'status', 'culprit', 'verification'].map((h) => el('th', {}, h))),
-      ...regressions.map((r) => el('tr', {}, el('td', {}, r.id || ''), el('td', {}, r.status || ''),
-        el('td', {}, short(r.culprit)), el('td', {}, r.verification || ''))))
-      : el('p', { class: 'muted' }, 'no regressions'));
+      el('tr', {}, ...['regression', 'monitor', 'state', 'range', 'bisect', 'culprit', 'verification', 'opened', 'fixed by'].map((h) => el('th', {}, h))),
+      ...regressions.map((r) => el('tr', { 'data-regression-id': r.regression_id },
+        el('td', {}, r.regression_id), el('td', {}, r.monitor_id),
+        el('td', {}, stateSpan((r.state || '').replace(/^REGRESSION_/, ''))),
+        el('td', {}, short(r.last_pass) + '..' + short(r.first_fail)),
+        el('td', {}, jobLink(r.bisect_job), ' ', el('span', { class: 'muted' }, (r.bisect_state || '').replace(/^JOB_/, ''))),
+        el('td', { class: 'culprit' }, (r.culprits || []).length === 1 ? short(r.culprits[0])
+          : (r.culprits || []).length ? (r.culprits.length + ' candidates: ' + r.culprits.map(short).join(' ')) : '-',
+        r.error ? el('div', { class: 'muted' }, r.error) : null),
+        verificationOf(r), el('td', {}, unixTime(r.opened_unix)), el('td', {}, short(r.fixed_by) || '-'))))
+      : el('p', { class: 'muted', id: 'regressions-empty' }, 'no regressions'));
   return true;
 }
 

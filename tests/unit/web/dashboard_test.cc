@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "coordinator/web/api.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
@@ -56,10 +57,12 @@ class DashboardTest : public ::testing::Test {
     dashboard_.reset();
     core_.reset();
   }
-  void Serve(bool public_read, TokenTable tokens = {{kToken, CallerIdentity{"tester", true}}}) {
+  void Serve(bool public_read, TokenTable tokens = {{kToken, CallerIdentity{"tester", true}}},
+             Monitors* monitors = nullptr) {
     DashboardOptions o;
     o.tokens = std::move(tokens);
     o.public_read = public_read;
+    o.monitors = monitors;
     auto d = Dashboard::Start(core_.get(), o);
     ASSERT_TRUE(d.ok()) << d.status();
     dashboard_ = std::move(*d);
@@ -276,6 +279,60 @@ TEST(Utf8TailTest, ReplacesInvalidBytesAndKeepsCutCharacters) {
   EXPECT_EQ(next, 4u);
   EXPECT_EQ(Utf8Tail("abc", 10, &next), "");
   EXPECT_EQ(next, 3u);
+}
+
+TEST_F(DashboardTest, MonitorsPageShowsTheCoordinatorsMonitors) {
+  // A dashboard without the monitor service says so instead of showing an empty list.
+  Serve(/*public_read=*/false);
+  httplib::Result none = Get("/api/v1/monitors", kToken);
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 503) << none->body;
+  EXPECT_TRUE(absl::StrContains(none->body, "runs no branch monitors")) << none->body;
+  dashboard_.reset();
+
+  MonitorOptions mo;
+  mo.db_path = dir_ + "/farm.db";
+  mo.cache_dir = dir_ + "/cache";
+  auto monitors = Monitors::Start(core_.get(), mo);
+  ASSERT_TRUE(monitors.ok()) << monitors.status();
+  v1::Monitor m;
+  m.set_repo(repo_.path);
+  m.set_branch("main");
+  m.set_every_seconds(3600);
+  m.set_owner("tester");
+  m.mutable_job()->mutable_recipe()->add_test_argv("true");
+  auto added = (*monitors)->Add(m);
+  ASSERT_TRUE(added.ok()) << added.status();
+  Serve(/*public_read=*/false, {{kToken, CallerIdentity{"tester", true}}}, monitors->get());
+  // The monitor as the CLI's `farm monitors` sees it: its head is being tested (no agents here).
+  // The monitor's thread polls the branch at once: wait for its head test (10 s at most).
+  v1::MonitorsPage page;
+  for (int i = 0; i < 200; ++i) {
+    page = Parse<v1::MonitorsPage>(Get("/api/v1/monitors", kToken));
+    if (page.monitors_size() == 1 && !page.monitors(0).probe_job().empty()) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(page.monitors_size(), 1);
+  EXPECT_EQ(page.monitors(0).monitor_id(), added->monitor_id());
+  EXPECT_EQ(page.monitors(0).repo(), repo_.path);
+  EXPECT_EQ(page.monitors(0).branch(), "main");
+  EXPECT_EQ(page.monitors(0).owner(), "tester");
+  EXPECT_EQ(page.monitors(0).last_tested(), repo_.bad) << "the head of main";
+  EXPECT_FALSE(page.monitors(0).probe_job().empty());
+  EXPECT_EQ(page.regressions_size(), 0);
+  // Anonymous visitors are refused here as everywhere.
+  httplib::Result anon = Get("/api/v1/monitors");
+  ASSERT_TRUE(anon);
+  EXPECT_EQ(anon->status, 401);
+  dashboard_.reset();
+
+  // Only its owner or an admin removes a monitor (as only they cancel a job).
+  absl::Status other = (*monitors)->Remove(added->monitor_id(), CallerIdentity{"mallory", false});
+  EXPECT_EQ(other.code(), absl::StatusCode::kPermissionDenied) << other;
+  EXPECT_TRUE(absl::StrContains(other.message(), "belongs to tester")) << other;
+  EXPECT_EQ((*monitors)->List().size(), 1u);
+  EXPECT_TRUE((*monitors)->Remove(added->monitor_id(), CallerIdentity{"tester", false}).ok());
+  EXPECT_TRUE((*monitors)->List().empty());
 }
 
 }  // namespace
