@@ -1,7 +1,10 @@
 #!/bin/bash
 # Issue 14's rows, re-measured side by side in one run, each with the command that gives it:
 #   rounds          bench/rounds_sim (simulated rounds, k = 1..16, linear and merge-heavy)
-#   4 vs git        4 agents against `git bisect run`, 3,000-commit merge-heavy DAG, 0.5 s test
+#   4 vs git        4 agents against `git bisect run`, 3,000-commit merge-heavy DAG, 0.5 s test,
+#                   several culprits (DAG_CULPRITS, fractions of the history), median of DAG_RUNS
+#                   runs each, git and the farm interleaved (FARM_BEFORE=BUILD_DIR: that build's
+#                   farm too, interleaved, for a before/after under the same load)
 #   peers           4 workers, 1 s test, the same DAG: git bisect run, the farm, and git-pisect /
 #                   git-brisect when installed (they are not Debian packages)
 #   C project       a generated C project whose build takes ~20 s single-threaded, a planted
@@ -15,6 +18,8 @@
 # Usage: bench/issue14.sh [--kernel-build] [--no-1m] [--rows LIST] [BUILD_DIR]
 #   --rows rounds,dag,cproj,1m,boot: only those rows (default: all; kernel with --kernel-build).
 #   Needs in BUILD_DIR/bin: farm, rounds_sim, history_repo, farm_next.
+#   DAG_CULPRITS="F ..." the dag row's culprits (default 0.37 0.13 0.61 0.85; the first also for
+#   the peers row), DAG_RUNS=N runs of each (default 3), FARM_BEFORE=BUILD_DIR a second farm.
 #   BOOTS=N farm boot runs (default 5); CULPRITS=N rounds_sim culprits per history (default 60);
 #   C_SECONDS=S the C project's single-threaded build time to aim at (default 20).
 #   ISSUE14_LOG=FILE keeps the output of the last `farm bisect`.
@@ -60,7 +65,7 @@ git_run() {  # repo good culprit test... -> seconds (checks git's answer)
 farm_run() {  # repo good culprit agents state [farm bisect options] -- test... -> seconds
   local repo=$1 g=$2 c=$3 k=$4 state=$5 t0 out; shift 5
   t0=$(now)
-  out=$("$bin/farm" bisect --repo "$repo" --good "$g" --bad main --agents "$k" --workdir "$state" \
+  out=$("${farm_bin:-$bin/farm}" bisect --repo "$repo" --good "$g" --bad main --agents "$k" --workdir "$state" \
         --no-reuse "$@" 2>&1)
   # ISSUE14_LOG=FILE keeps the farm's last output (its per-commit lines) for a closer look.
   [ -z "${ISSUE14_LOG:-}" ] || printf '%s\n' "$out" > "$ISSUE14_LOG"
@@ -82,24 +87,54 @@ fi
 
 # --- 4 agents vs git bisect run, 3,000-commit merge-heavy DAG ------------------------------------
 if want dag; then
-python3 "$here/../tests/lib/make_repo.py" "$work/dag" --shape merges --commits 3000 --culprit 0.37 \
-  --seed 7 > "$work/dag.json"
-good=$(git -C "$work/dag" rev-list --max-parents=0 main)
-culprit=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["culprit"])' "$work/dag.json")
+# One repository per culprit (same history shape, seed 7), the first one also for the peers row.
+dag_culprits=(${DAG_CULPRITS:-0.37 0.13 0.61 0.85})
 for s in 0 0.5 1; do
   printf '#!/bin/sh\nsleep %s\ntest -f bug && exit 1\nexit 0\n' "$s" > "$work/test$s.sh"
   chmod +x "$work/test$s.sh"
 done
-# The farm's worktrees are checked out once before timing, as git's clone is.
-farm_run "$work/dag" "$good" "$culprit" 4 "$work/state" -- "$work/test0.sh" >/dev/null
-echo "4 agents vs git bisect run, 0.5 s test (load $(load))"
-g=$(git_run "$work/dag" "$good" "$culprit" "$work/test0.5.sh")
-f=$(farm_run "$work/dag" "$good" "$culprit" 4 "$work/state" -- "$work/test0.5.sh")
-row "4 agents vs git bisect run, 3,000-commit merge-heavy, 0.5 s test | git ${g}, farm ${f}: $(python3 -c "print('%.2fx' % (${g%% *} / ${f%% *}))") faster (target >= 2.2x) | load $(load)"
+secs() { cut -d' ' -f1; }
+ratios=()
+figures=()
+echo "4 agents vs git bisect run, 0.5 s test, culprits ${dag_culprits[*]}, median of ${DAG_RUNS:-3} (load $(load))"
+for frac in "${dag_culprits[@]}"; do
+  dag=$work/dag-$frac
+  python3 "$here/../tests/lib/make_repo.py" "$dag" --shape merges --commits 3000 --culprit "$frac" \
+    --seed 7 > "$dag.json"
+  good=$(git -C "$dag" rev-list --max-parents=0 main)
+  culprit=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["culprit"])' "$dag.json")
+  # The farm's worktrees are checked out once before timing, as git's clone is.
+  farm_run "$dag" "$good" "$culprit" 4 "$dag.state" -- "$work/test0.sh" >/dev/null
+  [ -z "${FARM_BEFORE:-}" ] || farm_bin=$FARM_BEFORE/bin/farm \
+    farm_run "$dag" "$good" "$culprit" 4 "$dag.before" -- "$work/test0.sh" >/dev/null
+  : > "$dag.git"; : > "$dag.farm"; : > "$dag.fb"
+  for r in $(seq "${DAG_RUNS:-3}"); do
+    git_run "$dag" "$good" "$culprit" "$work/test0.5.sh" >> "$dag.git"
+    [ -z "${FARM_BEFORE:-}" ] || farm_bin=$FARM_BEFORE/bin/farm \
+      farm_run "$dag" "$good" "$culprit" 4 "$dag.before" -- "$work/test0.5.sh" >> "$dag.fb"
+    farm_run "$dag" "$good" "$culprit" 4 "$dag.state" -- "$work/test0.5.sh" >> "$dag.farm"
+  done
+  g=$(secs < "$dag.git" | median)
+  f=$(secs < "$dag.farm" | median)
+  ratio=$(python3 -c "print('%.2f' % ($g / $f))")
+  ratios+=("$ratio")
+  tests=$(grep -o '([0-9]* tests)' "$dag.farm" | tr -dc '0-9\n' | paste -sd/)
+  fig="culprit at $frac: git $g s, farm $f s ($tests tests): ${ratio}x"
+  if [ -n "${FARM_BEFORE:-}" ]; then
+    fb=$(secs < "$dag.fb" | median)
+    fig="$fig, before $fb s: $(python3 -c "print('%.2f' % ($g / $fb))")x"
+  fi
+  figures+=("$fig")
+  echo "  $fig"
+done
+row "4 agents vs git bisect run, 3,000-commit merge-heavy, 0.5 s test, median of ${DAG_RUNS:-3} | $(IFS=';'; echo "${figures[*]}" | sed 's/;/; /g') (target >= 2.2x; median ratio $(printf '%s\n' "${ratios[@]}" | median)x) | load $(load)"
 
+dag=$work/dag-${dag_culprits[0]}
+good=$(git -C "$dag" rev-list --max-parents=0 main)
+culprit=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["culprit"])' "$dag.json")
 echo "peers: 4 workers, 1 s test (load $(load))"
-g=$(git_run "$work/dag" "$good" "$culprit" "$work/test1.sh")
-f=$(farm_run "$work/dag" "$good" "$culprit" 4 "$work/state" -- "$work/test1.sh")
+g=$(git_run "$dag" "$good" "$culprit" "$work/test1.sh")
+f=$(farm_run "$dag" "$good" "$culprit" 4 "$dag.state" -- "$work/test1.sh")
 peers="git-pisect, git-brisect: not installed (no Debian package; not measured)"
 if command -v git-pisect >/dev/null || command -v git-brisect >/dev/null; then
   peers="git-pisect / git-brisect installed but not driven by this script"

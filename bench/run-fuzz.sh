@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(jobfile submit_bisect agent_stream grpc_services)
+[ ${#targets[@]} -gt 0 ] || targets=(jobfile submit_bisect agent_stream grpc_services small_inflate)
 build=$(realpath -m "${FARM_FUZZ_BUILD:-build-fuzz}")
 jobs=${FARM_FUZZ_JOBS:-2}
 

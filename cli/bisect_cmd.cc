@@ -21,6 +21,7 @@
 #include "cli/exit_codes.h"
 #include "cli/render.h"
 #include "common/git/git.h"
+#include "common/log/log.h"
 #include "common/status_macros.h"
 
 namespace farm {
@@ -160,12 +161,14 @@ int RunLocalBisect(BisectFlags& f) {
   absl::StatusOr<std::unique_ptr<StateLock>> lock = StateLock::ForBisect(*state_dir);
   if (!lock.ok()) return Fail(lock.status());
   int agents = f.agents > 0 ? f.agents : 1;
+  FARM_LOG(Debug) << "bisect: state locked";
 
   absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
       CoordinatorServer::Start(LocalCoordinatorOptions(*state_dir), "127.0.0.1:0");
   if (!server.ok()) return Fail(server.status(), kExitFailed);
   (*lock)->Publish((*server)->address());
   FarmClient client((*server)->address(), nullptr);
+  FARM_LOG(Debug) << "bisect: coordinator up";
   absl::Status ended = EndInterruptedJobs(client);
   if (!ended.ok()) return Fail(ended, kExitFailed);
 
@@ -287,7 +290,9 @@ int RunLocalBisect(BisectFlags& f) {
                   kExitFailed);
     }
   }
+  FARM_LOG(Debug) << "bisect: " << ready_at_start << " agents connected";
   absl::StatusOr<v1::SubmitBisectResponse> resp = client.Submit(*spec);
+  FARM_LOG(Debug) << "bisect: submitted";
   if (!resp.ok()) {
     stop_all();
     return Fail(resp.status());
@@ -309,7 +314,9 @@ int RunLocalBisect(BisectFlags& f) {
     view.Show(shown);
   };
   absl::StatusOr<v1::JobStatus> final = client.WatchUntilDone(job_id, callbacks);
+  FARM_LOG(Debug) << "bisect: job ended";
   stop_all();
+  FARM_LOG(Debug) << "bisect: agents stopped";
   if (!final.ok()) return Fail(final.status(), kExitFailed);
   std::string log_file =
       f.log_file.empty() ? absl::StrCat(*state_dir, "/bisect-", job_id, ".log") : f.log_file;

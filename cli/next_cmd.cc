@@ -187,6 +187,11 @@ int RunNext(const NextFlags& f) {
                    ? "commit-graph file"
                    : absl::StrCat("commit-graph file + ", load_info.commits_from_objects,
                                   " commits from objects");
+    } else if (load_info.commits_from_pack_scan > 0) {
+      source = absl::StrCat("no commit-graph file: ", load_info.commits_from_pack_scan,
+                            " commits from a pass over the packs, ",
+                            load_info.commits_from_objects - load_info.commits_from_pack_scan,
+                            " read by id");
     }
     std::fprintf(stderr,
                  "timing: resolve %.1f ms, load %.1f ms (%zu commits, %zu merges, %s), ancestry "

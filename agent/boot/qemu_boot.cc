@@ -6,6 +6,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -168,6 +169,16 @@ std::string BootResult::Summary() const {
   return s;
 }
 
+std::string DefaultFirmware() {
+  static const std::string* const firmware = [] {
+    for (const char* path : {"/usr/share/qemu/qboot.rom", "/usr/local/share/qemu/qboot.rom"}) {
+      if (access(path, R_OK) == 0) return new std::string(path);
+    }
+    return new std::string();
+  }();
+  return *firmware;
+}
+
 std::vector<std::string> QemuCommand(const BootRequest& req, std::string_view accel,
                                      std::string_view kernel) {
   const v1::BootSpec& spec = req.spec;
@@ -178,6 +189,9 @@ std::vector<std::string> QemuCommand(const BootRequest& req, std::string_view ac
     argv.push_back("-cpu");
     argv.push_back("host");
   }
+  const bool own_bios = std::find(spec.qemu_args().begin(), spec.qemu_args().end(), "-bios") !=
+                        spec.qemu_args().end();
+  if (!req.firmware.empty() && !own_bios) argv.insert(argv.end(), {"-bios", req.firmware});
   argv.insert(argv.end(), {"-m", absl::StrCat(spec.memory_mb() ? spec.memory_mb() : 512), "-smp",
                            absl::StrCat(spec.cpus() ? spec.cpus() : 1), "-serial", "stdio",
                            "-kernel", kernel.empty() ? req.kernel : std::string(kernel)});
@@ -186,6 +200,7 @@ std::vector<std::string> QemuCommand(const BootRequest& req, std::string_view ac
   if (!req.initramfs.empty()) {
     argv.insert(argv.end(), {"-initrd", req.initramfs});
     absl::StrAppend(&cmdline, " ", text::Av(kInitCmdline));
+    if (accel == "tcg" && spec.cpus() <= 1) absl::StrAppend(&cmdline, " ", text::Av(kTcgUpCmdline));
   }
   argv.insert(argv.end(), {"-append", cmdline});
   if (!spec.disk_image().empty()) {

@@ -263,6 +263,7 @@ bool Agent::Send(const v1::AgentMessage& msg) {
 void Agent::OnMessage(const v1::CoordinatorMessage& msg) {
   switch (msg.kind_case()) {
     case v1::CoordinatorMessage::kAssign: {
+      FARM_LOG(Debug) << options_.agent_id << ": assign " << msg.assign().task_id() << " received";
       StartTask(msg.assign());
       // A refused Assign's result (drained, no host kernel, no slot) goes out now, not with the
       // next connection: the coordinator would otherwise show the task running until its lease.
@@ -275,6 +276,7 @@ void Agent::OnMessage(const v1::CoordinatorMessage& msg) {
       break;
     }
     case v1::CoordinatorMessage::kCancel: {
+      FARM_LOG(Debug) << options_.agent_id << ": cancel " << msg.cancel().task_id() << " received";
       bool known = false;
       {
         absl::MutexLock lock(&mu_);
@@ -505,6 +507,7 @@ void Agent::TaskThread(Running* r) {
     idle_since_ = absl::Now();
   }
   if (!result) return;
+  FARM_LOG(Debug) << options_.agent_id << ": result of " << id << " sent";
   if (Send(m) && kexec_task) kexec_->Delivered();
 }
 

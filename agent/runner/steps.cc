@@ -9,6 +9,7 @@
 #include "agent/boot/initramfs.h"
 #include "agent/boot/qemu_boot.h"
 #include "agent/build/kernel_build.h"
+#include "common/log/log.h"
 #include "common/subprocess/subprocess.h"
 #include "common/verdict.h"
 
@@ -49,12 +50,14 @@ absl::StatusOr<SubprocessResult> RunCommand(const char* name, std::vector<std::s
   opts.on_output = std::move(on_output);
   opts.container = task.control->container();
   absl::Time start = absl::Now();
+  FARM_LOG(Debug) << "task " << task.task->task_id() << ": " << name << " starts";
   absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(std::move(opts));
   if (!p.ok()) return p.status();
   task.control->SetCurrent(p->get());
   SubprocessResult r = (*p)->Wait();
   task.control->SetCurrent(nullptr);
   *took = absl::Now() - start;
+  FARM_LOG(Debug) << "task " << task.task->task_id() << ": " << name << " ended";
   task.out->Write(absl::StrFormat("farm: %s: %s (%.2fs)\n", name, r.Describe(), Secs(*took)));
   if (!r.outlived.empty()) {
     task.out->Write(absl::StrCat(
@@ -105,8 +108,11 @@ class CheckoutStep : public Step {
       }
     }
     absl::StatusOr<CheckoutResult> co =
-        task.workspace->Checkout(task.slot, t.repo(), t.commit(), a.pristine);
+        task.workspace->Checkout(task.slot, t.repo(), t.commit(), a.pristine,
+                                 [control = task.control] { return control->cancelled(); });
     a.checkout = absl::Now() - t0;
+    FARM_LOG(Debug) << "task " << t.task_id() << ": checkout took " << a.checkout;
+    if (absl::IsCancelled(co.status())) return StepOutcome::Cancelled();
     if (!co.ok()) {
       std::string detail =
           absl::StrCat("checkout of ", t.commit(), " failed: ", co.status().message());

@@ -576,6 +576,56 @@ absl::Status WriteBlob(git_repository* repo, const git_oid& id, git_filemode_t m
   return absl::OkStatus();
 }
 
+// A seed of commit `seeding` was cut short in the worktree at `src` (its files are whole, each
+// `seeding`'s blob): removes every file `seeding` and `target` do not share (changed, added or
+// deleted between them), and the directories that leaves empty, so that resuming the seed for
+// `target` may keep every file it finds of the right size.
+absl::Status ForgetSeedChanges(git_repository* repo, const std::string& src,
+                               const std::string& seeding, const git_oid& target) {
+  git_oid from_oid;
+  if (git_oid_fromstr(&from_oid, seeding.c_str()) < 0) {
+    git_error_clear();
+    return absl::InvalidArgumentError("bad seed marker");
+  }
+  git_commit* raw = nullptr;
+  int rc = git_commit_lookup(&raw, repo, &from_oid);
+  if (rc < 0) return GitError(rc, "cannot read the commit a seed was writing");
+  GitCommit from(raw);
+  rc = git_commit_lookup(&raw, repo, &target);
+  if (rc < 0) return GitError(rc, "cannot read the commit to seed");
+  GitCommit to(raw);
+  git_tree* raw_tree = nullptr;
+  rc = git_commit_tree(&raw_tree, from.get());
+  if (rc < 0) return GitError(rc, "cannot read a tree");
+  GitTree from_tree(raw_tree);
+  rc = git_commit_tree(&raw_tree, to.get());
+  if (rc < 0) return GitError(rc, "cannot read a tree");
+  GitTree to_tree(raw_tree);
+  git_diff* raw_diff = nullptr;
+  rc = git_diff_tree_to_tree(&raw_diff, repo, from_tree.get(), to_tree.get(), nullptr);
+  if (rc < 0) return GitError(rc, "cannot compare trees");
+  std::unique_ptr<git_diff, decltype(&git_diff_free)> diff(raw_diff, git_diff_free);
+  std::vector<std::string> dirs;
+  for (size_t i = 0; i < git_diff_num_deltas(diff.get()); ++i) {
+    const git_diff_delta* d = git_diff_get_delta(diff.get(), i);
+    for (const char* rel : {d->old_file.path, d->new_file.path}) {
+      const std::string path = absl::StrCat(src, "/", rel);
+      if (unlink(path.c_str()) != 0 && errno != ENOENT && errno != EISDIR) {
+        return DiskError(absl::StrCat("cannot remove '", path, "'"),
+                         std::error_code(errno, std::generic_category()));
+      }
+      dirs.push_back(fs::path(rel).parent_path().string());
+    }
+  }
+  std::sort(dirs.begin(), dirs.end(), std::greater<>());
+  for (const std::string& dir : dirs) {
+    for (fs::path p = dir; !p.empty(); p = p.parent_path()) {
+      if (rmdir(absl::StrCat(src, "/", p.string()).c_str()) != 0) break;
+    }
+  }
+  return absl::OkStatus();
+}
+
 int WriteTreeEntry(const char* dir, const git_tree_entry* entry, void* payload) {
   auto* w = static_cast<TreeWriter*>(payload);
   if ((*w->cancelled)()) {
@@ -821,7 +871,15 @@ absl::StatusOr<bool> Workspace::SeedWorktree(int slot, const std::string& url,
   git_oid_tostr(hex, sizeof(hex), &resolved.oid);
   bool resume = false;
   if (absl::StatusOr<GitRepository> existing = OpenWorktree(src); existing.ok()) {
-    resume = ConfiguredUrl(existing->get()) == url && ReadSmallFile(marker) == hex;
+    const std::string seeding = ConfiguredUrl(existing->get()) == url ? ReadSmallFile(marker) : "";
+    resume = seeding == hex;
+    if (!resume && !seeding.empty() && SetAlternates(src, resolved.source_path + "/objects").ok() &&
+        ForgetSeedChanges(existing->get(), src, seeding, resolved.oid).ok()) {
+      // Another commit's seed, cut short: what it wrote that this commit has unchanged stays.
+      std::ofstream out(marker, std::ios::trunc);
+      out << hex;
+      resume = static_cast<bool>(out.flush());
+    }
   } else {
     git_error_clear();
   }
@@ -863,7 +921,8 @@ absl::StatusOr<bool> Workspace::SeedWorktree(int slot, const std::string& url,
 }
 
 absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& url,
-                                                   const std::string& sha, bool pristine) {
+                                                   const std::string& sha, bool pristine,
+                                                   const std::function<bool()>& cancelled) {
   const absl::Time start = absl::Now();
   if (slot < 0) return absl::InvalidArgumentError(absl::StrCat("bad workspace slot ", slot));
   const std::string src = worktree_path(slot);
@@ -889,11 +948,15 @@ absl::StatusOr<CheckoutResult> Workspace::Checkout(int slot, const std::string& 
     }
   }
   const bool recreated = !sound;
-  if (recreated) {
-    FARM_RETURN_IF_ERROR(CreateWorktree(src, url));
-    // Build outputs of another project would only confuse the next build.
-    if (other_url) FARM_RETURN_IF_ERROR(EmptyDirectory(build));
-  }
+  // Build outputs of another project would only confuse the next build.
+  if (recreated && other_url) FARM_RETURN_IF_ERROR(EmptyDirectory(build));
+  // A whole tree to write: the seed's writer stops between files when the task is cancelled.
+  // Should it fail otherwise (a damaged mirror, ...), libgit2's checkout below starts afresh and
+  // says what is wrong, or repairs the mirror.
+  absl::Status seeded = recreated && cancelled ? SeedWorktree(slot, url, sha, cancelled).status()
+                                               : absl::UnknownError("not seeded");
+  if (absl::IsCancelled(seeded)) return seeded;
+  if (recreated && !seeded.ok()) FARM_RETURN_IF_ERROR(CreateWorktree(src, url));
   FARM_RETURN_IF_ERROR(SetAlternates(src, objects_dir));
   // A checkout that died (agent killed) may have left the index locked; the slot is ours.
   std::error_code ec;

@@ -59,8 +59,14 @@ class Workspace {
   // prepared like the superproject's (mirrored, or used in place when local) from the url in
   // .gitmodules, resolved relative to `url` as git does (ResolveSubmoduleUrl). Errors there
   // name the submodule.
+  // With `cancelled`, a slot whose worktree holds no commit yet (a task's first checkout, or one
+  // cut short) is written as SeedWorktree does, asking `cancelled` between files: CANCELLED when
+  // it said so, and the next Checkout or SeedWorktree of any commit keeps the files written that
+  // its commit has unchanged. (A whole tree can take seconds; a cancelled task frees its slot at
+  // once instead of finishing it.)
   absl::StatusOr<CheckoutResult> Checkout(int slot, const std::string& url, const std::string& sha,
-                                          bool pristine);
+                                          bool pristine,
+                                          const std::function<bool()>& cancelled = nullptr);
 
   // Makes sure commit `sha` of `url` exists where Checkout looks for it, when it is the revert of
   // `culprit` on top of `head` that a verification asked for (Assign.revert_culprit/revert_head):
@@ -82,8 +88,9 @@ class Workspace {
   // `cancelled` between files; submodules are left to Checkout. Every file is the slot's own:
   // nothing is shared with another worktree. Returns whether it wrote a tree.
   // Errors: CANCELLED when `cancelled` said so (the partial worktree is resumed by the next
-  // SeedWorktree of the same commit, keeping the files written, or recreated by the next
-  // Checkout); otherwise as Checkout.
+  // SeedWorktree, or Checkout with `cancelled`, of any commit: the files written that this commit
+  // has unchanged are kept, the others removed; a Checkout without `cancelled` recreates it);
+  // otherwise as Checkout.
   absl::StatusOr<bool> SeedWorktree(int slot, const std::string& url, const std::string& sha,
                                     const std::function<bool()>& cancelled);
 

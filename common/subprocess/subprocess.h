@@ -58,7 +58,7 @@ struct SubprocessResult {
 
 // Whether a Subprocess::Start error is the program's own fault (it does not exist, is not
 // executable, its #! interpreter is missing, its arguments are too long), as opposed to the
-// machine's (a working directory missing, fork or pipe failing).
+// machine's (a working directory missing, clone or pipe failing).
 bool IsProgramError(const absl::Status& status);
 
 // One child process (the leader of its own process group) and everything it starts in that group.
@@ -81,7 +81,7 @@ class Subprocess {
   //   FAILED_PRECONDITION the file is in no executable format even for /bin/sh. (A file that
   //                     execve refuses with ENOEXEC, i.e. a script without a #! line, is run by
   //                     /bin/sh, as execvp and `git bisect run` do.)
-  //   INTERNAL          pipe/fork failures.
+  //   INTERNAL          pipe/clone failures.
   // IsProgramError tells the errors that concern the program itself from the others.
   static absl::StatusOr<std::unique_ptr<Subprocess>> Start(SubprocessOptions opts);
 

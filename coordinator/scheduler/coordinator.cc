@@ -69,13 +69,15 @@ Coordinator::~Coordinator() {
 
 absl::StatusOr<v1::JobStatus> Coordinator::SubmitBisect(v1::BisectSpec spec) {
   // Intake: nothing here holds the lock, so a large graph does not stall the farm.
+  const RevisionNames names{spec.bad(), {spec.good().begin(), spec.good().end()}};
   FARM_ASSIGN_OR_RETURN(
       spec, ResolveSpec(std::move(spec), repo_cache_, options_.default_timeout_seconds));
   Job job;
   job.spec = std::move(spec);
   job.created_unix = absl::ToUnixSeconds(Now());
   job.started = Now();
-  FARM_ASSIGN_OR_RETURN(LoadedJob loaded, LoadJob(job.spec, repo_cache_));
+  // The graph's load says whether the goods are ancestors of bad: no separate history walk.
+  FARM_ASSIGN_OR_RETURN(LoadedJob loaded, LoadJob(job.spec, repo_cache_, &names));
   AttachLoaded(std::move(loaded), job);
 
   const absl::Time arrived = Now();

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/log/log.h"
 #include "common/spec/spec.h"
 #include "coordinator/engine/report_text.h"
 #include "coordinator/scheduler/coordinator.h"
@@ -283,6 +284,8 @@ bool Coordinator::DealOneLocked(Job& job, FreeSlots& free, size_t share) {
         if (auto t = tasks_.find(tid); t != tasks_.end()) in_flight.push_back(t->second.commit);
       }
       job.plan = job.engine->Plan(want, in_flight);
+      FARM_LOG(Debug) << "job " << job.id << " planned " << job.plan.size() << " of " << want
+                      << " around " << in_flight.size() << " running";
       if (job.plan.size() > want) job.plan.resize(want);
       job.plan_exhausted = job.plan.size() < want;
       if (job.plan.empty()) return false;
@@ -375,6 +378,7 @@ void Coordinator::StartTaskLocked(Job& job, CommitId commit, Session& session) {
     a->set_revert_head(OidHex(revert->head));
   }
   session.channel->Send(msg);
+  FARM_LOG(Debug) << "assign " << id << " (" << ShortSha(a->commit()) << ") to " << t.agent_id;
   metrics_.Assigned(Now());
   EmitLocked(job, absl::StrCat("testing ", ShortSha(ProbeHex(job, commit)), " on ", t.agent_id));
 }

@@ -47,8 +47,6 @@ absl::StatusOr<v1::BisectSpec> ResolveSpec(v1::BisectSpec spec, RepoCache& cache
   std::string bad_name = spec.bad();
   FARM_ASSIGN_OR_RETURN(std::string bad, resolve(spec.bad(), "bad"));
   spec.set_bad(bad);
-  git_oid bad_oid;
-  git_oid_fromstr(&bad_oid, bad.c_str());
   for (int i = 0; i < spec.good_size(); ++i) {
     std::string good_name = spec.good(i);
     FARM_ASSIGN_OR_RETURN(std::string good, resolve(good_name, "good"));
@@ -56,25 +54,6 @@ absl::StatusOr<v1::BisectSpec> ResolveSpec(v1::BisectSpec spec, RepoCache& cache
       return absl::InvalidArgumentError(
           absl::StrCat("good revision '", good_name, "' and bad revision '", bad_name,
                        "' are the same commit ", ShortSha(bad), ": there is nothing to bisect"));
-    }
-    git_oid good_oid;
-    git_oid_fromstr(&good_oid, good.c_str());
-    FARM_ASSIGN_OR_RETURN(bool ancestor, IsAncestor(repo.get(), good_oid, bad_oid));
-    if (!ancestor) {
-      FARM_ASSIGN_OR_RETURN(bool reversed, IsAncestor(repo.get(), bad_oid, good_oid));
-      if (reversed) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("good commit ", good_name, " (", ShortSha(good),
-                         ") is not an ancestor of bad commit ", bad_name, " (", ShortSha(bad),
-                         "), it is a descendant: did you swap them? "
-                         "(use --good/--bad, or --term-old/--term-new when looking for a fix)"));
-      }
-      return absl::InvalidArgumentError(
-          absl::StrCat("good commit ", good_name, " (", ShortSha(good),
-                       ") is not an ancestor of bad commit ", bad_name, " (", ShortSha(bad),
-                       "): they are on diverging branches; give a good commit "
-                       "that bad contains, for example their merge base (git merge-base ",
-                       good_name, " ", bad_name, "), or check that they are not swapped"));
     }
     spec.set_good(i, good);
   }
@@ -92,6 +71,37 @@ absl::StatusOr<v1::BisectSpec> ResolveSpec(v1::BisectSpec spec, RepoCache& cache
 }
 
 namespace {
+
+// Every good commit must be an ancestor of bad. The graph's load usually tells at no cost (`info`);
+// otherwise, and to say what is wrong, libgit2 walks the history.
+absl::Status CheckGoodsAreAncestors(git_repository* repo, const v1::BisectSpec& spec,
+                                    const git_oid& bad_oid, const std::vector<git_oid>& goods,
+                                    const GraphLoadInfo& info, const RevisionNames& names) {
+  const std::string& bad = spec.bad();
+  const std::string& bad_name = names.bad.empty() ? bad : names.bad;
+  for (size_t i = 0; i < goods.size(); ++i) {
+    if (info.good_is_ancestor.size() == goods.size() && info.good_is_ancestor[i]) continue;
+    const std::string& good = spec.good(static_cast<int>(i));
+    const std::string& good_name = i < names.good.size() ? names.good[i] : good;
+    FARM_ASSIGN_OR_RETURN(bool ancestor, IsAncestor(repo, goods[i], bad_oid));
+    if (ancestor) continue;
+    FARM_ASSIGN_OR_RETURN(bool reversed, IsAncestor(repo, bad_oid, goods[i]));
+    if (reversed) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("good commit ", good_name, " (", ShortSha(good),
+                       ") is not an ancestor of bad commit ", bad_name, " (", ShortSha(bad),
+                       "), it is a descendant: did you swap them? "
+                       "(use --good/--bad, or --term-old/--term-new when looking for a fix)"));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("good commit ", good_name, " (", ShortSha(good),
+                     ") is not an ancestor of bad commit ", bad_name, " (", ShortSha(bad),
+                     "): they are on diverging branches; give a good commit "
+                     "that bad contains, for example their merge base (git merge-base ",
+                     good_name, " ", bad_name, "), or check that they are not swapped"));
+  }
+  return absl::OkStatus();
+}
 
 // The recipe, and the host kernel when the job has one: a verdict under one host kernel says
 // nothing about another (without one, the digest is the recipe's alone, as before).
@@ -114,7 +124,8 @@ std::string RecipeDigest(const v1::BisectSpec& spec) {
 
 }  // namespace
 
-absl::StatusOr<LoadedJob> LoadJob(const v1::BisectSpec& spec, RepoCache& cache) {
+absl::StatusOr<LoadedJob> LoadJob(const v1::BisectSpec& spec, RepoCache& cache,
+                                  const RevisionNames* check_ancestry) {
   LoadedJob job;
   FARM_ASSIGN_OR_RETURN(std::string git_dir, cache.Prepare(spec.repo(), spec.bad()));
   FARM_ASSIGN_OR_RETURN(job.repo, OpenRepository(git_dir));
@@ -124,8 +135,14 @@ absl::StatusOr<LoadedJob> LoadJob(const v1::BisectSpec& spec, RepoCache& cache) 
     FARM_ASSIGN_OR_RETURN(git_oid oid, ResolveCommit(job.repo.get(), g));
     goods.push_back(oid);
   }
+  GraphLoadInfo info;
   FARM_ASSIGN_OR_RETURN(job.graph,
-                        CommitGraph::Load(job.repo.get(), bad, goods, spec.first_parent()));
+                        CommitGraph::Load(job.repo.get(), bad, goods, spec.first_parent(),
+                                          GraphLoadOptions(), &info));
+  if (check_ancestry != nullptr) {
+    FARM_RETURN_IF_ERROR(
+        CheckGoodsAreAncestors(job.repo.get(), spec, bad, goods, info, *check_ancestry));
+  }
   if (job.graph->size() == 0) {
     return absl::InvalidArgumentError("the range good..bad is empty: nothing to bisect");
   }

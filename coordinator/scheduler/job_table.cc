@@ -140,6 +140,8 @@ void Coordinator::PersistJobLocked(Job& job) {
 }
 
 void Coordinator::OnResultLocked(Session& session, const v1::TaskResult& result) {
+  FARM_LOG(Debug) << "result of " << result.task_id() << " from " << session.hello.agent_id()
+                  << (result.cancelled() ? " (cancelled)" : "");
   session.tasks.erase(result.task_id());
   agents_.RefreshFree(session);
   if (IsHealthCheckTask(result.task_id())) {

@@ -1051,6 +1051,38 @@ TEST(QemuCommandTest, DiskIsCopyOnWriteAndShareIs9p) {
   EXPECT_THAT(argv, Not(::testing::Contains("-initrd")));
 }
 
+TEST(QemuCommandTest, OneCpuTcgBootOfTheFarmsInitKeepsLockPrefixes) {
+  BootRequest req;
+  req.kernel = "/k";
+  req.initramfs = "/w/initramfs.cpio";
+  auto append = [&](std::string_view accel) {
+    std::vector<std::string> argv = QemuCommand(req, accel);
+    auto it = std::find(argv.begin(), argv.end(), "-append");
+    return it == argv.end() || it + 1 == argv.end() ? std::string() : *(it + 1);
+  };
+  EXPECT_THAT(append("tcg"), HasSubstr(std::string(kTcgUpCmdline)));
+  EXPECT_THAT(append("kvm"), Not(HasSubstr(std::string(kTcgUpCmdline))));
+  req.spec.set_cpus(2);  // no UP patching to avoid
+  EXPECT_THAT(append("tcg"), Not(HasSubstr(std::string(kTcgUpCmdline))));
+}
+
+TEST(QemuCommandTest, FirmwareIsQbootUnlessTheJobNamesItsOwn) {
+  BootRequest req;
+  req.kernel = "/k";
+  req.firmware = "/fw/qboot.rom";
+  EXPECT_TRUE(HasArgs(QemuCommand(req, "tcg"), "-bios", "/fw/qboot.rom"));
+  // The job's -bios (e.g. SeaBIOS's bios-256k.bin) is the only one.
+  req.spec.add_qemu_args("-bios");
+  req.spec.add_qemu_args("bios-256k.bin");
+  std::vector<std::string> argv = QemuCommand(req, "tcg");
+  EXPECT_EQ(std::count(argv.begin(), argv.end(), "-bios"), 1) << absl::StrJoin(argv, " ");
+  EXPECT_TRUE(HasArgs(argv, "-bios", "bios-256k.bin"));
+  // Not installed: qemu's own firmware.
+  req.spec.clear_qemu_args();
+  req.firmware.clear();
+  EXPECT_THAT(QemuCommand(req, "tcg"), Not(::testing::Contains("-bios")));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Modules
 

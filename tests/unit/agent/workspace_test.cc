@@ -533,6 +533,36 @@ TEST_F(SeedTest, ACancelledSeedIsResumedKeepingWhatItWrote) {
   ExpectHolds(0, a_);
 }
 
+// A task's first checkout writes a whole tree (seconds for a large one): cancelled, it stops
+// between files, so the agent's slot is free at once. The next task's checkout, of another
+// commit, resumes it: the files the two commits share stay as written, nothing else of the first
+// commit is left.
+TEST_F(SeedTest, ACancelledFirstCheckoutStopsAndTheNextOneResumesIt) {
+  int asked = 0;
+  auto r = ws_->Checkout(0, repo_->path(), a_, false, [&asked] { return ++asked > 4; });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled) << r.status();
+  EXPECT_EQ(asked, 5);
+  EXPECT_FALSE(ws_->HasWorktree(0, repo_->path()));
+  const std::string src = ws_->worktree_path(0);
+  ASSERT_TRUE(fs::exists(src + "/dir/only.txt"));  // written before the cancel (tree order)
+  ASSERT_EQ(ReadFile(src + "/change.txt"), "version A\n");
+  const std::string shared = src + "/.gitignore";  // the same in A and B
+  SetOldMtime(shared);
+  r = ws_->Checkout(0, repo_->path(), b_, false, [] { return false; });
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectHolds(0, b_);  // change.txt of B, no dir/only.txt
+  EXPECT_EQ(Mtime(shared), kOldTime) << "a file both commits have was written again";
+  EXPECT_FALSE(fs::exists(src + "/dir"));
+  // And the seed of a third commit over a cut-short second one.
+  asked = 0;
+  ASSERT_EQ(
+      ws_->Checkout(1, repo_->path(), c_, false, [&asked] { return ++asked > 6; }).status().code(),
+      absl::StatusCode::kCancelled);
+  r = ws_->Checkout(1, repo_->path(), a_, false, [] { return false; });
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectHolds(1, a_);
+}
+
 TEST_F(SeedTest, UnknownCommitSaysWhichRepository) {
   absl::StatusOr<bool> seeded =
       ws_->SeedWorktree(0, repo_->path(), "no-such-branch", [] { return false; });

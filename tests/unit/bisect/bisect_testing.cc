@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 namespace farm::bisect_testing {
@@ -262,6 +263,22 @@ absl::StatusOr<std::vector<std::string>> CreateRepository(const std::string& dir
   std::remove(stream_path.c_str());
   std::remove(marks_path.c_str());
   return shas;
+}
+
+std::string GraphDifference(const CommitGraph& a, const CommitGraph& b) {
+  if (a.size() != b.size()) return absl::StrCat("sizes differ: ", a.size(), " vs ", b.size());
+  for (CommitId id = 0; id < a.size(); ++id) {
+    std::optional<CommitId> same = b.Find(a.oid(id));
+    if (!same.has_value()) return absl::StrCat(a.Hex(id), " is only in the first");
+    std::vector<std::string> pa, pb;
+    for (CommitId p : a.parents(id)) pa.push_back(a.Hex(p));
+    for (CommitId p : b.parents(*same)) pb.push_back(b.Hex(p));
+    if (pa != pb) {
+      return absl::StrCat(a.Hex(id), "'s parents differ: ", absl::StrJoin(pa, ","), " vs ",
+                          absl::StrJoin(pb, ","));
+    }
+  }
+  return "";
 }
 
 git_oid OidFromHex(absl::string_view hex) {

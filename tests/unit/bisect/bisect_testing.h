@@ -71,6 +71,10 @@ bool GitAvailable();
 // main. Returns the 40-hex sha of each commit.
 absl::StatusOr<std::vector<std::string>> CreateRepository(const std::string& dir, const Dag& dag);
 
+// Empty when `a` and `b` hold the same commits with the same parents (in order), however
+// numbered; else the first difference found, for a test's failure message.
+std::string GraphDifference(const CommitGraph& a, const CommitGraph& b);
+
 // A git_oid from a 40-hex sha (aborts the test binary on a malformed one).
 git_oid OidFromHex(absl::string_view hex);
 

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "cli/matrix_cells.h"
 #include "common/spec/spec.h"
 #include "coordinator/clock/clock.h"
@@ -575,6 +576,34 @@ TEST_F(CoordinatorTest, BadSubmissionsAreRejectedAndNotStored) {
   auto jobs = (*c)->ListJobs(10);
   ASSERT_TRUE(jobs.ok());
   EXPECT_TRUE(jobs->empty());
+}
+
+// Whether the goods are ancestors of bad comes from loading the graph (no walk of its own): a good
+// on another branch is still refused, in the names the user gave; a good hidden behind another
+// good (not on the range's boundary, so the load cannot tell) is still accepted.
+TEST_F(CoordinatorTest, GoodsThatAreNotAncestorsOfBadAreRefusedByName) {
+  auto c = Coordinator::Create(Options());
+  ASSERT_TRUE(c.ok());
+  const std::string git = absl::StrCat("git -C ", Quote(repo_.path), " ");
+  farm::testing::CommandResult side =
+      Sh(git + "commit-tree -p " + repo_.root + " -m side " + repo_.root + "^{tree}");
+  ASSERT_EQ(side.exit_code, 0) << side.output;
+  const std::string side_sha(absl::StripTrailingAsciiWhitespace(side.output));
+  ASSERT_EQ(Sh(git + "update-ref refs/heads/side " + side_sha).exit_code, 0);
+  v1::BisectSpec s = Spec();
+  s.set_good(0, "side");
+  auto r = (*c)->SubmitBisect(s);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "good commit side ("));
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "diverging branches")) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "git merge-base side ")) << r.status();
+
+  farm::testing::CommandResult mid = Sh(git + "rev-list --first-parent --skip 3 -1 " + repo_.bad);
+  ASSERT_EQ(mid.exit_code, 0) << mid.output;
+  s = Spec();
+  s.add_good(std::string(absl::StripTrailingAsciiWhitespace(mid.output)));  // root is behind it
+  r = (*c)->SubmitBisect(s);
+  EXPECT_TRUE(r.ok()) << r.status();
 }
 
 // Only the agent a task was given to may report it: a result from another agent counts nothing,
