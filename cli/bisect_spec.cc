@@ -14,6 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "agent/build/config_flag.h"
+#include "cli/host_revisions.h"
 #include "cli/matrix_cells.h"
 #include "common/jobfile/jobfile.h"
 #include "common/spec/spec.h"
@@ -152,10 +154,20 @@ void AddBisectFlags(CLI::App* cmd, BisectFlags& f) {
 
 void AddHostGuestFlags(CLI::App* cmd, BisectFlags& f) {
   cmd->add_option("--host-kernels", f.host_kernels,
-                  f.matrix ? "prebuilt host kernel images: each cell's agent kexecs into its host"
+                  f.matrix ? "prebuilt host kernel images, or with --host-repo revisions built "
+                             "with --kernel --config: each cell's agent kexecs into its host"
                            : "two-dimensional bisect: prebuilt host kernel images, oldest (good) "
                              "first; with --guest-kernels")
       ->take_all();
+  cmd->add_option("--host-repo", f.host_repo,
+                  f.matrix ? "host kernels are revisions of this kernel repository (--host-kernels "
+                             "REV...), built by the kexec agents with --kernel --config"
+                           : "two-dimensional bisect over host kernels built from this kernel "
+                             "repository (--host-good/--host-bad, with --kernel --config)");
+  if (!f.matrix) {
+    cmd->add_option("--host-good", f.host_good, "with --host-repo: the good (older) host revision");
+    cmd->add_option("--host-bad", f.host_bad, "with --host-repo: the bad (newer) host revision");
+  }
   cmd->add_option("--guest-kernels", f.guest_kernels,
                   f.matrix ? "prebuilt guest kernel images booted on each host (none: host-only)"
                            : "two-dimensional bisect: prebuilt guest kernel images, oldest (good) "
@@ -193,22 +205,72 @@ std::string CacheRepoDir(const std::string& kind,
   return absl::StrFormat("%s/farm/%s/%016x.git", base, kind, std::hash<std::string>{}(key));
 }
 
+// The host kernels of a host x guest job: prebuilt images (--host-kernels FILE...), or
+// revisions of --host-repo built with the --kernel --config recipe (--host-kernels REV... on farm
+// matrix, --host-good..--host-bad on farm bisect).
+absl::StatusOr<std::vector<v1::HostKernel>> HostKernelsOf(const BisectFlags& f) {
+  if (f.host_repo.empty()) return PrebuiltHostKernels(f.host_kernels);
+  if (!f.kernel.kernel || f.kernel.config.empty()) {
+    return absl::InvalidArgumentError(
+        "--host-repo builds each host kernel from source: add --kernel --config CONFIG (e.g. "
+        "--config defconfig+kvm_guest), the recipe the kexec agents build it with");
+  }
+  v1::KernelBuild build;
+  FARM_RETURN_IF_ERROR(ParseKernelConfigFlag(f.kernel.config, &build));
+  build.set_modules(f.kernel.modules);
+  build.set_ccache_remote_storage(f.kernel.ccache_remote);
+  build.set_jobs(f.kernel.jobs);
+  if (f.matrix) {
+    if (f.host_kernels.empty()) {
+      return absl::InvalidArgumentError(
+          "farm matrix --host-repo needs --host-kernels REV...: the host revisions to build");
+    }
+    return HostKernelsAtRevisions(f.host_repo, f.host_kernels, build);
+  }
+  if (!f.host_kernels.empty()) {
+    return absl::InvalidArgumentError(
+        "give the host kernels as --host-kernels IMAGE... or as --host-repo REPO --host-good G "
+        "--host-bad B, not both");
+  }
+  if (f.host_good.empty() || f.host_bad.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--host-repo needs --host-good and --host-bad: the host range to bisect (missing ",
+        f.host_good.empty() ? "--host-good" : "--host-bad", ")"));
+  }
+  return HostKernelsInRange(f.host_repo, f.host_good, f.host_bad, build);
+}
+
 // Host x guest jobs: the cells repository replaces --repo/--good/--bad (MatrixSpec says how).
 absl::Status PrepareCells(BisectFlags& f, v1::BisectSpec* spec) {
   const char* what = f.matrix ? "farm matrix" : "a two-dimensional bisect";
-  if (f.host_kernels.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " needs --host-kernels: the prebuilt host kernel images (oldest first)"));
+  const bool from_source = !f.host_repo.empty();
+  if (!from_source && (!f.host_good.empty() || !f.host_bad.empty())) {
+    return absl::InvalidArgumentError(
+        "--host-good/--host-bad are revisions of a kernel repository: add --host-repo REPO");
   }
-  if (!f.matrix && (f.host_kernels.size() < 2 || f.guest_kernels.size() < 2)) {
+  if (f.host_kernels.empty() && !from_source) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what,
+        " needs --host-kernels: the prebuilt host kernel images (oldest first), or --host-repo "
+        "with ",
+        f.matrix ? "--host-kernels REV..." : "--host-good/--host-bad", " and --kernel --config"));
+  }
+  if (!f.matrix && !from_source && f.host_kernels.size() < 2) {
     return absl::InvalidArgumentError(
         "a two-dimensional bisect needs at least two --host-kernels and two --guest-kernels "
         "(oldest, good, first; newest, bad, last); to test every pair use farm matrix");
   }
-  if (!f.good.empty() || !f.bad.empty() || f.kernel.kernel || !f.kernel.kernels.empty()) {
+  if (!f.matrix && f.guest_kernels.size() < 2) {
+    return absl::InvalidArgumentError(
+        "a two-dimensional bisect needs at least two --guest-kernels (prebuilt guest images, "
+        "oldest, good, first; newest, bad, last); to test every pair use farm matrix");
+  }
+  // From source, --kernel --config is the host kernels' recipe.
+  if (!f.good.empty() || !f.bad.empty() || (f.kernel.kernel && !from_source) ||
+      !f.kernel.kernels.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        what, " takes its kernels from --host-kernels and --guest-kernels: drop --good/--bad/",
-        "--kernel/--kernels"));
+        what, " takes its kernels from --host-kernels (or --host-repo) and --guest-kernels: ",
+        "drop --good/--bad/--kernels", from_source ? "" : "/--kernel"));
   }
   if (f.command.empty() && f.kernel.test.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -217,10 +279,13 @@ absl::Status PrepareCells(BisectFlags& f, v1::BisectSpec* spec) {
         "when there are no guests), or a command after -- (run in the cell's worktree, which "
         "holds bzImage and host-kernel)"));
   }
+  FARM_ASSIGN_OR_RETURN(std::vector<v1::HostKernel> hosts, HostKernelsOf(f));
+  std::vector<std::string> host_keys;
+  for (const v1::HostKernel& k : hosts) host_keys.push_back(k.key());
   FARM_ASSIGN_OR_RETURN(
       MatrixCells made,
-      MakeMatrixCells(f.host_kernels, f.guest_kernels,
-                      CacheRepoDir("matrix-cells", {&f.host_kernels, &f.guest_kernels})));
+      MakeMatrixCells(hosts, f.guest_kernels,
+                      CacheRepoDir("matrix-cells", {&host_keys, &f.guest_kernels})));
   made.matrix.set_bisect(!f.matrix);
   *spec->mutable_matrix() = std::move(made.matrix);
   f.repo = made.path;
@@ -249,7 +314,8 @@ absl::StatusOr<v1::BisectSpec> BuildSpec(BisectFlags f, bool repo_must_be_local)
     FARM_RETURN_IF_ERROR(CheckSpec(*loaded));
     return *loaded;
   }
-  const bool cells = !f.host_kernels.empty() || !f.guest_kernels.empty() || f.matrix;
+  const bool cells = !f.host_kernels.empty() || !f.guest_kernels.empty() || f.matrix ||
+                     !f.host_repo.empty() || !f.host_good.empty() || !f.host_bad.empty();
   if (cells) FARM_RETURN_IF_ERROR(PrepareCells(f, &spec));
   if (!f.kernel.kernels.empty() && !cells) {
     // Prebuilt images: bisect a repository with one commit per image, made here.
@@ -303,6 +369,7 @@ absl::StatusOr<v1::BisectSpec> BuildSpec(BisectFlags f, bool repo_must_be_local)
       return spec;
     }
     KernelFlags guests = f.kernel;
+    guests.kernel = false;             // with --host-repo, --kernel is the host kernels' recipe
     guests.kernels = f.guest_kernels;  // each cell's worktree holds its guest as bzImage
     FARM_RETURN_IF_ERROR(ApplyKernelFlags(guests, r));
     return spec;

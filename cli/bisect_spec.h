@@ -48,11 +48,15 @@ struct BisectFlags {
   std::vector<std::string> host_kernels;
   std::vector<std::string> guest_kernels;
   bool matrix = false;
+  // Host kernels as revisions of this repository, built with --kernel --config: --host-kernels
+  // then names revisions (farm matrix), or the range is --host-good..--host-bad (farm bisect).
+  std::string host_repo, host_good, host_bad;
 };
 
 // Declares the flags shared by `farm bisect` and `farm submit` on `cmd`, bound to `f`.
 void AddBisectFlags(CLI::App* cmd, BisectFlags& f);
-// --host-kernels and --guest-kernels (part of AddBisectFlags; farm matrix declares them alone).
+// --host-kernels, --guest-kernels and --host-repo (with --host-good/--host-bad on farm bisect)
+// (part of AddBisectFlags; farm matrix declares them alone).
 void AddHostGuestFlags(CLI::App* cmd, BisectFlags& f);
 
 // The job `f` describes, checked as far as the client can, and against the request schema

@@ -33,29 +33,50 @@ absl::StatusOr<std::string> FileSha256(const std::string& path) {
   return hex;
 }
 
+namespace {
+
+absl::Status CheckFiles(const std::string& flag, const std::vector<std::string>& files) {
+  for (const std::string& f : files) {
+    if (!fs::is_regular_file(f)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, ": '", f, "' is not a file: give prebuilt kernel images"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<farm::v1::HostKernel>> PrebuiltHostKernels(
+    const std::vector<std::string>& hosts) {
+  FARM_RETURN_IF_ERROR(CheckFiles("--host-kernels", hosts));
+  std::vector<farm::v1::HostKernel> kernels;
+  for (const std::string& h : hosts) {
+    FARM_ASSIGN_OR_RETURN(std::string key, FileSha256(h));
+    farm::v1::HostKernel& k = kernels.emplace_back();
+    k.set_image(fs::absolute(h).lexically_normal().string());
+    k.set_key(key);
+    k.set_label(fs::path(h).filename().string());
+  }
+  return kernels;
+}
+
 absl::StatusOr<MatrixCells> MakeMatrixCells(const std::vector<std::string>& hosts,
                                             const std::vector<std::string>& guests,
                                             const std::string& dir) {
-  auto check = [](const std::string& flag, const std::vector<std::string>& files) {
-    for (const std::string& f : files) {
-      if (!fs::is_regular_file(f)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(flag, ": '", f, "' is not a file: give prebuilt kernel images"));
-      }
-    }
-    return absl::OkStatus();
-  };
-  FARM_RETURN_IF_ERROR(check("--host-kernels", hosts));
-  FARM_RETURN_IF_ERROR(check("--guest-kernels", guests));
+  FARM_ASSIGN_OR_RETURN(std::vector<farm::v1::HostKernel> kernels, PrebuiltHostKernels(hosts));
+  return MakeMatrixCells(kernels, guests, dir);
+}
+
+absl::StatusOr<MatrixCells> MakeMatrixCells(const std::vector<farm::v1::HostKernel>& hosts,
+                                            const std::vector<std::string>& guests,
+                                            const std::string& dir) {
+  FARM_RETURN_IF_ERROR(CheckFiles("--guest-kernels", guests));
   MatrixCells out;
   std::vector<std::string> host_keys;
-  for (const std::string& h : hosts) {
-    FARM_ASSIGN_OR_RETURN(std::string key, FileSha256(h));
-    farm::v1::HostKernel* k = out.matrix.add_hosts();
-    k->set_image(fs::absolute(h).lexically_normal().string());
-    k->set_key(key);
-    k->set_label(fs::path(h).filename().string());
-    host_keys.push_back(key);
+  for (const farm::v1::HostKernel& k : hosts) {
+    *out.matrix.add_hosts() = k;
+    host_keys.push_back(k.key());
   }
   for (const std::string& g : guests) out.matrix.add_guests(fs::path(g).filename().string());
   std::vector<ChainCommit> commits;

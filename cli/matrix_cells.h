@@ -25,6 +25,16 @@ struct MatrixCells {
 absl::StatusOr<MatrixCells> MakeMatrixCells(const std::vector<std::string>& hosts,
                                             const std::vector<std::string>& guests,
                                             const std::string& dir);
+// The same for host kernels already described (each with its key and label: prebuilt images, or
+// revisions built from source, cli/host_revisions.h); a cell's `host-kernel` file holds the key.
+absl::StatusOr<MatrixCells> MakeMatrixCells(const std::vector<farm::v1::HostKernel>& hosts,
+                                            const std::vector<std::string>& guests,
+                                            const std::string& dir);
+
+// Host kernels from prebuilt images: the image's absolute path, its sha256 as the key, its file
+// name as the label. INVALID_ARGUMENT names a path that is not a readable file.
+absl::StatusOr<std::vector<farm::v1::HostKernel>> PrebuiltHostKernels(
+    const std::vector<std::string>& hosts);
 
 // The SHA-256 of a file's bytes, as hex.
 absl::StatusOr<std::string> FileSha256(const std::string& path);

@@ -81,6 +81,59 @@ absl::Status KexecTask::Write(const v1::KexecJournal& journal) {
 KexecStep KexecTask::Begin(const v1::Assign& assign) {
   v1::KexecJournal journal;
   *journal.mutable_assign() = assign;
+  const v1::HostKernel& kernel = assign.host_kernel();
+  if (!kernel.image().empty() || kernel.commit().empty() || options_.builder == nullptr) {
+    return Stage(std::move(journal));
+  }
+  journal.set_stage(v1::KexecJournal::BUILDING);
+  journal.set_boot_id(machine_->BootId());
+  if (absl::Status st = Write(journal); !st.ok()) {
+    return Report(journal, InfraError(assign.task_id(), std::string(st.message())));
+  }
+  KexecStep step;
+  step.kind = KexecStep::Kind::kBuild;
+  step.assign = assign;
+  return step;
+}
+
+KexecStep KexecTask::Build(const std::function<void(std::string_view)>& on_output,
+                           TaskControl* control) {
+  absl::StatusOr<v1::KexecJournal> read = Read();
+  if (!read.ok()) {
+    KexecStep step;
+    step.result = InfraError("", std::string(read.status().message()));
+    return step;
+  }
+  v1::KexecJournal journal = std::move(*read);
+  const v1::Assign assign = journal.assign();
+  const v1::HostKernel& kernel = assign.host_kernel();
+  if (journal.build_attempts() >= options_.max_attempts) {
+    return Report(
+        journal,
+        InfraError(assign.task_id(),
+                   absl::StrCat("the machine restarted ", journal.build_attempts(),
+                                " times while it built host kernel ", KernelName(kernel))));
+  }
+  journal.set_build_attempts(journal.build_attempts() + 1);
+  if (absl::Status st = Write(journal); !st.ok()) {
+    return Report(journal, InfraError(assign.task_id(), std::string(st.message())));
+  }
+  absl::StatusOr<HostKernelBuild> built = options_.builder->Build(kernel, on_output, control);
+  if (!built.ok()) {
+    return Report(journal, InfraError(assign.task_id(), std::string(built.status().message())));
+  }
+  if (!built->built) {
+    // As a guest kernel that does not build: the revision is untestable, a skip.
+    v1::TaskResult r;
+    r.set_task_id(assign.task_id());
+    r.set_verdict(v1::SKIP);
+    r.set_retried_pristine(built->retried_pristine);
+    r.set_detail(absl::StrCat("host kernel ", KernelName(kernel), " (", kernel.commit(),
+                              ") did not build", built->failure.empty() ? "" : ":\n",
+                              built->failure));
+    return Report(journal, std::move(r));
+  }
+  journal.mutable_assign()->mutable_host_kernel()->set_image(built->image);
   return Stage(std::move(journal));
 }
 
@@ -89,8 +142,8 @@ KexecStep KexecTask::Stage(v1::KexecJournal journal) {
   const v1::HostKernel& kernel = assign.host_kernel();
   if (kernel.image().empty()) {
     return Report(journal, InfraError(assign.task_id(),
-                                      "the task's host kernel has no image (building host kernels "
-                                      "from source is not supported by this agent)"));
+                                      "the task's host kernel has no image, and this agent "
+                                      "builds none from source"));
   }
   absl::StatusOr<std::string> release = BzImageRelease(kernel.image());
   if (!release.ok()) {
@@ -189,6 +242,13 @@ std::optional<KexecStep> KexecTask::Resume() {
   const std::string& task_id = journal.assign().task_id();
   const std::string& expected = journal.expected_release();
   switch (journal.stage()) {
+    case v1::KexecJournal::BUILDING: {
+      // Stopped or power-cycled during the build: build again (incremental, bounded).
+      KexecStep step;
+      step.kind = KexecStep::Kind::kBuild;
+      step.assign = journal.assign();
+      return step;
+    }
     case v1::KexecJournal::STAGING:
     case v1::KexecJournal::STAGED:
       // Stopped or power-cycled before the kexec: stage again (bounded by max_attempts).

@@ -2,7 +2,8 @@
 // the work directory (farm.proto's KexecJournal), so that a kexec, a crash or a power cycle at any
 // step either resumes the task or reports how it ended:
 //
-//   Begin: STAGING -> kexec -s -l -> SWITCHING (with the boot id) -> announce -> Switch
+//   Begin: a host kernel given as a revision: BUILDING -> Build (HostKernelBuilder) ->
+//   STAGING -> kexec -s -l -> SWITCHING (with the boot id) -> announce -> Switch
 //   after the reboot, Resume: the new boot runs the expected release with farm.task=<id>
 //     -> TESTING -> the test -> Finished: REPORTING -> delivered: the journal is removed
 //   a boot that is not the task's kernel (it panicked, hung and was power-cycled, or never
@@ -13,11 +14,14 @@
 #define FARM_AGENT_KEXEC_KEXEC_TASK_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "agent/kexec/host_build.h"
 #include "agent/kexec/host_machine.h"
 #include "farm/v1/farm.pb.h"
 
@@ -34,11 +38,15 @@ struct KexecOptions {
   // empty: default_initrd.
   std::string default_kernel;
   std::string default_kernel_initrd;
+  // Builds host kernels given as revisions (HostKernel.commit); null: prebuilt images only. Not
+  // owned.
+  HostKernelBuilder* builder = nullptr;
 };
 
 // What the agent does next with the task.
 struct KexecStep {
   enum class Kind {
+    kBuild,   // the host kernel is a revision: call Build() (it may take long), then go on
     kRun,     // run `assign` (host_kernel already cleared) here, under the wanted kernel
     kSwitch,  // staged: announce `release` to the coordinator, then call Switch()
     kReport,  // send `result` (and call Delivered() once it is sent)
@@ -59,6 +67,11 @@ class KexecTask {
   // image that is missing, kexec-tools missing or a journal that cannot be written, an
   // infrastructure error.
   KexecStep Begin(const farm::v1::Assign& assign);
+  // After kBuild: builds the journal's host kernel (output to `on_output`, cancelled through
+  // `control`) and stages the image as for a prebuilt one. A revision that does not build is a
+  // verdict (SKIP, "host kernel ... did not build"); a build the agent could not run, an
+  // infrastructure error.
+  KexecStep Build(const std::function<void(std::string_view)>& on_output, TaskControl* control);
   // At start-up: the journal's task and what to do with it; nullopt when there is none.
   std::optional<KexecStep> Resume();
   // Reboots into the staged kernel. Returns only on failure (or after systemd took the job).

@@ -97,6 +97,13 @@ Agent::Agent(AgentOptions options, std::unique_ptr<Workspace> ws,
     ko.default_kernel_initrd = options_.kexec_default_initrd;
     ko.default_initrd = options_.kexec_initrd;
     ko.base_cmdline = options_.kexec_cmdline;
+    // Host kernels given as revisions are built in a slot of their own (the task runners use
+    // slots 0..slots-1), so that the guest kernels' build directory stays incremental.
+    host_builder_ = std::make_unique<kexec::WorkspaceHostKernelBuilder>(
+        workspace_.get(), options_.slots,
+        options_.ccache_dir.empty() ? options_.workdir + "/ccache" : options_.ccache_dir,
+        options_.workdir + "/kexec/images");
+    ko.builder = host_builder_.get();
     kexec_ = std::make_unique<kexec::KexecTask>(machine_.get(), std::move(ko));
   }
 }
@@ -399,9 +406,21 @@ void Agent::ResumeKexecTask() {
   r->thread = std::thread(&Agent::TaskThread, this, r);
 }
 
-std::optional<v1::TaskResult> Agent::KexecTaskSteps(Running* r, const RunFn& run) {
+std::optional<v1::TaskResult> Agent::KexecTaskSteps(Running* r, const RunFn& run,
+                                                    const LogFn& log) {
   const std::string& id = r->assign.task_id();
   kexec::KexecStep step = r->resumed ? *r->resumed : kexec_->Begin(r->assign);
+  if (step.kind == kexec::KexecStep::Kind::kBuild) {
+    FARM_LOG(Info) << "kexec: task " << id << ": building host kernel "
+                   << step.assign.host_kernel().label() << " ("
+                   << step.assign.host_kernel().commit() << ")";
+    v1::AgentMessage m;
+    m.mutable_progress()->set_task_id(id);
+    m.mutable_progress()->set_phase(v1::BUILD);
+    Send(m);
+    step = kexec_->Build(log, &r->control);
+    if (step.result.task_id().empty()) step.result.set_task_id(id);
+  }
   if (step.kind == kexec::KexecStep::Kind::kRun) {
     v1::TaskResult result = run(step.assign);
     result.set_host_kernel_release(machine_->Release());
@@ -452,6 +471,14 @@ std::optional<v1::TaskResult> Agent::KexecTaskSteps(Running* r, const RunFn& run
 void Agent::TaskThread(Running* r) {
   const std::string id = r->assign.task_id();
   uint64_t offset = 0;
+  LogFn log = [&](std::string_view data) {
+    v1::AgentMessage m;
+    m.mutable_log()->set_task_id(id);
+    m.mutable_log()->set_offset(offset);
+    m.mutable_log()->set_data(std::string(data));
+    offset += data.size();
+    Send(m);
+  };
   RunFn run = [&](const v1::Assign& assign) {
     return runner_->Run(
         assign, r->slot, &r->control,
@@ -461,19 +488,11 @@ void Agent::TaskThread(Running* r) {
           m.mutable_progress()->set_phase(phase);
           Send(m);
         },
-        [&](std::string_view data) {
-          v1::AgentMessage m;
-          m.mutable_log()->set_task_id(id);
-          m.mutable_log()->set_offset(offset);
-          m.mutable_log()->set_data(std::string(data));
-          offset += data.size();
-          Send(m);
-        },
-        r->jobs);
+        log, r->jobs);
   };
   const bool kexec_task = kexec_ && (r->resumed || r->assign.has_host_kernel());
   std::optional<v1::TaskResult> result =
-      kexec_task ? KexecTaskSteps(r, run) : std::optional<v1::TaskResult>(run(r->assign));
+      kexec_task ? KexecTaskSteps(r, run, log) : std::optional<v1::TaskResult>(run(r->assign));
   v1::AgentMessage m;
   if (result) *m.mutable_result() = std::move(*result);
   {

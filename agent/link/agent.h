@@ -84,6 +84,7 @@ class Agent {
     std::optional<kexec::KexecStep> resumed;  // a host-kernel task found in the journal
   };
   using RunFn = std::function<farm::v1::TaskResult(const farm::v1::Assign&)>;
+  using LogFn = std::function<void(std::string_view)>;
   using Stream = grpc::ClientReaderWriter<farm::v1::AgentMessage, farm::v1::CoordinatorMessage>;
 
   Agent(AgentOptions options, std::unique_ptr<Workspace> ws,
@@ -96,7 +97,8 @@ class Agent {
   void TaskThread(Running* r);
   // A task with a host kernel (or resumed from the kexec journal): stage, announce, reboot, or
   // run it here. nullopt when the machine is rebooting (no result: the next boot reports).
-  std::optional<farm::v1::TaskResult> KexecTaskSteps(Running* r, const RunFn& run);
+  std::optional<farm::v1::TaskResult> KexecTaskSteps(Running* r, const RunFn& run,
+                                                     const LogFn& log);
   // Finds the task the kexec journal holds (after a reboot) and starts it again.
   void ResumeKexecTask();
   // Called by the heartbeat loop: an agent idle for kexec_idle_return in a task's host kernel
@@ -113,6 +115,7 @@ class Agent {
   std::unique_ptr<TaskRunner> runner_;
   std::shared_ptr<kexec::HostMachine> machine_;  // kexec agents only
   std::unique_ptr<kexec::KexecTask> kexec_;      // kexec agents only
+  std::unique_ptr<kexec::HostKernelBuilder> host_builder_;  // kexec agents only
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<farm::v1::AgentLink::Stub> stub_;
 

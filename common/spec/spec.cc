@@ -130,15 +130,32 @@ absl::Status ValidateMatrix(const v1::BisectSpec& spec) {
     return absl::InvalidArgumentError(
         "spec.matrix.hosts is empty: give at least one host kernel (--host-kernels)");
   }
-  if (m.hosts_size() > spec::kMaxMatrixKernels || m.guests_size() > spec::kMaxMatrixKernels) {
-    return absl::InvalidArgumentError(absl::StrCat("spec.matrix has ", m.hosts_size(), " host and ",
-                                                   m.guests_size(), " guest kernels: give at most ",
-                                                   spec::kMaxMatrixKernels, " of each"));
+  // A two-dimensional bisect's host range built from source may hold many commits (it tests
+  // only the corners and a k-section of each line); a matrix tests every cell.
+  const int max_hosts = m.bisect() ? spec::kMaxBisectHostCommits : spec::kMaxMatrixKernels;
+  if (m.hosts_size() > max_hosts || m.guests_size() > spec::kMaxMatrixKernels) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.matrix has ", m.hosts_size(), " host and ", m.guests_size(),
+        " guest kernels: give at most ", max_hosts, " host and ", spec::kMaxMatrixKernels,
+        " guest kernels", m.bisect() ? " (narrow the host range)" : ""));
   }
   for (int i = 0; i < m.hosts_size(); ++i) {
-    if (m.hosts(i).image().empty() || m.hosts(i).key().empty()) {
+    const v1::HostKernel& k = m.hosts(i);
+    const bool from_source = !k.repo().empty() && !k.commit().empty();
+    if ((k.image().empty() && !from_source) || k.key().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.matrix.hosts[", i,
+                       "] has no image (nor repo and commit) or no key: give the image's path and "
+                       "sha256, or a repository, a commit and the build recipe"));
+    }
+    if (from_source && !k.image().empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "spec.matrix.hosts[", i, "] has no image or no key: give the image's path and sha256"));
+          "spec.matrix.hosts[", i, "] has both an image and a commit: give one of them"));
+    }
+    if (from_source && k.build().config().empty() && k.build().config_target().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.matrix.hosts[", i,
+                       "] is built from source without a configuration: give --config"));
     }
   }
   const int cells = m.hosts_size() * std::max(1, m.guests_size());

@@ -37,6 +37,7 @@ inline constexpr uint32_t kDefaultPriority = 50;                    // when unse
 inline constexpr uint32_t kMaxVerifyRuns = 20;                      // BisectSpec.verify
 inline constexpr uint32_t kDefaultVerifyRuns = 3;  // --verify without a number, `verify: true`
 inline constexpr int kMaxMatrixKernels = 256;      // MatrixSpec.hosts, MatrixSpec.guests, each
+inline constexpr int kMaxBisectHostCommits = 20000;  // a two-dimensional bisect's host range
 
 // Hello capability of a kexec agent whose machine runs a task's host kernel: its HostKernel.key
 // (absent in the machine's default kernel). The dispatcher prefers it for that kernel's cells.

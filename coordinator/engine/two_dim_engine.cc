@@ -286,6 +286,12 @@ std::string TwoDimEngine::Report(const JobText& job) const {
                       line.along_host ? grid_.HostName(line.hi) : grid_.GuestName(line.hi),
                       " is the first ", TermNew(job.spec), " ", dim, " kernel (", fixed,
                       " held fixed)\n");
+      if (const farm::v1::HostKernel& k = grid_.Host(line.hi);
+          line.along_host && !k.commit().empty()) {
+        // A host range built from source: the culprit in git's words, in the host repository.
+        absl::StrAppend(&report, "  ", k.commit(), " is the first ", TermNew(job.spec),
+                        " host commit (", k.repo(), ")\n");
+      }
     } else if (line.Done()) {
       absl::StrAppend(&report, "\n", dim, ": there are only 'skip'ped kernels left to test (",
                       fixed, " held fixed); the first ", TermNew(job.spec),

@@ -8,6 +8,8 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "coordinator/engine/cell_grid.h"
@@ -39,6 +41,16 @@ struct Result {
   int kexecs = 0;                    // host kernel switches, over all agents
   int distinct_hosts_per_agent = 0;  // sum over agents of the distinct host kernels each ran
   double wall_seconds = 0;
+};
+
+// Commit texts for a report over a simulated grid: no subjects, no `git show`.
+class NoTexts : public CommitTexts {
+ public:
+  const std::string& Subject(CommitId) override { return empty_; }
+  std::optional<std::string> Show(CommitId) override { return std::nullopt; }
+
+ private:
+  std::string empty_;
 };
 
 // Runs `engine` (made over `grid`) until it is done or nothing is left to start.

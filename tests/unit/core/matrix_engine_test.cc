@@ -35,14 +35,7 @@ Made Make(int hosts, int guests, bool bisect) {
   return m;
 }
 
-class NoTexts : public CommitTexts {
- public:
-  const std::string& Subject(CommitId) override { return empty_; }
-  std::optional<std::string> Show(CommitId) override { return std::nullopt; }
-
- private:
-  std::string empty_;
-};
+using cell_sim::NoTexts;
 
 TEST(MatrixEngine, TestsEveryCellOnceAndNoAgentReturnsToAHostKernel) {
   for (int hosts = 1; hosts <= 6; ++hosts) {

@@ -3,12 +3,17 @@
 // with the right outcome whichever step a power cycle interrupts.
 #include "agent/kexec/kexec_task.h"
 
+#include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "agent/kexec/host_machine.h"
+#include "agent/workspace/workspace.h"
+#include "common/task_control/task_control.h"
 #include "gtest/gtest.h"
 #include "tests/lib/test_util.h"
+#include "tests/unit/kexec/fake_kernel_repo.h"
 
 namespace farm::kexec {
 namespace {
@@ -25,6 +30,7 @@ class FakeMachine : public HostMachine {
                     const std::string& line) override {
     if (!load_error.ok()) return load_error;
     staged_release = *BzImageRelease(image);
+    staged_image = image;
     staged_cmdline = line;
     staged_initrd = initrd;
     return absl::OkStatus();
@@ -50,7 +56,7 @@ class FakeMachine : public HostMachine {
   int executed = 0;
   std::string release = "6.1.0-56-cloud-amd64";
   std::string cmdline = "console=ttyS0 farm.vm=1";
-  std::string staged_release, staged_cmdline, staged_initrd;
+  std::string staged_release, staged_cmdline, staged_initrd, staged_image;
   absl::Status load_error;
 };
 
@@ -264,6 +270,115 @@ TEST_F(KexecTaskTest, RefusedImageAndMissingTool) {
   assign_.mutable_host_kernel()->set_image(dir_ + "/no-such-image");
   KexecStep no_image = KexecTask(&machine_, options_).Begin(assign_);
   EXPECT_FALSE(no_image.result.infra_error().empty()) << no_image.result.DebugString();
+}
+
+// Host kernels given as revisions, built for real from a FakeKernelRepo.
+class HostBuildTest : public KexecTaskTest {
+ protected:
+  void SetUp() override {
+    KexecTaskTest::SetUp();
+    repo_ = std::make_unique<farm::testing::FakeKernelRepo>(dir_ + "/linux");
+    good_ = repo_->Commit("6.1.0-farm-good");
+    culprit_ = repo_->Commit("6.1.0-farm-bad");
+    broken_ = repo_->Commit("6.1.0-farm-broken", /*broken=*/true);
+    ws_ = *Workspace::Open(dir_ + "/agent");
+    builder_ = std::make_unique<WorkspaceHostKernelBuilder>(ws_.get(), 1, dir_ + "/ccache",
+                                                            dir_ + "/agent/kexec/images");
+    options_.builder = builder_.get();
+  }
+  // The task `id` with the host kernel at `commit`, keyed as the client keys it.
+  v1::Assign Source(const std::string& id, const std::string& commit) {
+    v1::Assign a = assign_;
+    a.set_task_id(id);
+    v1::HostKernel* k = a.mutable_host_kernel();
+    k->Clear();
+    k->set_repo(repo_->path());
+    k->set_commit(commit);
+    k->mutable_build()->set_config_target("tinyconfig");
+    k->set_key("key-" + commit);
+    k->set_label(commit.substr(0, 12));
+    return a;
+  }
+  int Builds() { return repo_->Builds(); }
+
+  std::unique_ptr<farm::testing::FakeKernelRepo> repo_;
+  std::string good_, culprit_, broken_;
+  std::unique_ptr<Workspace> ws_;
+  std::unique_ptr<WorkspaceHostKernelBuilder> builder_;
+  TaskControl control_;
+};
+
+// The agent builds the commit's kernel in its host slot (not the task slot), journals BUILDING
+// first (a power cycle during the build builds again), and stages exactly the image it built.
+TEST_F(HostBuildTest, BuildsTheCommitAndStagesThatImage) {
+  KexecTask task(&machine_, options_);
+  KexecStep step = task.Begin(Source("9.1", culprit_));
+  ASSERT_EQ(step.kind, Kind::kBuild) << step.result.DebugString();
+  machine_.PowerCycle();  // during the build
+  std::optional<KexecStep> resumed = Restart();
+  ASSERT_TRUE(resumed.has_value());
+  ASSERT_EQ(resumed->kind, Kind::kBuild);
+  std::string log;
+  step =
+      KexecTask(&machine_, options_).Build([&](std::string_view s) { log.append(s); }, &control_);
+  ASSERT_EQ(step.kind, Kind::kSwitch) << step.result.DebugString() << log;
+  EXPECT_EQ(step.release, "6.1.0-farm-bad");
+  EXPECT_EQ(machine_.staged_release, "6.1.0-farm-bad");
+  EXPECT_EQ(machine_.staged_image, builder_->KeptImage("key-" + culprit_));
+  EXPECT_EQ(TaskOnCmdline(machine_.staged_cmdline), "9.1");
+  EXPECT_TRUE(std::filesystem::exists(ws_->build_path(1) + "/arch/x86/boot/bzImage"));
+  EXPECT_FALSE(std::filesystem::exists(ws_->build_path(0))) << "the task slot is left alone";
+  EXPECT_EQ(Builds(), 1);
+  EXPECT_NE(log.find("building host kernel"), std::string::npos) << log;
+}
+
+// A revision that does not build (also in a pristine worktree) is a skip about that host kernel,
+// with the build's errors; nothing is staged.
+TEST_F(HostBuildTest, AFailedBuildIsASkipWithTheBuildLog) {
+  KexecTask task(&machine_, options_);
+  ASSERT_EQ(task.Begin(Source("9.2", broken_)).kind, Kind::kBuild);
+  std::string log;
+  KexecStep step = task.Build([&](std::string_view s) { log.append(s); }, &control_);
+  ASSERT_EQ(step.kind, Kind::kReport);
+  EXPECT_EQ(step.result.verdict(), v1::SKIP) << step.result.DebugString();
+  EXPECT_FALSE(step.result.has_infra_error());
+  EXPECT_TRUE(step.result.retried_pristine());
+  EXPECT_NE(step.result.detail().find("did not build"), std::string::npos);
+  EXPECT_NE(step.result.detail().find("net.c:42:7: error: expected expression"), std::string::npos)
+      << step.result.detail();
+  EXPECT_NE(log.find("error: expected expression"), std::string::npos) << log;
+  EXPECT_EQ(machine_.executed, 0);
+  EXPECT_TRUE(machine_.staged_image.empty());
+  // The journal holds the verdict until it is delivered.
+  std::optional<KexecStep> again = Restart();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->kind, Kind::kReport);
+  EXPECT_EQ(again->result.verdict(), v1::SKIP);
+}
+
+// A second task on the same host kernel (same key) takes the kept image: no build, and, when the
+// machine already runs that kernel, no kexec either.
+TEST_F(HostBuildTest, TheSameHostKernelIsNotBuiltTwice) {
+  KexecTask task(&machine_, options_);
+  ASSERT_EQ(task.Begin(Source("9.3", good_)).kind, Kind::kBuild);
+  ASSERT_EQ(task.Build({}, &control_).kind, Kind::kSwitch);
+  ASSERT_TRUE(task.Switch().ok());
+  machine_.KexecBoots();
+  ASSERT_EQ(Restart()->kind, Kind::kRun);
+  v1::TaskResult done;
+  done.set_task_id("9.3");
+  done.set_verdict(v1::GOOD);
+  task.Finished(done);
+  task.Delivered();
+  ASSERT_EQ(Builds(), 1);
+  KexecTask next(&machine_, options_);
+  ASSERT_EQ(next.Begin(Source("9.4", good_)).kind, Kind::kBuild);
+  std::string log;
+  KexecStep step = next.Build([&](std::string_view s) { log.append(s); }, &control_);
+  EXPECT_EQ(step.kind, Kind::kRun) << step.result.DebugString();
+  EXPECT_EQ(Builds(), 1) << log;
+  EXPECT_EQ(machine_.executed, 1);
+  EXPECT_NE(log.find("kept image"), std::string::npos) << log;
 }
 
 }  // namespace
