@@ -113,8 +113,8 @@ class Agent {
   AgentOptions options_;
   std::unique_ptr<Workspace> workspace_;
   std::unique_ptr<TaskRunner> runner_;
-  std::shared_ptr<kexec::HostMachine> machine_;  // kexec agents only
-  std::unique_ptr<kexec::KexecTask> kexec_;      // kexec agents only
+  std::shared_ptr<kexec::HostMachine> machine_;             // kexec agents only
+  std::unique_ptr<kexec::KexecTask> kexec_;                 // kexec agents only
   std::unique_ptr<kexec::HostKernelBuilder> host_builder_;  // kexec agents only
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<farm::v1::AgentLink::Stub> stub_;

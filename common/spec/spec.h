@@ -35,8 +35,8 @@ inline constexpr uint32_t kMaxMakeJobs = 1024;                      // KernelBui
 inline constexpr uint32_t kMaxPriority = 100;                       // BisectSpec.priority
 inline constexpr uint32_t kDefaultPriority = 50;                    // when unset
 inline constexpr uint32_t kMaxVerifyRuns = 20;                      // BisectSpec.verify
-inline constexpr uint32_t kDefaultVerifyRuns = 3;  // --verify without a number, `verify: true`
-inline constexpr int kMaxMatrixKernels = 256;      // MatrixSpec.hosts, MatrixSpec.guests, each
+inline constexpr uint32_t kDefaultVerifyRuns = 3;    // --verify without a number, `verify: true`
+inline constexpr int kMaxMatrixKernels = 256;        // MatrixSpec.hosts, MatrixSpec.guests, each
 inline constexpr int kMaxBisectHostCommits = 20000;  // a two-dimensional bisect's host range
 
 // Hello capability of a kexec agent whose machine runs a task's host kernel: its HostKernel.key

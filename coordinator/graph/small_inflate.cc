@@ -301,7 +301,7 @@ bool SmallInflater::Produce(size_t want) {
       const size_t dist = kDistBase[dsym] + Bits(kDistExtra[dsym]);
       if (dist > produced_ || len > size_ - produced_) return false;
       uint8_t* out = out_.data() + produced_;
-      const uint8_t* from = out - dist;  // dist <= produced_: within the output
+      const uint8_t* from = out - dist;                   // dist <= produced_: within the output
       for (size_t i = 0; i < len; ++i) out[i] = from[i];  // may overlap: byte by byte
       produced_ += len;
     }

@@ -69,16 +69,17 @@ TEST(Matrix, HostKernelsAsRevisions) {
       {range, "add --kernel --config CONFIG"},
       {range + " --kernel --config tinyconfig --host-kernels " + Quote(dir + "/guest-0"),
        "not both"},
-      {absl::StrCat(" --host-repo ", Quote(kernel_repo.path), " --host-good ", kernel_repo.bad, " --host-bad ",
-                    kernel_repo.root, " --kernel --config tinyconfig"),
+      {absl::StrCat(" --host-repo ", Quote(kernel_repo.path), " --host-good ", kernel_repo.bad,
+                    " --host-bad ", kernel_repo.root, " --kernel --config tinyconfig"),
        "did you swap them?"},
-      {absl::StrCat(" --host-repo ", Quote(kernel_repo.path), " --host-good v0.1 --host-bad ", kernel_repo.bad,
-                    " --kernel --config tinyconfig"),
+      {absl::StrCat(" --host-repo ", Quote(kernel_repo.path), " --host-good v0.1 --host-bad ",
+                    kernel_repo.bad, " --kernel --config tinyconfig"),
        "--host-good: unknown revision 'v0.1'"},
       {absl::StrCat(" --host-repo ", Quote(kernel_repo.path), " --host-bad ", kernel_repo.bad,
                     " --kernel --config tinyconfig"),
        "missing --host-good"},
-      {absl::StrCat(" --host-good ", kernel_repo.root, " --host-bad ", kernel_repo.bad), "add --host-repo"},
+      {absl::StrCat(" --host-good ", kernel_repo.root, " --host-bad ", kernel_repo.bad),
+       "add --host-repo"},
   };
   for (const Case& c : cases) {
     CommandResult r = bisect("127.0.0.1:1", c.args);
