@@ -15,7 +15,6 @@
 
 namespace farm {
 
-namespace v1 = farm::v1;
 namespace fs = std::filesystem;
 
 namespace {

@@ -322,9 +322,11 @@ TEST(TaskRunnerBootTest, GuestCommandLineNamesTheHostKernel) {
   struct utsname host;
   ASSERT_EQ(uname(&host), 0);
   EXPECT_THAT(output, HasSubstr("stand-in qemu: "));
-  // Before the job's own line, whose "--" hands what follows to init.
+  // Before the job's own line, whose "--" hands what follows to init (the farm's own init
+  // parameters go before that "--" too).
   EXPECT_THAT(output,
-              HasSubstr(absl::StrCat(" farm.host_kernel=", host.release, " quiet -- init-arg")));
+              HasSubstr(absl::StrCat(" farm.host_kernel=", host.release, " quiet rdinit=/init")));
+  EXPECT_THAT(output, HasSubstr(" -- init-arg\n"));
 }
 
 }  // namespace
