@@ -245,6 +245,9 @@ bool Agent::Session() {
   return welcomed;
 }
 
+// Output chunks kept for the next connection at most (results are always kept).
+constexpr size_t kMaxUndeliveredMessages = 256;
+
 bool Agent::Send(const v1::AgentMessage& msg) {
   absl::MutexLock w(&write_mu_);
   Stream* s;
@@ -253,8 +256,12 @@ bool Agent::Send(const v1::AgentMessage& msg) {
     s = stream_;
   }
   if (s != nullptr && s->Write(msg)) return true;
+  absl::MutexLock lock(&mu_);
   if (msg.has_result()) {
-    absl::MutexLock lock(&mu_);
+    undelivered_.push_back(msg);
+  } else if (msg.has_log() && undelivered_.size() < kMaxUndeliveredMessages) {
+    // Output written while no stream is up (a kexec task resumed at start, before the first
+    // connection; a reconnect) goes out with the next connection, after its Hello.
     undelivered_.push_back(msg);
   }
   return false;

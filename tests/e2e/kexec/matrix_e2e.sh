@@ -135,7 +135,10 @@ check_cells() {
     farm log "$job" "$sha" >"$work/cell.log" 2>&1 || { cat "$work/cell.log"; fail "farm log $job $sha"; }
     lines=("cell host $rel guest $grel")
     if [ "${3:-}" = booted ]; then
-      lines+=("farm: boot: guest kernel .*/bzImage under host kernel $rel" "Linux version $grel "
+      # The host's release as the guest's own console prints its command line (what the guest
+      # itself was given, rather than the agent's "farm: boot: guest kernel ... under host
+      # kernel" line, which a resumed task may write before the agent has reconnected).
+      lines+=("Command line: .*farm.host_kernel=$rel" "Linux version $grel "
               "farm: boot: [a-z]* (exit [01]): verdict after .*, tcg")
     fi
     for line in "${lines[@]}"; do
