@@ -14,6 +14,7 @@
 #include "coordinator/engine/verifying_engine.h"
 #include "gtest/gtest.h"
 #include "tests/unit/bisect/bisect_testing.h"
+#include "tests/unit/core/cell_sim.h"
 
 namespace farm {
 namespace {
@@ -119,14 +120,7 @@ class FakeCulpritRepo : public CulpritRepo {
   absl::StatusOr<git_oid> revert_;
 };
 
-class NoTexts : public CommitTexts {
- public:
-  const std::string& Subject(CommitId) override { return empty_; }
-  std::optional<std::string> Show(CommitId) override { return std::nullopt; }
-
- private:
-  std::string empty_;
-};
+using cell_sim::NoTexts;
 
 // The same history, with --verify 3 and a repository the test describes.
 class VerifyingEngineTest : public EngineTest {
